@@ -1,0 +1,57 @@
+# One entry point for people and CI. `make test` works on a fresh machine: it creates the venv,
+# installs the pinned Python packages and Azurite, then runs lint, format check and the suite.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STACK ?= aws
+# Without a Pulumi Cloud login, keep state in a local file backend (override to use your own).
+PULUMI_BACKEND_URL ?= $(shell pulumi whoami >/dev/null 2>&1 || echo file://$(HOME)/.pulumi-edw)
+export PULUMI_BACKEND_URL
+
+.PHONY: test lint deps up preview destroy policy-check bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python requirements.txt requirements-dev.txt app/requirements.txt policy/requirements.txt
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+	touch $@
+
+deps: $(VENV)/.installed node_modules/.installed
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: deps lint
+	$(BIN)/pytest
+
+bench: deps
+	$(BIN)/python -m bench
+
+policy-check: $(VENV)/.installed
+	$(BIN)/python -m policy.offline --stack $(STACK)
+
+$(HOME)/.pulumi-edw:
+	mkdir -p $@
+
+stack: $(VENV)/.installed $(if $(findstring file://,$(PULUMI_BACKEND_URL)),$(HOME)/.pulumi-edw)
+	pulumi stack select --create $(STACK)
+
+preview: stack
+	pulumi preview --stack $(STACK) --diff
+
+up: stack
+	pulumi up --stack $(STACK)
+
+destroy: stack
+	pulumi destroy --stack $(STACK)
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache

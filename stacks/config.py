@@ -1,0 +1,568 @@
+"""The one typed, validated configuration object of a stack.
+
+Every setting is declared once in ``SETTINGS`` (key, type, default, description); ``Pulumi.yaml``
+declares the same table for the CLI and a test keeps the two identical. ``EdwConfig.parse`` reads
+raw stack values, checks every rule and raises one ``ConfigError`` that names each bad key and
+what is allowed, before the program registers a single resource.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+PROJECT = "edw"
+Cloud = Literal["aws", "azure"]
+CLOUDS: tuple[Cloud, ...] = ("aws", "azure")
+
+# Current-generation EC2 families Karpenter may pick for consumers (x86 and Graviton).
+EC2_INSTANCE_FAMILIES = frozenset(
+    {
+        *(f"{k}{g}{v}" for k in "cmr" for g in "567" for v in ("i", "a", "g")),
+        *(f"{k}{g}{v}" for k in "cmr" for g in "67" for v in ("id", "in", "gd")),
+        "c5", "c5a", "c5d", "c5n", "m5", "m5a", "m5d", "m5n", "r5", "r5a", "r5d", "r5n",
+        "c8g", "m8g", "r8g", "c8i", "m8i", "r8i", "c8a", "m8a", "r8a",
+        "t3", "t3a", "t4g",
+    }  # fmt: skip
+)
+# AKS NAP selects VM SKUs with the label karpenter.azure.com/sku-family (D, E, F, ...).
+AZURE_SKU_FAMILIES = frozenset({"A", "B", "D", "E", "F", "L", "M"})
+AZURE_LOCATIONS = frozenset(
+    {
+        "australiaeast", "australiasoutheast", "brazilsouth", "canadacentral", "canadaeast",
+        "centralindia", "centralus", "eastasia", "eastus", "eastus2", "francecentral",
+        "germanywestcentral", "italynorth", "japaneast", "japanwest", "koreacentral",
+        "northcentralus", "northeurope", "norwayeast", "polandcentral", "southafricanorth",
+        "southcentralus", "southeastasia", "swedencentral", "switzerlandnorth", "uaenorth",
+        "uksouth", "ukwest", "westcentralus", "westeurope", "westus", "westus2", "westus3",
+    }  # fmt: skip
+)
+AWS_REGION_RE = re.compile(r"^(us|eu|ap|ca|sa|me|af|il|mx)-[a-z]+-\d$")
+QUANTITY_RE = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti)?$")
+DURATION_RE = re.compile(r"^(\d+h)?(\d+m)?(\d+s)?$")
+PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{1,9}$")
+DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+K8S_VERSION_RE = re.compile(r"^1\.(2[89]|3\d)$")
+AMI_ALIAS_RE = re.compile(r"^al2023@(latest|v\d{8})$")
+VM_SIZE_RE = re.compile(r"^Standard_[A-Z][A-Za-z0-9_]+$")
+INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+IMAGE_RE = re.compile(r"^[\w.\-/:]+(@sha256:[0-9a-f]{64}|:[\w.\-]+)$")
+SQS_MAX_VISIBILITY = 43_200
+# Seconds the pod keeps after its last batch's processing timeout to delete and exit.
+DRAIN_MARGIN_SECONDS = 15
+
+
+class ConfigError(ValueError):
+    """Bad stack configuration; the message lists every offending key."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    type: Literal["string", "integer", "boolean", "array"]
+    default: Any
+    description: str
+    cloud: Cloud | None = None  # None: used by both stacks
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("cloud", "string", None, "Which cloud this stack builds: aws or azure."),
+    Setting("prefix", "string", "edw", "Short name prefix for every resource (2-10 a-z0-9)."),
+    Setting("tags", "array", [], "Extra tags on every taggable resource, as key=value strings."),
+    Setting("kubernetesVersion", "string", "1.34", "Kubernetes minor version (EKS and AKS)."),
+    Setting(
+        "apiAllowedCidrs",
+        "array",
+        ["0.0.0.0/0"],
+        "CIDRs allowed to reach the Kubernetes API endpoint; narrow this for production.",
+    ),
+    Setting("systemNodeCount", "integer", 2, "Nodes in the on-demand system pool (1-10)."),
+    Setting("consumerNamespace", "string", "edw", "Namespace of the consumer Deployment."),
+    Setting(
+        "consumerImage",
+        "string",
+        "",
+        "Prebuilt consumer image (repo:tag or repo@sha256:...); empty builds app/ during up.",
+    ),
+    Setting("minReplicas", "integer", 0, "Fewest consumer pods KEDA keeps (0 scales to zero)."),
+    Setting("maxReplicas", "integer", 30, "Most consumer pods KEDA may run."),
+    Setting("queueLengthTarget", "integer", 20, "Messages per consumer pod KEDA aims for."),
+    Setting("pollingIntervalSeconds", "integer", 5, "How often KEDA reads the queue length."),
+    Setting("cooldownSeconds", "integer", 60, "Idle seconds before KEDA scales to zero."),
+    Setting("consumerConcurrency", "integer", 4, "Receive/process loops per consumer pod."),
+    Setting(
+        "processingTimeoutSeconds",
+        "integer",
+        30,
+        "Longest time the consumer spends on one batch before releasing it.",
+    ),
+    Setting(
+        "visibilityTimeoutSeconds",
+        "integer",
+        120,
+        "Queue visibility timeout; must exceed the consumer's termination grace period.",
+    ),
+    Setting("maxReceiveCount", "integer", 5, "Deliveries before a message is dead-lettered."),
+    Setting(
+        "messageRetentionSeconds", "integer", 345_600, "How long the work queue keeps messages."
+    ),
+    Setting("simulatedWorkMs", "integer", 0, "Artificial work per message, to demo scaling."),
+    Setting("consumerCpuRequest", "string", "250m", "CPU request of a consumer pod."),
+    Setting("consumerMemoryRequest", "string", "256Mi", "Memory request of a consumer pod."),
+    Setting("consumerCpuLimit", "string", "1", "CPU limit of a consumer pod."),
+    Setting("consumerMemoryLimit", "string", "512Mi", "Memory limit of a consumer pod."),
+    Setting("spotCpuLimit", "integer", 64, "Total vCPUs the spot NodePool may provision."),
+    Setting("spotMemoryLimit", "string", "256Gi", "Total memory the spot NodePool may provision."),
+    Setting("onDemandCpuLimit", "integer", 32, "Total vCPUs the on-demand NodePool may provision."),
+    Setting(
+        "onDemandMemoryLimit", "string", "128Gi", "Total memory the on-demand NodePool may provision."
+    ),
+    Setting("consolidateAfter", "string", "1m", "How long a node must be idle before removal."),
+    Setting("nodeExpireAfter", "string", "720h", "Maximum node lifetime before replacement."),
+    Setting(
+        "deletionProtection",
+        "boolean",
+        False,
+        "Protect the results table from deletion (blocks `pulumi destroy` of it).",
+    ),
+    Setting("resultTtlDays", "integer", 0, "Expire result rows after N days (0 keeps them)."),
+    # AWS
+    Setting("vpcCidr", "string", "10.42.0.0/16", "CIDR of the new VPC.", "aws"),
+    Setting("availabilityZoneCount", "integer", 3, "AZs to spread subnets over (2-6).", "aws"),
+    Setting("existingVpcId", "string", "", "Use this VPC instead of creating one.", "aws"),
+    Setting(
+        "existingPrivateSubnetIds",
+        "array",
+        [],
+        "Private subnets of existingVpcId for nodes (at least 2).",
+        "aws",
+    ),
+    Setting("natGatewayPerAz", "boolean", False, "One NAT gateway per AZ instead of one.", "aws"),
+    Setting(
+        "systemInstanceType", "string", "m6i.large", "EC2 type of the system node group.", "aws"
+    ),
+    Setting(
+        "instanceFamilies",
+        "array",
+        ["m6i", "m7i", "c6i", "c7i", "m6a", "c6a"],
+        "EC2 instance families Karpenter may launch for consumers.",
+        "aws",
+    ),
+    Setting("amiAlias", "string", "al2023@latest", "EC2NodeClass AMI alias (pin in prod).", "aws"),
+    # Azure
+    Setting("systemVmSize", "string", "Standard_D4ds_v5", "VM size of the AKS system pool.", "azure"),
+    Setting(
+        "vmSkuFamilies",
+        "array",
+        ["D", "F"],
+        "Azure VM SKU families NAP may launch for consumers.",
+        "azure",
+    ),
+    Setting(
+        "disableLocalAccounts",
+        "boolean",
+        True,
+        "AKS local accounts off (Entra only); false for labs without Entra groups.",
+        "azure",
+    ),
+    Setting(
+        "adminGroupObjectIds",
+        "array",
+        [],
+        "Entra group object ids that get AKS cluster-admin through Azure RBAC.",
+        "azure",
+    ),
+    Setting(
+        "storageNetworkDefaultAction",
+        "string",
+        "Allow",
+        "Storage account network default: Allow or Deny.",
+        "azure",
+    ),
+    Setting(
+        "cosmosServerless", "boolean", True, "Cosmos DB serverless (else provisioned).", "azure"
+    ),
+)
+SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    visibility_timeout_seconds: int
+    max_receive_count: int
+    message_retention_seconds: int
+
+
+@dataclass(frozen=True)
+class ConsumerSettings:
+    namespace: str
+    image: str
+    min_replicas: int
+    max_replicas: int
+    queue_length_target: int
+    polling_interval_seconds: int
+    cooldown_seconds: int
+    concurrency: int
+    processing_timeout_seconds: int
+    simulated_work_ms: int
+    cpu_request: str
+    memory_request: str
+    cpu_limit: str
+    memory_limit: str
+
+    @property
+    def termination_grace_seconds(self) -> int:
+        """Drain time: the longest batch plus the margin to delete it and exit."""
+        return self.processing_timeout_seconds + DRAIN_MARGIN_SECONDS
+
+
+@dataclass(frozen=True)
+class NodePoolSettings:
+    families: tuple[str, ...]
+    spot_cpu_limit: int
+    spot_memory_limit: str
+    on_demand_cpu_limit: int
+    on_demand_memory_limit: str
+    consolidate_after: str
+    expire_after: str
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    region: str
+    vpc_cidr: str
+    availability_zone_count: int
+    existing_vpc_id: str
+    existing_private_subnet_ids: tuple[str, ...]
+    nat_gateway_per_az: bool
+    system_instance_type: str
+    ami_alias: str
+
+
+@dataclass(frozen=True)
+class AzureSettings:
+    location: str
+    system_vm_size: str
+    disable_local_accounts: bool
+    admin_group_object_ids: tuple[str, ...]
+    storage_network_default_action: Literal["Allow", "Deny"]
+    cosmos_serverless: bool
+
+
+@dataclass(frozen=True)
+class EdwConfig:
+    cloud: Cloud
+    stack: str
+    prefix: str
+    tags: Mapping[str, str]
+    kubernetes_version: str
+    api_allowed_cidrs: tuple[str, ...]
+    system_node_count: int
+    deletion_protection: bool
+    result_ttl_days: int
+    queue: QueueSettings
+    consumer: ConsumerSettings
+    nodes: NodePoolSettings
+    aws: AwsSettings | None = None
+    azure: AzureSettings | None = None
+
+    @property
+    def name(self) -> str:
+        """Base physical name, unique per stack: <prefix>-<stack>."""
+        return f"{self.prefix}-{self.stack}"
+
+    @staticmethod
+    def parse(
+        values: Mapping[str, str],
+        stack: str,
+        provider_values: Mapping[str, str] | None = None,
+    ) -> EdwConfig:
+        """Build the config from raw stack values (``edw:`` keys without the namespace).
+
+        ``provider_values`` holds the provider settings we depend on: ``aws:region`` or
+        ``azure-native:location``.
+        """
+        return _Parser(values, provider_values or {}).build(stack)
+
+
+Getter = Callable[[str], Any]
+
+
+class _Parser:
+    def __init__(self, values: Mapping[str, str], provider: Mapping[str, str]) -> None:
+        unknown = sorted(set(values) - set(SETTINGS_BY_KEY))
+        self.errors: list[str] = [
+            f"edw:{k} is not a setting of this project (known: see Pulumi.yaml)" for k in unknown
+        ]
+        self.values = values
+        self.provider = provider
+
+    def fail(self, key: str, message: str) -> None:
+        self.errors.append(f"edw:{key} {message}")
+
+    def raw(self, key: str) -> Any:
+        setting = SETTINGS_BY_KEY[key]
+        text = self.values.get(key)
+        if text is None or text == "":
+            return setting.default
+        if setting.type == "string":
+            return text
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = None
+        kind = {"integer": int, "boolean": bool, "array": list}[setting.type]
+        if type(value) is not kind:
+            self.fail(key, f"must be {_article(setting.type)}; got {text!r}")
+            return setting.default
+        if setting.type == "array" and not all(isinstance(v, str) for v in value):
+            self.fail(key, f"must be a list of strings; got {text!r}")
+            return setting.default
+        return value
+
+    def changed(self, key: str) -> bool:
+        text = self.values.get(key)
+        if text is None or text == "":
+            return False
+        setting = SETTINGS_BY_KEY[key]
+        try:
+            value = text if setting.type == "string" else json.loads(text)
+        except json.JSONDecodeError:
+            return True
+        return value != setting.default
+
+    def integer(self, key: str, low: int, high: int) -> int:
+        value = self.raw(key)
+        if not low <= value <= high:
+            self.fail(key, f"must be between {low} and {high}; got {value}")
+        return value
+
+    def matching(self, key: str, pattern: re.Pattern[str], allowed: str) -> str:
+        value = self.raw(key)
+        if value and not pattern.match(value):
+            self.fail(key, f"must be {allowed}; got {value!r}")
+        return value
+
+    def one_of(self, key: str, value: str, allowed: frozenset[str] | tuple[str, ...]) -> None:
+        if value not in allowed:
+            self.fail(key, f"must be one of {', '.join(sorted(allowed))}; got {value!r}")
+
+    def families(self, key: str, allowed: frozenset[str]) -> tuple[str, ...]:
+        families = tuple(self.raw(key))
+        bad = [f for f in families if f not in allowed]
+        if not families:
+            self.fail(key, "must name at least one family")
+        if bad:
+            self.fail(
+                key, f"has unknown families {bad}; allowed: {', '.join(sorted(allowed))}"
+            )
+        return families
+
+    def build(self, stack: str) -> EdwConfig:
+        cloud = self.raw("cloud")
+        if cloud is None:
+            self.fail("cloud", f"is required; allowed: {', '.join(CLOUDS)}")
+        else:
+            self.one_of("cloud", cloud, CLOUDS)
+        cidrs = tuple(self.raw("apiAllowedCidrs"))
+        for cidr in cidrs:
+            try:
+                ipaddress.ip_network(cidr)
+            except ValueError:
+                self.fail("apiAllowedCidrs", f"has an invalid CIDR {cidr!r}")
+        if not cidrs:
+            self.fail("apiAllowedCidrs", "must list at least one CIDR")
+        tags: dict[str, str] = {}
+        for item in self.raw("tags"):
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                self.fail("tags", f"entries must look like key=value; got {item!r}")
+            tags[key] = value
+        config = EdwConfig(
+            cloud=cloud or "aws",
+            stack=stack,
+            prefix=self.matching("prefix", PREFIX_RE, "2-10 chars of a-z0-9, starting a-z"),
+            tags=tags,
+            kubernetes_version=self.matching(
+                "kubernetesVersion", K8S_VERSION_RE, "a minor version like 1.34"
+            ),
+            api_allowed_cidrs=cidrs,
+            system_node_count=self.integer("systemNodeCount", 1, 10),
+            deletion_protection=self.raw("deletionProtection"),
+            result_ttl_days=self.integer("resultTtlDays", 0, 3650),
+            queue=self.queue(),
+            consumer=self.consumer(),
+            nodes=self.nodes(cloud),
+            aws=self.aws() if cloud == "aws" else None,
+            azure=self.azure() if cloud == "azure" else None,
+        )
+        self.cross_checks(config)
+        if self.errors:
+            raise ConfigError(
+                "invalid stack configuration:\n  - " + "\n  - ".join(self.errors)
+            )
+        return config
+
+    def queue(self) -> QueueSettings:
+        return QueueSettings(
+            visibility_timeout_seconds=self.integer(
+                "visibilityTimeoutSeconds", 1, SQS_MAX_VISIBILITY
+            ),
+            max_receive_count=self.integer("maxReceiveCount", 1, 1000),
+            message_retention_seconds=self.integer("messageRetentionSeconds", 60, 1_209_600),
+        )
+
+    def consumer(self) -> ConsumerSettings:
+        quantity = "a Kubernetes quantity like 250m, 1, 512Mi or 2Gi"
+        image = self.matching(
+            "consumerImage", IMAGE_RE, "an image with a tag or digest (repo:tag or repo@sha256:...)"
+        )
+        if image.endswith(":latest"):
+            self.fail("consumerImage", "must pin a tag or digest, not :latest")
+        return ConsumerSettings(
+            namespace=self.matching("consumerNamespace", DNS_LABEL_RE, "a DNS label"),
+            image=image,
+            min_replicas=self.integer("minReplicas", 0, 1000),
+            max_replicas=self.integer("maxReplicas", 1, 1000),
+            queue_length_target=self.integer("queueLengthTarget", 1, 10_000),
+            polling_interval_seconds=self.integer("pollingIntervalSeconds", 1, 300),
+            cooldown_seconds=self.integer("cooldownSeconds", 0, 3600),
+            concurrency=self.integer("consumerConcurrency", 1, 64),
+            processing_timeout_seconds=self.integer("processingTimeoutSeconds", 1, 3600),
+            simulated_work_ms=self.integer("simulatedWorkMs", 0, 60_000),
+            cpu_request=self.matching("consumerCpuRequest", QUANTITY_RE, quantity),
+            memory_request=self.matching("consumerMemoryRequest", QUANTITY_RE, quantity),
+            cpu_limit=self.matching("consumerCpuLimit", QUANTITY_RE, quantity),
+            memory_limit=self.matching("consumerMemoryLimit", QUANTITY_RE, quantity),
+        )
+
+    def nodes(self, cloud: str | None) -> NodePoolSettings:
+        if cloud == "azure":
+            families = self.families("vmSkuFamilies", AZURE_SKU_FAMILIES)
+        elif cloud == "aws":
+            families = self.families("instanceFamilies", EC2_INSTANCE_FAMILIES)
+        else:
+            families = ()
+        duration = "a duration like 30s, 5m or 720h"
+        quantity = "a memory quantity like 128Gi"
+        return NodePoolSettings(
+            families=families,
+            spot_cpu_limit=self.integer("spotCpuLimit", 1, 10_000),
+            spot_memory_limit=self.matching("spotMemoryLimit", QUANTITY_RE, quantity),
+            on_demand_cpu_limit=self.integer("onDemandCpuLimit", 1, 10_000),
+            on_demand_memory_limit=self.matching("onDemandMemoryLimit", QUANTITY_RE, quantity),
+            consolidate_after=self.matching("consolidateAfter", DURATION_RE, duration),
+            expire_after=self.matching("nodeExpireAfter", DURATION_RE, duration),
+        )
+
+    def aws(self) -> AwsSettings:
+        region = self.provider.get("aws:region", "")
+        if not AWS_REGION_RE.match(region):
+            self.errors.append(
+                f"aws:region must be an AWS region like us-east-1 or eu-west-1; got {region!r}"
+            )
+        cidr = self.raw("vpcCidr")
+        try:
+            prefix_len = ipaddress.ip_network(cidr).prefixlen
+            if prefix_len > 20:
+                self.fail("vpcCidr", f"must be /20 or larger to hold the subnets; got {cidr}")
+        except ValueError:
+            self.fail("vpcCidr", f"must be an IPv4 CIDR like 10.42.0.0/16; got {cidr!r}")
+        vpc_id = self.raw("existingVpcId")
+        subnets = tuple(self.raw("existingPrivateSubnetIds"))
+        if vpc_id and len(subnets) < 2:
+            self.fail(
+                "existingPrivateSubnetIds", "must list at least 2 subnets when existingVpcId is set"
+            )
+        if subnets and not vpc_id:
+            self.fail("existingVpcId", "is required when existingPrivateSubnetIds is set")
+        return AwsSettings(
+            region=region,
+            vpc_cidr=cidr,
+            availability_zone_count=self.integer("availabilityZoneCount", 2, 6),
+            existing_vpc_id=vpc_id,
+            existing_private_subnet_ids=subnets,
+            nat_gateway_per_az=self.raw("natGatewayPerAz"),
+            system_instance_type=self.matching(
+                "systemInstanceType", INSTANCE_TYPE_RE, "an EC2 instance type like m6i.large"
+            ),
+            ami_alias=self.matching("amiAlias", AMI_ALIAS_RE, "al2023@latest or al2023@vYYYYMMDD"),
+        )
+
+    def azure(self) -> AzureSettings:
+        location = self.provider.get("azure-native:location", "")
+        if location not in AZURE_LOCATIONS:
+            self.errors.append(
+                f"azure-native:location must be one of {', '.join(sorted(AZURE_LOCATIONS))}; "
+                f"got {location!r}"
+            )
+        action = self.raw("storageNetworkDefaultAction")
+        self.one_of("storageNetworkDefaultAction", action, ("Allow", "Deny"))
+        admins = tuple(self.raw("adminGroupObjectIds"))
+        disable_local = self.raw("disableLocalAccounts")
+        if disable_local and not admins:
+            self.fail(
+                "adminGroupObjectIds",
+                "must name at least one Entra group when disableLocalAccounts is true "
+                "(otherwise nobody can reach the cluster)",
+            )
+        return AzureSettings(
+            location=location,
+            system_vm_size=self.matching(
+                "systemVmSize", VM_SIZE_RE, "an Azure VM size like Standard_D4ds_v5"
+            ),
+            disable_local_accounts=disable_local,
+            admin_group_object_ids=admins,
+            storage_network_default_action=action,
+            cosmos_serverless=self.raw("cosmosServerless"),
+        )
+
+    def cross_checks(self, config: EdwConfig) -> None:
+        consumer, queue = config.consumer, config.queue
+        if consumer.max_replicas < consumer.min_replicas:
+            self.fail(
+                "maxReplicas",
+                f"must be >= edw:minReplicas ({consumer.min_replicas}); "
+                f"got {consumer.max_replicas}",
+            )
+        grace = consumer.termination_grace_seconds
+        if queue.visibility_timeout_seconds <= grace:
+            self.fail(
+                "visibilityTimeoutSeconds",
+                f"must be greater than the consumer's termination grace period ({grace}s = "
+                f"edw:processingTimeoutSeconds {consumer.processing_timeout_seconds}s + "
+                f"{DRAIN_MARGIN_SECONDS}s drain), or a message being finished during shutdown "
+                f"would be redelivered; got {queue.visibility_timeout_seconds}",
+            )
+        # The CLI fills in Pulumi.yaml defaults for every key, so only a changed value counts.
+        wrong_cloud = [
+            s.key
+            for s in SETTINGS
+            if s.cloud and s.cloud != config.cloud and self.changed(s.key)
+        ]
+        for key in wrong_cloud:
+            self.fail(key, f"only applies to cloud {SETTINGS_BY_KEY[key].cloud}, not {config.cloud}")
+
+
+def _article(kind: str) -> str:
+    return {"integer": "an integer", "boolean": "true or false", "array": "a list"}[kind]
+
+
+def load() -> EdwConfig:
+    """Read the current stack's config through the Pulumi SDK (the program's only reader)."""
+    import pulumi  # noqa: PLC0415  (keeps this module importable without the Pulumi runtime)
+
+    from pulumi.runtime.config import CONFIG, get_config_env  # noqa: PLC0415
+
+    # Read the whole edw: namespace, not just known keys, so a misspelt key is reported.
+    raw = {**get_config_env(), **CONFIG.get()}
+    values = {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith(f"{PROJECT}:")}
+    extra = {
+        "aws:region": pulumi.Config("aws").get("region") or "",
+        "azure-native:location": pulumi.Config("azure-native").get("location") or "",
+    }
+    return EdwConfig.parse(values, stack=pulumi.get_stack(), provider_values=extra)
