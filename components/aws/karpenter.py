@@ -1,0 +1,417 @@
+"""Karpenter on EKS: node role, controller identity, interruption handling, the EC2NodeClass and
+the consumer NodePools.
+
+Destroy order is encoded in dependencies: the NodePools and the EC2NodeClass depend on the
+controller's Helm release (and on the node role's access entry), so `pulumi destroy` deletes them
+first, while the controller still runs; their finalizers make Karpenter drain and terminate every
+node it launched (and delete the instance profiles it made) before the release, the IAM roles,
+the interruption queue and the VPC go.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from pulumi_aws import cloudwatch, ec2, sqs
+from pulumi_aws import eks as aws_eks
+from pulumi_kubernetes import apiextensions, helm, meta
+
+from components.aws.cluster import SYSTEM_POOL_LABEL, SYSTEM_TAINT_KEY, node_role
+from components.aws.iam import Statement, allow, deny_insecure_transport, document
+from components.aws.irsa import IrsaRole, IrsaRoleArgs
+from components.aws.network import DISCOVERY_TAG
+from components.k8s.nodepools import KarpenterNodePools, KarpenterNodePoolsArgs, NodeClassRef
+from components.versions import EC2_NODE_CLASS_API, KARPENTER_CHART
+from stacks.config import NodePoolSettings
+
+NAMESPACE = "kube-system"
+SERVICE_ACCOUNT = "karpenter"
+NODE_CLASS = "default"
+INTERRUPTION_EVENTS = {
+    "scheduled-change": ("aws.health", "AWS Health Event"),
+    "spot-interruption": ("aws.ec2", "EC2 Spot Instance Interruption Warning"),
+    "rebalance": ("aws.ec2", "EC2 Instance Rebalance Recommendation"),
+    "instance-state-change": ("aws.ec2", "EC2 Instance State-change Notification"),
+}
+
+
+@dataclass(frozen=True)
+class KarpenterNodeAutoscalingArgs:
+    cluster_name: str
+    region: str
+    account_id: str
+    oidc_provider_arn: pulumi.Input[str]
+    oidc_issuer: pulumi.Input[str]
+    cluster_security_group_id: pulumi.Input[str]
+    system_nodes: pulumi.Resource
+    nodes: NodePoolSettings
+    ami_alias: str
+    system_node_count: int
+    tags: Mapping[str, str]
+
+
+class KarpenterNodeAutoscaling(pulumi.ComponentResource):
+    """Karpenter controller + EC2NodeClass + spot/on-demand NodePools for the consumers."""
+
+    interruption_queue_name: pulumi.Output[str]
+    node_role_name: pulumi.Output[str]
+    controller_role_arn: pulumi.Output[str]
+    node_pools: KarpenterNodePools
+
+    def __init__(
+        self,
+        name: str,
+        args: KarpenterNodeAutoscalingArgs,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("edw:aws:KarpenterNodeAutoscaling", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tags = dict(args.tags)
+
+        queue = sqs.Queue(
+            f"{name}-interruption",
+            message_retention_seconds=300,  # interruption notices are stale after minutes
+            sqs_managed_sse_enabled=True,
+            tags={**tags, "edw/role": "karpenter-interruption"},
+            opts=child,
+        )
+        queue_policy = sqs.QueuePolicy(
+            f"{name}-interruption-policy",
+            queue_url=queue.url,
+            policy=document(
+                [
+                    allow(
+                        ["sqs:SendMessage"],
+                        [queue.arn],
+                        "AllowEventBridgeAndSqs",
+                        Principal={"Service": ["events.amazonaws.com", "sqs.amazonaws.com"]},
+                    ),
+                    deny_insecure_transport(queue.arn),
+                ]
+            ),
+            opts=child,
+        )
+        rules = []
+        for event, (source, detail_type) in INTERRUPTION_EVENTS.items():
+            rule = cloudwatch.EventRule(
+                f"{name}-{event}",
+                event_pattern=json.dumps({"source": [source], "detail-type": [detail_type]}),
+                tags=tags,
+                opts=child,
+            )
+            rules.append(
+                cloudwatch.EventTarget(
+                    f"{name}-{event}",
+                    rule=rule.name,
+                    arn=queue.arn,
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[queue_policy]),
+                )
+            )
+
+        role, attachments = node_role(f"{name}-node", tags, self, "Karpenter-launched nodes")
+        access_entry = aws_eks.AccessEntry(
+            f"{name}-node-access",
+            cluster_name=args.cluster_name,
+            principal_arn=role.arn,
+            type="EC2_LINUX",
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.system_nodes, *attachments]),
+        )
+        # Karpenter picks security groups by tag; the EKS-created cluster SG is the one that
+        # lets nodes reach the control plane and each other.
+        sg_tag = ec2.Tag(
+            f"{name}-sg-discovery",
+            resource_id=args.cluster_security_group_id,
+            key=DISCOVERY_TAG,
+            value=args.cluster_name,
+            opts=child,
+        )
+
+        controller = IrsaRole(
+            f"{name}-controller",
+            IrsaRoleArgs(
+                oidc_provider_arn=args.oidc_provider_arn,
+                oidc_issuer=args.oidc_issuer,
+                namespace=NAMESPACE,
+                service_account=SERVICE_ACCOUNT,
+                statements=controller_statements(args, queue.arn, role.arn),
+                tags=tags,
+            ),
+            opts=child,
+        )
+
+        release = helm.v3.Release(
+            f"{name}-controller",
+            name="karpenter",
+            chart=KARPENTER_CHART.chart,
+            version=KARPENTER_CHART.version,
+            namespace=NAMESPACE,
+            values={
+                "settings": {"clusterName": args.cluster_name, "interruptionQueue": queue.name},
+                "serviceAccount": {
+                    "name": SERVICE_ACCOUNT,
+                    "annotations": {"eks.amazonaws.com/role-arn": controller.role_arn},
+                },
+                "replicas": min(2, args.system_node_count),
+                "nodeSelector": SYSTEM_POOL_LABEL,
+                "tolerations": [{"key": SYSTEM_TAINT_KEY, "operator": "Exists"}],
+                "controller": {
+                    "resources": {
+                        "requests": {"cpu": "250m", "memory": "512Mi"},
+                        "limits": {"cpu": "1", "memory": "1Gi"},
+                    }
+                },
+            },
+            # Wait for the pods, so NodePools are only created once something serves them.
+            wait_for_jobs=True,
+            timeout=600,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[args.system_nodes, controller, access_entry, sg_tag, *rules],
+            ),
+        )
+
+        node_class = apiextensions.CustomResource(
+            f"{name}-node-class",
+            api_version=EC2_NODE_CLASS_API,
+            kind="EC2NodeClass",
+            metadata=meta.v1.ObjectMetaArgs(name=NODE_CLASS),
+            spec=ec2_node_class_spec(args, role.name),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[release]),
+        )
+        self.node_pools = KarpenterNodePools(
+            f"{name}-pools",
+            KarpenterNodePoolsArgs(
+                settings=args.nodes,
+                node_class=NodeClassRef(
+                    group="karpenter.k8s.aws", kind="EC2NodeClass", name=node_class.metadata["name"]
+                ),
+                family_label="karpenter.k8s.aws/instance-family",
+                depends_on=[release, node_class, access_entry],
+            ),
+            opts=child,
+        )
+
+        self.interruption_queue_name = queue.name
+        self.node_role_name = role.name
+        self.controller_role_arn = controller.role_arn
+        self.register_outputs(
+            {
+                "interruption_queue_name": self.interruption_queue_name,
+                "node_role_name": self.node_role_name,
+                "controller_role_arn": self.controller_role_arn,
+            }
+        )
+
+
+def ec2_node_class_spec(
+    args: KarpenterNodeAutoscalingArgs, role_name: pulumi.Input[str]
+) -> dict[str, Any]:
+    discovery = [{"tags": {DISCOVERY_TAG: args.cluster_name}}]
+    return {
+        "role": role_name,
+        "amiSelectorTerms": [{"alias": args.ami_alias}],
+        "subnetSelectorTerms": discovery,
+        "securityGroupSelectorTerms": discovery,
+        # Pods authenticate with IRSA; a hop limit of 1 keeps them away from the node's IMDS role.
+        "metadataOptions": {
+            "httpEndpoint": "enabled",
+            "httpProtocolIPv6": "disabled",
+            "httpPutResponseHopLimit": 1,
+            "httpTokens": "required",
+        },
+        "blockDeviceMappings": [
+            {
+                "deviceName": "/dev/xvda",
+                "ebs": {
+                    "volumeSize": "50Gi",
+                    "volumeType": "gp3",
+                    "encrypted": True,
+                    "deleteOnTermination": True,
+                },
+            }
+        ],
+        "tags": dict(args.tags),
+    }
+
+
+def controller_statements(
+    args: KarpenterNodeAutoscalingArgs,
+    queue_arn: pulumi.Input[str],
+    node_role_arn: pulumi.Input[str],
+) -> list[Statement]:
+    """The upstream Karpenter v1 controller policy, scoped to this cluster by tag conditions."""
+    cluster, region, account = args.cluster_name, args.region, args.account_id
+    ec2_arn = f"arn:aws:ec2:{region}"
+    profiles = f"arn:aws:iam::{account}:instance-profile/*"
+    owned = {f"aws:ResourceTag/kubernetes.io/cluster/{cluster}": "owned"}
+    request_owned = {
+        f"aws:RequestTag/kubernetes.io/cluster/{cluster}": "owned",
+        "aws:RequestTag/eks:eks-cluster-name": cluster,
+    }
+    nodepool_tagged = {"aws:ResourceTag/karpenter.sh/nodepool": "*"}
+    launched = [
+        f"{ec2_arn}:*:{kind}/*"
+        for kind in (
+            "fleet",
+            "instance",
+            "volume",
+            "network-interface",
+            "launch-template",
+            "spot-instances-request",
+        )
+    ]
+    launch = ["ec2:RunInstances", "ec2:CreateFleet"]
+    return [
+        allow(
+            launch,
+            [
+                f"{ec2_arn}::image/*",
+                f"{ec2_arn}::snapshot/*",
+                f"{ec2_arn}:*:security-group/*",
+                f"{ec2_arn}:*:subnet/*",
+                f"{ec2_arn}:*:capacity-reservation/*",
+            ],
+            "AllowScopedEC2InstanceAccessActions",
+        ),
+        allow(
+            launch,
+            [f"{ec2_arn}:*:launch-template/*"],
+            "AllowScopedEC2LaunchTemplateAccessActions",
+            Condition={"StringEquals": owned, "StringLike": nodepool_tagged},
+        ),
+        allow(
+            [*launch, "ec2:CreateLaunchTemplate"],
+            launched,
+            "AllowScopedEC2InstanceActionsWithTags",
+            Condition={
+                "StringEquals": request_owned,
+                "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"},
+            },
+        ),
+        allow(
+            ["ec2:CreateTags"],
+            launched,
+            "AllowScopedResourceCreationTagging",
+            Condition={
+                "StringEquals": {
+                    **request_owned,
+                    "ec2:CreateAction": ["RunInstances", "CreateFleet", "CreateLaunchTemplate"],
+                },
+                "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"},
+            },
+        ),
+        allow(
+            ["ec2:CreateTags"],
+            [f"{ec2_arn}:*:instance/*"],
+            "AllowScopedResourceTagging",
+            Condition={
+                "StringEquals": owned,
+                "StringLike": nodepool_tagged,
+                "StringEqualsIfExists": {"aws:RequestTag/eks:eks-cluster-name": cluster},
+                "ForAllValues:StringEquals": {
+                    "aws:TagKeys": ["eks:eks-cluster-name", "karpenter.sh/nodeclaim", "Name"]
+                },
+            },
+        ),
+        allow(
+            ["ec2:TerminateInstances", "ec2:DeleteLaunchTemplate"],
+            [f"{ec2_arn}:*:instance/*", f"{ec2_arn}:*:launch-template/*"],
+            "AllowScopedDeletion",
+            Condition={"StringEquals": owned, "StringLike": nodepool_tagged},
+        ),
+        # Describe and pricing calls have no resource-level permissions: "*" is the only form.
+        allow(
+            [
+                "ec2:DescribeCapacityReservations",
+                "ec2:DescribeImages",
+                "ec2:DescribeInstances",
+                "ec2:DescribeInstanceTypeOfferings",
+                "ec2:DescribeInstanceTypes",
+                "ec2:DescribeLaunchTemplates",
+                "ec2:DescribePlacementGroups",
+                "ec2:DescribeSecurityGroups",
+                "ec2:DescribeSpotPriceHistory",
+                "ec2:DescribeSubnets",
+            ],
+            ["*"],
+            "AllowRegionalReadActions",
+            Condition={"StringEquals": {"aws:RequestedRegion": region}},
+        ),
+        allow(["pricing:GetProducts"], ["*"], "AllowPricingReadActions"),
+        allow(
+            ["ssm:GetParameter"],
+            [f"arn:aws:ssm:{region}::parameter/aws/service/*"],
+            "AllowSSMReadActions",
+        ),
+        allow(
+            ["sqs:DeleteMessage", "sqs:GetQueueUrl", "sqs:ReceiveMessage"],
+            [queue_arn],
+            "AllowInterruptionQueueActions",
+        ),
+        allow(
+            ["iam:PassRole"],
+            [node_role_arn],
+            "AllowPassingInstanceRole",
+            Condition={"StringEquals": {"iam:PassedToService": ["ec2.amazonaws.com"]}},
+        ),
+        allow(
+            ["iam:CreateInstanceProfile"],
+            [profiles],
+            "AllowScopedInstanceProfileCreationActions",
+            Condition={
+                "StringEquals": {
+                    **request_owned,
+                    "aws:RequestTag/topology.kubernetes.io/region": region,
+                },
+                "StringLike": {"aws:RequestTag/karpenter.k8s.aws/ec2nodeclass": "*"},
+            },
+        ),
+        allow(
+            ["iam:TagInstanceProfile"],
+            [profiles],
+            "AllowScopedInstanceProfileTagActions",
+            Condition={
+                "StringEquals": {
+                    **owned,
+                    "aws:ResourceTag/topology.kubernetes.io/region": region,
+                    **request_owned,
+                    "aws:RequestTag/topology.kubernetes.io/region": region,
+                },
+                "StringLike": {
+                    "aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*",
+                    "aws:RequestTag/karpenter.k8s.aws/ec2nodeclass": "*",
+                },
+            },
+        ),
+        allow(
+            [
+                "iam:AddRoleToInstanceProfile",
+                "iam:RemoveRoleFromInstanceProfile",
+                "iam:DeleteInstanceProfile",
+            ],
+            [profiles],
+            "AllowScopedInstanceProfileActions",
+            Condition={
+                "StringEquals": {
+                    **owned,
+                    "aws:ResourceTag/topology.kubernetes.io/region": region,
+                },
+                "StringLike": {"aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*"},
+            },
+        ),
+        allow(
+            ["iam:GetInstanceProfile", "iam:ListInstanceProfiles"],
+            [profiles],
+            "AllowInstanceProfileReadActions",
+        ),
+        allow(
+            ["eks:DescribeCluster"],
+            [f"arn:aws:eks:{region}:{account}:cluster/{cluster}"],
+            "AllowAPIServerEndpointDiscovery",
+        ),
+    ]

@@ -1,0 +1,86 @@
+"""The SQS work queue and its dead-letter queue."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_aws import sqs
+
+from components.aws.iam import deny_insecure_transport, document
+from stacks.config import QueueSettings
+
+DLQ_RETENTION_SECONDS = 14 * 24 * 3600  # the SQS maximum: time to inspect and redrive
+LONG_POLL_SECONDS = 20
+
+
+@dataclass(frozen=True)
+class SqsWorkQueueArgs:
+    settings: QueueSettings
+    tags: Mapping[str, str]
+
+
+class SqsWorkQueue(pulumi.ComponentResource):
+    """Standard queue with redrive to a DLQ, SSE, long polling and a TLS-only policy."""
+
+    queue_url: pulumi.Output[str]
+    queue_arn: pulumi.Output[str]
+    dlq_url: pulumi.Output[str]
+    dlq_arn: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: SqsWorkQueueArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("edw:aws:SqsWorkQueue", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        s = args.settings
+        dlq = sqs.Queue(
+            f"{name}-dlq",
+            message_retention_seconds=DLQ_RETENTION_SECONDS,
+            sqs_managed_sse_enabled=True,
+            receive_wait_time_seconds=LONG_POLL_SECONDS,
+            tags={**args.tags, "edw/role": "dead-letter"},
+            opts=child,
+        )
+        queue = sqs.Queue(
+            f"{name}-queue",
+            visibility_timeout_seconds=s.visibility_timeout_seconds,
+            message_retention_seconds=s.message_retention_seconds,
+            receive_wait_time_seconds=LONG_POLL_SECONDS,
+            sqs_managed_sse_enabled=True,
+            redrive_policy=dlq.arn.apply(
+                lambda arn: json.dumps(
+                    {"deadLetterTargetArn": arn, "maxReceiveCount": s.max_receive_count}
+                )
+            ),
+            tags={**args.tags, "edw/role": "work"},
+            opts=child,
+        )
+        # Only our work queue may dead-letter into this DLQ.
+        sqs.RedriveAllowPolicy(
+            f"{name}-dlq-redrive-allow",
+            queue_url=dlq.url,
+            redrive_allow_policy=queue.arn.apply(
+                lambda arn: json.dumps({"redrivePermission": "byQueue", "sourceQueueArns": [arn]})
+            ),
+            opts=child,
+        )
+        for label, q in (("queue", queue), ("dlq", dlq)):
+            sqs.QueuePolicy(
+                f"{name}-{label}-tls-only",
+                queue_url=q.url,
+                policy=document([deny_insecure_transport(q.arn)]),
+                opts=child,
+            )
+        self.queue_url, self.queue_arn = queue.url, queue.arn
+        self.dlq_url, self.dlq_arn = dlq.url, dlq.arn
+        self.register_outputs(
+            {
+                "queue_url": self.queue_url,
+                "queue_arn": self.queue_arn,
+                "dlq_url": self.dlq_url,
+                "dlq_arn": self.dlq_arn,
+            }
+        )

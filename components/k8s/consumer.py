@@ -1,0 +1,326 @@
+"""The consumer workload, cloud-neutral: namespace, service account, Deployment, PDB and the
+KEDA ScaledObject + TriggerAuthentication that scale it on queue depth.
+
+Each cloud stack supplies what differs: the image, the backend env, the identity annotations and
+labels, and the KEDA trigger (type, metadata, pod identity).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from pulumi_kubernetes import apiextensions, apps, core, meta, policy
+
+from components.k8s.nodepools import CONSUMER_NODE_LABEL, SPOT_TAINT
+from components.versions import KEDA_API
+from stacks.config import ConsumerSettings, QueueSettings
+
+SERVICE_ACCOUNT = "edw-consumer"
+DEPLOYMENT = "edw-consumer"
+HTTP_PORT = 8080
+RUN_AS = 10001
+
+
+@dataclass(frozen=True)
+class QueueTrigger:
+    """A KEDA scaler on the work queue and the pod identity KEDA uses to read it."""
+
+    type: str  # "aws-sqs-queue" | "azure-queue"
+    metadata: Mapping[str, pulumi.Input[str]]
+    pod_identity: Mapping[str, pulumi.Input[str]]
+
+
+@dataclass(frozen=True)
+class ConsumerDeploymentArgs:
+    cloud: str
+    consumer: ConsumerSettings
+    queue: QueueSettings
+    image: pulumi.Input[str]
+    backend_env: Mapping[str, pulumi.Input[str]]
+    trigger: QueueTrigger
+    service_account_annotations: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    service_account_labels: Mapping[str, str] = field(default_factory=dict)
+    pod_labels: Mapping[str, str] = field(default_factory=dict)
+    # What must exist before the workload and be deleted after it: KEDA, the NodePools.
+    platform: Sequence[pulumi.Resource] = ()
+
+
+class ConsumerDeployment(pulumi.ComponentResource):
+    """Consumer pods on Karpenter/NAP nodes, scaled 0..N by KEDA on queue depth."""
+
+    namespace: pulumi.Output[str]
+    deployment_name: pulumi.Output[str]
+    service_account_name: pulumi.Output[str]
+    scaled_object_name: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: ConsumerDeploymentArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("edw:k8s:ConsumerDeployment", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        settings = args.consumer
+        labels = {"app.kubernetes.io/name": "edw-consumer", "app.kubernetes.io/part-of": "edw"}
+
+        ns = core.v1.Namespace(
+            f"{name}-ns",
+            metadata=meta.v1.ObjectMetaArgs(name=settings.namespace, labels=labels),
+            opts=child,
+        )
+        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
+        namespace = ns.metadata.name
+
+        sa = core.v1.ServiceAccount(
+            f"{name}-sa",
+            metadata=meta.v1.ObjectMetaArgs(
+                name=SERVICE_ACCOUNT,
+                namespace=namespace,
+                labels={**labels, **args.service_account_labels},
+                annotations=dict(args.service_account_annotations),
+            ),
+            opts=in_ns,
+        )
+
+        deployment = apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata=meta.v1.ObjectMetaArgs(name=DEPLOYMENT, namespace=namespace, labels=labels),
+            spec=_deployment_spec(args, labels, sa.metadata.name),
+            # The HPA that KEDA creates owns spec.replicas; never fight it on `up`.
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[sa, *args.platform], ignore_changes=["spec.replicas"]
+            ),
+        )
+
+        policy.v1.PodDisruptionBudget(
+            f"{name}-pdb",
+            metadata=meta.v1.ObjectMetaArgs(name=DEPLOYMENT, namespace=namespace, labels=labels),
+            # Consolidation and spot rebalancing drain nodes; keep most consumers working.
+            spec=policy.v1.PodDisruptionBudgetSpecArgs(
+                max_unavailable="25%",
+                selector=meta.v1.LabelSelectorArgs(match_labels=labels),
+            ),
+            opts=in_ns,
+        )
+
+        auth = apiextensions.CustomResource(
+            f"{name}-trigger-auth",
+            api_version=KEDA_API,
+            kind="TriggerAuthentication",
+            metadata=meta.v1.ObjectMetaArgs(name=f"{DEPLOYMENT}-queue", namespace=namespace),
+            spec={"podIdentity": dict(args.trigger.pod_identity)},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, *args.platform]),
+        )
+
+        scaled = apiextensions.CustomResource(
+            f"{name}-scaled-object",
+            api_version=KEDA_API,
+            kind="ScaledObject",
+            metadata=meta.v1.ObjectMetaArgs(name=DEPLOYMENT, namespace=namespace, labels=labels),
+            spec=_scaled_object_spec(
+                settings, args.trigger, deployment.metadata.name, auth.metadata["name"]
+            ),
+            # Deleted before KEDA itself, so its finalizer is served.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment, auth, *args.platform]),
+        )
+
+        self.namespace = namespace
+        self.deployment_name = deployment.metadata.name
+        self.service_account_name = sa.metadata.name
+        self.scaled_object_name = scaled.metadata["name"]
+        self.register_outputs(
+            {
+                "namespace": self.namespace,
+                "deployment_name": self.deployment_name,
+                "service_account_name": self.service_account_name,
+                "scaled_object_name": self.scaled_object_name,
+            }
+        )
+
+
+def _consumer_env(
+    args: ConsumerDeploymentArgs,
+) -> list[core.v1.EnvVarArgs]:
+    """The settings app/ reads (see app/settings.py), common part first, then the backend's."""
+    c = args.consumer
+    common: dict[str, pulumi.Input[str]] = {
+        "EDW_CLOUD": args.cloud,
+        "EDW_CONCURRENCY": str(c.concurrency),
+        "EDW_VISIBILITY_TIMEOUT_SECONDS": str(args.queue.visibility_timeout_seconds),
+        "EDW_PROCESSING_TIMEOUT_SECONDS": str(c.processing_timeout_seconds),
+        "EDW_MAX_DELIVERIES": str(args.queue.max_receive_count),
+        "EDW_SIMULATED_WORK_MS": str(c.simulated_work_ms),
+        "EDW_HTTP_PORT": str(HTTP_PORT),
+        # Leave the kubelet a few seconds between our exit and its SIGKILL.
+        "EDW_SHUTDOWN_TIMEOUT_SECONDS": str(c.termination_grace_seconds - 5),
+    }
+    merged = {**common, **args.backend_env}
+    return [core.v1.EnvVarArgs(name=k, value=v) for k, v in sorted(merged.items())]
+
+
+def _deployment_spec(
+    args: ConsumerDeploymentArgs, labels: Mapping[str, str], service_account: pulumi.Input[str]
+) -> apps.v1.DeploymentSpecArgs:
+    c = args.consumer
+    probe: dict[str, Any] = {"port": "http"}
+    container = core.v1.ContainerArgs(
+        name="consumer",
+        image=args.image,
+        image_pull_policy="IfNotPresent",
+        env=_consumer_env(args),
+        ports=[core.v1.ContainerPortArgs(name="http", container_port=HTTP_PORT)],
+        resources=core.v1.ResourceRequirementsArgs(
+            requests={"cpu": c.cpu_request, "memory": c.memory_request},
+            limits={"cpu": c.cpu_limit, "memory": c.memory_limit},
+        ),
+        readiness_probe=core.v1.ProbeArgs(
+            http_get=core.v1.HTTPGetActionArgs(path="/readyz", **probe),
+            period_seconds=5,
+            failure_threshold=2,
+        ),
+        liveness_probe=core.v1.ProbeArgs(
+            http_get=core.v1.HTTPGetActionArgs(path="/healthz", **probe),
+            initial_delay_seconds=10,
+            period_seconds=10,
+            failure_threshold=3,
+        ),
+        security_context=core.v1.SecurityContextArgs(
+            run_as_non_root=True,
+            run_as_user=RUN_AS,
+            run_as_group=RUN_AS,
+            read_only_root_filesystem=True,
+            allow_privilege_escalation=False,
+            capabilities=core.v1.CapabilitiesArgs(drop=["ALL"]),
+        ),
+        volume_mounts=[core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")],
+    )
+    pod_labels = {**labels, **args.pod_labels}
+    return apps.v1.DeploymentSpecArgs(
+        selector=meta.v1.LabelSelectorArgs(match_labels=dict(labels)),
+        strategy=apps.v1.DeploymentStrategyArgs(
+            type="RollingUpdate",
+            rolling_update=apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge="25%"),
+        ),
+        template=core.v1.PodTemplateSpecArgs(
+            metadata=meta.v1.ObjectMetaArgs(
+                labels=pod_labels,
+                annotations={"prometheus.io/scrape": "true", "prometheus.io/port": str(HTTP_PORT)},
+            ),
+            spec=core.v1.PodSpecArgs(
+                service_account_name=service_account,
+                automount_service_account_token=True,  # the projected token is the identity
+                termination_grace_period_seconds=c.termination_grace_seconds,
+                security_context=core.v1.PodSecurityContextArgs(
+                    run_as_non_root=True,
+                    fs_group=RUN_AS,
+                    seccomp_profile=core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+                ),
+                containers=[container],
+                volumes=[
+                    core.v1.VolumeArgs(
+                        name="tmp", empty_dir=core.v1.EmptyDirVolumeSourceArgs(size_limit="64Mi")
+                    )
+                ],
+                tolerations=[
+                    core.v1.TolerationArgs(
+                        key=SPOT_TAINT["key"],
+                        operator="Equal",
+                        value=SPOT_TAINT["value"],
+                        effect=SPOT_TAINT["effect"],
+                    )
+                ],
+                affinity=_node_affinity(),
+                topology_spread_constraints=[
+                    core.v1.TopologySpreadConstraintArgs(
+                        max_skew=1,
+                        topology_key="topology.kubernetes.io/zone",
+                        when_unsatisfiable="ScheduleAnyway",
+                        label_selector=meta.v1.LabelSelectorArgs(match_labels=dict(labels)),
+                    )
+                ],
+            ),
+        ),
+    )
+
+
+def _node_affinity() -> core.v1.AffinityArgs:
+    """Only on the consumer NodePools (never system nodes); spot preferred."""
+    key, value = next(iter(CONSUMER_NODE_LABEL.items()))
+    return core.v1.AffinityArgs(
+        node_affinity=core.v1.NodeAffinityArgs(
+            required_during_scheduling_ignored_during_execution=core.v1.NodeSelectorArgs(
+                node_selector_terms=[
+                    core.v1.NodeSelectorTermArgs(
+                        match_expressions=[
+                            core.v1.NodeSelectorRequirementArgs(
+                                key=key, operator="In", values=[value]
+                            )
+                        ]
+                    )
+                ]
+            ),
+            preferred_during_scheduling_ignored_during_execution=[
+                core.v1.PreferredSchedulingTermArgs(
+                    weight=100,
+                    preference=core.v1.NodeSelectorTermArgs(
+                        match_expressions=[
+                            core.v1.NodeSelectorRequirementArgs(
+                                key="karpenter.sh/capacity-type", operator="In", values=["spot"]
+                            )
+                        ]
+                    ),
+                )
+            ],
+        )
+    )
+
+
+def _scaled_object_spec(
+    c: ConsumerSettings,
+    trigger: QueueTrigger,
+    deployment: pulumi.Input[str],
+    auth: pulumi.Input[str],
+) -> dict[str, Any]:
+    return {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
+        "minReplicaCount": c.min_replicas,
+        "maxReplicaCount": c.max_replicas,
+        "pollingInterval": c.polling_interval_seconds,
+        "cooldownPeriod": c.cooldown_seconds,
+        "advanced": {
+            "horizontalPodAutoscalerConfig": {
+                "behavior": {
+                    # Scale up at once; scale down slowly so a dip between bursts does not
+                    # churn pods (and the nodes under them).
+                    "scaleUp": {
+                        "stabilizationWindowSeconds": 0,
+                        "selectPolicy": "Max",
+                        "policies": [
+                            {"type": "Percent", "value": 100, "periodSeconds": 15},
+                            {"type": "Pods", "value": 4, "periodSeconds": 15},
+                        ],
+                    },
+                    "scaleDown": {
+                        "stabilizationWindowSeconds": 120,
+                        "selectPolicy": "Min",
+                        "policies": [{"type": "Percent", "value": 25, "periodSeconds": 60}],
+                    },
+                }
+            }
+        },
+        "triggers": [
+            {
+                "type": trigger.type,
+                "name": "work-queue",
+                # Active while anything is queued or in flight (> 0): scaling to zero can never
+                # strand a message, and in-flight work keeps its pod.
+                "metadata": {
+                    **trigger.metadata,
+                    "queueLength": str(c.queue_length_target),
+                    "activationQueueLength": "0",
+                },
+                "authenticationRef": {"name": auth, "kind": "TriggerAuthentication"},
+            }
+        ],
+    }

@@ -1,0 +1,107 @@
+"""Karpenter NodePools for the consumers, shared by Karpenter on EKS and AKS NAP.
+
+Two pools: `spot` (higher weight, tried first) and `on-demand` (fallback when spot capacity is
+short). Both are limited in CPU and memory, restricted to configured families, labelled for the
+consumer pods and consolidated when idle or underused. Only the node class differs per cloud.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from pulumi_kubernetes import apiextensions, meta
+
+from components.versions import KARPENTER_API
+from stacks.config import NodePoolSettings
+
+# Consumer pods require this label (so they never land on system nodes) ...
+CONSUMER_NODE_LABEL = {"edw/workload": "consumer"}
+# ... and tolerate this taint, which keeps everything else off the spot nodes.
+SPOT_TAINT = {"key": "edw/spot", "value": "true", "effect": "NoSchedule"}
+SPOT_WEIGHT = 100
+ON_DEMAND_WEIGHT = 10
+
+
+@dataclass(frozen=True)
+class NodeClassRef:
+    group: str  # karpenter.k8s.aws | karpenter.azure.com
+    kind: str  # EC2NodeClass | AKSNodeClass
+    name: pulumi.Input[str]
+
+
+@dataclass(frozen=True)
+class KarpenterNodePoolsArgs:
+    settings: NodePoolSettings
+    node_class: NodeClassRef
+    family_label: str  # karpenter.k8s.aws/instance-family | karpenter.azure.com/sku-family
+    # The node class, and (on EKS) the Karpenter controller: created before, deleted after.
+    depends_on: Sequence[pulumi.Resource] = ()
+
+
+class KarpenterNodePools(pulumi.ComponentResource):
+    """The spot and on-demand NodePools the consumer pods run on."""
+
+    spot_name: pulumi.Output[str]
+    on_demand_name: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: KarpenterNodePoolsArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("edw:k8s:KarpenterNodePools", name, None, opts)
+        pools = {}
+        for pool, capacity_type in (("spot", "spot"), ("on-demand", "on-demand")):
+            pools[pool] = apiextensions.CustomResource(
+                f"{name}-{pool}",
+                api_version=KARPENTER_API,
+                kind="NodePool",
+                metadata=meta.v1.ObjectMetaArgs(name=pool),
+                spec=node_pool_spec(args, capacity_type),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+            )
+        self.spot_name = pools["spot"].metadata["name"]
+        self.on_demand_name = pools["on-demand"].metadata["name"]
+        self.register_outputs({"spot_name": self.spot_name, "on_demand_name": self.on_demand_name})
+
+
+def node_pool_spec(args: KarpenterNodePoolsArgs, capacity_type: str) -> dict[str, Any]:
+    s = args.settings
+    spot = capacity_type == "spot"
+    requirements = [
+        {"key": "karpenter.sh/capacity-type", "operator": "In", "values": [capacity_type]},
+        {"key": args.family_label, "operator": "In", "values": list(s.families)},
+        # The consumer image is built for amd64.
+        {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+        {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
+    ]
+    template_spec: dict[str, Any] = {
+        "nodeClassRef": {
+            "group": args.node_class.group,
+            "kind": args.node_class.kind,
+            "name": args.node_class.name,
+        },
+        "requirements": requirements,
+        "expireAfter": s.expire_after,
+    }
+    if spot:
+        template_spec["taints"] = [dict(SPOT_TAINT)]
+    return {
+        "weight": SPOT_WEIGHT if spot else ON_DEMAND_WEIGHT,
+        "template": {
+            "metadata": {"labels": {**CONSUMER_NODE_LABEL, "edw/capacity": capacity_type}},
+            "spec": template_spec,
+        },
+        "limits": {
+            "cpu": str(s.spot_cpu_limit if spot else s.on_demand_cpu_limit),
+            "memory": s.spot_memory_limit if spot else s.on_demand_memory_limit,
+        },
+        "disruption": {
+            "consolidationPolicy": "WhenEmptyOrUnderutilized",
+            "consolidateAfter": s.consolidate_after,
+            # Replace at most 10% of nodes at a time, so a consolidation wave never drains
+            # the whole consumer fleet at once.
+            "budgets": [{"nodes": "10%"}],
+        },
+    }

@@ -1,0 +1,449 @@
+"""Run a stack's real program offline, through Pulumi mocks that answer like the providers.
+
+No Pulumi CLI or provider plugin is needed: ``run_stack("aws")`` reads ``Pulumi.aws.yaml`` the way
+the CLI would, runs ``__main__.py`` under ``pulumi.runtime.set_mocks`` and records every resource
+registration (type, name, inputs, parent, dependencies) and the stack outputs. Tests and the
+offline policy check (``python -m policy.offline``) assert on what it records.
+
+The mocks are honest: they return the computed outputs a provider would (ARNs, URLs, ids,
+auto-generated names, the OIDC issuer...) so that downstream inputs carry realistic values, and
+they answer the invokes the program makes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import runpy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime.sync_await import _sync_await
+
+from stacks.config import PROJECT
+
+ROOT = Path(__file__).resolve().parent.parent
+ACCOUNT = "123456789012"
+SUBSCRIPTION = "00000000-0000-4000-8000-000000000001"
+TENANT = "00000000-0000-4000-8000-0000000000aa"
+DEPLOYER_OBJECT_ID = "00000000-0000-4000-8000-0000000000bb"
+ROOT_STACK_TYPE = "pulumi:pulumi:Stack"
+
+Props = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RecordedResource:
+    type: str
+    name: str
+    urn: str
+    inputs: Props
+    outputs: Props
+    parent: str
+    dependencies: tuple[str, ...]
+    custom: bool
+    provider: str
+
+
+@dataclass
+class StackRun:
+    stack: str
+    resources: list[RecordedResource]
+    outputs: Props
+    secret_outputs: frozenset[str] = frozenset()
+    invokes: list[tuple[str, Props]] = field(default_factory=list)
+
+    def of_type(self, type_: str) -> list[RecordedResource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def one(self, type_: str, name: str | None = None) -> RecordedResource:
+        found = [r for r in self.of_type(type_) if name is None or r.name == name]
+        if len(found) != 1:
+            names = [r.name for r in self.of_type(type_)]
+            raise LookupError(f"expected one {type_} named {name!r}; have {names}")
+        return found[0]
+
+    def by_urn(self, urn: str) -> RecordedResource:
+        return next(r for r in self.resources if r.urn == urn)
+
+    def custom_resources(self, kind: str) -> list[RecordedResource]:
+        """Kubernetes custom resources of one kind (ScaledObject, NodePool, ...).
+
+        The SDK registers a CustomResource under its own token, kubernetes:<group>/<version>:<Kind>.
+        """
+        return [
+            r
+            for r in self.resources
+            if r.type.startswith("kubernetes:")
+            and r.type.endswith(f":{kind}")
+            and "apiVersion" in r.inputs
+        ]
+
+    def depends_on(self, dependent: RecordedResource, dependency: RecordedResource) -> bool:
+        """True if ``dependent`` waits for ``dependency``, directly or through other resources."""
+        seen: set[str] = set()
+        todo = list(dependent.dependencies)
+        while todo:
+            urn = todo.pop()
+            if urn == dependency.urn:
+                return True
+            if urn not in seen:
+                seen.add(urn)
+                todo.extend(self.by_urn(urn).dependencies if self._known(urn) else ())
+        return False
+
+    def _known(self, urn: str) -> bool:
+        return any(r.urn == urn for r in self.resources)
+
+
+def _suffix(*parts: str) -> str:
+    """Deterministic stand-in for Pulumi's random auto-name suffix."""
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:7]
+
+
+class ProviderMocks(pulumi_mocks.Mocks):
+    """Computes the outputs each provider would return for the resources this program uses."""
+
+    def __init__(self, aws_region: str, azure_location: str) -> None:
+        self.region = aws_region or "us-east-1"
+        self.location = azure_location or "westeurope"
+        self.invokes: list[tuple[str, Props]] = []
+        self._outputs: dict[str, Callable[[str, str, Props], Props]] = {
+            **self._aws_outputs(),
+            **self._kubernetes_outputs(),
+        }
+
+    # --- invokes -------------------------------------------------------------------------
+    def call(self, args: pulumi_mocks.MockCallArgs) -> Props:  # type: ignore[override]
+        self.invokes.append((args.token, dict(args.args)))
+        answers: dict[str, Props] = {
+            "aws:index/getCallerIdentity:getCallerIdentity": {
+                "accountId": ACCOUNT,
+                "arn": f"arn:aws:iam::{ACCOUNT}:user/deployer",
+                "userId": "AIDAEXAMPLEDEPLOYER",
+                "id": ACCOUNT,
+            },
+            "aws:index/getRegion:getRegion": {
+                "name": self.region,
+                "region": self.region,
+                "id": self.region,
+                "endpoint": f"ec2.{self.region}.amazonaws.com",
+            },
+            "aws:index/getPartition:getPartition": {
+                "partition": "aws",
+                "dnsSuffix": "amazonaws.com",
+                "id": "aws",
+            },
+            "aws:index/getAvailabilityZones:getAvailabilityZones": {
+                "names": [f"{self.region}{z}" for z in "abcdef"],
+                "zoneIds": [f"use1-az{i}" for i in range(1, 7)],
+                "id": self.region,
+            },
+            "aws:ecr/getAuthorizationToken:getAuthorizationToken": {
+                "userName": "AWS",
+                "password": "mock-ecr-token",
+                "authorizationToken": "QVdTOm1vY2stZWNyLXRva2Vu",
+                "proxyEndpoint": f"https://{ACCOUNT}.dkr.ecr.{self.region}.amazonaws.com",
+                "id": self.region,
+            },
+            "azure-native:authorization:getClientConfig": {
+                "clientId": "00000000-0000-4000-8000-0000000000cc",
+                "objectId": DEPLOYER_OBJECT_ID,
+                "subscriptionId": SUBSCRIPTION,
+                "tenantId": TENANT,
+            },
+        }
+        if args.token not in answers:
+            raise NotImplementedError(f"the mocks do not answer invoke {args.token}")
+        return answers[args.token]
+
+    # --- resources -----------------------------------------------------------------------
+    def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, Props]:
+        inputs = dict(args.inputs)
+        compute = self._outputs.get(args.typ) or next(
+            (
+                f
+                for key, f in self._outputs.items()
+                if key.endswith("*") and args.typ.startswith(key[:-1])
+            ),
+            None,
+        )
+        state = {**inputs, **(compute(args.typ, args.name, inputs) if compute else {})}
+        resource_id = args.resource_id or state.pop("__id", None) or f"{args.name}-id"
+        return resource_id, state
+
+    def _aws_outputs(self) -> dict[str, Callable[[str, str, Props], Props]]:
+        region, acct = self.region, ACCOUNT
+
+        def named(inputs: Props, name: str, key: str = "name") -> str:
+            return inputs.get(key) or f"{name}-{_suffix(name)}"
+
+        def queue(_t: str, name: str, i: Props) -> Props:
+            qname = named(i, name)
+            url = f"https://sqs.{region}.amazonaws.com/{acct}/{qname}"
+            return {
+                "name": qname,
+                "arn": f"arn:aws:sqs:{region}:{acct}:{qname}",
+                "url": url,
+                "__id": url,
+            }
+
+        def table(_t: str, name: str, i: Props) -> Props:
+            tname = named(i, name)
+            return {
+                "name": tname,
+                "arn": f"arn:aws:dynamodb:{region}:{acct}:table/{tname}",
+                "__id": tname,
+            }
+
+        def iam(kind: str) -> Callable[[str, str, Props], Props]:
+            def out(_t: str, name: str, i: Props) -> Props:
+                n = named(i, name)
+                return {
+                    "name": n,
+                    "arn": f"arn:aws:iam::{acct}:{kind}/{n}",
+                    "__id": n,
+                    "uniqueId": f"AROA{_suffix(n).upper()}",
+                }
+
+            return out
+
+        def kms(_t: str, name: str, _i: Props) -> Props:
+            key_id = f"0000{_suffix(name)}-0000-4000-8000-000000000000"
+            return {
+                "arn": f"arn:aws:kms:{region}:{acct}:key/{key_id}",
+                "keyId": key_id,
+                "__id": key_id,
+            }
+
+        def ecr(_t: str, name: str, i: Props) -> Props:
+            n = named(i, name)
+            return {
+                "name": n,
+                "arn": f"arn:aws:ecr:{region}:{acct}:repository/{n}",
+                "repositoryUrl": f"{acct}.dkr.ecr.{region}.amazonaws.com/{n}",
+                "registryId": acct,
+                "__id": n,
+            }
+
+        def ec2(prefix: str, kind: str) -> Callable[[str, str, Props], Props]:
+            def out(_t: str, name: str, _i: Props) -> Props:
+                rid = f"{prefix}-0{_suffix(name)}{_suffix(name, prefix)[:10]}"
+                return {"arn": f"arn:aws:ec2:{region}:{acct}:{kind}/{rid}", "__id": rid}
+
+            return out
+
+        def eip(_t: str, name: str, _i: Props) -> Props:
+            return {
+                "allocationId": f"eipalloc-0{_suffix(name)}",
+                "publicIp": "203.0.113.10",
+                "__id": f"eipalloc-0{_suffix(name)}",
+            }
+
+        def event_rule(_t: str, name: str, i: Props) -> Props:
+            n = named(i, name)
+            return {"name": n, "arn": f"arn:aws:events:{region}:{acct}:rule/{n}", "__id": n}
+
+        def node_group(_t: str, name: str, i: Props) -> Props:
+            n = i.get("nodeGroupName") or f"{name}-{_suffix(name)}"
+            return {
+                "nodeGroupName": n,
+                "status": "ACTIVE",
+                "arn": f"arn:aws:eks:{region}:{acct}:nodegroup/{i.get('clusterName')}/{n}/x",
+                "__id": f"{i.get('clusterName')}:{n}",
+            }
+
+        def eks_cluster(_t: str, name: str, i: Props) -> Props:
+            cluster = i.get("name") or f"{name}-eksCluster-{_suffix(name)}"
+            oidc_id = hashlib.sha256(cluster.encode()).hexdigest()[:32].upper()
+            issuer = f"oidc.eks.{region}.amazonaws.com/id/{oidc_id}"
+            endpoint = f"https://{oidc_id}.gr7.{region}.eks.amazonaws.com"
+            kubeconfig = {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": cluster,
+                        "cluster": {
+                            "server": endpoint,
+                            "certificate-authority-data": "LS0tLS1CRUdJTg==",
+                        },
+                    }
+                ],
+                "contexts": [{"name": "aws", "context": {"cluster": cluster, "user": "aws"}}],
+                "current-context": "aws",
+                "users": [
+                    {
+                        "name": "aws",
+                        "user": {
+                            "exec": {
+                                "apiVersion": "client.authentication.k8s.io/v1beta1",
+                                "command": "aws",
+                                "args": ["eks", "get-token", "--cluster-name", cluster],
+                            }
+                        },
+                    }
+                ],
+            }
+            return {
+                "kubeconfig": kubeconfig,
+                "kubeconfigJson": json.dumps(kubeconfig),
+                "oidcIssuer": issuer,
+                "oidcProviderUrl": f"https://{issuer}",
+                "oidcProviderArn": f"arn:aws:iam::{acct}:oidc-provider/{issuer}",
+                "clusterSecurityGroupId": f"sg-0{_suffix(cluster, 'cluster')}cafe",
+                "nodeSecurityGroupId": f"sg-0{_suffix(cluster, 'cluster')}cafe",
+                "autoModeNodeRoleName": "",
+            }
+
+        def image(_t: str, name: str, i: Props) -> Props:
+            digest = "sha256:" + hashlib.sha256(json.dumps(i, sort_keys=True).encode()).hexdigest()
+            tag = (i.get("tags") or [f"{name}:mock"])[0]
+            return {"digest": digest, "ref": f"{tag.rsplit(':', 1)[0]}@{digest}"}
+
+        return {
+            "aws:sqs/queue:Queue": queue,
+            "aws:dynamodb/table:Table": table,
+            "aws:iam/role:Role": iam("role"),
+            "aws:iam/policy:Policy": iam("policy"),
+            "aws:kms/key:Key": kms,
+            "aws:ecr/repository:Repository": ecr,
+            "aws:ec2/vpc:Vpc": ec2("vpc", "vpc"),
+            "aws:ec2/subnet:Subnet": ec2("subnet", "subnet"),
+            "aws:ec2/internetGateway:InternetGateway": ec2("igw", "internet-gateway"),
+            "aws:ec2/natGateway:NatGateway": ec2("nat", "natgateway"),
+            "aws:ec2/routeTable:RouteTable": ec2("rtb", "route-table"),
+            "aws:ec2/securityGroup:SecurityGroup": ec2("sg", "security-group"),
+            "aws:ec2/eip:Eip": eip,
+            "aws:cloudwatch/eventRule:EventRule": event_rule,
+            "aws:eks/nodeGroup:NodeGroup": node_group,
+            "eks:index:Cluster": eks_cluster,
+            "docker-build:index:Image": image,
+        }
+
+    def _kubernetes_outputs(self) -> dict[str, Callable[[str, str, Props], Props]]:
+        def k8s_object(_t: str, name: str, i: Props) -> Props:
+            # The provider auto-names objects that carry no metadata.name.
+            meta = dict(i.get("metadata") or {})
+            meta.setdefault("name", f"{name}-{_suffix(name)}")
+            meta.setdefault("uid", f"0000{_suffix(name, 'uid')}-0000-4000-8000-000000000000")
+            return {"metadata": meta}
+
+        def release(_t: str, name: str, i: Props) -> Props:
+            rname = i.get("name") or f"{name}-{_suffix(name)}"
+            status = {
+                "name": rname,
+                "namespace": i.get("namespace", "default"),
+                "status": "deployed",
+                "version": i.get("version"),
+                "revision": 1,
+            }
+            return {"name": rname, "status": status}
+
+        return {
+            "kubernetes:helm.sh/v3:Release": release,
+            # Every other kubernetes:<group>/<version>:<Kind> object.
+            "kubernetes:*": k8s_object,
+        }
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """The stock mock monitor, plus a record of parents, dependencies and providers."""
+
+    def __init__(self, mocks: ProviderMocks) -> None:
+        super().__init__(mocks)
+        self.registrations: dict[str, tuple[Any, bool]] = {}
+        self.order: list[str] = []
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+        response = super().RegisterResource(request)
+        if request.type != ROOT_STACK_TYPE:
+            self.registrations[response.urn] = (request, bool(request.custom))
+            self.order.append(response.urn)
+        return response
+
+
+def stack_config(stack: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Config as the CLI hands it to the program: project defaults, stack file, overrides."""
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    values: dict[str, Any] = {
+        f"{PROJECT}:{key}": spec["default"]
+        for key, spec in project.get("config", {}).items()
+        if "default" in spec
+    }
+    stack_file = ROOT / f"Pulumi.{stack}.yaml"
+    values.update((yaml.safe_load(stack_file.read_text()) or {}).get("config", {}))
+    values.update({k if ":" in k else f"{PROJECT}:{k}": v for k, v in (overrides or {}).items()})
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+
+
+def run_stack(stack: str, overrides: Mapping[str, str] | None = None) -> StackRun:
+    """Run the program for ``stack`` under mocks; cached per (stack, overrides)."""
+    return _run_cached(stack, tuple(sorted((overrides or {}).items())))
+
+
+@cache
+def _run_cached(stack: str, overrides: tuple[tuple[str, str], ...]) -> StackRun:
+    config = stack_config(stack, dict(overrides))
+    mocks = ProviderMocks(config.get("aws:region", ""), config.get("azure-native:location", ""))
+    monitor = RecordingMonitor(mocks)
+    # A fresh root stack per run, so two stacks in one process never share state.
+    pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_all_config(config)
+    settings = pulumi_settings.SETTINGS
+    settings.rpc_manager.clear()
+    settings.outputs.clear()
+
+    from pulumi.runtime.stack import run_pulumi_func  # noqa: PLC0415
+
+    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(ROOT / "__main__.py"))))
+    root = pulumi_settings.get_root_resource()
+    exported = {
+        name: pulumi.Output.from_input(value)
+        for name, value in (root.outputs if root else {}).items()  # type: ignore[attr-defined]
+    }
+    outputs = {name: _sync_await(value.future()) for name, value in exported.items()}
+    secret = frozenset(n for n, v in exported.items() if _sync_await(v.is_secret()))
+    resources = []
+    for urn in monitor.order:
+        request, custom = monitor.registrations[urn]
+        registered = monitor.resources[urn]
+        resources.append(
+            RecordedResource(
+                type=request.type,
+                name=request.name,
+                urn=urn,
+                inputs=_plain(pulumi.runtime.rpc.deserialize_properties(request.object)),
+                outputs=_plain(registered.state),
+                parent=request.parent,
+                dependencies=tuple(request.dependencies),
+                custom=custom,
+                provider=request.provider,
+            )
+        )
+    return StackRun(
+        stack=stack,
+        resources=resources,
+        outputs=outputs,
+        secret_outputs=secret,
+        invokes=mocks.invokes,
+    )
+
+
+def _plain(value: Any) -> Any:
+    """Drop the SDK's secret/unknown wrappers so tests compare plain JSON-like values."""
+    if isinstance(value, dict):
+        if value.get(pulumi.runtime.rpc._special_sig_key) == pulumi.runtime.rpc._special_secret_sig:
+            return _plain(value.get("value"))
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
