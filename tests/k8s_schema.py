@@ -7,6 +7,14 @@ server defaults applied before ``required``, non-nullable nulls dropped. It also
 CEL rule shapes that catch real mistakes cheaply (restricted label domains, "exactly one of",
 "at least one of", forbidden values, regex matches); other CEL rules, ``format`` and list-map key
 uniqueness are not checked. See ``shared/reference/README.md``.
+
+Integral floats count as integers (``weight: 10.0``), as on the apiserver; Pulumi mocks hand
+numbers over as floats. Typical use in another test::
+
+    from tests.k8s_schema import validate_custom_resource, validate_keda_trigger
+
+    assert validate_custom_resource(rendered_nodepool, "aws") == []
+    assert validate_keda_trigger(trigger, "azure-workload") == []
 """
 
 from __future__ import annotations
@@ -131,8 +139,11 @@ def _cel_keyword(
     validator: Any, rules: list[dict[str, Any]], instance: Any, _schema: Mapping[str, Any]
 ) -> Iterator[ValidationError]:
     for rule in rules:
-        if _cel_holds(rule["rule"], instance) is False:
-            yield ValidationError(rule.get("message") or f"failed rule: {rule['rule']}")
+        failing = _cel_violations(rule["rule"], instance)
+        if failing is not None:
+            culprits = f" (offending: {', '.join(failing)})" if failing else ""
+            message = rule.get("message") or f"failed rule: {rule['rule']}"
+            yield ValidationError(f"{message}{culprits}")
 
 
 _StrictValidator = validators.extend(
@@ -154,8 +165,8 @@ def _crd_version(path: Path, version: str) -> tuple[Any, dict[str, Any], str] | 
 
 
 # ---------------------------------------------------------------------------------------------
-# A few CEL rule shapes, evaluated in Python. Each returns None when the rule is not one of them
-# or does not apply to this value (wrong type), so unknown rules never produce false errors.
+# A few CEL rule shapes, evaluated in Python. A check returns None when it does not apply to the
+# value (wrong type) and rules of other shapes are skipped, so neither produces false errors.
 
 _RESTRICTED_DOMAIN = re.compile(
     r"^(?:self\.all\((?P<var>\w+), (?P=var)|self) in \[(?P<allowed>[^\]]*)\] \|\| "
@@ -174,50 +185,35 @@ _EXACTLY_ONE = re.compile(
 _MATCHES = re.compile(r"^self\.matches\('(?P<regex>[^']*)'\)$")
 
 
-def _members(instance: Any, iterate: bool) -> list[Any] | None:
-    """What a rule sees: ``self`` itself, or the items/keys that ``self.all(x, ...)`` visits."""
-    if not iterate:
-        return [instance]
-    if isinstance(instance, dict | list):
-        return list(instance)
-    return None
-
-
-def _check_restricted_domain(match: re.Match[str], instance: Any) -> bool | None:
-    allowed = set(re.findall(r'"([^"]*)"', match["allowed"]))
-    members = _members(instance, match["var"] is not None)
-    if members is None or not all(isinstance(m, str) for m in members):
+def _check_restricted_domain(match: re.Match[str], label: Any) -> bool | None:
+    if not isinstance(label, str):
         return None
     # CEL find("^([^/]+)") is the label's prefix up to the first slash.
-    return all(m in allowed or not m.split("/", 1)[0].endswith(match["domain"]) for m in members)
+    allowed = re.findall(r'"([^"]*)"', match["allowed"])
+    return label in allowed or not label.split("/", 1)[0].endswith(match["domain"])
 
 
-def _check_forbidden_value(match: re.Match[str], instance: Any) -> bool | None:
-    members = _members(instance, match["var"] is not None)
-    if members is None:
+def _check_forbidden_value(match: re.Match[str], value: Any) -> bool | None:
+    return value != match["value"]
+
+
+def _check_any_has(match: re.Match[str], value: Any) -> bool | None:
+    if not isinstance(value, dict):
         return None
-    return all(m != match["value"] for m in members)
+    fields = re.findall(rf"has\({match['var'] or 'self'}\.(\w+)\)", match["body"])
+    return any(field in value for field in fields)
 
 
-def _check_any_has(match: re.Match[str], instance: Any) -> bool | None:
-    var = match["var"] or "self"
-    fields = re.findall(rf"has\({var}\.(\w+)\)", match["body"])
-    members = _members(instance, match["var"] is not None)
-    if members is None or not all(isinstance(m, dict) for m in members):
+def _check_exactly_one(match: re.Match[str], value: Any) -> bool | None:
+    if not isinstance(value, dict):
         return None
-    return all(any(field in m for field in fields) for m in members)
+    return (match["a"] in value) != (match["b"] in value)
 
 
-def _check_exactly_one(match: re.Match[str], instance: Any) -> bool | None:
-    if not isinstance(instance, dict):
+def _check_matches(match: re.Match[str], value: Any) -> bool | None:
+    if not isinstance(value, str):
         return None
-    return (match["a"] in instance) != (match["b"] in instance)
-
-
-def _check_matches(match: re.Match[str], instance: Any) -> bool | None:
-    if not isinstance(instance, str):
-        return None
-    return re.search(match["regex"], instance) is not None
+    return re.search(match["regex"], value) is not None
 
 
 _CEL_SHAPES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str], Any], bool | None]], ...] = (
@@ -229,11 +225,25 @@ _CEL_SHAPES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str], Any], bool | 
 )
 
 
-def _cel_holds(rule: str, instance: Any) -> bool | None:
+def _cel_violations(rule: str, instance: Any) -> list[str] | None:
+    """None when the rule holds (or is not understood); else what breaks it.
+
+    For ``self.all(x, ...)`` that is the offending map keys / list indexes, else ``[]``.
+    """
     for pattern, check in _CEL_SHAPES:
         match = pattern.match(rule.strip())
-        if match is not None:
-            return check(match, instance)
+        if match is None:
+            continue
+        if match.groupdict().get("var") is None:
+            return [] if check(match, instance) is False else None
+        if isinstance(instance, list):
+            members = [(f"[{index}]", item) for index, item in enumerate(instance)]
+        elif isinstance(instance, dict):
+            members = [(str(key), key) for key in instance]
+        else:
+            return None
+        failing = [name for name, member in members if check(match, member) is False]
+        return failing or None
     return None
 
 
@@ -360,10 +370,6 @@ def _trigger_schema() -> tuple[Any, dict[str, Any]]:
     return _StrictValidator(strict_trigger), raw_trigger
 
 
-def _provider_name(pod_identity_provider: str | None) -> str:
-    return pod_identity_provider or "none"
-
-
 def _supported_providers(scaler: Mapping[str, Any]) -> list[str]:
     # Entries read like "aws-eks (deprecated)".
     return [entry.split(" (")[0] for entry in scaler["podIdentity"]["supportedProviders"]]
@@ -414,8 +420,8 @@ def _metadata_errors(
 ) -> list[str]:
     scaler = _scalers()["scalers"][scaler_type]
     fields: dict[str, Any] = scaler["metadata"]
-    env_keys = {field["fromEnvKey"]: key for key, field in fields.items() if "fromEnvKey" in field}
-    known = set(fields) | set(env_keys) | set(scaler.get("metadataReadOutsideStruct", {}))
+    env_keys = {field["fromEnvKey"] for field in fields.values() if "fromEnvKey" in field}
+    known = set(fields) | env_keys | set(scaler.get("metadataReadOutsideStruct", {}))
     errors: list[str] = []
     # Non-string values are reported by the CRD schema (metadata is map[string]string).
     for key in metadata:
@@ -470,9 +476,9 @@ def validate_keda_trigger(
         errors.append(f"metricType: {metric_type!r} not allowed (allowed: {list(_METRIC_TYPES)})")
     scalers = _scalers()["scalers"]
     scaler_type = trigger.get("type")
-    if scaler_type not in scalers:
+    if not isinstance(scaler_type, str) or scaler_type not in scalers:
         return [*errors, f"type: unknown scaler {scaler_type!r} (known: {sorted(scalers)})"]
-    provider = _provider_name(pod_identity_provider)
+    provider = pod_identity_provider or "none"  # KEDA treats unset/empty as none
     supported = _supported_providers(scalers[scaler_type])
     if provider not in supported:
         errors.append(

@@ -182,6 +182,9 @@ VALID = {
 }
 
 
+DELETE = object()  # edit() value that removes the field
+
+
 def edit(obj: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     """Set (or with value=DELETE remove) a dotted path; numeric parts index lists."""
     *parents, last = path.split(".")
@@ -193,9 +196,6 @@ def edit(obj: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     else:
         node[int(last) if last.isdigit() else last] = value
     return obj
-
-
-DELETE = object()
 
 
 # --- valid resources ---------------------------------------------------------------------------
@@ -230,6 +230,13 @@ def test_non_nullable_null_without_default_is_dropped() -> None:
 @pytest.mark.parametrize("cpu", [32, "32", "500m"])
 def test_int_or_string_accepts_both(cpu: Any) -> None:
     assert validate_custom_resource(edit(aws_nodepool(), "spec.limits.cpu", cpu), "aws") == []
+
+
+def test_integral_floats_count_as_integers() -> None:
+    # Pulumi mocks deliver numbers as floats; the apiserver accepts integral ones for integers.
+    assert validate_custom_resource(edit(aws_nodepool(), "spec.weight", 10.0), "aws") == []
+    errors = validate_custom_resource(edit(aws_nodepool(), "spec.weight", 10.5), "aws")
+    assert errors == ["spec.weight: 10.5 is not of type 'integer'"]
 
 
 def test_int_or_string_rejects_other_types() -> None:
@@ -322,7 +329,9 @@ def test_ec2_nodeclass_needs_exactly_one_of_role_and_instance_profile() -> None:
 def test_ec2_nodeclass_selector_term_must_select_something() -> None:
     nodeclass = edit(ec2_nodeclass(), "spec.subnetSelectorTerms", [{}])
     errors = validate_custom_resource(nodeclass, "aws")
-    assert errors == ["spec.subnetSelectorTerms: expected at least one, got none, ['tags', 'id']"]
+    assert errors == [
+        "spec.subnetSelectorTerms: expected at least one, got none, ['tags', 'id'] (offending: [0])"
+    ]
 
 
 def test_ec2_nodeclass_alias_needs_family_and_version() -> None:
@@ -343,9 +352,15 @@ def with_template_labels(nodepool: dict[str, Any], **labels: str) -> dict[str, A
 
 
 def test_restricted_aws_label_domain_is_rejected_on_aws() -> None:
-    nodepool = with_template_labels(aws_nodepool(), **{"karpenter.k8s.aws/team": "x"})
+    labels = {
+        "karpenter.k8s.aws/team": "x",
+        "karpenter.k8s.aws/instance-family": "c7g",  # on the allow-list
+        "edw/workload": "consumer",
+    }
+    nodepool = with_template_labels(aws_nodepool(), **labels)
     assert validate_custom_resource(nodepool, "aws") == [
         'spec.template.metadata.labels: label domain "karpenter.k8s.aws" is restricted'
+        " (offending: karpenter.k8s.aws/team)"
     ]
 
 
@@ -362,7 +377,7 @@ def test_restricted_azure_label_domains_are_rejected_on_azure() -> None:
     nodepool = edit(azure_nodepool(), key_path, "kubernetes.azure.com/agentpool")
     with_template_labels(nodepool, agentpool="edw")
     assert validate_custom_resource(nodepool, "azure") == [
-        'spec.template.metadata.labels: label "agentpool" is restricted',
+        'spec.template.metadata.labels: label "agentpool" is restricted (offending: agentpool)',
         'spec.template.spec.requirements[1].key: label domain "kubernetes.azure.com" is restricted',
     ]
 
@@ -372,6 +387,7 @@ def test_nodepool_label_is_reserved_on_both_providers() -> None:
         nodepool = with_template_labels(factory(), **{"karpenter.sh/nodepool": "x"})
         assert validate_custom_resource(nodepool, provider) == [  # type: ignore[arg-type]
             'spec.template.metadata.labels: label "karpenter.sh/nodepool" is restricted'
+            " (offending: karpenter.sh/nodepool)"
         ]
 
 
@@ -545,6 +561,7 @@ def test_identity_owner_in_metadata_is_ignored_with_aws_pod_identity() -> None:
     [
         ("metricType", "Utilization", "metricType: 'Utilization' not allowed"),
         ("type", "aws-sqs", "type: unknown scaler 'aws-sqs'"),
+        ("type", ["aws-sqs-queue"], "type: unknown scaler ['aws-sqs-queue']"),
         ("authenticationRef.kind", "Secret", "authenticationRef.kind: 'Secret' is not one of"),
         ("useCachedMetrics", "true", "useCachedMetrics: 'true' is not of type 'boolean'"),
         ("metdata", {}, "metdata: unknown field"),
