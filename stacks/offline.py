@@ -12,14 +12,18 @@ they answer the invokes the program makes.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
 import json
 import runpy
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pulumi
 import yaml
@@ -108,6 +112,19 @@ def _suffix(*parts: str) -> str:
     return hashlib.sha256("/".join(parts).encode()).hexdigest()[:7]
 
 
+def _guid(*parts: str) -> str:
+    """A deterministic GUID, like the ones Azure assigns (client ids, role assignment names)."""
+    return str(uuid.UUID(hashlib.sha256("/".join(parts).encode()).hexdigest()[:32]))
+
+
+def _group_id(resource_group: str) -> str:
+    return f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{resource_group}"
+
+
+def _aks_fqdn(cluster: str, location: str) -> str:
+    return f"{cluster}-{_suffix(cluster, 'dns')}.hcp.{location}.azmk8s.io"
+
+
 class ProviderMocks(pulumi_mocks.Mocks):
     """Computes the outputs each provider would return for the resources this program uses."""
 
@@ -117,6 +134,7 @@ class ProviderMocks(pulumi_mocks.Mocks):
         self.invokes: list[tuple[str, Props]] = []
         self._outputs: dict[str, Callable[[str, str, Props], Props]] = {
             **self._aws_outputs(),
+            **self._azure_outputs(),
             **self._kubernetes_outputs(),
         }
 
@@ -160,9 +178,18 @@ class ProviderMocks(pulumi_mocks.Mocks):
                 "tenantId": TENANT,
             },
         }
+        computed = self._azure_invokes()
+        if args.token in computed:
+            return computed[args.token](dict(args.args))
         if args.token not in answers:
             raise NotImplementedError(f"the mocks do not answer invoke {args.token}")
         return answers[args.token]
+
+    def acr_token_exchange(self, login_server: str, tenant_id: str, aad_token: str) -> str:
+        """ACR's /oauth2/exchange (plain HTTPS, not a provider invoke), answered like ACR."""
+        request = {"service": login_server, "tenant": tenant_id, "access_token": aad_token}
+        self.invokes.append((f"https://{login_server}/oauth2/exchange", request))
+        return f"mock-acr-refresh-token-{_suffix(login_server, aad_token)}"
 
     # --- resources -----------------------------------------------------------------------
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, Props]:
@@ -328,6 +355,179 @@ class ProviderMocks(pulumi_mocks.Mocks):
             "docker-build:index:Image": image,
         }
 
+    def _azure_outputs(self) -> dict[str, Callable[[str, str, Props], Props]]:
+        """azure-native v3 resources: full ARM ids, auto-names, computed endpoints/identities."""
+        location = self.location
+
+        def named(inputs: Props, name: str, key: str) -> str:
+            # azure-native auto-names from the logical name plus a random suffix.
+            return inputs.get(key) or f"{name}{_suffix(name)}"
+
+        def provider_id(inputs: Props, provider: str, name: str) -> str:
+            return f"{_group_id(inputs['resourceGroupName'])}/providers/{provider}/{name}"
+
+        def resource_group(_t: str, name: str, i: Props) -> Props:
+            rg = named(i, name, "resourceGroupName")
+            return {"name": rg, "__id": _group_id(rg), "location": i.get("location", location)}
+
+        def storage_account(_t: str, name: str, i: Props) -> Props:
+            # Storage accounts: 3-24 chars of a-z0-9, so the auto-name has no hyphens.
+            acct = i.get("accountName") or f"{name.replace('-', '')[:17]}{_suffix(name)}"
+            endpoints = {
+                s: f"https://{acct}.{s}.core.windows.net/"
+                for s in ("blob", "queue", "table", "file")
+            }
+            return {
+                "name": acct,
+                "__id": provider_id(i, "Microsoft.Storage/storageAccounts", acct),
+                "primaryEndpoints": endpoints,
+                "provisioningState": "Succeeded",
+            }
+
+        def queue(_t: str, name: str, i: Props) -> Props:
+            q = named(i, name, "queueName")
+            acct = f"Microsoft.Storage/storageAccounts/{i['accountName']}"
+            return {"name": q, "__id": provider_id(i, acct, f"queueServices/default/queues/{q}")}
+
+        def cosmos_account(_t: str, name: str, i: Props) -> Props:
+            acct = named(i, name, "accountName")
+            return {
+                "name": acct,
+                "__id": provider_id(i, "Microsoft.DocumentDB/databaseAccounts", acct),
+                "documentEndpoint": f"https://{acct}.documents.azure.com:443/",
+                "provisioningState": "Succeeded",
+            }
+
+        def cosmos_child(kind: str, key: str) -> Callable[[str, str, Props], Props]:
+            def out(_t: str, name: str, i: Props) -> Props:
+                child = i.get(key) or _guid(name, kind)
+                acct = f"Microsoft.DocumentDB/databaseAccounts/{i['accountName']}"
+                return {"name": child, "__id": provider_id(i, acct, f"{kind}/{child}")}
+
+            return out
+
+        def identity(_t: str, name: str, i: Props) -> Props:
+            n = named(i, name, "resourceName")
+            return {
+                "name": n,
+                "__id": provider_id(i, "Microsoft.ManagedIdentity/userAssignedIdentities", n),
+                "clientId": _guid(n, "client"),
+                "principalId": _guid(n, "principal"),
+                "tenantId": TENANT,
+            }
+
+        def federated_credential(_t: str, name: str, i: Props) -> Props:
+            n = named(i, name, "federatedIdentityCredentialResourceName")
+            parent = f"Microsoft.ManagedIdentity/userAssignedIdentities/{i['resourceName']}"
+            return {"name": n, "__id": provider_id(i, parent, f"federatedIdentityCredentials/{n}")}
+
+        def role_assignment(_t: str, name: str, i: Props) -> Props:
+            n = i.get("roleAssignmentName") or _guid(name, "role-assignment")
+            rid = f"{i['scope']}/providers/Microsoft.Authorization/roleAssignments/{n}"
+            return {"name": n, "__id": rid, "principalType": i.get("principalType", "User")}
+
+        def managed_cluster(_t: str, name: str, i: Props) -> Props:
+            n = named(i, name, "resourceName")
+            return {
+                "name": n,
+                "__id": provider_id(i, "Microsoft.ContainerService/managedClusters", n),
+                "fqdn": _aks_fqdn(n, location),
+                "nodeResourceGroup": i.get("nodeResourceGroup")
+                or f"MC_{i['resourceGroupName']}_{n}_{location}",
+                "oidcIssuerProfile": {
+                    "enabled": True,
+                    "issuerURL": f"https://{location}.oic.prod-aks.azure.com/{TENANT}/"
+                    f"{_guid(n, 'oidc')}/",
+                },
+                "identity": {
+                    "type": "SystemAssigned",
+                    "principalId": _guid(n, "cluster-principal"),
+                    "tenantId": TENANT,
+                },
+                "identityProfile": {
+                    "kubeletidentity": {
+                        "clientId": _guid(n, "kubelet-client"),
+                        "objectId": _guid(n, "kubelet-object"),
+                        "resourceId": f"{_group_id(f'{n}-nodes')}/providers/Microsoft."
+                        f"ManagedIdentity/userAssignedIdentities/{n}-agentpool",
+                    }
+                },
+                "provisioningState": "Succeeded",
+            }
+
+        def registry(_t: str, name: str, i: Props) -> Props:
+            n = i.get("registryName") or f"{name.replace('-', '')}{_suffix(name)}"
+            return {
+                "name": n,
+                "__id": provider_id(i, "Microsoft.ContainerRegistry/registries", n),
+                "loginServer": f"{n.lower()}.azurecr.io",
+            }
+
+        return {
+            "azure-native:resources:ResourceGroup": resource_group,
+            "azure-native:storage:StorageAccount": storage_account,
+            "azure-native:storage:Queue": queue,
+            "azure-native:cosmosdb:DatabaseAccount": cosmos_account,
+            "azure-native:cosmosdb:TableResourceTable": cosmos_child("tables", "tableName"),
+            "azure-native:cosmosdb:TableResourceTableRoleAssignment": cosmos_child(
+                "tableRoleAssignments", "roleAssignmentId"
+            ),
+            "azure-native:managedidentity:UserAssignedIdentity": identity,
+            "azure-native:managedidentity:FederatedIdentityCredential": federated_credential,
+            "azure-native:authorization:RoleAssignment": role_assignment,
+            "azure-native:containerservice:ManagedCluster": managed_cluster,
+            "azure-native:containerregistry:Registry": registry,
+        }
+
+    def _azure_invokes(self) -> dict[str, Callable[[Props], Props]]:
+        """Invokes whose answer depends on their arguments (cluster credentials, tokens)."""
+        location = self.location
+
+        def credentials(user: str, auth: Props) -> Callable[[Props], Props]:
+            def answer(a: Props) -> Props:
+                cluster = a["resourceName"]
+                kubeconfig = {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [
+                        {
+                            "name": cluster,
+                            "cluster": {
+                                "server": f"https://{_aks_fqdn(cluster, location)}:443",
+                                "certificate-authority-data": "LS0tLS1CRUdJTg==",
+                            },
+                        }
+                    ],
+                    "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": user}}],
+                    "current-context": cluster,
+                    "users": [{"name": user, "user": auth}],
+                }
+                value = base64.b64encode(yaml.safe_dump(kubeconfig).encode()).decode()
+                return {"kubeconfigs": [{"name": user, "value": value}]}
+
+            return answer
+
+        # What AKS returns for an Entra cluster before kubelogin conversion: devicecode login.
+        entra_user = {
+            "exec": {
+                "apiVersion": "client.authentication.k8s.io/v1beta1",
+                "command": "kubelogin",
+                "args": ["get-token", "--login", "devicecode", "--server-id", "aks-server"],
+            }
+        }
+        admin_user = {"client-certificate-data": "Y2VydA==", "client-key-data": "a2V5"}
+        return {
+            "azure-native:containerservice:listManagedClusterUserCredentials": credentials(
+                "clusterUser", entra_user
+            ),
+            "azure-native:containerservice:listManagedClusterAdminCredentials": credentials(
+                "clusterAdmin", admin_user
+            ),
+            "azure-native:authorization:getClientToken": lambda a: {
+                "token": f"mock-arm-token-for-{a.get('endpoint') or 'arm'}"
+            },
+        }
+
     def _kubernetes_outputs(self) -> dict[str, Callable[[str, str, Props], Props]]:
         def k8s_object(_t: str, name: str, i: Props) -> Props:
             # The provider auto-names objects that carry no metadata.name.
@@ -404,7 +604,8 @@ def _run_cached(stack: str, overrides: tuple[tuple[str, str], ...]) -> StackRun:
 
     from pulumi.runtime.stack import run_pulumi_func  # noqa: PLC0415
 
-    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(ROOT / "__main__.py"))))
+    with _registry_login(mocks, config.get(f"{PROJECT}:cloud", "")):
+        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(ROOT / "__main__.py"))))
     root = pulumi_settings.get_root_resource()
     exported = {
         name: pulumi.Output.from_input(value)
@@ -436,6 +637,18 @@ def _run_cached(stack: str, overrides: tuple[tuple[str, str], ...]) -> StackRun:
         secret_outputs=secret,
         invokes=mocks.invokes,
     )
+
+
+@contextlib.contextmanager
+def _registry_login(mocks: ProviderMocks, cloud: str) -> Iterator[None]:
+    """Route the Azure image's registry token exchange to the mocks instead of the network."""
+    if cloud != "azure":
+        yield
+        return
+    from components.azure import image  # noqa: PLC0415 (only Azure runs need it)
+
+    with mock.patch.object(image, "acr_refresh_token", mocks.acr_token_exchange):
+        yield
 
 
 def _plain(value: Any) -> Any:

@@ -1,0 +1,239 @@
+"""AKS with node auto-provisioning, the KEDA add-on and workload identity, plus its registry.
+
+The cluster runs only a small on-demand system pool (tainted for critical add-ons); consumer
+nodes come from NAP (AKS-managed Karpenter), which needs Azure CNI overlay with Cilium. Access is
+Entra ID with Azure RBAC; local accounts are off unless config allows them for a lab.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import yaml
+from pulumi_azure_native import authorization, containerregistry, containerservice
+
+from components.azure.roles import ACR_PULL, AKS_RBAC_CLUSTER_ADMIN, role_definition_id
+from stacks.config import AzureSettings
+
+SYSTEM_POOL = "system"
+SYSTEM_TAINT = "CriticalAddonsOnly=true:NoSchedule"
+OPEN_TO_ALL = "0.0.0.0/0"
+# Application id of the "Azure Kubernetes Service AAD Server" app: the audience of Entra tokens
+# for every AKS API server (what `kubelogin convert-kubeconfig` puts in --server-id).
+AKS_AAD_SERVER_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"
+
+
+@dataclass(frozen=True)
+class AksClusterArgs:
+    resource_group_name: pulumi.Input[str]
+    cluster_name: str
+    registry_name: str  # globally unique, 5-50 chars of a-zA-Z0-9
+    kubernetes_version: str
+    system_node_count: int
+    api_allowed_cidrs: Sequence[str]
+    settings: AzureSettings
+    subscription_id: str
+    deployer_object_id: str  # the identity running `pulumi up` (gets cluster admin via Azure RBAC)
+    tags: Mapping[str, str]
+
+
+class AksCluster(pulumi.ComponentResource):
+    """ManagedCluster + container registry (AcrPull for the kubelet) + a Kubernetes provider."""
+
+    cluster: containerservice.ManagedCluster
+    cluster_name: pulumi.Output[str]
+    cluster_id: pulumi.Output[str]
+    oidc_issuer: pulumi.Output[str]
+    node_resource_group: pulumi.Output[str]
+    registry_id: pulumi.Output[str]
+    registry_login_server: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    provider: k8s.Provider
+
+    def __init__(
+        self, name: str, args: AksClusterArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("edw:azure:AksCluster", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        s = args.settings
+        cluster = containerservice.ManagedCluster(
+            f"{name}-aks",
+            resource_name_=args.cluster_name,
+            resource_group_name=args.resource_group_name,
+            location=s.location,
+            dns_prefix=args.cluster_name,
+            node_resource_group=f"{args.cluster_name}-nodes",
+            kubernetes_version=args.kubernetes_version,
+            sku=containerservice.ManagedClusterSKUArgs(name="Base", tier="Standard"),
+            identity=containerservice.ManagedClusterIdentityArgs(type="SystemAssigned"),
+            agent_pool_profiles=[system_pool(args)],
+            network_profile=containerservice.ContainerServiceNetworkProfileArgs(
+                network_plugin="azure",
+                network_plugin_mode="overlay",
+                network_dataplane="cilium",
+                network_policy="cilium",
+                load_balancer_sku="standard",
+            ),
+            # NAP: AKS runs Karpenter; only our NodePools exist (no AKS default pools).
+            node_provisioning_profile=containerservice.ManagedClusterNodeProvisioningProfileArgs(
+                mode="Auto", default_node_pools="None"
+            ),
+            workload_auto_scaler_profile=containerservice.ManagedClusterWorkloadAutoScalerProfileArgs(
+                keda=containerservice.ManagedClusterWorkloadAutoScalerProfileKedaArgs(enabled=True)
+            ),
+            oidc_issuer_profile=containerservice.ManagedClusterOIDCIssuerProfileArgs(enabled=True),
+            security_profile=containerservice.ManagedClusterSecurityProfileArgs(
+                workload_identity=containerservice.ManagedClusterSecurityProfileWorkloadIdentityArgs(
+                    enabled=True
+                ),
+                image_cleaner=containerservice.ManagedClusterSecurityProfileImageCleanerArgs(
+                    enabled=True, interval_hours=168
+                ),
+            ),
+            aad_profile=containerservice.ManagedClusterAADProfileArgs(
+                managed=True,
+                enable_azure_rbac=True,
+                admin_group_object_ids=list(s.admin_group_object_ids),
+            ),
+            disable_local_accounts=s.disable_local_accounts,
+            api_server_access_profile=api_server_access(args.api_allowed_cidrs),
+            auto_upgrade_profile=containerservice.ManagedClusterAutoUpgradeProfileArgs(
+                upgrade_channel="patch", node_os_upgrade_channel="NodeImage"
+            ),
+            tags=dict(args.tags),
+            opts=child,
+        )
+        registry = containerregistry.Registry(
+            f"{name}-acr",
+            registry_name=args.registry_name,
+            resource_group_name=args.resource_group_name,
+            location=s.location,
+            sku=containerregistry.SkuArgs(name="Standard"),
+            # Entra ID only: pushes use the deployer's token, pulls the kubelet identity.
+            admin_user_enabled=False,
+            anonymous_pull_enabled=False,
+            tags=dict(args.tags),
+            opts=child,
+        )
+        kubelet_object_id = cluster.identity_profile.apply(
+            lambda p: p["kubeletidentity"].object_id if p else None
+        )
+        authorization.RoleAssignment(
+            f"{name}-acr-pull",
+            principal_id=kubelet_object_id,
+            principal_type="ServicePrincipal",
+            role_definition_id=role_definition_id(args.subscription_id, ACR_PULL),
+            scope=registry.id,
+            opts=child,
+        )
+        access: list[pulumi.Resource] = [cluster]
+        if s.disable_local_accounts:
+            # Entra-only cluster: the identity running `up` deploys NodePools and the consumer,
+            # so it needs Kubernetes rights through Azure RBAC, on this cluster only.
+            access.append(
+                authorization.RoleAssignment(
+                    f"{name}-deployer-admin",
+                    principal_id=args.deployer_object_id,
+                    role_definition_id=role_definition_id(
+                        args.subscription_id, AKS_RBAC_CLUSTER_ADMIN
+                    ),
+                    scope=cluster.id,
+                    opts=child,
+                )
+            )
+        self.kubeconfig = pulumi.Output.secret(
+            cluster_kubeconfig(args.resource_group_name, cluster.name, s.disable_local_accounts)
+        )
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=self.kubeconfig,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=access),
+        )
+        self.cluster = cluster
+        self.cluster_name = cluster.name
+        self.cluster_id = cluster.id
+        self.oidc_issuer = cluster.oidc_issuer_profile.apply(lambda p: p.issuer_url if p else None)
+        self.node_resource_group = cluster.node_resource_group.apply(lambda g: g or "")
+        self.registry_id = registry.id
+        self.registry_login_server = registry.login_server
+        self.register_outputs(
+            {
+                "cluster_name": self.cluster_name,
+                "oidc_issuer": self.oidc_issuer,
+                "registry_login_server": self.registry_login_server,
+                "kubeconfig": self.kubeconfig,
+            }
+        )
+
+
+def system_pool(args: AksClusterArgs) -> containerservice.ManagedClusterAgentPoolProfileArgs:
+    """On-demand pool for AKS add-ons (KEDA, NAP's own pods, CoreDNS...), never for consumers."""
+    return containerservice.ManagedClusterAgentPoolProfileArgs(
+        name=SYSTEM_POOL,
+        mode="System",
+        type="VirtualMachineScaleSets",
+        vm_size=args.settings.system_vm_size,
+        count=args.system_node_count,
+        os_type="Linux",
+        os_sku="AzureLinux",
+        scale_set_priority="Regular",
+        node_taints=[SYSTEM_TAINT],
+        upgrade_settings=containerservice.AgentPoolUpgradeSettingsArgs(max_surge="33%"),
+    )
+
+
+def api_server_access(
+    cidrs: Sequence[str],
+) -> containerservice.ManagedClusterAPIServerAccessProfileArgs | None:
+    """Authorized IP ranges, unless the config leaves the API open to everyone."""
+    if OPEN_TO_ALL in cidrs:
+        return None
+    return containerservice.ManagedClusterAPIServerAccessProfileArgs(
+        authorized_ip_ranges=list(cidrs)
+    )
+
+
+def cluster_kubeconfig(
+    resource_group_name: pulumi.Input[str], cluster_name: pulumi.Input[str], entra_only: bool
+) -> pulumi.Output[str]:
+    """The kubeconfig the Kubernetes provider uses.
+
+    Entra-only clusters: the user credentials, with the user switched to kubelogin's Azure CLI
+    login (what `kubelogin convert-kubeconfig -l azurecli` does), so `pulumi up` runs as whoever
+    ran `az login`. Lab clusters with local accounts: the admin credentials (no kubelogin).
+    """
+    if entra_only:
+        creds = containerservice.list_managed_cluster_user_credentials_output(
+            resource_group_name=resource_group_name, resource_name=cluster_name
+        )
+        return creds.kubeconfigs.apply(lambda k: azure_cli_kubeconfig(_decode(k[0].value)))
+    admin = containerservice.list_managed_cluster_admin_credentials_output(
+        resource_group_name=resource_group_name, resource_name=cluster_name
+    )
+    return admin.kubeconfigs.apply(lambda k: _decode(k[0].value))
+
+
+def _decode(value: str) -> str:
+    return base64.b64decode(value).decode()
+
+
+def azure_cli_kubeconfig(kubeconfig_yaml: str) -> str:
+    """Rewrite every user of an AKS user kubeconfig to a kubelogin exec plugin (azurecli)."""
+    config: dict[str, Any] = yaml.safe_load(kubeconfig_yaml)
+    for user in config.get("users", []):
+        user["user"] = {
+            "exec": {
+                "apiVersion": "client.authentication.k8s.io/v1beta1",
+                "command": "kubelogin",
+                "args": ["get-token", "--login", "azurecli", "--server-id", AKS_AAD_SERVER_ID],
+                "interactiveMode": "Never",
+                "provideClusterInfo": False,
+            }
+        }
+    return json.dumps(config)

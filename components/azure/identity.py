@@ -1,0 +1,111 @@
+"""A user-assigned identity that exactly one Kubernetes service account can use (workload identity).
+
+One component, two uses on the Azure stack: the consumer's identity and KEDA's. Each grant names
+its role and the exact resource it applies to; there are no subscription- or group-wide grants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_azure_native import authorization, cosmosdb, managedidentity
+
+# The audience AKS workload identity tokens carry (azure-workload-identity webhook default).
+TOKEN_AUDIENCE = "api://AzureADTokenExchange"
+
+
+@dataclass(frozen=True)
+class RoleGrant:
+    """An Azure RBAC role on one resource (its full ARM id)."""
+
+    name: str  # short, for the child resource name
+    role_definition_id: pulumi.Input[str]
+    scope: pulumi.Input[str]
+
+
+@dataclass(frozen=True)
+class CosmosTableGrant:
+    """A Cosmos DB for Table data-plane role on one table of an account."""
+
+    name: str
+    account_name: pulumi.Input[str]
+    role_definition_id: pulumi.Input[str]
+    scope: pulumi.Input[str]
+
+
+@dataclass(frozen=True)
+class WorkloadIdentityArgs:
+    resource_group_name: pulumi.Input[str]
+    location: str
+    oidc_issuer: pulumi.Input[str]
+    namespace: str
+    service_account: str
+    roles: Sequence[RoleGrant] = ()
+    table_roles: Sequence[CosmosTableGrant] = ()
+    tags: Mapping[str, str] | None = None
+
+
+def subject(namespace: str, service_account: str) -> str:
+    """The `sub` claim of a projected service account token."""
+    return f"system:serviceaccount:{namespace}:{service_account}"
+
+
+class WorkloadIdentity(pulumi.ComponentResource):
+    """Identity + federated credential for one service account + its least-privilege grants."""
+
+    client_id: pulumi.Output[str]
+    principal_id: pulumi.Output[str]
+    identity_id: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: WorkloadIdentityArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("edw:azure:WorkloadIdentity", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        identity = managedidentity.UserAssignedIdentity(
+            f"{name}-identity",
+            resource_group_name=args.resource_group_name,
+            location=args.location,
+            tags=dict(args.tags or {}),
+            opts=child,
+        )
+        managedidentity.FederatedIdentityCredential(
+            f"{name}-federation",
+            resource_group_name=args.resource_group_name,
+            resource_name_=identity.name,
+            issuer=args.oidc_issuer,
+            subject=subject(args.namespace, args.service_account),
+            audiences=[TOKEN_AUDIENCE],
+            opts=child,
+        )
+        for grant in args.roles:
+            authorization.RoleAssignment(
+                f"{name}-{grant.name}",
+                principal_id=identity.principal_id,
+                principal_type="ServicePrincipal",
+                role_definition_id=grant.role_definition_id,
+                scope=grant.scope,
+                opts=child,
+            )
+        for grant in args.table_roles:
+            cosmosdb.TableResourceTableRoleAssignment(
+                f"{name}-{grant.name}",
+                account_name=grant.account_name,
+                resource_group_name=args.resource_group_name,
+                principal_id=identity.principal_id,
+                role_definition_id=grant.role_definition_id,
+                scope=grant.scope,
+                opts=child,
+            )
+        self.client_id = identity.client_id
+        self.principal_id = identity.principal_id
+        self.identity_id = identity.id
+        self.register_outputs(
+            {
+                "client_id": self.client_id,
+                "principal_id": self.principal_id,
+                "identity_id": self.identity_id,
+            }
+        )

@@ -1,0 +1,94 @@
+"""The consumer image on Azure: built from app/ during `up` and pushed to the stack's ACR.
+
+The registry has its admin user disabled, so the push authenticates as the identity running
+`pulumi up`, exactly like `az acr login`: the provider's Entra token for Azure Resource Manager
+is exchanged at the registry's /oauth2/exchange endpoint for an ACR refresh token, which docker
+accepts as the password of the fixed user 00000000-0000-0000-0000-000000000000. That identity gets
+AcrPush on this registry only.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker_build as docker_build
+from pulumi_azure_native import authorization
+
+from components.app_image import APP_DIR, content_tag
+from components.azure.roles import ACR_PUSH, role_definition_id
+
+ACR_TOKEN_USER = "00000000-0000-0000-0000-000000000000"
+REPOSITORY = "edw-consumer"
+EXCHANGE_TIMEOUT_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class AcrConsumerImageArgs:
+    registry_id: pulumi.Input[str]
+    login_server: pulumi.Input[str]
+    subscription_id: str
+    tenant_id: str
+    deployer_object_id: str
+
+
+def acr_refresh_token(login_server: str, tenant_id: str, aad_access_token: str) -> str:
+    """Exchange an Entra access token for an ACR refresh token (the `az acr login` flow)."""
+    body = urllib.parse.urlencode(
+        {
+            "grant_type": "access_token",
+            "service": login_server,
+            "tenant": tenant_id,
+            "access_token": aad_access_token,
+        }
+    ).encode()
+    request = urllib.request.Request(
+        f"https://{login_server}/oauth2/exchange",
+        data=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    with urllib.request.urlopen(request, timeout=EXCHANGE_TIMEOUT_SECONDS) as response:
+        return str(json.load(response)["refresh_token"])
+
+
+class AcrConsumerImage(pulumi.ComponentResource):
+    """AcrPush for the deployer, then build (linux/amd64), push and reference by digest."""
+
+    image_ref: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: AcrConsumerImageArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("edw:azure:AcrConsumerImage", name, None, opts)
+        push = authorization.RoleAssignment(
+            f"{name}-push",
+            principal_id=args.deployer_object_id,
+            role_definition_id=role_definition_id(args.subscription_id, ACR_PUSH),
+            scope=args.registry_id,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        aad_token = authorization.get_client_token_output().token
+        password = pulumi.Output.secret(
+            pulumi.Output.all(args.login_server, aad_token).apply(
+                lambda a: acr_refresh_token(a[0], args.tenant_id, a[1])
+            )
+        )
+        image = docker_build.Image(
+            f"{name}-build",
+            context=docker_build.BuildContextArgs(location=str(APP_DIR)),
+            dockerfile=docker_build.DockerfileArgs(location=str(APP_DIR / "Dockerfile")),
+            platforms=[docker_build.Platform.LINUX_AMD64],
+            push=True,
+            tags=[pulumi.Output.concat(args.login_server, f"/{REPOSITORY}:{content_tag()}")],
+            registries=[
+                docker_build.RegistryArgs(
+                    address=args.login_server, username=ACR_TOKEN_USER, password=password
+                )
+            ],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[push]),
+        )
+        self.image_ref = image.ref
+        self.register_outputs({"image_ref": self.image_ref})

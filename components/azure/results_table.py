@@ -1,0 +1,93 @@
+"""The results table on Azure: a Cosmos DB for Table account that only Entra identities reach."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_azure_native import cosmosdb
+
+PROVISIONED_THROUGHPUT = 400  # RU/s, the minimum, when the account is not serverless
+
+
+@dataclass(frozen=True)
+class CosmosResultsTableArgs:
+    resource_group_name: pulumi.Input[str]
+    location: str
+    account_name: str  # globally unique, 3-44 chars of a-z0-9-
+    table_name: str
+    serverless: bool
+    deletion_protection: bool
+    tags: Mapping[str, str]
+
+
+class CosmosResultsTable(pulumi.ComponentResource):
+    """Serverless (by default) Table account with continuous backup, TLS 1.2, no keys."""
+
+    account_name: pulumi.Output[str]
+    account_id: pulumi.Output[str]
+    table_name: pulumi.Output[str]
+    table_endpoint: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: CosmosResultsTableArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("edw:azure:CosmosResultsTable", name, None, opts)
+        # Cosmos DB has no deletion-protection flag; Pulumi's protect makes destroy refuse.
+        kept = pulumi.ResourceOptions(parent=self, protect=args.deletion_protection)
+        capabilities = [cosmosdb.CapabilityArgs(name="EnableTable")]
+        if args.serverless:
+            capabilities.append(cosmosdb.CapabilityArgs(name="EnableServerless"))
+        account = cosmosdb.DatabaseAccount(
+            f"{name}-account",
+            account_name=args.account_name,
+            resource_group_name=args.resource_group_name,
+            location=args.location,
+            kind="GlobalDocumentDB",
+            database_account_offer_type="Standard",
+            capabilities=capabilities,
+            locations=[
+                cosmosdb.LocationArgs(
+                    location_name=args.location, failover_priority=0, is_zone_redundant=False
+                )
+            ],
+            consistency_policy=cosmosdb.ConsistencyPolicyArgs(default_consistency_level="Session"),
+            backup_policy=cosmosdb.ContinuousModeBackupPolicyArgs(
+                type="Continuous",
+                continuous_mode_properties=cosmosdb.ContinuousModePropertiesArgs(
+                    tier="Continuous7Days"
+                ),
+            ),
+            minimal_tls_version="Tls12",
+            # Keys off: only Entra identities with a Cosmos data-plane role get in.
+            disable_local_auth=True,
+            disable_key_based_metadata_write_access=True,
+            tags=dict(args.tags),
+            opts=kept,
+        )
+        table = cosmosdb.TableResourceTable(
+            f"{name}-table",
+            account_name=account.name,
+            resource_group_name=args.resource_group_name,
+            table_name=args.table_name,
+            resource=cosmosdb.TableResourceArgs(id=args.table_name),
+            options=None
+            if args.serverless
+            else cosmosdb.CreateUpdateOptionsArgs(throughput=PROVISIONED_THROUGHPUT),
+            opts=kept,
+        )
+        self.account_name = account.name
+        self.account_id = account.id
+        self.table_name = table.name
+        self.table_endpoint = account.name.apply(
+            lambda n: f"https://{n}.table.cosmos.azure.com:443/"
+        )
+        self.register_outputs(
+            {
+                "account_name": self.account_name,
+                "account_id": self.account_id,
+                "table_name": self.table_name,
+                "table_endpoint": self.table_endpoint,
+            }
+        )

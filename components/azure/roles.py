@@ -1,0 +1,39 @@
+"""Built-in role ids the Azure stack grants, and how to spell their full ids.
+
+Azure RBAC role GUIDs are the same in every tenant; Cosmos DB for Table data-plane roles are
+Cosmos-native definitions that live under the account, not in Microsoft.Authorization.
+"""
+
+from __future__ import annotations
+
+import pulumi
+
+STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR = "8a0f0c08-91a1-4084-bc3d-661d67233fed"
+STORAGE_QUEUE_DATA_MESSAGE_SENDER = "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a"
+STORAGE_QUEUE_DATA_READER = "19e7f393-937e-4f77-808e-94535e297925"
+ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
+ACR_PUSH = "8311e382-0749-4cb8-b61a-304f252e45ec"
+AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
+# Cosmos DB for Table "Cosmos DB Built-in Data Contributor": entity read/write on the scope.
+COSMOS_TABLE_DATA_CONTRIBUTOR = "00000000-0000-0000-0000-000000000002"
+# Tables of a Cosmos DB for Table account live in the fixed database TablesDB.
+COSMOS_TABLES_DB = "TablesDB"
+
+
+def role_definition_id(subscription_id: str, role: str) -> str:
+    """Full id of a built-in Azure RBAC role."""
+    return (
+        f"/subscriptions/{subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{role}"
+    )
+
+
+def cosmos_table_role_definition_id(account_id: pulumi.Input[str], role: str) -> pulumi.Output[str]:
+    """Full id of a Cosmos DB for Table data-plane role definition of one account."""
+    return pulumi.Output.concat(account_id, "/tableRoleDefinitions/", role)
+
+
+def cosmos_table_scope(
+    account_id: pulumi.Input[str], table: pulumi.Input[str]
+) -> pulumi.Output[str]:
+    """The narrowest data-plane scope Cosmos DB for Table accepts: one table."""
+    return pulumi.Output.concat(account_id, f"/dbs/{COSMOS_TABLES_DB}/colls/", table)

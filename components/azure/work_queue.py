@@ -1,0 +1,99 @@
+"""The work queue on Azure: a locked-down storage account with the queue and its poison queue."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import pulumi
+from pulumi_azure_native import storage
+
+POISON_SUFFIX = "-poison"
+
+
+@dataclass(frozen=True)
+class StorageWorkQueueArgs:
+    resource_group_name: pulumi.Input[str]
+    location: str
+    account_name: str  # globally unique, 3-24 chars of a-z0-9
+    queue_name: str
+    network_default_action: Literal["Allow", "Deny"]
+    tags: Mapping[str, str]
+
+
+class StorageWorkQueue(pulumi.ComponentResource):
+    """StorageV2 account (Entra-only, TLS 1.2, infrastructure encryption) + work and poison queue.
+
+    Storage queues have no redrive: the consumer moves a message whose dequeue count exceeds
+    EDW_MAX_DELIVERIES to `<queue>-poison` (the name the Azure Functions convention uses), and
+    sets the visibility timeout on every receive.
+    """
+
+    account_name: pulumi.Output[str]
+    account_id: pulumi.Output[str]
+    queue_name: pulumi.Output[str]
+    queue_id: pulumi.Output[str]
+    poison_queue_name: pulumi.Output[str]
+    poison_queue_id: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: StorageWorkQueueArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("edw:azure:StorageWorkQueue", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        encrypted = storage.EncryptionServiceArgs(enabled=True, key_type="Account")
+        account = storage.StorageAccount(
+            f"{name}-account",
+            account_name=args.account_name,
+            resource_group_name=args.resource_group_name,
+            location=args.location,
+            kind="StorageV2",
+            sku=storage.SkuArgs(name="Standard_LRS"),
+            enable_https_traffic_only=True,
+            minimum_tls_version="TLS1_2",
+            allow_blob_public_access=False,
+            # Entra ID only: no account keys or SAS; identities get data roles per queue.
+            allow_shared_key_access=False,
+            default_to_o_auth_authentication=True,
+            allow_cross_tenant_replication=False,
+            encryption=storage.EncryptionArgs(
+                key_source="Microsoft.Storage",
+                require_infrastructure_encryption=True,
+                services=storage.EncryptionServicesArgs(queue=encrypted, blob=encrypted),
+            ),
+            network_rule_set=storage.NetworkRuleSetArgs(
+                default_action=args.network_default_action, bypass="AzureServices"
+            ),
+            tags=dict(args.tags),
+            opts=child,
+        )
+        queues = {
+            role: storage.Queue(
+                f"{name}-{role}",
+                account_name=account.name,
+                resource_group_name=args.resource_group_name,
+                queue_name=queue_name,
+                metadata={"edw-role": role},
+                opts=child,
+            )
+            for role, queue_name in (
+                ("work", args.queue_name),
+                ("poison", f"{args.queue_name}{POISON_SUFFIX}"),
+            )
+        }
+        self.account_name = account.name
+        self.account_id = account.id
+        self.queue_name = queues["work"].name
+        self.queue_id = queues["work"].id
+        self.poison_queue_name = queues["poison"].name
+        self.poison_queue_id = queues["poison"].id
+        self.register_outputs(
+            {
+                "account_name": self.account_name,
+                "queue_name": self.queue_name,
+                "queue_id": self.queue_id,
+                "poison_queue_name": self.poison_queue_name,
+                "poison_queue_id": self.poison_queue_id,
+            }
+        )

@@ -1,0 +1,224 @@
+"""Stack `dev`: Storage Queue + poison queue, Cosmos DB for Table, AKS with NAP and the KEDA
+add-on, workload identities, and the consumer on top."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import pulumi
+from pulumi_azure_native import authorization, resources
+
+from components.azure.cluster import AksCluster, AksClusterArgs
+from components.azure.identity import (
+    CosmosTableGrant,
+    RoleGrant,
+    WorkloadIdentity,
+    WorkloadIdentityArgs,
+)
+from components.azure.image import AcrConsumerImage, AcrConsumerImageArgs
+from components.azure.nap import NapNodeAutoscaling, NapNodeAutoscalingArgs
+from components.azure.results_table import CosmosResultsTable, CosmosResultsTableArgs
+from components.azure.roles import (
+    COSMOS_TABLE_DATA_CONTRIBUTOR,
+    STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR,
+    STORAGE_QUEUE_DATA_MESSAGE_SENDER,
+    STORAGE_QUEUE_DATA_READER,
+    cosmos_table_role_definition_id,
+    cosmos_table_scope,
+    role_definition_id,
+)
+from components.azure.work_queue import StorageWorkQueue, StorageWorkQueueArgs
+from components.k8s.consumer import (
+    SERVICE_ACCOUNT,
+    ConsumerDeployment,
+    ConsumerDeploymentArgs,
+    QueueTrigger,
+)
+from stacks.config import EdwConfig
+
+QUEUE = "work"
+TABLE = "results"
+# The AKS KEDA add-on runs the operator as kube-system/keda-operator.
+KEDA_NAMESPACE = "kube-system"
+KEDA_SERVICE_ACCOUNT = "keda-operator"
+WORKLOAD_IDENTITY_USE = {"azure.workload.identity/use": "true"}
+SUFFIX_LENGTH = 8
+
+
+def globally_unique(cfg: EdwConfig, subscription_id: str, max_length: int, sep: str = "") -> str:
+    """A name unique across Azure (storage, Cosmos DB, ACR): <prefix><stack><hash>, a-z0-9.
+
+    The hash of subscription and stack keeps it stable across runs and distinct per subscription.
+    """
+    suffix = hashlib.sha256(f"{subscription_id}/{cfg.name}".encode()).hexdigest()[:SUFFIX_LENGTH]
+    base = re.sub(r"[^a-z0-9]", "", f"{cfg.prefix}{cfg.stack}".lower())
+    return f"{base[: max_length - SUFFIX_LENGTH - len(sep)]}{sep}{suffix}"
+
+
+def build(cfg: EdwConfig) -> dict[str, Any]:
+    assert cfg.azure is not None  # guaranteed by config validation for cloud=azure
+    az = cfg.azure
+    client = authorization.get_client_config()
+    subscription = client.subscription_id
+    tags = {"project": "edw", "stack": cfg.stack, **cfg.tags}
+
+    group = resources.ResourceGroup(
+        "resource-group", resource_group_name=f"{cfg.name}-rg", location=az.location, tags=tags
+    )
+    work = StorageWorkQueue(
+        "work",
+        StorageWorkQueueArgs(
+            resource_group_name=group.name,
+            location=az.location,
+            account_name=globally_unique(cfg, subscription, 24),
+            queue_name=QUEUE,
+            network_default_action=az.storage_network_default_action,
+            tags=tags,
+        ),
+    )
+    results = CosmosResultsTable(
+        "results",
+        CosmosResultsTableArgs(
+            resource_group_name=group.name,
+            location=az.location,
+            account_name=globally_unique(cfg, subscription, 44, "-"),
+            table_name=TABLE,
+            serverless=az.cosmos_serverless,
+            deletion_protection=cfg.deletion_protection,
+            tags=tags,
+        ),
+    )
+    cluster = AksCluster(
+        "cluster",
+        AksClusterArgs(
+            resource_group_name=group.name,
+            cluster_name=cfg.name,
+            registry_name=globally_unique(cfg, subscription, 50),
+            kubernetes_version=cfg.kubernetes_version,
+            system_node_count=cfg.system_node_count,
+            api_allowed_cidrs=cfg.api_allowed_cidrs,
+            settings=az,
+            subscription_id=subscription,
+            deployer_object_id=client.object_id,
+            tags=tags,
+        ),
+    )
+    on_cluster = pulumi.ResourceOptions(providers={"kubernetes": cluster.provider})
+
+    nap = NapNodeAutoscaling(
+        "nap",
+        NapNodeAutoscalingArgs(nodes=cfg.nodes, cluster=cluster.cluster, tags=tags),
+        opts=on_cluster,
+    )
+
+    def identity(
+        name: str, namespace: str, service_account: str, **grants: Any
+    ) -> WorkloadIdentity:
+        return WorkloadIdentity(
+            name,
+            WorkloadIdentityArgs(
+                resource_group_name=group.name,
+                location=az.location,
+                oidc_issuer=cluster.oidc_issuer,
+                namespace=namespace,
+                service_account=service_account,
+                tags=tags,
+                **grants,
+            ),
+        )
+
+    def role(name: str, guid: str, scope: pulumi.Input[str]) -> RoleGrant:
+        return RoleGrant(name, role_definition_id(subscription, guid), scope)
+
+    consumer_identity = identity(
+        "consumer-identity",
+        cfg.consumer.namespace,
+        SERVICE_ACCOUNT,
+        roles=[
+            role("queue-processor", STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR, work.queue_id),
+            role("poison-sender", STORAGE_QUEUE_DATA_MESSAGE_SENDER, work.poison_queue_id),
+        ],
+        table_roles=[
+            CosmosTableGrant(
+                "table-writer",
+                results.account_name,
+                cosmos_table_role_definition_id(results.account_id, COSMOS_TABLE_DATA_CONTRIBUTOR),
+                cosmos_table_scope(results.account_id, results.table_name),
+            )
+        ],
+    )
+    # KEDA only reads the queue length (GetProperties): Reader on the work queue, nothing else.
+    keda_identity = identity(
+        "keda-identity",
+        KEDA_NAMESPACE,
+        KEDA_SERVICE_ACCOUNT,
+        roles=[role("queue-reader", STORAGE_QUEUE_DATA_READER, work.queue_id)],
+    )
+
+    image: pulumi.Input[str] = cfg.consumer.image or (
+        AcrConsumerImage(
+            "consumer-image",
+            AcrConsumerImageArgs(
+                registry_id=cluster.registry_id,
+                login_server=cluster.registry_login_server,
+                subscription_id=subscription,
+                tenant_id=client.tenant_id,
+                deployer_object_id=client.object_id,
+            ),
+        ).image_ref
+    )
+
+    consumer = ConsumerDeployment(
+        "consumer",
+        ConsumerDeploymentArgs(
+            cloud="azure",
+            consumer=cfg.consumer,
+            queue=cfg.queue,
+            image=image,
+            backend_env={
+                "EDW_QUEUE": work.queue_name,
+                "EDW_DEAD_LETTER_QUEUE": work.poison_queue_name,
+                "EDW_TABLE": results.table_name,
+                "EDW_STORAGE_ACCOUNT": work.account_name,
+                "EDW_TABLE_ENDPOINT": results.table_endpoint,
+            },
+            trigger=QueueTrigger(
+                type="azure-queue",
+                metadata={
+                    "accountName": work.account_name,
+                    "queueName": work.queue_name,
+                    # ApproximateMessagesCount: includes in-flight (invisible) messages.
+                    "queueLengthStrategy": "all",
+                    "cloud": "AzurePublicCloud",
+                },
+                # The add-on's operator exchanges its own token for the KEDA identity.
+                pod_identity={"provider": "azure-workload", "identityId": keda_identity.client_id},
+            ),
+            service_account_annotations={
+                "azure.workload.identity/client-id": consumer_identity.client_id
+            },
+            service_account_labels=WORKLOAD_IDENTITY_USE,
+            pod_labels=WORKLOAD_IDENTITY_USE,
+            platform=[nap.node_pools, consumer_identity, keda_identity],
+        ),
+        opts=on_cluster,
+    )
+
+    return {
+        "location": az.location,
+        "resourceGroup": group.name,
+        "storageAccount": work.account_name,
+        "queueName": work.queue_name,
+        "poisonQueueName": work.poison_queue_name,
+        "tableEndpoint": results.table_endpoint,
+        "tableName": results.table_name,
+        "clusterName": cluster.cluster_name,
+        "kubeconfig": cluster.kubeconfig,
+        "registry": cluster.registry_login_server,
+        "consumerNamespace": consumer.namespace,
+        "consumerClientId": consumer_identity.client_id,
+        "kedaClientId": keda_identity.client_id,
+        "image": image,
+    }
