@@ -537,9 +537,14 @@ class _Parser:
     def azure(self) -> AzureSettings:
         location = self.provider.get("azure-native:location", "")
         if location not in AZURE_LOCATIONS:
+            # A display name ("West Europe") is the usual slip; point at the name to use.
+            near = location.replace(" ", "").lower()
+            hint = (
+                f" (use the name {near!r}, not the display name)" if near in AZURE_LOCATIONS else ""
+            )
             self.errors.append(
                 f"azure-native:location must be one of {', '.join(sorted(AZURE_LOCATIONS))}; "
-                f"got {location!r}"
+                f"got {location!r}{hint}"
             )
         action = self.raw("storageNetworkDefaultAction")
         self.one_of("storageNetworkDefaultAction", action, ("Allow", "Deny"))

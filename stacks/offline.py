@@ -54,6 +54,7 @@ class RecordedResource:
     dependencies: tuple[str, ...]
     custom: bool
     provider: str
+    id: str = ""  # the provider id (on Azure, the full ARM resource id)
 
 
 @dataclass
@@ -628,6 +629,7 @@ def _run_cached(stack: str, overrides: tuple[tuple[str, str], ...]) -> StackRun:
                 dependencies=tuple(request.dependencies),
                 custom=custom,
                 provider=request.provider,
+                id=registered.id or "",
             )
         )
     return StackRun(

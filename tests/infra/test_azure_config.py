@@ -1,0 +1,117 @@
+"""Azure config errors fail before any resource exists; AWS and Azure runs stay apart."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pytest
+
+from stacks import offline
+from stacks.config import ConfigError, EdwConfig
+from stacks.offline import StackRun, run_stack
+
+LOCATION = {"azure-native:location": "westeurope"}
+
+
+def _parse(values: Mapping[str, str], provider: Mapping[str, str] = LOCATION) -> EdwConfig:
+    return EdwConfig.parse(
+        {"cloud": "azure", "disableLocalAccounts": "false", **values}, "dev", provider
+    )
+
+
+def test_dev_defaults_parse() -> None:
+    cfg = _parse({})
+    assert cfg.azure is not None
+    assert cfg.azure.location == "westeurope"
+    assert cfg.nodes.families == ("D", "F")
+    assert cfg.name == "edw-dev"
+
+
+@pytest.mark.parametrize(
+    ("values", "provider", "expected"),
+    [
+        (
+            {"vmSkuFamilies": '["D", "Z"]'},
+            LOCATION,
+            ["edw:vmSkuFamilies has unknown families ['Z']", "allowed: A, B, D, E, F, L, M"],
+        ),
+        ({"vmSkuFamilies": "[]"}, LOCATION, ["edw:vmSkuFamilies must name at least one family"]),
+        (
+            {},
+            {"azure-native:location": "West Europe"},
+            ["azure-native:location must be one of", "'westeurope', not the display name"],
+        ),
+        ({}, {"azure-native:location": "mars-north"}, ["got 'mars-north'", "westeurope"]),
+        ({}, {}, ["azure-native:location must be one of", "got ''"]),
+        (
+            {"storageNetworkDefaultAction": "deny"},
+            LOCATION,
+            ["edw:storageNetworkDefaultAction must be one of Allow, Deny; got 'deny'"],
+        ),
+        (
+            {"systemVmSize": "D4ds_v5"},
+            LOCATION,
+            ["edw:systemVmSize must be an Azure VM size like Standard_D4ds_v5"],
+        ),
+        (
+            {"disableLocalAccounts": "true"},
+            LOCATION,
+            ["edw:adminGroupObjectIds must name at least one Entra group"],
+        ),
+        (
+            {"instanceFamilies": '["m7i"]'},
+            LOCATION,
+            ["edw:instanceFamilies only applies to cloud aws, not azure"],
+        ),
+    ],
+)
+def test_azure_config_errors_name_the_key(
+    values: dict[str, str], provider: dict[str, str], expected: list[str]
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        _parse(values, provider)
+    for text in expected:
+        assert text in str(error.value)
+
+
+def test_bad_config_registers_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    registered: list[str] = []
+    original = offline.RecordingMonitor.RegisterResource
+
+    def counting(self: offline.RecordingMonitor, request: object) -> object:
+        registered.append(request.type)  # type: ignore[attr-defined]
+        return original(self, request)
+
+    monkeypatch.setattr(offline.RecordingMonitor, "RegisterResource", counting)
+    with pytest.raises(ConfigError, match=r"edw:vmSkuFamilies has unknown families \['Q'\]"):
+        run_stack("dev", {"vmSkuFamilies": '["Q"]'})
+    # Only the root stack resource: the program stopped at config, before any cloud resource.
+    assert registered == [offline.ROOT_STACK_TYPE]
+
+
+def _clouds(run: StackRun) -> set[str]:
+    return {r.type.split(":", 1)[0] for r in run.resources if r.custom}
+
+
+def test_aws_then_azure_in_one_process_keep_their_own_resources() -> None:
+    # Overrides bypass the per-stack cache, so both programs really run here, back to back.
+    aws = run_stack("aws", {"prefix": "iso"})
+    azure = run_stack("dev", {"prefix": "iso"})
+    assert "aws" in _clouds(aws)
+    assert "azure-native" not in _clouds(aws)
+    assert "azure-native" in _clouds(azure)
+    assert "aws" not in _clouds(azure)
+    assert "eks" not in {r.type.split(":", 1)[0] for r in azure.resources}
+    assert all(r.urn.startswith("urn:pulumi:aws::edw::") for r in aws.resources)
+    assert all(r.urn.startswith("urn:pulumi:dev::edw::") for r in azure.resources)
+    assert not {r.urn for r in aws.resources} & {r.urn for r in azure.resources}
+    assert not [t for t, _ in aws.invokes if t.startswith("azure-native:")]
+    assert not [t for t, _ in azure.invokes if t.startswith("aws:")]
+    assert azure.outputs["clusterName"] == "iso-dev"
+    assert "queueUrl" in aws.outputs
+    assert "queueUrl" not in azure.outputs
+    # Running the AWS program again after Azure still yields the same AWS stack.
+    again = run_stack("aws", {"prefix": "iso", "tags": '["again=1"]'})
+    assert sorted((r.type, r.name) for r in again.resources) == sorted(
+        (r.type, r.name) for r in aws.resources
+    )

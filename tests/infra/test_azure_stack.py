@@ -1,0 +1,458 @@
+"""The `dev` stack (Azure) run through Pulumi mocks: values, wiring, least privilege, ordering.
+
+Role GUIDs are spelled out here on purpose (not imported from the program), so a wrong constant
+in components/azure/roles.py fails these tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any
+
+import pytest
+import yaml
+
+from stacks.offline import SUBSCRIPTION, RecordedResource, StackRun, run_stack
+from tests.k8s_schema import validate_custom_resource, validate_keda_trigger
+
+ROLE_DEFINITIONS = (
+    f"/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/"
+)
+QUEUE_MESSAGE_PROCESSOR = "8a0f0c08-91a1-4084-bc3d-661d67233fed"
+QUEUE_MESSAGE_SENDER = "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a"
+QUEUE_DATA_READER = "19e7f393-937e-4f77-808e-94535e297925"
+ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
+ACR_PUSH = "8311e382-0749-4cb8-b61a-304f252e45ec"
+AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
+COSMOS_TABLE_DATA_CONTRIBUTOR = "00000000-0000-0000-0000-000000000002"
+
+RG = "azure-native:resources:ResourceGroup"
+ACCOUNT = "azure-native:storage:StorageAccount"
+QUEUE = "azure-native:storage:Queue"
+COSMOS = "azure-native:cosmosdb:DatabaseAccount"
+TABLE = "azure-native:cosmosdb:TableResourceTable"
+TABLE_ROLE = "azure-native:cosmosdb:TableResourceTableRoleAssignment"
+ROLE = "azure-native:authorization:RoleAssignment"
+IDENTITY = "azure-native:managedidentity:UserAssignedIdentity"
+FEDERATION = "azure-native:managedidentity:FederatedIdentityCredential"
+AKS = "azure-native:containerservice:ManagedCluster"
+ACR = "azure-native:containerregistry:Registry"
+IMAGE = "docker-build:index:Image"
+
+# spotCpuLimit/spotMemoryLimit and onDemandCpuLimit/onDemandMemoryLimit defaults.
+LIMITS = {"spot": {"cpu": "64", "memory": "256Gi"}, "on-demand": {"cpu": "32", "memory": "128Gi"}}
+# Entra-only cluster with a prebuilt image and a narrowed API server: the other branches.
+HARDENED = {
+    "disableLocalAccounts": "true",
+    "adminGroupObjectIds": '["11111111-2222-4333-8444-555555555555"]',
+    "apiAllowedCidrs": '["203.0.113.0/24"]',
+    "consumerImage": "registry.example.com/edw-consumer:1.2.3",
+}
+
+
+@pytest.fixture(scope="module")
+def run() -> StackRun:
+    return run_stack("dev")
+
+
+@pytest.fixture(scope="module")
+def hardened() -> StackRun:
+    return run_stack("dev", HARDENED)
+
+
+def _role(run: StackRun, name: str) -> RecordedResource:
+    return run.one(ROLE, name)
+
+
+def _principal(run: StackRun, identity: str) -> str:
+    return run.one(IDENTITY, f"{identity}-identity").outputs["principalId"]
+
+
+def _client(run: StackRun, identity: str) -> str:
+    return run.one(IDENTITY, f"{identity}-identity").outputs["clientId"]
+
+
+def _cr(resource: RecordedResource) -> dict[str, Any]:
+    i = resource.inputs
+    return {
+        "apiVersion": i["apiVersion"],
+        "kind": i["kind"],
+        "metadata": i["metadata"],
+        "spec": i["spec"],
+    }
+
+
+def _trigger(run: StackRun) -> dict[str, Any]:
+    (scaled,) = run.custom_resources("ScaledObject")
+    (trigger,) = scaled.inputs["spec"]["triggers"]
+    return trigger
+
+
+# --- least privilege ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("assignment", "identity", "role", "queue"),
+    [
+        (
+            "consumer-identity-queue-processor",
+            "consumer-identity",
+            QUEUE_MESSAGE_PROCESSOR,
+            "work-work",
+        ),
+        (
+            "consumer-identity-poison-sender",
+            "consumer-identity",
+            QUEUE_MESSAGE_SENDER,
+            "work-poison",
+        ),
+        ("keda-identity-queue-reader", "keda-identity", QUEUE_DATA_READER, "work-work"),
+    ],
+)
+def test_queue_roles_are_scoped_to_one_queue(
+    run: StackRun, assignment: str, identity: str, role: str, queue: str
+) -> None:
+    granted = _role(run, assignment).inputs
+    assert granted["roleDefinitionId"] == ROLE_DEFINITIONS + role
+    assert granted["scope"] == run.one(QUEUE, queue).id
+    assert granted["scope"].endswith(
+        f"/queueServices/default/queues/{run.one(QUEUE, queue).outputs['name']}"
+    )
+    assert granted["principalId"] == _principal(run, identity)
+    assert granted["principalType"] == "ServicePrincipal"
+
+
+def test_consumer_writes_the_results_table_only(run: StackRun) -> None:
+    account = run.one(COSMOS)
+    table = run.one(TABLE)
+    (grant,) = run.of_type(TABLE_ROLE)
+    assert grant.inputs["principalId"] == _principal(run, "consumer-identity")
+    assert grant.inputs["accountName"] == account.outputs["name"]
+    assert grant.inputs["roleDefinitionId"] == (
+        f"{account.id}/tableRoleDefinitions/{COSMOS_TABLE_DATA_CONTRIBUTOR}"
+    )
+    assert grant.inputs["scope"] == f"{account.id}/dbs/TablesDB/colls/{table.outputs['name']}"
+
+
+def test_identities_have_exactly_their_grants(run: StackRun) -> None:
+    by_principal: dict[str, set[str]] = {}
+    for grant in [*run.of_type(ROLE), *run.of_type(TABLE_ROLE)]:
+        guid = grant.inputs["roleDefinitionId"].rsplit("/", 1)[1]
+        by_principal.setdefault(grant.inputs["principalId"], set()).add(guid)
+    assert by_principal[_principal(run, "consumer-identity")] == {
+        QUEUE_MESSAGE_PROCESSOR,
+        QUEUE_MESSAGE_SENDER,
+        COSMOS_TABLE_DATA_CONTRIBUTOR,
+    }
+    assert by_principal[_principal(run, "keda-identity")] == {QUEUE_DATA_READER}
+
+
+@pytest.mark.parametrize("variant", ["run", "hardened"])
+def test_no_grant_at_subscription_or_resource_group_scope(
+    variant: str, request: pytest.FixtureRequest
+) -> None:
+    stack: StackRun = request.getfixturevalue(variant)
+    broad = re.compile(r"^/subscriptions/[^/]+(/resourceGroups/[^/]+)?/?$", re.IGNORECASE)
+    grants = [*stack.of_type(ROLE), *stack.of_type(TABLE_ROLE)]
+    assert grants
+    ids = {r.id for r in stack.resources}
+    for grant in grants:
+        scope = grant.inputs["scope"]
+        assert not broad.match(scope), f"{grant.name} is granted at {scope}"
+        # Every Azure RBAC scope is the id of one resource this stack created.
+        if grant.type == ROLE:
+            assert scope in ids, f"{grant.name} scope {scope} is not a resource of the stack"
+
+
+def test_kubelet_pulls_from_the_registry(run: StackRun) -> None:
+    pull = _role(run, "cluster-acr-pull").inputs
+    kubelet = run.one(AKS).outputs["identityProfile"]["kubeletidentity"]["objectId"]
+    assert pull["roleDefinitionId"] == ROLE_DEFINITIONS + ACR_PULL
+    assert pull["scope"] == run.one(ACR).id
+    assert pull["principalId"] == kubelet
+
+
+# --- workload identity ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("identity", "subject"),
+    [
+        ("consumer-identity", "system:serviceaccount:edw:edw-consumer"),
+        ("keda-identity", "system:serviceaccount:kube-system:keda-operator"),
+    ],
+)
+def test_federated_credentials_trust_one_service_account(
+    run: StackRun, identity: str, subject: str
+) -> None:
+    federation = run.one(FEDERATION, f"{identity}-federation").inputs
+    issuer = run.one(AKS).outputs["oidcIssuerProfile"]["issuerURL"]
+    assert issuer.startswith("https://")
+    assert federation["issuer"] == issuer
+    assert federation["subject"] == subject
+    assert federation["audiences"] == ["api://AzureADTokenExchange"]
+    assert federation["resourceName"] == run.one(IDENTITY, f"{identity}-identity").outputs["name"]
+
+
+def test_service_account_and_pods_use_the_consumer_identity(run: StackRun) -> None:
+    sa = run.one("kubernetes:core/v1:ServiceAccount").inputs["metadata"]
+    assert sa["name"] == "edw-consumer"
+    assert sa["annotations"] == {
+        "azure.workload.identity/client-id": _client(run, "consumer-identity")
+    }
+    assert sa["labels"]["azure.workload.identity/use"] == "true"
+    template = run.one("kubernetes:apps/v1:Deployment").inputs["spec"]["template"]
+    assert template["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    assert template["spec"]["serviceAccountName"] == "edw-consumer"
+
+
+def test_consumer_env_names_the_azure_backends(run: StackRun) -> None:
+    (container,) = run.one("kubernetes:apps/v1:Deployment").inputs["spec"]["template"]["spec"][
+        "containers"
+    ]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    account = run.one(COSMOS).outputs["name"]
+    assert env["EDW_CLOUD"] == "azure"
+    assert env["EDW_QUEUE"] == "work"
+    assert env["EDW_DEAD_LETTER_QUEUE"] == "work-poison"
+    assert env["EDW_TABLE"] == run.one(TABLE).outputs["name"]
+    assert env["EDW_STORAGE_ACCOUNT"] == run.one(ACCOUNT).outputs["name"]
+    assert env["EDW_TABLE_ENDPOINT"] == f"https://{account}.table.cosmos.azure.com:443/"
+    assert container["image"] == run.outputs["image"]
+
+
+# --- KEDA ---------------------------------------------------------------------------------------
+
+
+def test_keda_authenticates_as_its_own_identity(run: StackRun) -> None:
+    (auth,) = run.custom_resources("TriggerAuthentication")
+    assert auth.inputs["spec"] == {
+        "podIdentity": {"provider": "azure-workload", "identityId": _client(run, "keda-identity")}
+    }
+    assert _trigger(run)["authenticationRef"]["name"] == auth.inputs["metadata"]["name"]
+
+
+def test_scaled_object_reads_the_work_queue(run: StackRun) -> None:
+    trigger = _trigger(run)
+    metadata = trigger["metadata"]
+    assert trigger["type"] == "azure-queue"
+    assert metadata["accountName"] == run.one(ACCOUNT).outputs["name"]
+    assert metadata["queueName"] == run.one(QUEUE, "work-work").outputs["name"]
+    # In-flight messages count, and any message at all activates: scaling to 0 strands nothing.
+    assert metadata["queueLengthStrategy"] == "all"
+    assert metadata["activationQueueLength"] == "0"
+    assert metadata["queueLength"] == "20"
+    assert validate_keda_trigger(trigger, "azure-workload") == []
+
+
+def test_every_custom_resource_validates(run: StackRun) -> None:
+    kinds = {"ScaledObject", "TriggerAuthentication", "NodePool", "AKSNodeClass"}
+    rendered = [r for kind in sorted(kinds) for r in run.custom_resources(kind)]
+    assert {r.inputs["kind"] for r in rendered} == kinds
+    for resource in rendered:
+        assert validate_custom_resource(_cr(resource), "azure") == [], resource.name
+
+
+# --- NAP ----------------------------------------------------------------------------------------
+
+
+def test_node_pools_spot_first_then_on_demand(run: StackRun) -> None:
+    (node_class,) = run.custom_resources("AKSNodeClass")
+    pools = {
+        p.inputs["metadata"]["name"]: p.inputs["spec"] for p in run.custom_resources("NodePool")
+    }
+    assert set(pools) == {"spot", "on-demand"}
+    assert pools["spot"]["weight"] > pools["on-demand"]["weight"]
+    for capacity, spec in pools.items():
+        requirements = {r["key"]: r["values"] for r in spec["template"]["spec"]["requirements"]}
+        assert requirements["karpenter.sh/capacity-type"] == [capacity]
+        assert requirements["karpenter.azure.com/sku-family"] == ["D", "F"]
+        assert spec["template"]["spec"]["nodeClassRef"] == {
+            "group": "karpenter.azure.com",
+            "kind": "AKSNodeClass",
+            "name": node_class.inputs["metadata"]["name"],
+        }
+        assert spec["limits"] == LIMITS[capacity]
+        assert spec["disruption"]["consolidationPolicy"] == "WhenEmptyOrUnderutilized"
+    assert node_class.inputs["apiVersion"] == "karpenter.azure.com/v1beta1"
+    # AKS owns the AKSNodeClass called "default" when NAP is on.
+    assert node_class.inputs["metadata"]["name"] != "default"
+
+
+def test_destroy_order_consumer_then_node_pools_then_node_class_then_cluster(
+    run: StackRun,
+) -> None:
+    cluster = run.one(AKS)
+    (node_class,) = run.custom_resources("AKSNodeClass")
+    pools = run.custom_resources("NodePool")
+    workload = [
+        run.one("kubernetes:apps/v1:Deployment"),
+        *run.custom_resources("ScaledObject"),
+        *run.custom_resources("TriggerAuthentication"),
+    ]
+    assert run.depends_on(node_class, cluster)
+    for pool in pools:
+        assert run.depends_on(pool, node_class)
+        assert not run.depends_on(node_class, pool)
+        for resource in workload:
+            assert run.depends_on(resource, pool), f"{resource.name} must go before {pool.name}"
+
+
+# --- data services ------------------------------------------------------------------------------
+
+
+def test_storage_account_is_entra_only_and_locked_down(run: StackRun) -> None:
+    account = run.one(ACCOUNT).inputs
+    assert account["kind"] == "StorageV2"
+    assert account["allowSharedKeyAccess"] is False
+    assert account["enableHttpsTrafficOnly"] is True
+    assert account["minimumTlsVersion"] == "TLS1_2"
+    assert account["allowBlobPublicAccess"] is False
+    assert account["encryption"]["requireInfrastructureEncryption"] is True
+    assert account["networkRuleSet"]["defaultAction"] == "Allow"
+    assert len(account["accountName"]) <= 24
+    assert re.fullmatch(r"[a-z0-9]+", account["accountName"])
+    queues = {q.inputs["queueName"] for q in run.of_type(QUEUE)}
+    assert queues == {"work", "work-poison"}
+
+
+def test_cosmos_is_serverless_table_with_keys_off(run: StackRun) -> None:
+    account = run.one(COSMOS).inputs
+    assert account["disableLocalAuth"] is True
+    assert account["minimalTlsVersion"] == "Tls12"
+    assert {c["name"] for c in account["capabilities"]} == {"EnableTable", "EnableServerless"}
+    assert account["backupPolicy"]["type"] == "Continuous"
+    assert "options" not in run.one(TABLE).inputs  # serverless: no provisioned throughput
+
+
+def test_provisioned_cosmos_and_denied_network_follow_config() -> None:
+    stack = run_stack("dev", {"cosmosServerless": "false", "storageNetworkDefaultAction": "Deny"})
+    assert {c["name"] for c in stack.one(COSMOS).inputs["capabilities"]} == {"EnableTable"}
+    assert stack.one(TABLE).inputs["options"]["throughput"] == 400
+    assert stack.one(ACCOUNT).inputs["networkRuleSet"]["defaultAction"] == "Deny"
+
+
+# --- cluster ------------------------------------------------------------------------------------
+
+
+def test_cluster_runs_nap_keda_and_workload_identity(run: StackRun) -> None:
+    aks = run.one(AKS).inputs
+    (system,) = aks["agentPoolProfiles"]
+    assert system["mode"] == "System"
+    assert system["nodeTaints"] == ["CriticalAddonsOnly=true:NoSchedule"]
+    assert system["scaleSetPriority"] == "Regular"
+    assert system["count"] == 2
+    assert system["vmSize"] == "Standard_D4ds_v5"
+    network = aks["networkProfile"]
+    assert (
+        network["networkPlugin"],
+        network["networkPluginMode"],
+        network["networkDataplane"],
+    ) == (
+        "azure",
+        "overlay",
+        "cilium",
+    )
+    assert aks["nodeProvisioningProfile"]["mode"] == "Auto"
+    assert aks["workloadAutoScalerProfile"]["keda"]["enabled"] is True
+    assert aks["oidcIssuerProfile"]["enabled"] is True
+    assert aks["securityProfile"]["workloadIdentity"]["enabled"] is True
+    assert aks["aadProfile"]["managed"] is True
+    assert aks["aadProfile"]["enableAzureRBAC"] is True
+    assert aks["autoUpgradeProfile"] == {
+        "upgradeChannel": "patch",
+        "nodeOSUpgradeChannel": "NodeImage",
+    }
+    assert aks["kubernetesVersion"] == "1.34"
+    # Pulumi.dev.yaml is the lab stack: local accounts on, API open (the defaults).
+    assert aks["disableLocalAccounts"] is False
+    assert "apiServerAccessProfile" not in aks
+
+
+def test_lab_stack_talks_to_the_cluster_with_admin_credentials(run: StackRun) -> None:
+    tokens = [token for token, _ in run.invokes]
+    assert "azure-native:containerservice:listManagedClusterAdminCredentials" in tokens
+    assert "azure-native:containerservice:listManagedClusterUserCredentials" not in tokens
+    assert not [g for g in run.of_type(ROLE) if g.name.endswith("deployer-admin")]
+
+
+def test_entra_only_cluster_uses_kubelogin_and_grants_the_deployer_this_cluster(
+    hardened: StackRun,
+) -> None:
+    aks = hardened.one(AKS)
+    assert aks.inputs["disableLocalAccounts"] is True
+    assert aks.inputs["aadProfile"]["adminGroupObjectIDs"] == [
+        "11111111-2222-4333-8444-555555555555"
+    ]
+    assert aks.inputs["apiServerAccessProfile"]["authorizedIPRanges"] == ["203.0.113.0/24"]
+    tokens = [token for token, _ in hardened.invokes]
+    assert "azure-native:containerservice:listManagedClusterUserCredentials" in tokens
+    assert "azure-native:containerservice:listManagedClusterAdminCredentials" not in tokens
+    kubeconfig = yaml.safe_load(hardened.outputs["kubeconfig"])
+    (user,) = kubeconfig["users"]
+    assert user["user"]["exec"]["command"] == "kubelogin"
+    assert user["user"]["exec"]["args"][:3] == ["get-token", "--login", "azurecli"]
+    admin = hardened.one(ROLE, "cluster-deployer-admin").inputs
+    assert admin["roleDefinitionId"] == ROLE_DEFINITIONS + AKS_RBAC_CLUSTER_ADMIN
+    assert admin["scope"] == aks.id
+
+
+# --- image ---------------------------------------------------------------------------------------
+
+
+def test_image_is_built_and_pushed_to_the_stack_registry(run: StackRun) -> None:
+    registry = run.one(ACR)
+    login_server = registry.outputs["loginServer"]
+    assert registry.inputs["adminUserEnabled"] is False
+    image = run.one(IMAGE).inputs
+    assert image["push"] is True
+    assert re.fullmatch(
+        rf"{re.escape(login_server)}/edw-consumer:src-[0-9a-f]{{12}}", image["tags"][0]
+    )
+    (auth,) = image["registries"]
+    assert auth["address"] == login_server
+    assert auth["username"] == "00000000-0000-0000-0000-000000000000"
+    # The password is the ACR refresh token exchanged for the deployer's ARM token.
+    exchanges = [a for t, a in run.invokes if t == f"https://{login_server}/oauth2/exchange"]
+    assert len(exchanges) == 1
+    assert exchanges[0]["access_token"].startswith("mock-arm-token")
+    assert auth["password"].startswith("mock-acr-refresh-token-")
+    push = _role(run, "consumer-image-push").inputs
+    assert push["roleDefinitionId"] == ROLE_DEFINITIONS + ACR_PUSH
+    assert push["scope"] == registry.id
+    assert run.outputs["image"].startswith(f"{login_server}/edw-consumer@sha256:")
+
+
+def test_prebuilt_image_skips_the_build(hardened: StackRun) -> None:
+    assert hardened.of_type(IMAGE) == []
+    assert not [g for g in hardened.of_type(ROLE) if g.name == "consumer-image-push"]
+    (container,) = hardened.one("kubernetes:apps/v1:Deployment").inputs["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert container["image"] == HARDENED["consumerImage"]
+
+
+# --- outputs -------------------------------------------------------------------------------------
+
+
+def test_stack_outputs(run: StackRun) -> None:
+    assert run.outputs["location"] == "westeurope"
+    assert run.outputs["resourceGroup"] == run.one(RG).outputs["name"]
+    assert run.outputs["storageAccount"] == run.one(ACCOUNT).outputs["name"]
+    assert run.outputs["queueName"] == "work"
+    assert run.outputs["poisonQueueName"] == "work-poison"
+    assert run.outputs["tableName"] == run.one(TABLE).outputs["name"]
+    assert run.outputs["tableEndpoint"] == (
+        f"https://{run.one(COSMOS).outputs['name']}.table.cosmos.azure.com:443/"
+    )
+    assert run.outputs["clusterName"] == run.one(AKS).outputs["name"] == "edw-dev"
+    assert run.outputs["registry"] == run.one(ACR).outputs["loginServer"]
+    assert run.outputs["consumerNamespace"] == "edw"
+    assert run.outputs["consumerClientId"] == _client(run, "consumer-identity")
+    assert run.outputs["kedaClientId"] == _client(run, "keda-identity")
+    assert run.secret_outputs == {"kubeconfig"}
+    kubeconfig = yaml.safe_load(run.outputs["kubeconfig"])
+    server = kubeconfig["clusters"][0]["cluster"]["server"]
+    assert server == f"https://{run.one(AKS).outputs['fqdn']}:443"
+    assert base64.b64decode(kubeconfig["users"][0]["user"]["client-certificate-data"])
