@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pulumi
@@ -113,48 +114,15 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         opts=on_cluster,
     )
 
-    def identity(
-        name: str, namespace: str, service_account: str, **grants: Any
-    ) -> WorkloadIdentity:
-        return WorkloadIdentity(
-            name,
-            WorkloadIdentityArgs(
-                resource_group_name=group.name,
-                location=az.location,
-                oidc_issuer=cluster.oidc_issuer,
-                namespace=namespace,
-                service_account=service_account,
-                tags=tags,
-                **grants,
-            ),
-        )
-
-    def role(name: str, guid: str, scope: pulumi.Input[str]) -> RoleGrant:
-        return RoleGrant(name, role_definition_id(subscription, guid), scope)
-
-    consumer_identity = identity(
-        "consumer-identity",
-        cfg.consumer.namespace,
-        SERVICE_ACCOUNT,
-        roles=[
-            role("queue-processor", STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR, work.queue_id),
-            role("poison-sender", STORAGE_QUEUE_DATA_MESSAGE_SENDER, work.poison_queue_id),
-        ],
-        table_roles=[
-            CosmosTableGrant(
-                "table-writer",
-                results.account_name,
-                cosmos_table_role_definition_id(results.account_id, COSMOS_TABLE_DATA_CONTRIBUTOR),
-                cosmos_table_scope(results.account_id, results.table_name),
-            )
-        ],
-    )
-    # KEDA only reads the queue length (GetProperties): Reader on the work queue, nothing else.
-    keda_identity = identity(
-        "keda-identity",
-        KEDA_NAMESPACE,
-        KEDA_SERVICE_ACCOUNT,
-        roles=[role("queue-reader", STORAGE_QUEUE_DATA_READER, work.queue_id)],
+    consumer_identity, keda_identity = workload_identities(
+        location=az.location,
+        consumer_namespace=cfg.consumer.namespace,
+        subscription=subscription,
+        resource_group_name=group.name,
+        oidc_issuer=cluster.oidc_issuer,
+        work=work,
+        results=results,
+        tags=tags,
     )
 
     image: pulumi.Input[str] = cfg.consumer.image or (
@@ -222,3 +190,67 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         "kedaClientId": keda_identity.client_id,
         "image": image,
     }
+
+
+def workload_identities(
+    *,
+    location: str,
+    consumer_namespace: str,
+    subscription: str,
+    resource_group_name: pulumi.Input[str],
+    oidc_issuer: pulumi.Input[str],
+    work: StorageWorkQueue,
+    results: CosmosResultsTable,
+    tags: Mapping[str, str],
+) -> tuple[WorkloadIdentity, WorkloadIdentity]:
+    """The consumer's identity (drain the queue, set aside to poison, write results) and KEDA's
+    (read the queue length: Reader on the work queue, nothing else)."""
+
+    def role(name: str, guid: str, scope: pulumi.Input[str]) -> RoleGrant:
+        return RoleGrant(name, role_definition_id(subscription, guid), scope)
+
+    def identity(
+        name: str,
+        namespace: str,
+        service_account: str,
+        roles: Sequence[RoleGrant],
+        table_roles: Sequence[CosmosTableGrant] = (),
+    ) -> WorkloadIdentity:
+        return WorkloadIdentity(
+            name,
+            WorkloadIdentityArgs(
+                resource_group_name=resource_group_name,
+                location=location,
+                oidc_issuer=oidc_issuer,
+                namespace=namespace,
+                service_account=service_account,
+                roles=roles,
+                table_roles=table_roles,
+                tags=tags,
+            ),
+        )
+
+    consumer = identity(
+        "consumer-identity",
+        consumer_namespace,
+        SERVICE_ACCOUNT,
+        roles=[
+            role("queue-processor", STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR, work.queue_id),
+            role("poison-sender", STORAGE_QUEUE_DATA_MESSAGE_SENDER, work.poison_queue_id),
+        ],
+        table_roles=[
+            CosmosTableGrant(
+                "table-writer",
+                results.account_name,
+                cosmos_table_role_definition_id(results.account_id, COSMOS_TABLE_DATA_CONTRIBUTOR),
+                cosmos_table_scope(results.account_id, results.table_name),
+            )
+        ],
+    )
+    keda = identity(
+        "keda-identity",
+        KEDA_NAMESPACE,
+        KEDA_SERVICE_ACCOUNT,
+        roles=[role("queue-reader", STORAGE_QUEUE_DATA_READER, work.queue_id)],
+    )
+    return consumer, keda
