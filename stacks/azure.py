@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ from components.azure.nap import NapNodeAutoscaling, NapNodeAutoscalingArgs
 from components.azure.results_table import CosmosResultsTable, CosmosResultsTableArgs
 from components.azure.roles import (
     COSMOS_TABLE_DATA_CONTRIBUTOR,
+    QUEUE_MESSAGE_WRITE,
     STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR,
     STORAGE_QUEUE_DATA_MESSAGE_SENDER,
     STORAGE_QUEUE_DATA_READER,
@@ -118,6 +120,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         location=az.location,
         consumer_namespace=cfg.consumer.namespace,
         subscription=subscription,
+        message_updater=queue_message_updater(cfg, subscription, group.id),
         resource_group_name=group.name,
         oidc_issuer=cluster.oidc_issuer,
         work=work,
@@ -192,11 +195,35 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
     }
 
 
+def queue_message_updater(
+    cfg: EdwConfig, subscription: str, resource_group_id: pulumi.Input[str]
+) -> pulumi.Output[str]:
+    """Full id of a custom role with only Update Message, which the consumer needs to extend a
+    message's visibility and no built-in queue role short of Data Contributor includes.
+
+    Custom roles cannot be assignable at a single queue, so the definition lists the resource
+    group; the assignment itself is still scoped to the work queue.
+    """
+    guid = uuid.uuid5(uuid.NAMESPACE_URL, f"edw/{subscription}/{cfg.name}/queue-message-updater")
+    definition = authorization.RoleDefinition(
+        "queue-message-updater",
+        role_definition_id=str(guid),
+        # Role names are unique per tenant: name the stack and its subscription.
+        role_name=f"{cfg.name} queue message updater ({subscription[:SUFFIX_LENGTH]})",
+        description="Update messages (visibility) of the EDW work queue.",
+        scope=resource_group_id,
+        assignable_scopes=[resource_group_id],
+        permissions=[authorization.PermissionArgs(data_actions=[QUEUE_MESSAGE_WRITE])],
+    )
+    return definition.name.apply(lambda name: role_definition_id(subscription, name))
+
+
 def workload_identities(
     *,
     location: str,
     consumer_namespace: str,
     subscription: str,
+    message_updater: pulumi.Input[str],
     resource_group_name: pulumi.Input[str],
     oidc_issuer: pulumi.Input[str],
     work: StorageWorkQueue,
@@ -236,6 +263,7 @@ def workload_identities(
         SERVICE_ACCOUNT,
         roles=[
             role("queue-processor", STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR, work.queue_id),
+            RoleGrant("queue-updater", message_updater, work.queue_id),
             role("poison-sender", STORAGE_QUEUE_DATA_MESSAGE_SENDER, work.poison_queue_id),
         ],
         table_roles=[

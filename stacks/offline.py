@@ -427,6 +427,13 @@ class ProviderMocks(pulumi_mocks.Mocks):
             rid = f"{i['scope']}/providers/Microsoft.Authorization/roleAssignments/{n}"
             return {"name": n, "__id": rid, "principalType": i.get("principalType", "User")}
 
+        def role_definition(_t: str, name: str, i: Props) -> Props:
+            guid = i.get("roleDefinitionId") or _guid(name, "role-definition")
+            # Custom roles get a subscription-level id whatever scope they are created at.
+            rid = f"/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Authorization/"
+            rid += f"roleDefinitions/{guid}"
+            return {"name": guid, "__id": rid, "type": "Microsoft.Authorization/roleDefinitions"}
+
         def managed_cluster(_t: str, name: str, i: Props) -> Props:
             n = named(i, name, "resourceName")
             return {
@@ -476,6 +483,7 @@ class ProviderMocks(pulumi_mocks.Mocks):
             "azure-native:managedidentity:UserAssignedIdentity": identity,
             "azure-native:managedidentity:FederatedIdentityCredential": federated_credential,
             "azure-native:authorization:RoleAssignment": role_assignment,
+            "azure-native:authorization:RoleDefinition": role_definition,
             "azure-native:containerservice:ManagedCluster": managed_cluster,
             "azure-native:containerregistry:Registry": registry,
         }

@@ -14,6 +14,9 @@ STORAGE_QUEUE_DATA_READER = "19e7f393-937e-4f77-808e-94535e297925"
 ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
 ACR_PUSH = "8311e382-0749-4cb8-b61a-304f252e45ec"
 AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
+# The data action Storage Queue Data Message Processor lacks: Update Message (extend a message's
+# visibility while it is still being worked on). Granted through a one-action custom role.
+QUEUE_MESSAGE_WRITE = "Microsoft.Storage/storageAccounts/queueServices/queues/messages/write"
 # Cosmos DB for Table "Cosmos DB Built-in Data Contributor": entity read/write on the scope.
 COSMOS_TABLE_DATA_CONTRIBUTOR = "00000000-0000-0000-0000-000000000002"
 # Tables of a Cosmos DB for Table account live in the fixed database TablesDB.

@@ -34,6 +34,7 @@ COSMOS = "azure-native:cosmosdb:DatabaseAccount"
 TABLE = "azure-native:cosmosdb:TableResourceTable"
 TABLE_ROLE = "azure-native:cosmosdb:TableResourceTableRoleAssignment"
 ROLE = "azure-native:authorization:RoleAssignment"
+ROLE_DEFINITION = "azure-native:authorization:RoleDefinition"
 IDENTITY = "azure-native:managedidentity:UserAssignedIdentity"
 FEDERATION = "azure-native:managedidentity:FederatedIdentityCredential"
 AKS = "azure-native:containerservice:ManagedCluster"
@@ -123,6 +124,21 @@ def test_queue_roles_are_scoped_to_one_queue(
     assert granted["principalType"] == "ServicePrincipal"
 
 
+def test_consumer_may_extend_visibility_on_the_work_queue_only(run: StackRun) -> None:
+    # Message Processor covers get/delete, not Update Message (visibility extension).
+    definition = run.one(ROLE_DEFINITION)
+    group = run.one(RG).id
+    assert definition.inputs["permissions"] == [
+        {"dataActions": ["Microsoft.Storage/storageAccounts/queueServices/queues/messages/write"]}
+    ]
+    assert definition.inputs["assignableScopes"] == [group]
+    assert definition.inputs["scope"] == group
+    grant = _role(run, "consumer-identity-queue-updater").inputs
+    assert grant["roleDefinitionId"] == definition.id
+    assert grant["scope"] == run.one(QUEUE, "work-work").id
+    assert grant["principalId"] == _principal(run, "consumer-identity")
+
+
 def test_consumer_writes_the_results_table_only(run: StackRun) -> None:
     account = run.one(COSMOS)
     table = run.one(TABLE)
@@ -140,8 +156,10 @@ def test_identities_have_exactly_their_grants(run: StackRun) -> None:
     for grant in [*run.of_type(ROLE), *run.of_type(TABLE_ROLE)]:
         guid = grant.inputs["roleDefinitionId"].rsplit("/", 1)[1]
         by_principal.setdefault(grant.inputs["principalId"], set()).add(guid)
+    updater = run.one(ROLE_DEFINITION).outputs["name"]
     assert by_principal[_principal(run, "consumer-identity")] == {
         QUEUE_MESSAGE_PROCESSOR,
+        updater,
         QUEUE_MESSAGE_SENDER,
         COSMOS_TABLE_DATA_CONTRIBUTOR,
     }
