@@ -103,6 +103,8 @@ class EksCluster(pulumi.ComponentResource):
             # EKS-created cluster security group.
             skip_default_node_group=True,
             skip_default_security_groups=True,
+            # CoreDNS needs nodes to become healthy; it is installed after the system nodes below.
+            coredns_addon_options=eks.CoreDnsAddonOptionsArgs(enabled=False),
             tags=tags,
             opts=child,
         )
@@ -131,6 +133,15 @@ class EksCluster(pulumi.ComponentResource):
             ],
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=attachments),
+        )
+        aws_eks.Addon(
+            f"{name}-coredns",
+            cluster_name=self.cluster_name,
+            addon_name="coredns",
+            resolve_conflicts_on_create="OVERWRITE",
+            resolve_conflicts_on_update="OVERWRITE",
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.system_nodes]),
         )
         self.provider = k8s.Provider(
             f"{name}-k8s",

@@ -189,6 +189,14 @@ def test_system_node_group_is_on_demand_tainted_and_labelled(aws_run: StackRun):
     ]
 
 
+def test_coredns_is_installed_once_system_nodes_exist(aws_run: StackRun):
+    assert aws_run.one("eks:index:Cluster").inputs["corednsAddonOptions"]["enabled"] is False
+    addon = aws_run.one("aws:eks/addon:Addon")
+    assert addon.inputs["addonName"] == "coredns"
+    assert addon.inputs["clusterName"] == "edw-aws"
+    assert aws_run.depends_on(addon, aws_run.one("aws:eks/nodeGroup:NodeGroup"))
+
+
 def test_existing_vpc_is_used_and_only_tagged():
     run = run_stack(
         "aws",
