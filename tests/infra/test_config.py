@@ -139,3 +139,9 @@ def test_a_bad_config_fails_the_program_before_any_resource_is_registered():
     assert "edw:maxReplicas must be >= edw:minReplicas (2)" in str(info.value)
     assert "edw:instanceFamilies has unknown families ['zz1']" in str(info.value)
     assert info.value.resources == []
+
+
+def test_readme_documents_every_setting():
+    readme = (ROOT / "README.md").read_text()
+    missing = [s.key for s in SETTINGS if f"| `edw:{s.key}` |" not in readme]
+    assert missing == []
