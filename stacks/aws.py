@@ -89,8 +89,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             cluster_name=cfg.name,
             region=region,
             account_id=account,
-            oidc_provider_arn=cluster.oidc_provider_arn,
-            oidc_issuer=cluster.oidc_issuer,
+            oidc=cluster.oidc,
             cluster_security_group_id=cluster.cluster_security_group_id,
             system_nodes=cluster.system_nodes,
             nodes=cfg.nodes,
@@ -103,8 +102,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
     keda = KedaOperator(
         "keda",
         KedaOperatorArgs(
-            oidc_provider_arn=cluster.oidc_provider_arn,
-            oidc_issuer=cluster.oidc_issuer,
+            oidc=cluster.oidc,
             queue_arn=work.queue_arn,
             system_nodes=cluster.system_nodes,
             tags=tags,
@@ -114,8 +112,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
     identity = IrsaRole(
         "consumer-identity",
         IrsaRoleArgs(
-            oidc_provider_arn=cluster.oidc_provider_arn,
-            oidc_issuer=cluster.oidc_issuer,
+            oidc=cluster.oidc,
             namespace=cfg.consumer.namespace,
             service_account=SERVICE_ACCOUNT,
             statements=consumer_statements(work.queue_arn, work.dlq_arn, results.table_arn),

@@ -12,6 +12,7 @@ from pulumi_aws import eks as aws_eks
 from pulumi_aws import iam, kms
 
 from components.aws.iam import EC2_TRUST, assume_role_trust
+from components.aws.irsa import ClusterOidc
 
 CONTROL_PLANE_LOGS = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
 SYSTEM_POOL_LABEL = {"edw/pool": "system"}
@@ -65,8 +66,7 @@ class EksCluster(pulumi.ComponentResource):
 
     cluster_name: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
-    oidc_provider_arn: pulumi.Output[str]
-    oidc_issuer: pulumi.Output[str]
+    oidc: ClusterOidc
     cluster_security_group_id: pulumi.Output[str]
     provider: k8s.Provider
     system_nodes: aws_eks.NodeGroup
@@ -149,15 +149,14 @@ class EksCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.kubeconfig = pulumi.Output.secret(cluster.kubeconfig_json)
-        self.oidc_provider_arn = cluster.oidc_provider_arn
-        self.oidc_issuer = cluster.oidc_issuer
+        self.oidc = ClusterOidc(provider_arn=cluster.oidc_provider_arn, issuer=cluster.oidc_issuer)
         self.cluster_security_group_id = cluster.cluster_security_group_id
         self.register_outputs(
             {
                 "cluster_name": self.cluster_name,
                 "kubeconfig": self.kubeconfig,
-                "oidc_provider_arn": self.oidc_provider_arn,
-                "oidc_issuer": self.oidc_issuer,
+                "oidc_provider_arn": cluster.oidc_provider_arn,
+                "oidc_issuer": cluster.oidc_issuer,
                 "cluster_security_group_id": self.cluster_security_group_id,
             }
         )
