@@ -78,6 +78,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             api_allowed_cidrs=cfg.api_allowed_cidrs,
             system_instance_type=cfg.aws.system_instance_type,
             system_node_count=cfg.system_node_count,
+            admin_arns=cfg.aws.cluster_admin_arns,
             tags=tags,
         ),
     )

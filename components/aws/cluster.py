@@ -18,6 +18,7 @@ CONTROL_PLANE_LOGS = ["api", "audit", "authenticator", "controllerManager", "sch
 SYSTEM_POOL_LABEL = {"edw/pool": "system"}
 # KEDA, Karpenter and CoreDNS tolerate this; consumer pods do not, so they never land here.
 SYSTEM_TAINT_KEY = "CriticalAddonsOnly"
+CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 NODE_POLICIES = (
     "AmazonEKSWorkerNodePolicy",
     "AmazonEKS_CNI_Policy",
@@ -35,6 +36,7 @@ class EksClusterArgs:
     api_allowed_cidrs: Sequence[str]
     system_instance_type: str
     system_node_count: int
+    admin_arns: Sequence[str]
     tags: Mapping[str, str]
 
 
@@ -93,6 +95,20 @@ class EksCluster(pulumi.ComponentResource):
             private_subnet_ids=args.private_subnet_ids,
             node_associate_public_ip_address=False,
             authentication_mode=eks.AuthenticationMode.API,
+            access_entries={
+                f"admin-{i}": eks.AccessEntryArgs(
+                    principal_arn=arn,
+                    access_policies={
+                        "cluster-admin": eks.AccessPolicyAssociationArgs(
+                            policy_arn=CLUSTER_ADMIN_POLICY,
+                            access_scope=aws_eks.AccessPolicyAssociationAccessScopeArgs(
+                                type="cluster"
+                            ),
+                        )
+                    },
+                )
+                for i, arn in enumerate(args.admin_arns)
+            },
             create_oidc_provider=True,
             enabled_cluster_log_types=CONTROL_PLANE_LOGS,
             encryption_config_key_arn=secrets_key.arn,

@@ -172,6 +172,23 @@ def test_cluster_uses_api_auth_oidc_logging_kms_and_restricted_endpoint(aws_run:
     assert cluster["vpcId"] == aws_run.one("aws:ec2/vpc:Vpc").id
 
 
+def test_cluster_admins_get_access_entries_with_the_admin_policy():
+    arn = "arn:aws:iam::123456789012:role/platform-admins"
+    run = run_stack("aws", {"clusterAdminArns": f'["{arn}"]'})
+    entries = run.one("eks:index:Cluster").inputs["accessEntries"]
+    assert entries == {
+        "admin-0": {
+            "principalArn": arn,
+            "accessPolicies": {
+                "cluster-admin": {
+                    "policyArn": "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
+                    "accessScope": {"type": "cluster"},
+                }
+            },
+        }
+    }
+
+
 def test_api_cidrs_come_from_config():
     run = run_stack("aws", {"apiAllowedCidrs": '["198.51.100.0/24"]'})
     assert run.one("eks:index:Cluster").inputs["publicAccessCidrs"] == ["198.51.100.0/24"]

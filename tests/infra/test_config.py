@@ -76,6 +76,7 @@ def test_values_are_parsed_with_their_types():
         ({"tags": '["novalue"]'}, "edw:tags entries must look like key=value"),
         ({"existingVpcId": "vpc-1"}, "edw:existingPrivateSubnetIds must list at least 2 subnets"),
         ({"vpcCidr": "10.0.0.0/24"}, "edw:vpcCidr must be /20 or larger"),
+        ({"clusterAdminArns": '["admin"]'}, "edw:clusterAdminArns must be IAM role or user ARNs"),
         ({"vmSkuFamilies": '["E"]'}, "edw:vmSkuFamilies only applies to cloud azure, not aws"),
         ({"instnceFamilies": '["m6i"]'}, "edw:instnceFamilies is not a setting of this project"),
     ],
