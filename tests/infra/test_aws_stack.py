@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from components.aws.cluster import CLUSTER_ADMIN_POLICY
 from components.versions import KARPENTER_CHART, KEDA_CHART
 from stacks.offline import ACCOUNT, RecordedResource, StackRun, run_stack
 
@@ -174,6 +175,7 @@ def test_cluster_uses_api_auth_oidc_logging_kms_and_restricted_endpoint(aws_run:
 
 def test_cluster_admins_get_access_entries_with_the_admin_policy():
     arn = "arn:aws:iam::123456789012:role/platform-admins"
+    assert CLUSTER_ADMIN_POLICY.endswith(":cluster-access-policy/AmazonEKSClusterAdminPolicy")
     run = run_stack("aws", {"clusterAdminArns": f'["{arn}"]'})
     entries = run.one("eks:index:Cluster").inputs["accessEntries"]
     assert entries == {
@@ -181,7 +183,7 @@ def test_cluster_admins_get_access_entries_with_the_admin_policy():
             "principalArn": arn,
             "accessPolicies": {
                 "cluster-admin": {
-                    "policyArn": "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
+                    "policyArn": CLUSTER_ADMIN_POLICY,
                     "accessScope": {"type": "cluster"},
                 }
             },
