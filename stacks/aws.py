@@ -78,6 +78,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             api_allowed_cidrs=cfg.api_allowed_cidrs,
             system_instance_type=cfg.aws.system_instance_type,
             system_node_count=cfg.system_node_count,
+            admin_arns=cfg.aws.cluster_admin_arns,
             tags=tags,
         ),
     )
@@ -89,8 +90,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             cluster_name=cfg.name,
             region=region,
             account_id=account,
-            oidc_provider_arn=cluster.oidc_provider_arn,
-            oidc_issuer=cluster.oidc_issuer,
+            oidc=cluster.oidc,
             cluster_security_group_id=cluster.cluster_security_group_id,
             system_nodes=cluster.system_nodes,
             nodes=cfg.nodes,
@@ -103,8 +103,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
     keda = KedaOperator(
         "keda",
         KedaOperatorArgs(
-            oidc_provider_arn=cluster.oidc_provider_arn,
-            oidc_issuer=cluster.oidc_issuer,
+            oidc=cluster.oidc,
             queue_arn=work.queue_arn,
             system_nodes=cluster.system_nodes,
             tags=tags,
@@ -114,8 +113,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
     identity = IrsaRole(
         "consumer-identity",
         IrsaRoleArgs(
-            oidc_provider_arn=cluster.oidc_provider_arn,
-            oidc_issuer=cluster.oidc_issuer,
+            oidc=cluster.oidc,
             namespace=cfg.consumer.namespace,
             service_account=SERVICE_ACCOUNT,
             statements=consumer_statements(work.queue_arn, work.dlq_arn, results.table_arn),

@@ -90,6 +90,7 @@ K8S_VERSION_RE = re.compile(r"^1\.(2[89]|3\d)$")
 AMI_ALIAS_RE = re.compile(r"^al2023@(latest|v\d{8})$")
 VM_SIZE_RE = re.compile(r"^Standard_[A-Z][A-Za-z0-9_]+$")
 INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+IAM_PRINCIPAL_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
 IMAGE_RE = re.compile(r"^[\w.\-/:]+(@sha256:[0-9a-f]{64}|:[\w.\-]+)$")
 SQS_MAX_VISIBILITY = 43_200
 # Seconds the pod keeps after its last batch's processing timeout to delete and exit.
@@ -196,6 +197,13 @@ SETTINGS: tuple[Setting, ...] = (
         "aws",
     ),
     Setting("amiAlias", "string", "al2023@latest", "EC2NodeClass AMI alias (pin in prod).", "aws"),
+    Setting(
+        "clusterAdminArns",
+        "array",
+        [],
+        "IAM role/user ARNs given cluster-admin through EKS access entries.",
+        "aws",
+    ),
     # Azure
     Setting(
         "systemVmSize", "string", "Standard_D4ds_v5", "VM size of the AKS system pool.", "azure"
@@ -286,6 +294,7 @@ class AwsSettings:
     nat_gateway_per_az: bool
     system_instance_type: str
     ami_alias: str
+    cluster_admin_arns: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -395,6 +404,16 @@ class _Parser:
     def one_of(self, key: str, value: str, allowed: frozenset[str] | tuple[str, ...]) -> None:
         if value not in allowed:
             self.fail(key, f"must be one of {', '.join(sorted(allowed))}; got {value!r}")
+
+    def arns(self, key: str) -> tuple[str, ...]:
+        arns = tuple(self.raw(key))
+        bad = [a for a in arns if not IAM_PRINCIPAL_RE.match(a)]
+        if bad:
+            self.fail(
+                key,
+                f"must be IAM role or user ARNs (arn:aws:iam::<account>:role/<name>); got {bad}",
+            )
+        return arns
 
     def families(self, key: str, allowed: frozenset[str]) -> tuple[str, ...]:
         families = tuple(self.raw(key))
@@ -532,6 +551,7 @@ class _Parser:
                 "systemInstanceType", INSTANCE_TYPE_RE, "an EC2 instance type like m6i.large"
             ),
             ami_alias=self.matching("amiAlias", AMI_ALIAS_RE, "al2023@latest or al2023@vYYYYMMDD"),
+            cluster_admin_arns=self.arns("clusterAdminArns"),
         )
 
     def azure(self) -> AzureSettings:

@@ -48,13 +48,13 @@ class RecordedResource:
     type: str
     name: str
     urn: str
+    id: str
     inputs: Props
     outputs: Props
     parent: str
     dependencies: tuple[str, ...]
     custom: bool
     provider: str
-    id: str = ""  # the provider id (on Azure, the full ARM resource id)
 
 
 @dataclass
@@ -106,6 +106,15 @@ class StackRun:
 
     def _known(self, urn: str) -> bool:
         return any(r.urn == urn for r in self.resources)
+
+
+class ProgramError(Exception):
+    """The program failed; carries what it had registered before it did."""
+
+    def __init__(self, cause: BaseException, resources: list[RecordedResource]) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.cause = cause
+        self.resources = resources
 
 
 def _suffix(*parts: str) -> str:
@@ -613,8 +622,11 @@ def _run_cached(stack: str, overrides: tuple[tuple[str, str], ...]) -> StackRun:
 
     from pulumi.runtime.stack import run_pulumi_func  # noqa: PLC0415
 
-    with _registry_login(mocks, config.get(f"{PROJECT}:cloud", "")):
-        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(ROOT / "__main__.py"))))
+    try:
+        with _registry_login(mocks, config.get(f"{PROJECT}:cloud", "")):
+            _sync_await(run_pulumi_func(lambda: runpy.run_path(str(ROOT / "__main__.py"))))
+    except Exception as exc:
+        raise ProgramError(exc, _recorded(monitor)) from exc
     root = pulumi_settings.get_root_resource()
     exported = {
         name: pulumi.Output.from_input(value)
@@ -622,6 +634,16 @@ def _run_cached(stack: str, overrides: tuple[tuple[str, str], ...]) -> StackRun:
     }
     outputs = {name: _sync_await(value.future()) for name, value in exported.items()}
     secret = frozenset(n for n, v in exported.items() if _sync_await(v.is_secret()))
+    return StackRun(
+        stack=stack,
+        resources=_recorded(monitor),
+        outputs=outputs,
+        secret_outputs=secret,
+        invokes=mocks.invokes,
+    )
+
+
+def _recorded(monitor: RecordingMonitor) -> list[RecordedResource]:
     resources = []
     for urn in monitor.order:
         request, custom = monitor.registrations[urn]
@@ -631,22 +653,16 @@ def _run_cached(stack: str, overrides: tuple[tuple[str, str], ...]) -> StackRun:
                 type=request.type,
                 name=request.name,
                 urn=urn,
+                id=registered.id or "",
                 inputs=_plain(pulumi.runtime.rpc.deserialize_properties(request.object)),
                 outputs=_plain(registered.state),
                 parent=request.parent,
                 dependencies=tuple(request.dependencies),
                 custom=custom,
                 provider=request.provider,
-                id=registered.id or "",
             )
         )
-    return StackRun(
-        stack=stack,
-        resources=resources,
-        outputs=outputs,
-        secret_outputs=secret,
-        invokes=mocks.invokes,
-    )
+    return resources
 
 
 @contextlib.contextmanager

@@ -12,11 +12,13 @@ from pulumi_aws import eks as aws_eks
 from pulumi_aws import iam, kms
 
 from components.aws.iam import EC2_TRUST, assume_role_trust
+from components.aws.irsa import ClusterOidc
 
 CONTROL_PLANE_LOGS = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
 SYSTEM_POOL_LABEL = {"edw/pool": "system"}
 # KEDA, Karpenter and CoreDNS tolerate this; consumer pods do not, so they never land here.
 SYSTEM_TAINT_KEY = "CriticalAddonsOnly"
+CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 NODE_POLICIES = (
     "AmazonEKSWorkerNodePolicy",
     "AmazonEKS_CNI_Policy",
@@ -34,6 +36,7 @@ class EksClusterArgs:
     api_allowed_cidrs: Sequence[str]
     system_instance_type: str
     system_node_count: int
+    admin_arns: Sequence[str]
     tags: Mapping[str, str]
 
 
@@ -65,8 +68,7 @@ class EksCluster(pulumi.ComponentResource):
 
     cluster_name: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
-    oidc_provider_arn: pulumi.Output[str]
-    oidc_issuer: pulumi.Output[str]
+    oidc: ClusterOidc
     cluster_security_group_id: pulumi.Output[str]
     provider: k8s.Provider
     system_nodes: aws_eks.NodeGroup
@@ -93,6 +95,20 @@ class EksCluster(pulumi.ComponentResource):
             private_subnet_ids=args.private_subnet_ids,
             node_associate_public_ip_address=False,
             authentication_mode=eks.AuthenticationMode.API,
+            access_entries={
+                f"admin-{i}": eks.AccessEntryArgs(
+                    principal_arn=arn,
+                    access_policies={
+                        "cluster-admin": eks.AccessPolicyAssociationArgs(
+                            policy_arn=CLUSTER_ADMIN_POLICY,
+                            access_scope=aws_eks.AccessPolicyAssociationAccessScopeArgs(
+                                type="cluster"
+                            ),
+                        )
+                    },
+                )
+                for i, arn in enumerate(args.admin_arns)
+            },
             create_oidc_provider=True,
             enabled_cluster_log_types=CONTROL_PLANE_LOGS,
             encryption_config_key_arn=secrets_key.arn,
@@ -103,6 +119,8 @@ class EksCluster(pulumi.ComponentResource):
             # EKS-created cluster security group.
             skip_default_node_group=True,
             skip_default_security_groups=True,
+            # CoreDNS needs nodes to become healthy; it is installed after the system nodes below.
+            coredns_addon_options=eks.CoreDnsAddonOptionsArgs(enabled=False),
             tags=tags,
             opts=child,
         )
@@ -132,21 +150,29 @@ class EksCluster(pulumi.ComponentResource):
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=attachments),
         )
+        aws_eks.Addon(
+            f"{name}-coredns",
+            cluster_name=self.cluster_name,
+            addon_name="coredns",
+            resolve_conflicts_on_create="OVERWRITE",
+            resolve_conflicts_on_update="OVERWRITE",
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.system_nodes]),
+        )
         self.provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=cluster.kubeconfig_json,
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.kubeconfig = pulumi.Output.secret(cluster.kubeconfig_json)
-        self.oidc_provider_arn = cluster.oidc_provider_arn
-        self.oidc_issuer = cluster.oidc_issuer
+        self.oidc = ClusterOidc(provider_arn=cluster.oidc_provider_arn, issuer=cluster.oidc_issuer)
         self.cluster_security_group_id = cluster.cluster_security_group_id
         self.register_outputs(
             {
                 "cluster_name": self.cluster_name,
                 "kubeconfig": self.kubeconfig,
-                "oidc_provider_arn": self.oidc_provider_arn,
-                "oidc_issuer": self.oidc_issuer,
+                "oidc_provider_arn": cluster.oidc_provider_arn,
+                "oidc_issuer": cluster.oidc_issuer,
                 "cluster_security_group_id": self.cluster_security_group_id,
             }
         )

@@ -12,9 +12,16 @@ from components.aws.iam import Statement, document, irsa_trust
 
 
 @dataclass(frozen=True)
+class ClusterOidc:
+    """The cluster's IAM OIDC provider: what every IRSA trust policy names."""
+
+    provider_arn: pulumi.Input[str]
+    issuer: pulumi.Input[str]  # host/path, without https://
+
+
+@dataclass(frozen=True)
 class IrsaRoleArgs:
-    oidc_provider_arn: pulumi.Input[str]
-    oidc_issuer: pulumi.Input[str]
+    oidc: ClusterOidc
     namespace: str
     service_account: str
     statements: Sequence[Statement]
@@ -34,7 +41,7 @@ class IrsaRole(pulumi.ComponentResource):
         role = iam.Role(
             f"{name}-role",
             assume_role_policy=irsa_trust(
-                args.oidc_provider_arn, args.oidc_issuer, args.namespace, args.service_account
+                args.oidc.provider_arn, args.oidc.issuer, args.namespace, args.service_account
             ),
             description=f"IRSA for {args.namespace}/{args.service_account}",
             tags=dict(args.tags),

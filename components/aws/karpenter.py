@@ -22,7 +22,7 @@ from pulumi_kubernetes import apiextensions, helm, meta
 
 from components.aws.cluster import SYSTEM_POOL_LABEL, SYSTEM_TAINT_KEY, node_role
 from components.aws.iam import Statement, allow, deny_insecure_transport, document
-from components.aws.irsa import IrsaRole, IrsaRoleArgs
+from components.aws.irsa import ClusterOidc, IrsaRole, IrsaRoleArgs
 from components.aws.network import DISCOVERY_TAG
 from components.k8s.nodepools import KarpenterNodePools, KarpenterNodePoolsArgs, NodeClassRef
 from components.versions import EC2_NODE_CLASS_API, KARPENTER_CHART
@@ -44,8 +44,7 @@ class KarpenterNodeAutoscalingArgs:
     cluster_name: str
     region: str
     account_id: str
-    oidc_provider_arn: pulumi.Input[str]
-    oidc_issuer: pulumi.Input[str]
+    oidc: ClusterOidc
     cluster_security_group_id: pulumi.Input[str]
     system_nodes: pulumi.Resource
     nodes: NodePoolSettings
@@ -134,8 +133,7 @@ class KarpenterNodeAutoscaling(pulumi.ComponentResource):
         controller = IrsaRole(
             f"{name}-controller",
             IrsaRoleArgs(
-                oidc_provider_arn=args.oidc_provider_arn,
-                oidc_issuer=args.oidc_issuer,
+                oidc=args.oidc,
                 namespace=NAMESPACE,
                 service_account=SERVICE_ACCOUNT,
                 statements=controller_statements(args, queue.arn, role.arn),

@@ -10,7 +10,7 @@ from pulumi_kubernetes import helm
 
 from components.aws.cluster import SYSTEM_POOL_LABEL, SYSTEM_TAINT_KEY
 from components.aws.iam import allow
-from components.aws.irsa import IrsaRole, IrsaRoleArgs
+from components.aws.irsa import ClusterOidc, IrsaRole, IrsaRoleArgs
 from components.versions import KEDA_CHART
 
 NAMESPACE = "keda"
@@ -19,8 +19,7 @@ SERVICE_ACCOUNT = "keda-operator"
 
 @dataclass(frozen=True)
 class KedaOperatorArgs:
-    oidc_provider_arn: pulumi.Input[str]
-    oidc_issuer: pulumi.Input[str]
+    oidc: ClusterOidc
     queue_arn: pulumi.Input[str]
     system_nodes: pulumi.Resource
     tags: Mapping[str, str]
@@ -39,8 +38,7 @@ class KedaOperator(pulumi.ComponentResource):
         identity = IrsaRole(
             f"{name}-operator",
             IrsaRoleArgs(
-                oidc_provider_arn=args.oidc_provider_arn,
-                oidc_issuer=args.oidc_issuer,
+                oidc=args.oidc,
                 namespace=NAMESPACE,
                 service_account=SERVICE_ACCOUNT,
                 statements=[allow(["sqs:GetQueueAttributes"], [args.queue_arn], "ReadQueueDepth")],

@@ -6,9 +6,8 @@ from collections.abc import Mapping
 
 import pytest
 
-from stacks import offline
 from stacks.config import ConfigError, EdwConfig
-from stacks.offline import StackRun, run_stack
+from stacks.offline import ProgramError, StackRun, run_stack
 
 LOCATION = {"azure-native:location": "westeurope"}
 
@@ -74,19 +73,13 @@ def test_azure_config_errors_name_the_key(
         assert text in str(error.value)
 
 
-def test_bad_config_registers_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    registered: list[str] = []
-    original = offline.RecordingMonitor.RegisterResource
-
-    def counting(self: offline.RecordingMonitor, request: object) -> object:
-        registered.append(request.type)  # type: ignore[attr-defined]
-        return original(self, request)
-
-    monkeypatch.setattr(offline.RecordingMonitor, "RegisterResource", counting)
-    with pytest.raises(ConfigError, match=r"edw:vmSkuFamilies has unknown families \['Q'\]"):
+def test_bad_config_registers_nothing() -> None:
+    with pytest.raises(ProgramError) as error:
         run_stack("dev", {"vmSkuFamilies": '["Q"]'})
-    # Only the root stack resource: the program stopped at config, before any cloud resource.
-    assert registered == [offline.ROOT_STACK_TYPE]
+    assert isinstance(error.value.cause, ConfigError)
+    assert "edw:vmSkuFamilies has unknown families ['Q']" in str(error.value.cause)
+    # The program stopped at config, before any resource was registered.
+    assert error.value.resources == []
 
 
 def _clouds(run: StackRun) -> set[str]:

@@ -1,0 +1,587 @@
+"""The `aws` stack through the mocks: values the program sends and how resources are wired."""
+
+import json
+from typing import Any
+
+import pytest
+
+from components.aws.cluster import CLUSTER_ADMIN_POLICY
+from components.versions import KARPENTER_CHART, KEDA_CHART
+from stacks.offline import ACCOUNT, RecordedResource, StackRun, run_stack
+
+SQS = "aws:sqs/queue:Queue"
+ROLE = "aws:iam/role:Role"
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+RELEASE = "kubernetes:helm.sh/v3:Release"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+
+
+def policy_of(run: StackRun, role_name: str) -> dict[str, Any]:
+    policies = [
+        r
+        for r in run.of_type(ROLE_POLICY)
+        if r.inputs["role"] == run.one(ROLE, role_name).outputs["name"]
+    ]
+    assert len(policies) == 1
+    return json.loads(policies[0].inputs["policy"])
+
+
+def trust_of(run: StackRun, role_name: str) -> dict[str, Any]:
+    return json.loads(run.one(ROLE, role_name).inputs["assumeRolePolicy"])
+
+
+def statements_by_sid(policy: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s["Sid"]: s for s in policy["Statement"]}
+
+
+def container(run: StackRun) -> dict[str, Any]:
+    spec = run.one(DEPLOYMENT).inputs["spec"]["template"]["spec"]
+    (only,) = spec["containers"]
+    return only
+
+
+def env_of(run: StackRun) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container(run)["env"]}
+
+
+# --- queue and table --------------------------------------------------------------------------
+
+
+def test_work_queue_redrives_to_the_dlq_with_configured_receive_count(aws_run: StackRun):
+    queue = aws_run.one(SQS, "work-queue")
+    dlq = aws_run.one(SQS, "work-dlq")
+    redrive = json.loads(queue.inputs["redrivePolicy"])
+    assert redrive == {"deadLetterTargetArn": dlq.outputs["arn"], "maxReceiveCount": 5}
+    assert dlq.inputs["messageRetentionSeconds"] == 14 * 24 * 3600
+    assert "redrivePolicy" not in dlq.inputs
+
+
+def test_work_queue_is_encrypted_long_polled_and_consistent_with_the_consumer(aws_run: StackRun):
+    queue = aws_run.one(SQS, "work-queue")
+    assert queue.inputs["sqsManagedSseEnabled"] is True
+    assert queue.inputs["receiveWaitTimeSeconds"] == 20
+    assert queue.inputs["visibilityTimeoutSeconds"] == 120
+    grace = aws_run.one(DEPLOYMENT).inputs["spec"]["template"]["spec"][
+        "terminationGracePeriodSeconds"
+    ]
+    assert grace < queue.inputs["visibilityTimeoutSeconds"]
+    assert env_of(aws_run)["EDW_VISIBILITY_TIMEOUT_SECONDS"] == "120"
+
+
+def test_dlq_accepts_redrive_only_from_the_work_queue(aws_run: StackRun):
+    allow = aws_run.one("aws:sqs/redriveAllowPolicy:RedriveAllowPolicy")
+    assert allow.inputs["queueUrl"] == aws_run.one(SQS, "work-dlq").outputs["url"]
+    assert json.loads(allow.inputs["redriveAllowPolicy"]) == {
+        "redrivePermission": "byQueue",
+        "sourceQueueArns": [aws_run.one(SQS, "work-queue").outputs["arn"]],
+    }
+
+
+@pytest.mark.parametrize("queue_name", ["work-queue", "work-dlq", "karpenter-interruption"])
+def test_every_queue_denies_non_tls_access(aws_run: StackRun, queue_name: str):
+    queue = aws_run.one(SQS, queue_name)
+    (policy,) = [
+        p
+        for p in aws_run.of_type("aws:sqs/queuePolicy:QueuePolicy")
+        if p.inputs["queueUrl"] == queue.outputs["url"]
+    ]
+    deny = statements_by_sid(json.loads(policy.inputs["policy"]))["DenyInsecureTransport"]
+    assert deny["Effect"] == "Deny"
+    assert deny["Resource"] == queue.outputs["arn"]
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_results_table_is_keyed_by_event_id_with_pitr_and_encryption(aws_run: StackRun):
+    table = aws_run.one("aws:dynamodb/table:Table").inputs
+    assert table["billingMode"] == "PAY_PER_REQUEST"
+    assert table["hashKey"] == "id"
+    assert table["attributes"] == [{"name": "id", "type": "S"}]
+    assert "rangeKey" not in table
+    assert table["pointInTimeRecovery"] == {"enabled": True}
+    assert table["serverSideEncryption"] == {"enabled": True}
+    assert table["deletionProtectionEnabled"] is False
+    assert "ttl" not in table
+
+
+def test_table_ttl_and_deletion_protection_follow_config():
+    run = run_stack("aws", {"resultTtlDays": "30", "deletionProtection": "true"})
+    table = run.one("aws:dynamodb/table:Table").inputs
+    assert table["ttl"] == {"attributeName": "expiresAt", "enabled": True}
+    assert table["deletionProtectionEnabled"] is True
+
+
+# --- network and cluster ----------------------------------------------------------------------
+
+
+def test_private_subnets_are_tagged_for_karpenter_and_routed_through_nat(aws_run: StackRun):
+    subnets = {r.name: r for r in aws_run.of_type("aws:ec2/subnet:Subnet")}
+    private = [s for n, s in subnets.items() if "private" in n]
+    assert len(private) == 3
+    assert {s.inputs["availabilityZone"] for s in private} == {
+        "us-east-1a",
+        "us-east-1b",
+        "us-east-1c",
+    }
+    for subnet in private:
+        assert subnet.inputs["tags"]["karpenter.sh/discovery"] == "edw-aws"
+        assert subnet.inputs["tags"]["kubernetes.io/role/internal-elb"] == "1"
+        assert subnet.inputs.get("mapPublicIpOnLaunch") in (None, False)
+    nat = aws_run.one("aws:ec2/natGateway:NatGateway")
+    assert nat.id.startswith("nat-")
+    assert nat.inputs["subnetId"] == subnets["network-public-0"].id
+    private_tables = [
+        r for r in aws_run.of_type("aws:ec2/routeTable:RouteTable") if "private" in r.name
+    ]
+    assert len(private_tables) == 3
+    for rt in private_tables:
+        assert rt.inputs["routes"] == [{"cidrBlock": "0.0.0.0/0", "natGatewayId": nat.id}]
+
+
+def test_nat_gateway_per_az_when_configured():
+    run = run_stack("aws", {"natGatewayPerAz": "true"})
+    nats = run.of_type("aws:ec2/natGateway:NatGateway")
+    assert len(nats) == 3
+    routed = {
+        r.inputs["routes"][0]["natGatewayId"]
+        for r in run.of_type("aws:ec2/routeTable:RouteTable")
+        if "private" in r.name
+    }
+    assert routed == {n.id for n in nats}
+
+
+def test_cluster_uses_api_auth_oidc_logging_kms_and_restricted_endpoint(aws_run: StackRun):
+    cluster = aws_run.one("eks:index:Cluster").inputs
+    key = aws_run.one("aws:kms/key:Key")
+    assert cluster["name"] == "edw-aws"
+    assert cluster["authenticationMode"] == "API"
+    assert cluster["createOidcProvider"] is True
+    assert cluster["encryptionConfigKeyArn"] == key.outputs["arn"]
+    assert key.inputs["enableKeyRotation"] is True
+    assert set(cluster["enabledClusterLogTypes"]) == {
+        "api",
+        "audit",
+        "authenticator",
+        "controllerManager",
+        "scheduler",
+    }
+    assert cluster["publicAccessCidrs"] == ["0.0.0.0/0"]
+    assert cluster["endpointPrivateAccess"] is True
+    assert cluster["skipDefaultNodeGroup"] is True
+    assert cluster["version"] == "1.34"
+    private_ids = [s.id for s in aws_run.of_type("aws:ec2/subnet:Subnet") if "private" in s.name]
+    assert cluster["privateSubnetIds"] == private_ids
+    assert cluster["vpcId"] == aws_run.one("aws:ec2/vpc:Vpc").id
+
+
+def test_cluster_admins_get_access_entries_with_the_admin_policy():
+    arn = "arn:aws:iam::123456789012:role/platform-admins"
+    assert CLUSTER_ADMIN_POLICY.endswith(":cluster-access-policy/AmazonEKSClusterAdminPolicy")
+    run = run_stack("aws", {"clusterAdminArns": f'["{arn}"]'})
+    entries = run.one("eks:index:Cluster").inputs["accessEntries"]
+    assert entries == {
+        "admin-0": {
+            "principalArn": arn,
+            "accessPolicies": {
+                "cluster-admin": {
+                    "policyArn": CLUSTER_ADMIN_POLICY,
+                    "accessScope": {"type": "cluster"},
+                }
+            },
+        }
+    }
+
+
+def test_api_cidrs_come_from_config():
+    run = run_stack("aws", {"apiAllowedCidrs": '["198.51.100.0/24"]'})
+    assert run.one("eks:index:Cluster").inputs["publicAccessCidrs"] == ["198.51.100.0/24"]
+
+
+def test_system_node_group_is_on_demand_tainted_and_labelled(aws_run: StackRun):
+    group = aws_run.one("aws:eks/nodeGroup:NodeGroup").inputs
+    assert group["clusterName"] == "edw-aws"
+    assert group["capacityType"] == "ON_DEMAND"
+    assert group["instanceTypes"] == ["m6i.large"]
+    assert group["scalingConfig"] == {"desiredSize": 2, "minSize": 2, "maxSize": 3}
+    assert group["labels"] == {"edw/pool": "system"}
+    assert group["taints"] == [
+        {"key": "CriticalAddonsOnly", "value": "true", "effect": "NO_SCHEDULE"}
+    ]
+
+
+def test_coredns_is_installed_once_system_nodes_exist(aws_run: StackRun):
+    assert aws_run.one("eks:index:Cluster").inputs["corednsAddonOptions"]["enabled"] is False
+    addon = aws_run.one("aws:eks/addon:Addon")
+    assert addon.inputs["addonName"] == "coredns"
+    assert addon.inputs["clusterName"] == "edw-aws"
+    assert aws_run.depends_on(addon, aws_run.one("aws:eks/nodeGroup:NodeGroup"))
+
+
+def test_existing_vpc_is_used_and_only_tagged():
+    run = run_stack(
+        "aws",
+        {"existingVpcId": "vpc-0abc", "existingPrivateSubnetIds": '["subnet-1", "subnet-2"]'},
+    )
+    assert run.of_type("aws:ec2/vpc:Vpc") == []
+    assert run.of_type("aws:ec2/subnet:Subnet") == []
+    tags = run.of_type("aws:ec2/tag:Tag")
+    discovered = {
+        t.inputs["resourceId"] for t in tags if t.inputs["key"] == "karpenter.sh/discovery"
+    }
+    assert {"subnet-1", "subnet-2"} <= discovered
+    cluster = run.one("eks:index:Cluster").inputs
+    assert cluster["vpcId"] == "vpc-0abc"
+    assert cluster["privateSubnetIds"] == ["subnet-1", "subnet-2"]
+
+
+# --- identities -------------------------------------------------------------------------------
+
+
+def test_consumer_role_trusts_only_its_service_account(aws_run: StackRun):
+    cluster = aws_run.one("eks:index:Cluster").outputs
+    (statement,) = trust_of(aws_run, "consumer-identity-role")["Statement"]
+    assert statement["Principal"] == {"Federated": cluster["oidcProviderArn"]}
+    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+    issuer = cluster["oidcIssuer"]
+    assert statement["Condition"] == {
+        "StringEquals": {
+            f"{issuer}:sub": "system:serviceaccount:edw:edw-consumer",
+            f"{issuer}:aud": "sts.amazonaws.com",
+        }
+    }
+
+
+def test_consumer_policy_names_exactly_the_queue_dlq_and_table(aws_run: StackRun):
+    queue = aws_run.one(SQS, "work-queue").outputs["arn"]
+    dlq = aws_run.one(SQS, "work-dlq").outputs["arn"]
+    table = aws_run.one("aws:dynamodb/table:Table").outputs["arn"]
+    by_sid = statements_by_sid(policy_of(aws_run, "consumer-identity-role"))
+    assert by_sid["ConsumeWorkQueue"]["Resource"] == [queue]
+    assert set(by_sid["ConsumeWorkQueue"]["Action"]) == {
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueAttributes",
+    }
+    assert by_sid["SetAsideToDeadLetter"]["Resource"] == [dlq]
+    assert "sqs:SendMessage" in by_sid["SetAsideToDeadLetter"]["Action"]
+    assert by_sid["WriteResults"]["Resource"] == [table]
+    assert set(by_sid["WriteResults"]["Action"]) == {"dynamodb:PutItem", "dynamodb:BatchWriteItem"}
+
+
+def test_no_policy_uses_wildcard_actions_or_wildcard_resources_where_arns_exist(
+    aws_run: StackRun,
+):
+    unscoped_ok = {"pricing:GetProducts"}
+    for policy in aws_run.of_type(ROLE_POLICY):
+        for s in json.loads(policy.inputs["policy"])["Statement"]:
+            actions = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
+            assert all("*" not in a for a in actions), (policy.name, actions)
+            if "*" in s["Resource"]:
+                assert all(a.startswith("ec2:Describe") or a in unscoped_ok for a in actions)
+
+
+def test_service_account_carries_the_consumer_role(aws_run: StackRun):
+    sa = aws_run.one("kubernetes:core/v1:ServiceAccount").inputs["metadata"]
+    role = aws_run.one(ROLE, "consumer-identity-role").outputs["arn"]
+    assert sa["name"] == "edw-consumer"
+    assert sa["namespace"] == "edw"
+    assert sa["annotations"] == {"eks.amazonaws.com/role-arn": role}
+
+
+def test_keda_identity_may_only_read_the_work_queue_attributes(aws_run: StackRun):
+    queue = aws_run.one(SQS, "work-queue").outputs["arn"]
+    (statement,) = policy_of(aws_run, "keda-operator-role")["Statement"]
+    assert statement["Action"] == ["sqs:GetQueueAttributes"]
+    assert statement["Resource"] == [queue]
+    trust = trust_of(aws_run, "keda-operator-role")["Statement"][0]["Condition"]["StringEquals"]
+    assert "system:serviceaccount:keda:keda-operator" in trust.values()
+    values = aws_run.one(RELEASE, "keda-release").inputs["values"]
+    role = aws_run.one(ROLE, "keda-operator-role").outputs["arn"]
+    assert values["podIdentity"]["aws"]["irsa"] == {"enabled": True, "roleArn": role}
+
+
+def test_keda_is_pinned_and_runs_on_system_nodes(aws_run: StackRun):
+    release = aws_run.one(RELEASE, "keda-release").inputs
+    assert release["chart"] == KEDA_CHART.chart
+    assert release["version"] == KEDA_CHART.version
+    assert release["repositoryOpts"] == {"repo": KEDA_CHART.repo}
+    assert release["values"]["nodeSelector"] == {"edw/pool": "system"}
+    assert release["values"]["tolerations"] == [{"key": "CriticalAddonsOnly", "operator": "Exists"}]
+
+
+# --- Karpenter --------------------------------------------------------------------------------
+
+
+def test_karpenter_controller_is_pinned_and_wired_to_the_cluster(aws_run: StackRun):
+    release = aws_run.one(RELEASE, "karpenter-controller").inputs
+    queue = aws_run.one(SQS, "karpenter-interruption").outputs["name"]
+    role = aws_run.one(ROLE, "karpenter-controller-role").outputs["arn"]
+    assert release["chart"] == KARPENTER_CHART.chart
+    assert release["version"] == KARPENTER_CHART.version
+    assert release["namespace"] == "kube-system"
+    assert release["values"]["settings"] == {"clusterName": "edw-aws", "interruptionQueue": queue}
+    assert release["values"]["serviceAccount"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": role
+    }
+    assert release["values"]["nodeSelector"] == {"edw/pool": "system"}
+
+
+def test_karpenter_controller_policy_is_scoped_to_this_cluster(aws_run: StackRun):
+    by_sid = statements_by_sid(policy_of(aws_run, "karpenter-controller-role"))
+    node_role = aws_run.one(ROLE, "karpenter-node").outputs["arn"]
+    queue = aws_run.one(SQS, "karpenter-interruption").outputs["arn"]
+    assert by_sid["AllowPassingInstanceRole"]["Resource"] == [node_role]
+    assert by_sid["AllowInterruptionQueueActions"]["Resource"] == [queue]
+    assert by_sid["AllowAPIServerEndpointDiscovery"]["Resource"] == [
+        f"arn:aws:eks:us-east-1:{ACCOUNT}:cluster/edw-aws"
+    ]
+    delete = by_sid["AllowScopedDeletion"]["Condition"]["StringEquals"]
+    assert delete == {"aws:ResourceTag/kubernetes.io/cluster/edw-aws": "owned"}
+    read = by_sid["AllowRegionalReadActions"]
+    assert read["Condition"] == {"StringEquals": {"aws:RequestedRegion": "us-east-1"}}
+
+
+def test_interruption_queue_receives_the_four_event_kinds(aws_run: StackRun):
+    queue = aws_run.one(SQS, "karpenter-interruption")
+    rules = {r.name: r for r in aws_run.of_type("aws:cloudwatch/eventRule:EventRule")}
+    patterns = {json.loads(r.inputs["eventPattern"])["detail-type"][0] for r in rules.values()}
+    assert patterns == {
+        "AWS Health Event",
+        "EC2 Spot Instance Interruption Warning",
+        "EC2 Instance Rebalance Recommendation",
+        "EC2 Instance State-change Notification",
+    }
+    targets = aws_run.of_type("aws:cloudwatch/eventTarget:EventTarget")
+    assert {t.inputs["rule"] for t in targets} == {r.outputs["name"] for r in rules.values()}
+    assert {t.inputs["arn"] for t in targets} == {queue.outputs["arn"]}
+    policy = aws_run.one("aws:sqs/queuePolicy:QueuePolicy", "karpenter-interruption-policy")
+    allow = statements_by_sid(json.loads(policy.inputs["policy"]))["AllowEventBridgeAndSqs"]
+    assert allow["Principal"] == {"Service": ["events.amazonaws.com", "sqs.amazonaws.com"]}
+
+
+def test_node_role_has_an_ec2_linux_access_entry(aws_run: StackRun):
+    entry = aws_run.one("aws:eks/accessEntry:AccessEntry").inputs
+    assert entry["principalArn"] == aws_run.one(ROLE, "karpenter-node").outputs["arn"]
+    assert entry["type"] == "EC2_LINUX"
+    assert entry["clusterName"] == "edw-aws"
+
+
+def test_cluster_security_group_is_tagged_for_discovery(aws_run: StackRun):
+    tag = aws_run.one("aws:ec2/tag:Tag").inputs
+    sg = aws_run.one("eks:index:Cluster").outputs["clusterSecurityGroupId"]
+    assert tag == {"resourceId": sg, "key": "karpenter.sh/discovery", "value": "edw-aws"}
+
+
+def test_ec2_node_class_uses_al2023_node_role_and_discovery_tags(aws_run: StackRun):
+    (node_class,) = aws_run.custom_resources("EC2NodeClass")
+    spec = node_class.inputs["spec"]
+    assert spec["role"] == aws_run.one(ROLE, "karpenter-node").outputs["name"]
+    assert spec["amiSelectorTerms"] == [{"alias": "al2023@latest"}]
+    discovery = [{"tags": {"karpenter.sh/discovery": "edw-aws"}}]
+    assert spec["subnetSelectorTerms"] == discovery
+    assert spec["securityGroupSelectorTerms"] == discovery
+    assert spec["metadataOptions"]["httpTokens"] == "required"
+
+
+def pools(run: StackRun) -> dict[str, RecordedResource]:
+    return {p.inputs["metadata"]["name"]: p for p in run.custom_resources("NodePool")}
+
+
+def requirement(pool: RecordedResource, key: str) -> list[str]:
+    reqs = pool.inputs["spec"]["template"]["spec"]["requirements"]
+    (match,) = [r for r in reqs if r["key"] == key]
+    assert match["operator"] == "In"
+    return match["values"]
+
+
+def test_spot_pool_is_preferred_and_on_demand_is_the_fallback(aws_run: StackRun):
+    by_name = pools(aws_run)
+    assert set(by_name) == {"spot", "on-demand"}
+    spot, on_demand = by_name["spot"], by_name["on-demand"]
+    assert requirement(spot, "karpenter.sh/capacity-type") == ["spot"]
+    assert requirement(on_demand, "karpenter.sh/capacity-type") == ["on-demand"]
+    assert spot.inputs["spec"]["weight"] > on_demand.inputs["spec"]["weight"]
+    for pool in (spot, on_demand):
+        families = requirement(pool, "karpenter.k8s.aws/instance-family")
+        assert families == ["m6i", "m7i", "c6i", "c7i", "m6a", "c6a"]
+        assert pool.inputs["spec"]["template"]["spec"]["nodeClassRef"] == {
+            "group": "karpenter.k8s.aws",
+            "kind": "EC2NodeClass",
+            "name": "default",
+        }
+        assert (
+            pool.inputs["spec"]["disruption"]["consolidationPolicy"] == "WhenEmptyOrUnderutilized"
+        )
+    assert spot.inputs["spec"]["limits"] == {"cpu": "64", "memory": "256Gi"}
+    assert on_demand.inputs["spec"]["limits"] == {"cpu": "32", "memory": "128Gi"}
+
+
+def test_node_pool_limits_and_families_follow_config():
+    run = run_stack(
+        "aws", {"spotCpuLimit": "8", "instanceFamilies": '["c7i"]', "consolidateAfter": "5m"}
+    )
+    spot = pools(run)["spot"]
+    assert spot.inputs["spec"]["limits"]["cpu"] == "8"
+    assert requirement(spot, "karpenter.k8s.aws/instance-family") == ["c7i"]
+    assert spot.inputs["spec"]["disruption"]["consolidateAfter"] == "5m"
+
+
+def test_destroy_removes_node_pools_and_node_class_while_karpenter_still_runs(aws_run: StackRun):
+    """Pulumi deletes dependents first: pools and class go before the controller and its IAM."""
+    release = aws_run.one(RELEASE, "karpenter-controller")
+    node_class = aws_run.custom_resources("EC2NodeClass")[0]
+    access = aws_run.one("aws:eks/accessEntry:AccessEntry")
+    controller_policy = aws_run.one(ROLE_POLICY, "karpenter-controller-policy")
+    for pool in pools(aws_run).values():
+        assert aws_run.depends_on(pool, release)
+        assert aws_run.depends_on(pool, node_class)
+        assert aws_run.depends_on(pool, access)
+    assert aws_run.depends_on(node_class, release)
+    assert aws_run.depends_on(release, controller_policy)
+    assert aws_run.depends_on(release, aws_run.one("aws:eks/nodeGroup:NodeGroup"))
+    # ... and the consumer goes before the pools, so its pods never block a drain.
+    deployment = aws_run.one(DEPLOYMENT)
+    for pool in pools(aws_run).values():
+        assert aws_run.depends_on(deployment, pool)
+    assert not aws_run.depends_on(release, deployment)
+
+
+def test_scaled_object_is_deleted_before_keda(aws_run: StackRun):
+    (scaled,) = aws_run.custom_resources("ScaledObject")
+    assert aws_run.depends_on(scaled, aws_run.one(RELEASE, "keda-release"))
+
+
+# --- consumer workload ------------------------------------------------------------------------
+
+
+def test_consumer_pod_is_locked_down(aws_run: StackRun):
+    c = container(aws_run)
+    assert c["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert c["resources"] == {
+        "requests": {"cpu": "250m", "memory": "256Mi"},
+        "limits": {"cpu": "1", "memory": "512Mi"},
+    }
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    pod = aws_run.one(DEPLOYMENT).inputs["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 45
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+
+
+def test_consumer_lands_on_karpenter_nodes_and_tolerates_spot(aws_run: StackRun):
+    pod = aws_run.one(DEPLOYMENT).inputs["spec"]["template"]["spec"]
+    spot = pools(aws_run)["spot"].inputs["spec"]["template"]
+    (taint,) = spot["spec"]["taints"]
+    assert pod["tolerations"] == [{**taint, "operator": "Equal"}]
+    required = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    (term,) = required["nodeSelectorTerms"]
+    (expr,) = term["matchExpressions"]
+    assert spot["metadata"]["labels"][expr["key"]] in expr["values"]
+    preferred = pod["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert preferred[0]["preference"]["matchExpressions"][0]["values"] == ["spot"]
+    # System nodes carry no such label, so consumers never land there.
+    assert expr["key"] not in aws_run.one("aws:eks/nodeGroup:NodeGroup").inputs["labels"]
+
+
+def test_consumer_env_points_at_the_stack_resources(aws_run: StackRun):
+    env = env_of(aws_run)
+    assert env["EDW_CLOUD"] == "aws"
+    assert env["EDW_QUEUE"] == aws_run.one(SQS, "work-queue").outputs["url"]
+    assert env["EDW_DEAD_LETTER_QUEUE"] == aws_run.one(SQS, "work-dlq").outputs["url"]
+    assert env["EDW_TABLE"] == aws_run.one("aws:dynamodb/table:Table").outputs["name"]
+    assert env["AWS_REGION"] == "us-east-1"
+    assert env["EDW_PROCESSING_TIMEOUT_SECONDS"] == "30"
+    assert env["EDW_SHUTDOWN_TIMEOUT_SECONDS"] == "40"
+    assert int(env["EDW_SHUTDOWN_TIMEOUT_SECONDS"]) < 45
+
+
+def test_consumer_image_is_built_from_app_and_pushed_to_ecr(aws_run: StackRun):
+    repo = aws_run.one("aws:ecr/repository:Repository")
+    assert repo.inputs["imageScanningConfiguration"] == {"scanOnPush": True}
+    assert repo.inputs["imageTagMutability"] == "IMMUTABLE"
+    image = aws_run.one("docker-build:index:Image")
+    assert image.inputs["context"]["location"].endswith("/app")
+    assert image.inputs["dockerfile"]["location"].endswith("/app/Dockerfile")
+    assert image.inputs["push"] is True
+    (tag,) = image.inputs["tags"]
+    assert tag.startswith(repo.outputs["repositoryUrl"] + ":src-")
+    assert container(aws_run)["image"] == image.outputs["ref"]
+    assert "@sha256:" in container(aws_run)["image"]
+
+
+def test_a_prebuilt_image_skips_ecr_and_the_build():
+    run = run_stack("aws", {"consumerImage": "ghcr.io/acme/edw-consumer:1.2.3"})
+    assert run.of_type("aws:ecr/repository:Repository") == []
+    assert run.of_type("docker-build:index:Image") == []
+    assert container(run)["image"] == "ghcr.io/acme/edw-consumer:1.2.3"
+    assert run.outputs["image"] == "ghcr.io/acme/edw-consumer:1.2.3"
+
+
+def test_pdb_limits_voluntary_disruption_of_the_consumer(aws_run: StackRun):
+    pdb = aws_run.one("kubernetes:policy/v1:PodDisruptionBudget").inputs["spec"]
+    labels = aws_run.one(DEPLOYMENT).inputs["spec"]["selector"]["matchLabels"]
+    assert pdb["selector"]["matchLabels"] == labels
+    assert pdb["maxUnavailable"] == "25%"
+
+
+def test_scaled_object_targets_the_deployment_and_the_queue(aws_run: StackRun):
+    (scaled,) = aws_run.custom_resources("ScaledObject")
+    (auth,) = aws_run.custom_resources("TriggerAuthentication")
+    deployment = aws_run.one(DEPLOYMENT)
+    spec = scaled.inputs["spec"]
+    assert spec["scaleTargetRef"]["name"] == deployment.outputs["metadata"]["name"]
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (0, 30)
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "aws-sqs-queue"
+    assert trigger["metadata"] == {
+        "queueURL": aws_run.one(SQS, "work-queue").outputs["url"],
+        "awsRegion": "us-east-1",
+        "queueLength": "20",
+        "activationQueueLength": "0",
+        "scaleOnInFlight": "true",
+    }
+    assert trigger["authenticationRef"] == {
+        "name": auth.outputs["metadata"]["name"],
+        "kind": "TriggerAuthentication",
+    }
+    assert auth.inputs["spec"] == {"podIdentity": {"provider": "aws", "identityOwner": "keda"}}
+    assert scaled.inputs["metadata"]["namespace"] == auth.inputs["metadata"]["namespace"] == "edw"
+    behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 120
+
+
+def test_replica_bounds_and_target_follow_config():
+    run = run_stack("aws", {"minReplicas": "1", "maxReplicas": "5", "queueLengthTarget": "50"})
+    spec = run.custom_resources("ScaledObject")[0].inputs["spec"]
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (1, 5)
+    assert spec["triggers"][0]["metadata"]["queueLength"] == "50"
+
+
+def test_stack_outputs(aws_run: StackRun):
+    out = aws_run.outputs
+    assert out["region"] == "us-east-1"
+    assert out["queueUrl"] == aws_run.one(SQS, "work-queue").outputs["url"]
+    assert out["deadLetterQueueUrl"] == aws_run.one(SQS, "work-dlq").outputs["url"]
+    assert out["tableName"] == aws_run.one("aws:dynamodb/table:Table").outputs["name"]
+    assert out["clusterName"] == "edw-aws"
+    assert out["consumerNamespace"] == "edw"
+    assert out["image"] == container(aws_run)["image"]
+    assert json.loads(out["kubeconfig"])["clusters"][0]["name"] == "edw-aws"
+    assert aws_run.secret_outputs == {"kubeconfig"}
+
+
+def test_every_resource_is_parented_by_a_component(aws_run: StackRun):
+    components = {r.urn for r in aws_run.resources if not r.custom}
+    for r in aws_run.resources:
+        if r.custom and r.type != "pulumi:providers:kubernetes":
+            assert r.parent in components, r.name
+    k8s = [r for r in aws_run.resources if r.type.startswith("kubernetes:")]
+    provider = aws_run.one("pulumi:providers:kubernetes")
+    assert all(r.provider.startswith(provider.urn) for r in k8s)

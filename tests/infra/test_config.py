@@ -1,0 +1,148 @@
+"""The config object: defaults, every validation rule, and Pulumi.yaml kept in sync with it."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stacks.config import SETTINGS, ConfigError, EdwConfig
+from stacks.offline import ProgramError, run_stack
+
+ROOT = Path(__file__).resolve().parents[2]
+AWS = {"aws:region": "eu-west-1"}
+AZURE = {"azure-native:location": "westeurope"}
+
+
+def parse(values: dict[str, str], provider: dict[str, str] = AWS) -> EdwConfig:
+    return EdwConfig.parse({"cloud": "aws", **values}, stack="t", provider_values=provider)
+
+
+def error_of(values: dict[str, str], provider: dict[str, str] = AWS) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse(values, provider)
+    return str(info.value)
+
+
+def test_defaults_build_a_consistent_aws_config():
+    cfg = parse({})
+    assert cfg.cloud == "aws"
+    assert cfg.name == "edw-t"
+    assert cfg.aws is not None
+    assert cfg.aws.region == "eu-west-1"
+    assert cfg.azure is None
+    assert cfg.queue.max_receive_count == 5
+    assert cfg.consumer.min_replicas == 0
+    assert cfg.nodes.families == ("m6i", "m7i", "c6i", "c7i", "m6a", "c6a")
+    assert cfg.consumer.termination_grace_seconds == 45
+    assert cfg.queue.visibility_timeout_seconds > cfg.consumer.termination_grace_seconds
+
+
+def test_values_are_parsed_with_their_types():
+    cfg = parse(
+        {
+            "maxReplicas": "7",
+            "deletionProtection": "true",
+            "instanceFamilies": '["c7i", "m7i"]',
+            "tags": '["team=data", "cost-center=42"]',
+        }
+    )
+    assert cfg.consumer.max_replicas == 7
+    assert cfg.deletion_protection is True
+    assert cfg.nodes.families == ("c7i", "m7i")
+    assert cfg.tags == {"team": "data", "cost-center": "42"}
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"cloud": "gcp"}, "edw:cloud must be one of aws, azure; got 'gcp'"),
+        (
+            {"maxReplicas": "2", "minReplicas": "3"},
+            "edw:maxReplicas must be >= edw:minReplicas (3)",
+        ),
+        (
+            {"instanceFamilies": '["m6i", "z9x"]'},
+            "edw:instanceFamilies has unknown families ['z9x']",
+        ),
+        ({"instanceFamilies": '["m7g"]'}, "edw:instanceFamilies has unknown families ['m7g']"),
+        ({"instanceFamilies": "[]"}, "edw:instanceFamilies must name at least one family"),
+        ({"maxReplicas": "many"}, "edw:maxReplicas must be an integer; got 'many'"),
+        ({"maxReceiveCount": "0"}, "edw:maxReceiveCount must be between 1 and 1000; got 0"),
+        ({"apiAllowedCidrs": '["10.0.0.0/33"]'}, "edw:apiAllowedCidrs has an invalid CIDR"),
+        ({"consumerImage": "repo/app:latest"}, "edw:consumerImage must pin a tag or digest"),
+        ({"consumerImage": "repo/app"}, "edw:consumerImage must be an image with a tag or digest"),
+        ({"consumerCpuLimit": "lots"}, "edw:consumerCpuLimit must be a Kubernetes quantity"),
+        ({"consolidateAfter": "soon"}, "edw:consolidateAfter must be a duration"),
+        ({"tags": '["novalue"]'}, "edw:tags entries must look like key=value"),
+        ({"existingVpcId": "vpc-1"}, "edw:existingPrivateSubnetIds must list at least 2 subnets"),
+        ({"vpcCidr": "10.0.0.0/24"}, "edw:vpcCidr must be /20 or larger"),
+        ({"clusterAdminArns": '["admin"]'}, "edw:clusterAdminArns must be IAM role or user ARNs"),
+        ({"vmSkuFamilies": '["E"]'}, "edw:vmSkuFamilies only applies to cloud azure, not aws"),
+        ({"instnceFamilies": '["m6i"]'}, "edw:instnceFamilies is not a setting of this project"),
+    ],
+)
+def test_bad_values_name_the_key_and_what_is_allowed(values, expected):
+    assert expected in error_of(values)
+
+
+def test_visibility_timeout_must_outlast_the_consumer_drain():
+    message = error_of({"processingTimeoutSeconds": "120", "visibilityTimeoutSeconds": "100"})
+    assert "edw:visibilityTimeoutSeconds must be greater than the consumer's termination" in message
+    assert "(135s = edw:processingTimeoutSeconds 120s + 15s drain)" in message
+
+
+def test_all_errors_are_reported_together():
+    message = error_of({"maxReplicas": "0", "cloud": "aws", "maxReceiveCount": "9999"})
+    assert "edw:maxReplicas must be between 1 and 1000" in message
+    assert "edw:maxReceiveCount must be between 1 and 1000" in message
+
+
+def test_unknown_cloud_and_missing_cloud_are_refused():
+    with pytest.raises(ConfigError, match=r"edw:cloud is required; allowed: aws, azure"):
+        EdwConfig.parse({}, stack="t")
+
+
+def test_aws_region_is_required_and_checked():
+    assert "aws:region must be an AWS region" in error_of({}, provider={})
+    assert "got 'Europe'" in error_of({}, provider={"aws:region": "Europe"})
+
+
+def test_azure_location_and_sku_families_are_checked():
+    azure = {"cloud": "azure", "adminGroupObjectIds": '["g"]'}
+    assert "azure-native:location must be one of" in error_of(azure, provider={})
+    message = error_of({**azure, "vmSkuFamilies": '["D", "Q"]'}, provider=AZURE)
+    assert "edw:vmSkuFamilies has unknown families ['Q']" in message
+
+
+def test_pulumi_yaml_declares_every_setting_with_type_default_and_description():
+    declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+    assert set(declared) == {s.key for s in SETTINGS}
+    for s in SETTINGS:
+        spec = declared[s.key]
+        assert spec["type"] == s.type, s.key
+        assert spec.get("default") == s.default, s.key
+        assert spec["description"].startswith(s.description), s.key
+        if s.type == "array":
+            assert spec["items"] == {"type": "string"}, s.key
+
+
+def test_stack_files_hold_only_declared_settings():
+    keys = {f"edw:{s.key}" for s in SETTINGS}
+    for stack_file in ROOT.glob("Pulumi.*.yaml"):
+        config = yaml.safe_load(stack_file.read_text())["config"]
+        assert {k for k in config if k.startswith("edw:")} <= keys, stack_file.name
+
+
+def test_a_bad_config_fails_the_program_before_any_resource_is_registered():
+    with pytest.raises(ProgramError) as info:
+        run_stack("aws", {"maxReplicas": "1", "minReplicas": "2", "instanceFamilies": '["zz1"]'})
+    assert isinstance(info.value.cause, ConfigError)
+    assert "edw:maxReplicas must be >= edw:minReplicas (2)" in str(info.value)
+    assert "edw:instanceFamilies has unknown families ['zz1']" in str(info.value)
+    assert info.value.resources == []
+
+
+def test_readme_documents_every_setting():
+    readme = (ROOT / "README.md").read_text()
+    missing = [s.key for s in SETTINGS if f"| `edw:{s.key}` |" not in readme]
+    assert missing == []

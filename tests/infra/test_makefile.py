@@ -1,0 +1,46 @@
+"""The Makefile's stack commands, dry-run: the right pulumi calls, a local backend without login."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def dry_run(target: str, tmp_path: Path, **env: str) -> str:
+    # No `pulumi` on PATH here: exactly the "no Pulumi account" case.
+    clean = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **env}
+    result = subprocess.run(
+        ["make", "-n", "-C", str(ROOT), target, "STACK=aws"],
+        capture_output=True,
+        text=True,
+        env=clean,
+        check=True,
+    )
+    return result.stdout
+
+
+@pytest.mark.parametrize(
+    ("target", "command"),
+    [
+        ("up", "pulumi up --stack aws"),
+        ("preview", "pulumi preview --stack aws --diff"),
+        ("destroy", "pulumi destroy --stack aws"),
+    ],
+)
+def test_stack_targets_select_the_stack_and_run_pulumi(target, command, tmp_path):
+    out = dry_run(target, tmp_path)
+    assert "pulumi stack select --create aws" in out
+    assert command in out
+    assert out.index("stack select") < out.index(command)
+
+
+def test_without_a_login_the_local_file_backend_is_used(tmp_path):
+    out = dry_run("preview", tmp_path)
+    assert f"mkdir -p {tmp_path}/.pulumi-edw" in out
+
+
+def test_an_explicit_backend_wins(tmp_path):
+    out = dry_run("preview", tmp_path, PULUMI_BACKEND_URL="s3://bucket/state")
+    assert ".pulumi-edw" not in out
