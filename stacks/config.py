@@ -81,6 +81,12 @@ AZURE_LOCATIONS = frozenset(
         "westus3",
     ]
 )
+# Shared settings the Azure services have no counterpart for: refuse them rather than ignore them.
+AZURE_UNSUPPORTED = {
+    "messageRetentionSeconds": "a Storage queue message lives as long as its sender asks "
+    "(7 days by default); leave it unset",
+    "resultTtlDays": "the Cosmos DB for Table resource has no time-to-live setting; leave it 0",
+}
 AWS_REGION_RE = re.compile(r"^(us|eu|ap|ca|sa|me|af|il|mx)-[a-z]+-\d$")
 QUANTITY_RE = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti)?$")
 DURATION_RE = re.compile(r"^(\d+h)?(\d+m)?(\d+s)?$")
@@ -555,6 +561,9 @@ class _Parser:
         )
 
     def azure(self) -> AzureSettings:
+        for key, reason in AZURE_UNSUPPORTED.items():
+            if self.changed(key):
+                self.fail(key, f"is not applied on azure: {reason}")
         location = self.provider.get("azure-native:location", "")
         if location not in AZURE_LOCATIONS:
             # A display name ("West Europe") is the usual slip; point at the name to use.

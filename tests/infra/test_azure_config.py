@@ -58,6 +58,16 @@ def test_dev_defaults_parse() -> None:
             ["edw:adminGroupObjectIds must name at least one Entra group"],
         ),
         (
+            {"resultTtlDays": "30"},
+            LOCATION,
+            ["edw:resultTtlDays is not applied on azure", "no time-to-live"],
+        ),
+        (
+            {"messageRetentionSeconds": "86400"},
+            LOCATION,
+            ["edw:messageRetentionSeconds is not applied on azure", "7 days by default"],
+        ),
+        (
             {"instanceFamilies": '["m7i"]'},
             LOCATION,
             ["edw:instanceFamilies only applies to cloud aws, not azure"],
