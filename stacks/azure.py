@@ -186,6 +186,8 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         "tableEndpoint": results.table_endpoint,
         "tableName": results.table_name,
         "clusterName": cluster.cluster_name,
+        # NAP's VMs live here; AKS deletes this group with the cluster.
+        "nodeResourceGroup": cluster.node_resource_group,
         "kubeconfig": cluster.kubeconfig,
         "registry": cluster.registry_login_server,
         "consumerNamespace": consumer.namespace,

@@ -48,7 +48,6 @@ class AksCluster(pulumi.ComponentResource):
 
     cluster: containerservice.ManagedCluster
     cluster_name: pulumi.Output[str]
-    cluster_id: pulumi.Output[str]
     oidc_issuer: pulumi.Output[str]
     node_resource_group: pulumi.Output[str]
     registry_id: pulumi.Output[str]
@@ -157,7 +156,6 @@ class AksCluster(pulumi.ComponentResource):
         )
         self.cluster = cluster
         self.cluster_name = cluster.name
-        self.cluster_id = cluster.id
         self.oidc_issuer = cluster.oidc_issuer_profile.apply(lambda p: p.issuer_url if p else None)
         self.node_resource_group = cluster.node_resource_group.apply(lambda g: g or "")
         self.registry_id = registry.id

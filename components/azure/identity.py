@@ -57,7 +57,6 @@ class WorkloadIdentity(pulumi.ComponentResource):
 
     client_id: pulumi.Output[str]
     principal_id: pulumi.Output[str]
-    identity_id: pulumi.Output[str]
 
     def __init__(
         self, name: str, args: WorkloadIdentityArgs, opts: pulumi.ResourceOptions | None = None
@@ -101,11 +100,9 @@ class WorkloadIdentity(pulumi.ComponentResource):
             )
         self.client_id = identity.client_id
         self.principal_id = identity.principal_id
-        self.identity_id = identity.id
         self.register_outputs(
             {
                 "client_id": self.client_id,
                 "principal_id": self.principal_id,
-                "identity_id": self.identity_id,
             }
         )

@@ -31,7 +31,6 @@ class StorageWorkQueue(pulumi.ComponentResource):
     """
 
     account_name: pulumi.Output[str]
-    account_id: pulumi.Output[str]
     queue_name: pulumi.Output[str]
     queue_id: pulumi.Output[str]
     poison_queue_name: pulumi.Output[str]
@@ -83,7 +82,6 @@ class StorageWorkQueue(pulumi.ComponentResource):
             )
         }
         self.account_name = account.name
-        self.account_id = account.id
         self.queue_name = queues["work"].name
         self.queue_id = queues["work"].id
         self.poison_queue_name = queues["poison"].name

@@ -446,6 +446,7 @@ def test_stack_outputs(run: StackRun) -> None:
         f"https://{run.one(COSMOS).outputs['name']}.table.cosmos.azure.com:443/"
     )
     assert run.outputs["clusterName"] == run.one(AKS).outputs["name"] == "edw-dev"
+    assert run.outputs["nodeResourceGroup"] == run.one(AKS).inputs["nodeResourceGroup"]
     assert run.outputs["registry"] == run.one(ACR).outputs["loginServer"]
     assert run.outputs["consumerNamespace"] == "edw"
     assert run.outputs["consumerClientId"] == _client(run, "consumer-identity")
