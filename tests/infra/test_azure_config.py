@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import pytest
 
+from stacks.azure import globally_unique
 from stacks.config import ConfigError, EdwConfig
 from stacks.offline import ProgramError, StackRun, run_stack
 
@@ -118,3 +120,20 @@ def test_aws_then_azure_in_one_process_keep_their_own_resources() -> None:
     assert sorted((r.type, r.name) for r in again.resources) == sorted(
         (r.type, r.name) for r in aws.resources
     )
+
+
+@pytest.mark.parametrize(("max_length", "sep"), [(24, ""), (44, "-"), (50, "")])
+def test_globally_unique_names_fit_azure_rules(max_length: int, sep: str) -> None:
+    cfg = EdwConfig.parse(
+        {"cloud": "azure", "prefix": "abcdefghij", "disableLocalAccounts": "false"},
+        "Prod_EU.west-2024",
+        LOCATION,
+    )
+    name = globally_unique(cfg, "sub-a", max_length, sep)
+    assert len(name) <= max_length
+    assert re.fullmatch(rf"[a-z0-9]+{re.escape(sep)}[0-9a-f]{{8}}", name)
+    # Prefix and stack, lower-cased to a-z0-9 and cut to what the hash leaves room for.
+    assert name.startswith("abcdefghijprodeuwest2024"[: max_length - 8 - len(sep)])
+    # Stable per subscription and stack, distinct across subscriptions.
+    assert name == globally_unique(cfg, "sub-a", max_length, sep)
+    assert name != globally_unique(cfg, "sub-b", max_length, sep)
