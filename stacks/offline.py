@@ -147,6 +147,7 @@ class ProviderMocks(pulumi_mocks.Mocks):
             **self._azure_outputs(),
             **self._kubernetes_outputs(),
         }
+        self._computed_invokes = self._azure_invokes()
 
     # --- invokes -------------------------------------------------------------------------
     def call(self, args: pulumi_mocks.MockCallArgs) -> Props:  # type: ignore[override]
@@ -188,9 +189,8 @@ class ProviderMocks(pulumi_mocks.Mocks):
                 "tenantId": TENANT,
             },
         }
-        computed = self._azure_invokes()
-        if args.token in computed:
-            return computed[args.token](dict(args.args))
+        if args.token in self._computed_invokes:
+            return self._computed_invokes[args.token](dict(args.args))
         if args.token not in answers:
             raise NotImplementedError(f"the mocks do not answer invoke {args.token}")
         return answers[args.token]

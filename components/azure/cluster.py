@@ -69,6 +69,7 @@ class AksCluster(pulumi.ComponentResource):
             dns_prefix=args.cluster_name,
             node_resource_group=f"{args.cluster_name}-nodes",
             kubernetes_version=args.kubernetes_version,
+            # Standard tier: an API server SLA, and room for the watch load of KEDA and NAP.
             sku=containerservice.ManagedClusterSKUArgs(name="Base", tier="Standard"),
             identity=containerservice.ManagedClusterIdentityArgs(type="SystemAssigned"),
             agent_pool_profiles=[system_pool(args)],
