@@ -41,6 +41,7 @@ class StorageWorkQueue(pulumi.ComponentResource):
     ) -> None:
         super().__init__("edw:azure:StorageWorkQueue", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        # Queues get infrastructure (double) encryption only with account-scoped keys.
         encrypted = storage.EncryptionServiceArgs(enabled=True, key_type="Account")
         account = storage.StorageAccount(
             f"{name}-account",

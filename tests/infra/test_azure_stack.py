@@ -309,6 +309,7 @@ def test_storage_account_is_entra_only_and_locked_down(run: StackRun) -> None:
     assert account["minimumTlsVersion"] == "TLS1_2"
     assert account["allowBlobPublicAccess"] is False
     assert account["encryption"]["requireInfrastructureEncryption"] is True
+    assert account["encryption"]["services"]["queue"] == {"enabled": True, "keyType": "Account"}
     assert account["networkRuleSet"]["defaultAction"] == "Allow"
     assert len(account["accountName"]) <= 24
     assert re.fullmatch(r"[a-z0-9]+", account["accountName"])
@@ -389,6 +390,11 @@ def test_entra_only_cluster_uses_kubelogin_and_grants_the_deployer_this_cluster(
     assert "azure-native:containerservice:listManagedClusterUserCredentials" in tokens
     assert "azure-native:containerservice:listManagedClusterAdminCredentials" not in tokens
     kubeconfig = yaml.safe_load(hardened.outputs["kubeconfig"])
+    assert hardened.secret_outputs == {"kubeconfig"}
+    # Same cluster and context as AKS returned; only the user's login is switched.
+    (cluster,) = kubeconfig["clusters"]
+    assert cluster["cluster"]["server"] == f"https://{aks.outputs['fqdn']}:443"
+    assert kubeconfig["contexts"][0]["context"]["user"] == kubeconfig["users"][0]["name"]
     (user,) = kubeconfig["users"]
     assert user["user"]["exec"]["command"] == "kubelogin"
     assert user["user"]["exec"]["args"][:3] == ["get-token", "--login", "azurecli"]
