@@ -89,7 +89,7 @@ def _sqs_redrive(queue: Subject, config: Config) -> Iterator[str]:
     count = redrive.get("maxReceiveCount")
     limit = config["maxReceiveCount"]
     if not isinstance(count, int | float) or not 1 <= count <= limit:
-        yield f"queue {queue.label!r} maxReceiveCount is {count!r}; allowed: 1..{limit}"
+        yield f"queue {queue.label!r} maxReceiveCount is {count!r}; allowed: 1..{limit:g}"
 
 
 # --- DynamoDB ----------------------------------------------------------------------------------

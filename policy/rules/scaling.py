@@ -27,7 +27,7 @@ def _nodepool_limits(pool: Subject, config: Config) -> Iterator[str]:
         if amount > bound:
             yield (
                 f"NodePool {pool.label!r} spec.limits.{resource} is {value} "
-                f"({amount:g} {label}); allowed at most {bound} {label}"
+                f"({amount:g} {label}); allowed at most {bound:g} {label}"
             )
 
 
@@ -39,7 +39,7 @@ def _scaled_object_max(scaled: Subject, config: Config) -> Iterator[str]:
         yield f"ScaledObject {scaled.label!r} has no maxReplicaCount (KEDA defaults to 100)"
         return
     if maximum > bound:
-        yield f"ScaledObject {scaled.label!r} maxReplicaCount {maximum:g} exceeds {bound}"
+        yield f"ScaledObject {scaled.label!r} maxReplicaCount {maximum:g} exceeds {bound:g}"
     minimum = spec.get("minReplicaCount") or 0
     if minimum > maximum:
         yield f"ScaledObject {scaled.label!r} minReplicaCount {minimum:g} exceeds {maximum:g}"

@@ -1,0 +1,172 @@
+"""policy.offline: engine-equivalent evaluation, preview-like report, exit codes, pack config."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+from pulumi_policy import EnforcementLevel
+
+from policy import offline
+from policy.offline import PackConfig, PackConfigError, evaluate, format_report
+from tests.policy import fixtures as f
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def broken_aws_graph() -> list[f.Rec]:
+    graph = f.aws_graph()
+    graph[1] = graph[1].with_inputs(sqsManagedSseEnabled=None)  # the work queue
+    return [r for r in graph if r.name != "on-demand"]
+
+
+def test_compliant_graphs_have_no_violations() -> None:
+    assert evaluate(f.aws_graph()) == []
+    assert evaluate(f.azure_graph()) == []
+
+
+def test_report_lists_violations_like_a_preview() -> None:
+    violations = evaluate(broken_aws_graph())
+    assert {(v.policy, v.level) for v in violations} == {
+        ("aws-sqs-encrypted", EnforcementLevel.MANDATORY),
+        ("karpenter-spot-beside-on-demand", EnforcementLevel.MANDATORY),
+    }
+    report = format_report(violations, "aws").splitlines()
+    assert report[:2] == ["Policies:", "    ❌ edw-policy@v0.1.0 (local: policy, stack aws)"]
+    start = report.index(
+        "        - [mandatory]  aws-sqs-encrypted  (aws:sqs/queue:Queue: edw-aws-work)"
+    )
+    assert report[start + 1].strip().startswith("SQS queues must be encrypted at rest")
+    assert report[start + 2].strip() == (
+        "queue 'edw-aws-work' is not encrypted at rest: set sqsManagedSseEnabled=true "
+        "or kmsMasterKeyId"
+    )
+    assert "        - [mandatory]  karpenter-spot-beside-on-demand" in report
+    assert report[-1] == "2 mandatory and 0 advisory policy violation(s) in aws"
+
+
+def test_stack_findings_name_the_offending_resource() -> None:
+    graph = [f.scaled_object(auth="missing"), f.trigger_auth()]
+    [violation] = [v for v in evaluate(graph) if v.policy == "keda-trigger-authentication-exists"]
+    assert violation.urn == graph[0].urn
+    assert violation.resource == f"{f.CUSTOM_RESOURCE}: consumer"
+
+
+def test_advisory_findings_do_not_fail_and_show_a_warning() -> None:
+    graph = [f.eks_component(publicAccessCidrs=["0.0.0.0/0"])]
+    violations = evaluate(graph)
+    assert [(v.policy, v.mandatory) for v in violations] == [("aws-eks-endpoint-restricted", False)]
+    assert "⚠️" in format_report(violations, "aws").splitlines()[1]
+
+
+def test_pack_config_sets_levels_and_properties() -> None:
+    config = PackConfig.parse(
+        {
+            "aws-sqs-encrypted": "disabled",
+            "karpenter-spot-beside-on-demand": {"enforcementLevel": "advisory"},
+            "keda-scaledobject-max-replicas": {"maxReplicas": 10},
+        }
+    )
+    graph = [*broken_aws_graph(), f.scaled_object()]
+    found = {(v.policy, v.level) for v in evaluate(graph, config)}
+    assert found == {
+        ("karpenter-spot-beside-on-demand", EnforcementLevel.ADVISORY),
+        ("keda-scaledobject-max-replicas", EnforcementLevel.MANDATORY),
+    }
+
+
+def test_pack_config_all_and_remediate_levels() -> None:
+    everything = PackConfig.parse({"all": "advisory", "aws-sqs-encrypted": "remediate"})
+    levels = {v.policy: v.level for v in evaluate(broken_aws_graph(), everything)}
+    # A remediate-level violation that reached the report was not fixed: the engine fails it.
+    assert levels == {
+        "aws-sqs-encrypted": EnforcementLevel.MANDATORY,
+        "karpenter-spot-beside-on-demand": EnforcementLevel.ADVISORY,
+    }
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"no-such-rule": "advisory"}, "no-such-rule: no such policy (known: aws-sqs-encrypted,"),
+        (
+            {"aws-sqs-encrypted": "loud"},
+            "aws-sqs-encrypted: enforcementLevel: 'loud' is not one of",
+        ),
+        ({"all": "loud"}, "all: 'loud' is not one of advisory, mandatory, remediate, disabled"),
+        ({"karpenter-nodepool-limits": {"maxCpu": "many"}}, "maxCpu: 'many' is not of type"),
+        ({"karpenter-nodepool-limits": {"maxCPU": 8}}, "Additional properties are not allowed"),
+        ({"azure-storage-min-tls": {"minimumTlsVersion": "TLS1_9"}}, "'TLS1_9' is not one of"),
+    ],
+)
+def test_pack_config_rejects_what_the_cli_rejects(raw: dict, expected: str) -> None:
+    with pytest.raises(PackConfigError, match="invalid policy pack config") as error:
+        PackConfig.parse(raw)
+    assert expected in str(error.value)
+
+
+@dataclass
+class FakeRun:
+    resources: list[f.Rec]
+    outputs: dict = field(default_factory=dict)
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict | None]]:
+    """Stand in for stacks.offline: aws is compliant, dev is broken; record each call."""
+    calls: list[tuple[str, dict | None]] = []
+
+    def run_stack(stack: str, overrides: dict | None = None) -> FakeRun:
+        calls.append((stack, overrides))
+        return FakeRun(f.aws_graph() if stack == "aws" else broken_aws_graph())
+
+    fake = types.ModuleType("stacks.offline")
+    fake.run_stack = run_stack  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "stacks.offline", fake)
+    return calls
+
+
+def test_command_exit_codes_and_overrides(recorded, capsys) -> None:
+    assert offline.main(["--stack", "aws", "--override", "maxReplicas=500"]) == 0
+    assert "✅ edw-policy@v0.1.0" in capsys.readouterr().out
+    assert offline.main(["--stack", "dev"]) == 1
+    assert "[mandatory]  aws-sqs-encrypted" in capsys.readouterr().out
+    assert recorded == [("aws", {"edw:maxReplicas": "500"}), ("dev", None)]
+
+
+def test_command_takes_a_pack_config_file(recorded, tmp_path, capsys) -> None:
+    config = tmp_path / "policy-config.json"
+    config.write_text(json.dumps({"all": "advisory"}))
+    assert offline.main(["--stack", "dev", "--config", str(config)]) == 0
+    assert "0 mandatory and 2 advisory" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "content", "expected"),
+    [
+        (["--config", "{path}"], "[]", "must be a JSON object"),
+        (["--config", "{path}"], "{", "cannot read policy pack config"),
+        (["--config", "{path}"], '{"nope": "advisory"}', "nope: no such policy"),
+        (["--override", "maxReplicas"], "", "--override must look like key=value"),
+    ],
+)
+def test_command_rejects_bad_input_before_running(
+    recorded, tmp_path, capsys, *, args: list[str], content: str, expected: str
+) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(content)
+    argv = ["--stack", "aws", *(a.format(path=path) for a in args)]
+    assert offline.main(argv) == 2
+    assert expected in capsys.readouterr().err
+    assert recorded == []
+
+
+def test_pack_version_matches_pulumipolicy_yaml() -> None:
+    manifest = yaml.safe_load((REPO / "policy" / "PulumiPolicy.yaml").read_text())
+    assert manifest["version"] == offline.PACK_VERSION
+    assert manifest["runtime"]["name"] == "python"
