@@ -32,7 +32,7 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
-from pulumi_policy.proxy import unknown_checking_proxy
+from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
 from policy.rules import PACK_NAME, POLICIES, POLICIES_BY_NAME
 
@@ -224,11 +224,30 @@ def evaluate(resources: Sequence[Recorded], config: PackConfig | None = None) ->
                     _provider(r, by_urn),
                     settings,
                 )
-                policy.validate(args, _reporter(violations, policy, level, f"{r.type}: {r.name}"))
+                _run(policy, args, level, f"{r.type}: {r.name}", violations)
         elif isinstance(policy, StackValidationPolicy):
             args = StackValidationArgs(_stack_resources(resources), settings)
-            policy.validate(args, _reporter(violations, policy, level, ""))
+            _run(policy, args, level, "", violations)
     return _with_resource_names(violations, by_urn)
+
+
+def _run(
+    policy: Policy,
+    args: ResourceValidationArgs | StackValidationArgs,
+    level: EnforcementLevel,
+    resource: str,
+    violations: list[Violation],
+) -> None:
+    """Validate like the engine: a value unknown during preview makes the policy inconclusive
+    (an advisory note), never a crash."""
+    try:
+        policy.validate(args, _reporter(violations, policy, level, resource))  # type: ignore[arg-type]
+    except UnknownValueError as error:
+        message = f"can't run policy '{policy.name}' during preview: {error.message}"
+        advisory = EnforcementLevel.ADVISORY
+        violations.append(
+            Violation(policy.name, advisory, policy.description, message, None, resource)
+        )
 
 
 def _with_resource_names(

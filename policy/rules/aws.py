@@ -13,6 +13,7 @@ from .common import (
     Subject,
     as_list,
     dig,
+    is_set,
     json_document,
     resource_rule,
     string_list,
@@ -64,7 +65,7 @@ def _sqs_encrypted(queue: Subject, _: Config) -> Iterator[str]:
 
 def is_dead_letter_queue(props: Mapping[str, Any]) -> bool:
     """A DLQ declares who may redrive into it and has no redrive policy of its own."""
-    return bool(props.get("redriveAllowPolicy")) and not props.get("redrivePolicy")
+    return is_set(props, "redriveAllowPolicy") and not is_set(props, "redrivePolicy")
 
 
 def is_exempt_queue(queue: Subject, config: Config) -> bool:

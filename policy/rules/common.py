@@ -23,6 +23,7 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
+from pulumi_policy.proxy import UnknownValueError
 
 MANDATORY = EnforcementLevel.MANDATORY
 ADVISORY = EnforcementLevel.ADVISORY
@@ -182,6 +183,14 @@ def dig(value: Any, *path: str | int) -> Any:
         if value is None:
             return None
     return value
+
+
+def is_set(props: Props, key: str) -> bool:
+    """Whether ``key`` has a value; a value unknown during preview (computed) counts as set."""
+    try:
+        return props.get(key) not in (None, "")
+    except UnknownValueError:
+        return True
 
 
 def as_list(value: Any) -> list[Any]:

@@ -18,6 +18,7 @@ from .common import (
     as_list,
     containers,
     dig,
+    is_set,
     json_document,
     namespace_of,
     of_kind,
@@ -166,7 +167,8 @@ def _sqs_dead_letters(nodes: list[Node], config: Config) -> Iterator[StackFindin
     queues = of_kind(nodes, SQS_QUEUE)
     for queue in work_queues(nodes, config):
         targets = [q for q in queues if q is not queue and queue.depends_on(q)]
-        if not any(is_dead_letter_queue(t.subject.props) for t in targets):
+        redrives = is_set(queue.subject.props, "redrivePolicy")
+        if not redrives or not any(is_dead_letter_queue(t.subject.props) for t in targets):
             yield (
                 f"queue {queue.subject.label!r} does not redrive to a dead-letter queue of this "
                 "stack (one with a redriveAllowPolicy)",

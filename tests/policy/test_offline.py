@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from pulumi_policy import EnforcementLevel
+from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
 
 from policy import offline
 from policy.offline import PackConfig, PackConfigError, evaluate, format_report
@@ -170,3 +171,17 @@ def test_pack_version_matches_pulumipolicy_yaml() -> None:
     manifest = yaml.safe_load((REPO / "policy" / "PulumiPolicy.yaml").read_text())
     assert manifest["version"] == offline.PACK_VERSION
     assert manifest["runtime"]["name"] == "python"
+
+
+def test_values_unknown_in_preview_make_a_rule_inconclusive_not_a_crash() -> None:
+    # A DLQ's ARN is computed, so a new work queue's redrivePolicy is unknown in a first preview.
+    work = f.work_queue(f.dlq()).with_inputs(redrivePolicy=UNKNOWN_STRING_VALUE)
+    violations = evaluate([f.dlq(), work, f.queue_policy(work), f.queue_policy(f.dlq())])
+    assert [(v.policy, v.level, v.message) for v in violations] == [
+        (
+            "aws-sqs-redrive-to-dlq",
+            EnforcementLevel.ADVISORY,
+            "can't run policy 'aws-sqs-redrive-to-dlq' during preview: "
+            "string value at .redrivePolicy can't be known during preview",
+        )
+    ]
