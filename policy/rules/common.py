@@ -47,9 +47,9 @@ class Subject:
 
     @property
     def label(self) -> str:
-        """How messages name the resource: its physical/Kubernetes name if set, else logical."""
-        meta_name = dig(self.props, "metadata", "name")
-        physical = self.props.get("name")
+        """How messages name the resource: its physical/Kubernetes name if known, else logical."""
+        meta_name = known(known(self.props, "metadata"), "name")
+        physical = known(self.props, "name")
         return str(meta_name or (physical if isinstance(physical, str) else None) or self.name)
 
 
@@ -183,6 +183,16 @@ def dig(value: Any, *path: str | int) -> Any:
         if value is None:
             return None
     return value
+
+
+def known(props: Any, key: str) -> Any:
+    """``props[key]``, or None when unset, not a mapping, or unknown until the update runs."""
+    if not isinstance(props, Mapping):
+        return None
+    try:
+        return props.get(key)
+    except UnknownValueError:
+        return None
 
 
 def is_set(props: Props, key: str) -> bool:

@@ -185,3 +185,37 @@ def test_values_unknown_in_preview_make_a_rule_inconclusive_not_a_crash() -> Non
             "string value at .redrivePolicy can't be known during preview",
         )
     ]
+
+
+def test_stack_rules_stay_conclusive_when_only_some_values_are_unknown() -> None:
+    # The provider computes a queue's inline `policy`; the QueuePolicy's deny is known.
+    queue = f.work_queue(f.dlq()).with_inputs(policy=UNKNOWN_STRING_VALUE)
+    azure = [
+        f.azure_queue(n).with_inputs(accountName=UNKNOWN_STRING_VALUE)
+        for n in ("edw-dev-work", "edw-dev-work-poison")
+    ]
+    graph = [queue, f.queue_policy(queue), f.dlq(), f.queue_policy(f.dlq()), *azure]
+    assert [v.policy for v in evaluate(graph)] == []
+
+
+def test_stack_rule_is_inconclusive_while_the_only_policy_is_unknown() -> None:
+    queue = f.work_queue(f.dlq())
+    pending = f.queue_policy(queue).with_inputs(policy=UNKNOWN_STRING_VALUE).depends_on(queue)
+    found = [
+        (v.level, v.message)
+        for v in evaluate([queue, pending, f.dlq(), f.queue_policy(f.dlq())])
+        if v.policy == "aws-sqs-deny-insecure-transport"
+    ]
+    assert found == [
+        (
+            EnforcementLevel.ADVISORY,
+            "can't run policy 'aws-sqs-deny-insecure-transport' during preview: "
+            "string value at .edw-aws-work.policy can't be known during preview",
+        )
+    ]
+
+
+def test_messages_fall_back_to_the_logical_name_when_the_physical_one_is_unknown() -> None:
+    table = f.table().with_inputs(name=UNKNOWN_STRING_VALUE, pointInTimeRecovery=None)
+    [violation] = evaluate([table])
+    assert violation.message == "table 'edw-aws-results' has point-in-time recovery off"
