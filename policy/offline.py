@@ -164,8 +164,18 @@ def _provider(resource: Recorded, by_urn: Mapping[str, Recorded]) -> PolicyProvi
 
 def _state(resource: Recorded) -> dict[str, Any]:
     # A preview's stack analysis sees each resource's outputs, which for a custom resource
-    # include its inputs; mocks may return only the computed values, so merge both.
-    return {**resource.inputs, **resource.outputs}
+    # include its inputs; mocks may return only the computed values (e.g. just metadata.name),
+    # so lay the outputs over the inputs, merging nested objects.
+    return _overlay(dict(resource.inputs), resource.outputs or {})
+
+
+def _overlay(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        below = merged.get(key)
+        both_maps = isinstance(below, Mapping) and isinstance(value, Mapping)
+        merged[key] = _overlay(below, value) if both_maps else value
+    return merged
 
 
 def _stack_resources(resources: Sequence[Recorded]) -> list[PolicyResource]:

@@ -219,3 +219,13 @@ def test_messages_fall_back_to_the_logical_name_when_the_physical_one_is_unknown
     table = f.table().with_inputs(name=UNKNOWN_STRING_VALUE, pointInTimeRecovery=None)
     [violation] = evaluate([table])
     assert violation.message == "table 'edw-aws-results' has point-in-time recovery off"
+
+
+def test_stack_rules_see_outputs_laid_over_inputs() -> None:
+    # A mock that returns only the generated name must not lose the input namespace.
+    scaled, auth = f.scaled_object(), f.trigger_auth()
+    auth.outputs = {"metadata": {"name": "consumer-auth"}, "id": "edw/consumer-auth"}
+    assert [v for v in evaluate([scaled, auth]) if v.policy.startswith("keda-trigger")] == []
+    auth.outputs = {"metadata": {"name": "consumer-auth-x1y2"}}
+    [finding] = [v for v in evaluate([scaled, auth]) if v.policy.startswith("keda-trigger")]
+    assert "refers to TriggerAuthentication 'consumer-auth'" in finding.message
