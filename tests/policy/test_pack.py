@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import jsonschema
 import pytest
 from pulumi_policy import ResourceValidationPolicy
 
+from policy.offline import PackConfig
 from policy.rules import POLICIES
 from policy.rules.common import with_defaults
 
@@ -70,3 +72,10 @@ def test_default_azure_api_versions_are_stable(module: str) -> None:
     versions = set(re.findall(r"Azure REST API version (\S+?)\.", source))
     assert versions, module
     assert not [v for v in versions if "preview" in v], versions
+
+
+def test_readme_tuning_example_is_a_valid_pack_config() -> None:
+    readme = (REPO / "policy" / "README.md").read_text()
+    [example] = re.findall(r"```json\n(.*?)```", readme, re.DOTALL)
+    config = PackConfig.parse(json.loads(example))
+    assert config.properties["karpenter-nodepool-limits"] == {"maxCpu": 128, "maxMemoryGi": 512}
