@@ -5,13 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from pulumi_policy import ResourceValidationPolicy
+
 from .common import (
     LONG_RUNNING_KINDS,
     WORKLOAD_KINDS,
     Config,
+    ResourceCheck,
+    Schema,
     Subject,
     containers,
     dig,
+    namespace_of,
     pod_spec,
     resource_rule,
     string_list,
@@ -98,52 +103,73 @@ def _helm_pinned(release: Subject, _: Config) -> Iterator[str]:
         yield f"Helm release {release.label!r} does not pin a chart version"
 
 
+def _outside_exempt_namespaces(check: ResourceCheck) -> ResourceCheck:
+    def checked(workload: Subject, config: Config) -> Iterator[str]:
+        if namespace_of(workload.props) not in config["exemptNamespaces"]:
+            yield from check(workload, config)
+
+    return checked
+
+
+def workload_rule(
+    name: str,
+    description: str,
+    check: ResourceCheck,
+    kinds: tuple[str, ...] = WORKLOAD_KINDS,
+    config: Schema | None = None,
+) -> ResourceValidationPolicy:
+    """A rule over pod specs that teams can switch off for platform namespaces."""
+    exempt = string_list("Namespaces whose workloads this rule skips.", ["kube-system"])
+    return resource_rule(
+        name,
+        description,
+        kinds,
+        _outside_exempt_namespaces(check),
+        config={**(config or {}), "exemptNamespaces": exempt},
+    )
+
+
 POLICIES = [
-    resource_rule(
+    workload_rule(
         "k8s-run-as-non-root",
         "Containers must run as a non-root user, limiting what a container escape can do.",
-        WORKLOAD_KINDS,
         _non_root,
     ),
-    resource_rule(
+    workload_rule(
         "k8s-read-only-root-filesystem",
         "Containers must have a read-only root filesystem, so an intruder cannot drop tools.",
-        WORKLOAD_KINDS,
         _read_only_root,
     ),
-    resource_rule(
+    workload_rule(
         "k8s-no-privilege-escalation",
         "Containers must set allowPrivilegeEscalation=false and never run privileged.",
-        WORKLOAD_KINDS,
         _no_privilege_escalation,
     ),
-    resource_rule(
+    workload_rule(
         "k8s-resources-set",
         "Containers must set CPU/memory requests (for scheduling and autoscaling) and limits "
         "(so one pod cannot starve a node).",
-        WORKLOAD_KINDS,
         _resources,
         config={
             "requiredRequests": string_list("Resources every container requests.", CPU_MEMORY),
             "requiredLimits": string_list("Resources every container limits.", CPU_MEMORY),
         },
     ),
-    resource_rule(
+    workload_rule(
         "k8s-probes-set",
         "Long-running containers must have probes, so broken pods are restarted and get no "
         "traffic or work.",
-        LONG_RUNNING_KINDS,
         _probes,
+        LONG_RUNNING_KINDS,
         config={
             "requiredProbes": string_list(
                 "Probes every long-running container needs.", ["livenessProbe", "readinessProbe"]
             )
         },
     ),
-    resource_rule(
+    workload_rule(
         "k8s-no-latest-image",
         "Images must be pinned by tag or digest, never ':latest', so deploys are reproducible.",
-        WORKLOAD_KINDS,
         _no_latest,
     ),
     resource_rule(

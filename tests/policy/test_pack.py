@@ -39,14 +39,15 @@ def test_config_schemas_are_valid_with_documented_defaults(policy) -> None:
 
 def test_readme_rule_table_matches_the_pack() -> None:
     readme = (REPO / "policy" / "README.md").read_text()
-    rows = re.findall(r"^\| `([a-z0-9-]+)` \| (\w+) \| (\w+) \| (.+?) \|", readme, re.MULTILINE)
-    documented = {name: (level, scope, text) for name, level, scope, text in rows}
+    row = r"^\| `([a-z0-9-]+)` \| (\w+) \| (\w+) \| (.+?) \| (.+?) \|$"
+    documented = {name: rest for name, *rest in re.findall(row, readme, re.MULTILINE)}
     expected = {
-        p.name: (
+        p.name: [
             p.enforcement_level.value,
             "resource" if isinstance(p, ResourceValidationPolicy) else "stack",
             p.description,
-        )
+            ", ".join(f"`{k}`" for k in p.config_schema.properties) if p.config_schema else "-",
+        ]
         for p in POLICIES
     }
     assert documented == expected

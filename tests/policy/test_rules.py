@@ -32,6 +32,10 @@ def set_deep(rec: f.Rec, path: str, value: object) -> f.Rec:
     return copy
 
 
+def in_namespace(rec: f.Rec, namespace: str) -> f.Rec:
+    return set_deep(rec, "metadata.namespace", namespace)
+
+
 def without_policy_for(queue_name: str) -> list[f.Rec]:
     return [r for r in f.aws_graph() if r.name != f"{queue_name}-policy"]
 
@@ -520,6 +524,18 @@ CASES = [
         ),
         None,
         (),
+    ),
+    (  # platform namespaces are exempt by default, and teams can change that
+        "k8s-run-as-non-root",
+        one(in_namespace(f.deployment(f.container(securityContext={})), "kube-system")),
+        None,
+        (),
+    ),
+    (
+        "k8s-run-as-non-root",
+        one(in_namespace(f.deployment(f.container(securityContext={})), "kube-system")),
+        {"exemptNamespaces": []},
+        ("does not set runAsNonRoot=true",),
     ),
     (
         "k8s-read-only-root-filesystem",
