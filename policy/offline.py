@@ -122,7 +122,9 @@ def _schema_problem(policy: Policy, entry: Any) -> str | None:
         jsonschema.validate(entry, schema)
     except jsonschema.ValidationError as error:
         where = ".".join(str(p) for p in error.absolute_path)
-        return f"{where + ': ' if where else ''}{error.message}"
+        unknown_key = error.validator == "additionalProperties"
+        allowed = f"; allowed: {', '.join(properties)}" if unknown_key else ""
+        return f"{where + ': ' if where else ''}{error.message}{allowed}"
     return None
 
 

@@ -101,7 +101,10 @@ def test_pack_config_all_and_remediate_levels() -> None:
         ),
         ({"all": "loud"}, "all: 'loud' is not one of advisory, mandatory, remediate, disabled"),
         ({"karpenter-nodepool-limits": {"maxCpu": "many"}}, "maxCpu: 'many' is not of type"),
-        ({"karpenter-nodepool-limits": {"maxCPU": 8}}, "Additional properties are not allowed"),
+        (
+            {"karpenter-nodepool-limits": {"maxCPU": 8}},
+            "'maxCPU' was unexpected); allowed: maxCpu, maxMemoryGi, enforcementLevel",
+        ),
         ({"azure-storage-min-tls": {"minimumTlsVersion": "TLS1_9"}}, "'TLS1_9' is not one of"),
     ],
 )
