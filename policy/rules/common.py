@@ -76,9 +76,10 @@ class Node:
 def kind_of(resource_type: str, props: Props) -> str:
     """Canonical kind: ``k8s:<group>:<Kind>`` for Kubernetes objects, the type token otherwise.
 
-    A custom resource is reported as ``CustomResource`` with apiVersion/kind in its inputs under
-    mocks, but with a typed token (``kubernetes:keda.sh/v1alpha1:ScaledObject``) by some
-    providers; both map to ``k8s:keda.sh:ScaledObject``. The core group is ``core``.
+    pulumi-kubernetes registers ``apiextensions.CustomResource`` with a typed token
+    (``kubernetes:keda.sh/v1alpha1:ScaledObject``); the generic token
+    ``kubernetes:apiextensions.k8s.io:CustomResource`` with apiVersion/kind in the inputs is
+    accepted too. Both map to ``k8s:keda.sh:ScaledObject``. The core group is ``core``.
     """
     if resource_type == CUSTOM_RESOURCE:
         api_version = str(props.get("apiVersion") or "")

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from policy.offline import evaluate, format_report
-from policy.rules.common import dig, kind_of
+from policy.rules.common import as_list, dig, kind_of
 
 stacks_offline = pytest.importorskip(
     "stacks.offline", reason="mock harness stacks/offline.py (run_stack) not in this branch yet"
@@ -149,6 +149,29 @@ def wildcard_iam_action(graph: list[Copy]) -> None:
     policy.change(edit)
 
 
+def loosen_irsa_subject(graph: list[Copy]) -> None:
+    """Every service account of the namespace may assume the IRSA role."""
+
+    def edit(props: dict[str, Any]) -> None:
+        document = json.loads(props["assumeRolePolicy"])
+        for statement in as_list(document["Statement"]):
+            equals = statement.get("Condition", {}).get("StringEquals", {})
+            for key in [k for k in equals if k.endswith(":sub")]:
+                equals[key] = "system:serviceaccount:edw:*"
+        props["assumeRolePolicy"] = json.dumps(document)
+
+    first(
+        graph, "aws:iam/role:Role", lambda c: "WebIdentity" in c.inputs["assumeRolePolicy"]
+    ).change(edit)
+
+
+def data_role_at_resource_group(graph: list[Copy]) -> None:
+    group = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/edw-dev"
+    first(graph, "azure-native:authorization:RoleAssignment").change(
+        lambda p: p.update(scope=group)
+    )
+
+
 def drop_redrive_policy(graph: list[Copy]) -> None:
     first(graph, "aws:sqs/queue:Queue", lambda c: "redrivePolicy" in c.inputs).change(
         lambda p: p.pop("redrivePolicy", None)
@@ -171,6 +194,7 @@ BREAKS = {
         (consumer_grace_too_long, {"consumer-grace-below-visibility"}),
         (drop_trigger_authentications, {"keda-trigger-authentication-exists"}),
         (wildcard_iam_action, {"aws-iam-no-wildcard-actions"}),
+        (loosen_irsa_subject, {"aws-iam-irsa-trust-scoped"}),
         (drop_redrive_policy, {"aws-sqs-redrive-to-dlq", "queue-has-dead-letter"}),
     ],
     "dev": [
@@ -178,6 +202,7 @@ BREAKS = {
         (consumer_grace_too_long, {"consumer-grace-below-visibility"}),
         (drop_trigger_authentications, {"keda-trigger-authentication-exists"}),
         (shared_keys_on, {"azure-storage-shared-key-disabled"}),
+        (data_role_at_resource_group, {"azure-data-role-scope"}),
         (drop_poison_queue, {"queue-has-dead-letter"}),
     ],
 }
