@@ -37,6 +37,8 @@ from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 from policy.rules import PACK_NAME, POLICIES, POLICIES_BY_NAME
 
 PACK_VERSION = "0.1.0"  # keep equal to PulumiPolicy.yaml (a test checks)
+# Per-stack pack config (reviewed waivers and tuning), used by CI's preview and by default here.
+STACK_CONFIG_DIR = Path(__file__).resolve().parent / "stack-config"
 STACKS = ("aws", "dev")
 LEVELS = {level.value: level for level in EnforcementLevel}
 # Without a level of its own a policy gets the pack default, as PolicyPack(...) sets it.
@@ -102,9 +104,7 @@ class PackConfig:
         return PackConfig(levels, properties)
 
     @staticmethod
-    def load(path: Path | None) -> PackConfig:
-        if path is None:
-            return PackConfig()
+    def load(path: Path) -> PackConfig:
         try:
             raw = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as error:
@@ -302,7 +302,12 @@ def _overrides(pairs: Sequence[str]) -> dict[str, str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m policy.offline", description=__doc__)
     parser.add_argument("--stack", required=True, choices=STACKS, help="stack to check")
-    parser.add_argument("--config", type=Path, help="policy pack config JSON (as the CLI's)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="policy pack config JSON, as the CLI's --policy-pack-config "
+        "(default: policy/stack-config/<stack>.json)",
+    )
     parser.add_argument(
         "--override",
         action="append",
@@ -312,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     options = parser.parse_args(argv)
     try:
-        config = PackConfig.load(options.config)
+        config = PackConfig.load(options.config or STACK_CONFIG_DIR / f"{options.stack}.json")
         overrides = _overrides(options.override)
     except PackConfigError as error:
         print(error, file=sys.stderr)

@@ -48,6 +48,7 @@ ACTIONS_WITHOUT_RESOURCE_LEVEL = (
     "cloudwatch:PutMetricData",
     "iam:ListInstanceProfiles",
 )
+ROLE_TAG = "edw/role"  # what a queue is for: work, dead-letter, karpenter-interruption
 KARPENTER_INTERRUPTION_ROLE = "karpenter-interruption"
 
 
@@ -63,26 +64,34 @@ def _sqs_encrypted(queue: Subject, _: Config) -> Iterator[str]:
     )
 
 
-def is_dead_letter_queue(props: Mapping[str, Any]) -> bool:
-    """A DLQ declares who may redrive into it and has no redrive policy of its own."""
-    return is_set(props, "redriveAllowPolicy") and not is_set(props, "redrivePolicy")
+def role_of(queue: Subject) -> Any:
+    return tags_of(queue.props).get(ROLE_TAG)
+
+
+def is_dead_letter_queue(queue: Subject, config: Config) -> bool:
+    """A DLQ has no redrive policy of its own and says what it is: an inline
+    redriveAllowPolicy, or a dead-letter role tag (when the allow policy is a separate
+    RedriveAllowPolicy resource, which breaks the DLQ <-> work queue ARN cycle)."""
+    tagged = role_of(queue) in config["deadLetterRoles"]
+    return (tagged or is_set(queue.props, "redriveAllowPolicy")) and not is_set(
+        queue.props, "redrivePolicy"
+    )
 
 
 def is_exempt_queue(queue: Subject, config: Config) -> bool:
     """Queues that must not have a DLQ: Karpenter's interruption queue, or listed by name."""
-    role = tags_of(queue.props).get("edw/role")
     names = {queue.label, queue.name}
-    return role in config["exemptRoles"] or bool(names & set(config["exemptQueueNames"]))
+    return role_of(queue) in config["exemptRoles"] or bool(names & set(config["exemptQueueNames"]))
 
 
 def _sqs_redrive(queue: Subject, config: Config) -> Iterator[str]:
-    if is_dead_letter_queue(queue.props) or is_exempt_queue(queue, config):
+    if is_dead_letter_queue(queue, config) or is_exempt_queue(queue, config):
         return
     redrive = json_document(queue.props.get("redrivePolicy"))
     if redrive is None:
         yield (
             f"queue {queue.label!r} has no redrivePolicy: poison messages would be retried "
-            "forever (a DLQ itself must set redriveAllowPolicy)"
+            f"forever (mark a DLQ with redriveAllowPolicy or the {ROLE_TAG} tag)"
         )
         return
     if not redrive.get("deadLetterTargetArn"):
@@ -250,9 +259,12 @@ def _ecr_scan_on_push(repository: Subject, _: Config) -> Iterator[str]:
         yield f"repository {repository.label!r} does not scan images on push"
 
 
-QUEUE_EXEMPTIONS = {
+QUEUE_ROLES = {
+    "deadLetterRoles": string_list(
+        f"Values of the {ROLE_TAG} tag that mark a dead-letter queue.", ["dead-letter"]
+    ),
     "exemptRoles": string_list(
-        "Values of the edw/role tag whose queues need no DLQ.", [KARPENTER_INTERRUPTION_ROLE]
+        f"Values of the {ROLE_TAG} tag whose queues need no DLQ.", [KARPENTER_INTERRUPTION_ROLE]
     ),
     "exemptQueueNames": string_list("Queue names (physical or logical) that need no DLQ.", []),
 }
@@ -277,7 +289,7 @@ POLICIES = [
                 "default": 10,
                 "description": "Highest allowed maxReceiveCount before dead-lettering.",
             },
-            **QUEUE_EXEMPTIONS,
+            **QUEUE_ROLES,
         },
     ),
     resource_rule(

@@ -12,7 +12,7 @@ from typing import Any
 
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError
 
-from .aws import QUEUE_EXEMPTIONS, SQS_QUEUE, is_dead_letter_queue, is_exempt_queue, statements
+from .aws import QUEUE_ROLES, SQS_QUEUE, is_dead_letter_queue, is_exempt_queue, statements
 from .common import (
     Config,
     Node,
@@ -53,12 +53,31 @@ def k8s_key(node: Node) -> tuple[str, Any]:
     return namespace_of(node.subject.props), k8s_name(node)
 
 
+def redrives(queue: Node) -> bool:
+    return is_set(queue.subject.props, "redrivePolicy")
+
+
+def dead_letter_queues(nodes: list[Node], config: Config) -> list[Node]:
+    """Queues marked as DLQs, or that another queue's redrive policy was built from."""
+    queues = of_kind(nodes, SQS_QUEUE)
+    return [
+        q
+        for q in queues
+        if not redrives(q)
+        and (
+            is_dead_letter_queue(q.subject, config)
+            or any(redrives(other) and other.depends_on(q) for other in queues)
+        )
+    ]
+
+
 def work_queues(nodes: list[Node], config: Config) -> list[Node]:
     """SQS queues that consumers read: neither a DLQ nor exempt (interruption queue)."""
+    dead = {q.subject.urn for q in dead_letter_queues(nodes, config)}
     return [
         q
         for q in of_kind(nodes, SQS_QUEUE)
-        if not is_dead_letter_queue(q.subject.props) and not is_exempt_queue(q.subject, config)
+        if q.subject.urn not in dead and not is_exempt_queue(q.subject, config)
     ]
 
 
@@ -172,14 +191,12 @@ def _trigger_auth_exists(nodes: list[Node], _: Config) -> Iterator[StackFinding]
 
 
 def _sqs_dead_letters(nodes: list[Node], config: Config) -> Iterator[StackFinding]:
-    queues = of_kind(nodes, SQS_QUEUE)
+    dead = dead_letter_queues(nodes, config)
     for queue in work_queues(nodes, config):
-        targets = [q for q in queues if q is not queue and queue.depends_on(q)]
-        redrives = is_set(queue.subject.props, "redrivePolicy")
-        if not redrives or not any(is_dead_letter_queue(t.subject.props) for t in targets):
+        if not redrives(queue) or not any(queue.depends_on(d) for d in dead):
             yield (
                 f"queue {queue.subject.label!r} does not redrive to a dead-letter queue of this "
-                "stack (one with a redriveAllowPolicy)",
+                "stack",
                 queue.subject.urn,
             )
 
@@ -272,7 +289,7 @@ POLICIES = [
         "Every SQS queue must have a policy denying requests without TLS "
         "(aws:SecureTransport=false).",
         _sqs_tls_only,
-        config={"exemptQueueNames": QUEUE_EXEMPTIONS["exemptQueueNames"]},
+        config={"exemptQueueNames": QUEUE_ROLES["exemptQueueNames"]},
     ),
     stack_rule(
         "karpenter-spot-beside-on-demand",
@@ -291,13 +308,13 @@ POLICIES = [
         "Every work queue must have a dead-letter (SQS) or '<queue>-poison' (Azure) queue in the "
         "stack, so failed messages are kept for inspection instead of lost or looping.",
         _dead_letters,
-        config=QUEUE_EXEMPTIONS,
+        config=QUEUE_ROLES,
     ),
     stack_rule(
         "consumer-grace-below-visibility",
         "A consumer's termination grace period must be shorter than the queue's visibility "
         "timeout, or scale-in redelivers messages that are still being processed.",
         _grace_below_visibility,
-        config=QUEUE_EXEMPTIONS,
+        config=QUEUE_ROLES,
     ),
 ]

@@ -75,6 +75,11 @@ def dlq() -> Rec:
     )
 
 
+def tagged_dlq() -> Rec:
+    """A DLQ whose redrive allow policy is a separate RedriveAllowPolicy resource."""
+    return dlq().with_inputs(redriveAllowPolicy=None, tags={"edw/role": "dead-letter"})
+
+
 def work_queue(dead_letter: Rec | None = None) -> Rec:
     queue = Rec(
         "aws:sqs/queue:Queue",

@@ -120,6 +120,9 @@ class FakeRun:
     outputs: dict = field(default_factory=dict)
 
 
+GRAPHS = {"aws": f.aws_graph, "dev": broken_aws_graph}
+
+
 @pytest.fixture
 def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict | None]]:
     """Stand in for stacks.offline: aws is compliant, dev is broken; record each call."""
@@ -127,7 +130,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict | None]]:
 
     def run_stack(stack: str, overrides: dict | None = None) -> FakeRun:
         calls.append((stack, overrides))
-        return FakeRun(f.aws_graph() if stack == "aws" else broken_aws_graph())
+        return FakeRun(GRAPHS[stack]())
 
     fake = types.ModuleType("stacks.offline")
     fake.run_stack = run_stack  # type: ignore[attr-defined]
@@ -232,3 +235,24 @@ def test_stack_rules_see_outputs_laid_over_inputs() -> None:
     auth.outputs = {"metadata": {"name": "consumer-auth-x1y2"}}
     [finding] = [v for v in evaluate([scaled, auth]) if v.policy.startswith("keda-trigger")]
     assert "refers to TriggerAuthentication 'consumer-auth'" in finding.message
+
+
+def test_each_stack_has_a_valid_pack_config() -> None:
+    stacks = {p.name.split(".")[1] for p in REPO.glob("Pulumi.*.yaml")}
+    assert stacks == set(offline.STACKS)
+    for stack in stacks:
+        PackConfig.load(offline.STACK_CONFIG_DIR / f"{stack}.json")
+
+
+def test_command_applies_the_stacks_pack_config_by_default(
+    recorded, monkeypatch, tmp_path, capsys
+) -> None:
+    # The lab stack keeps AKS local accounts on: its pack config waives the rule to advisory.
+    lab = f.managed_cluster().with_inputs(disableLocalAccounts=False)
+    monkeypatch.setitem(GRAPHS, "dev", lambda: [lab])
+    assert offline.main(["--stack", "dev"]) == 0
+    assert "[advisory]  azure-aks-local-accounts-disabled" in capsys.readouterr().out
+    strict = tmp_path / "strict.json"
+    strict.write_text("{}")
+    assert offline.main(["--stack", "dev", "--config", str(strict)]) == 1
+    assert "[mandatory]  azure-aks-local-accounts-disabled" in capsys.readouterr().out

@@ -88,6 +88,13 @@ CASES = [
         (),
     ),
     ("aws-sqs-deny-insecure-transport", f.aws_graph, None, ()),
+    ("aws-sqs-redrive-to-dlq", one(f.tagged_dlq()), None, ()),
+    (
+        "aws-sqs-redrive-to-dlq",
+        one(f.tagged_dlq()),
+        {"deadLetterRoles": []},
+        ("queue 'edw-aws-dlq' has no redrivePolicy",),
+    ),
     (
         "aws-sqs-deny-insecure-transport",
         lambda: without_policy_for("edw-aws-dlq"),
@@ -716,6 +723,13 @@ CASES = [
         (),
     ),
     ("queue-has-dead-letter", f.aws_graph, None, ()),
+    ("queue-has-dead-letter", lambda: [f.work_queue(d := f.tagged_dlq()), d], None, ()),
+    (  # an unmarked queue that a redrive policy was built from is a DLQ too
+        "queue-has-dead-letter",
+        lambda: [f.work_queue(d := f.tagged_dlq().with_inputs(tags={})), d],
+        None,
+        (),
+    ),
     ("queue-has-dead-letter", f.azure_graph, None, ()),
     (
         "queue-has-dead-letter",
@@ -737,6 +751,12 @@ CASES = [
     ),
     ("consumer-grace-below-visibility", f.aws_graph, None, ()),
     ("consumer-grace-below-visibility", f.azure_graph, None, ()),
+    (  # unlinked consumer: the DLQ (default 30 s visibility) is not a work queue
+        "consumer-grace-below-visibility",
+        lambda: [f.work_queue(d := f.tagged_dlq()), d, f.deployment(), f.scaled_object()],
+        None,
+        (),
+    ),
     (
         "consumer-grace-below-visibility",
         lambda: [

@@ -125,6 +125,13 @@ def test_calls_match_the_reusable_workflows_inputs() -> None:
             assert required <= passed, (name, required - passed)
 
 
+def pulumi_action() -> dict[str, Any]:
+    """The pulumi/actions step of the reusable Pulumi workflow."""
+    return next(
+        s for s in steps(load("pulumi.yml")) if s.get("uses", "").startswith("pulumi/actions@")
+    )
+
+
 def pulumi_jobs(name: str) -> list[dict[str, Any]]:
     jobs = load(name)["jobs"].values()
     return [j for j in jobs if j.get("uses") == "./.github/workflows/pulumi.yml"]
@@ -138,10 +145,7 @@ def test_pull_requests_preview_each_stack_with_the_pack() -> None:
     assert preview["with"]["command"] == "preview"
     assert [m["stack"] for m in preview["strategy"]["matrix"]["include"]] == ["aws", "dev"]
     assert preview["permissions"]["id-token"] == "write"
-    pulumi_step = next(
-        s for s in steps(load("pulumi.yml")) if s.get("uses", "").startswith("pulumi/actions@")
-    )
-    assert pulumi_step["with"]["policyPacks"] == "policy"
+    assert pulumi_action()["with"]["policyPacks"] == "policy"
     assert (REPO / "policy" / "PulumiPolicy.yaml").is_file()
 
 
@@ -170,3 +174,10 @@ def test_every_setting_the_workflows_read_is_documented(kind: str) -> None:
     assert names, kind
     for name in names:
         assert f"| `{name}` |" in readme, name
+
+
+def test_preview_and_up_use_each_stacks_pack_config() -> None:
+    template = pulumi_action()["with"]["policyPackConfigs"]
+    assert template == "policy/stack-config/${{ inputs.stack }}.json"
+    for stack in ("aws", "dev"):
+        assert (REPO / template.replace("${{ inputs.stack }}", stack)).is_file(), stack
