@@ -1,0 +1,17 @@
+"""The rules of the EDW policy pack, importable without starting the policy server."""
+
+from __future__ import annotations
+
+from pulumi_policy import Policy
+
+from . import aws, azure, kubernetes, scaling, stack
+
+PACK_NAME = "edw-policy"
+POLICIES: list[Policy] = [
+    *aws.POLICIES,
+    *azure.POLICIES,
+    *kubernetes.POLICIES,
+    *scaling.POLICIES,
+    *stack.POLICIES,
+]
+POLICIES_BY_NAME = {p.name: p for p in POLICIES}

@@ -1,0 +1,490 @@
+"""Hand-written resources shaped like the program's registrations (camelCase, floats, JSON
+strings), compliant by default. Tests break one property at a time to prove each rule."""
+
+from __future__ import annotations
+
+import json
+from copy import deepcopy
+from dataclasses import dataclass, field
+from typing import Any
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+ISSUER = "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE"
+OIDC_PROVIDER_ARN = f"arn:aws:iam::{ACCOUNT}:oidc-provider/{ISSUER}"
+SUBSCRIPTION = "/subscriptions/00000000-0000-0000-0000-000000000000"
+RESOURCE_GROUP = f"{SUBSCRIPTION}/resourceGroups/edw-dev"
+QUEUE_PROCESSOR_ROLE = "8a0f0c08-91a1-4084-bc3d-661d67233fed"
+CUSTOM_RESOURCE = "kubernetes:apiextensions.k8s.io:CustomResource"
+
+
+@dataclass
+class Rec:
+    """A recorded resource, with the fields of stacks.offline.RecordedResource."""
+
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any] = field(default_factory=dict)
+    dependencies: list[str] = field(default_factory=list)
+    parent: str = ""
+    provider: str = ""
+    custom: bool = True
+
+    @property
+    def urn(self) -> str:
+        return f"urn:pulumi:test::edw::{self.type}::{self.name}"
+
+    def with_inputs(self, **changes: Any) -> Rec:
+        """A copy with top-level inputs replaced (None removes the key)."""
+        inputs = deepcopy(self.inputs)
+        for key, value in changes.items():
+            if value is None:
+                inputs.pop(key, None)
+            else:
+                inputs[key] = value
+        return Rec(self.type, self.name, inputs, deepcopy(self.outputs), list(self.dependencies))
+
+    def depends_on(self, *others: Rec) -> Rec:
+        self.dependencies.extend(o.urn for o in others)
+        return self
+
+
+def doc(*statements: dict[str, Any]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+# --- AWS -----------------------------------------------------------------------------------------
+
+
+def dlq() -> Rec:
+    return Rec(
+        "aws:sqs/queue:Queue",
+        "edw-aws-dlq",
+        {
+            "name": "edw-aws-dlq",
+            "sqsManagedSseEnabled": True,
+            "messageRetentionSeconds": 1209600.0,
+            "redriveAllowPolicy": json.dumps(
+                {
+                    "redrivePermission": "byQueue",
+                    "sourceQueueArns": [f"arn:aws:sqs:{REGION}:{ACCOUNT}:edw-aws-work"],
+                }
+            ),
+        },
+    )
+
+
+def tagged_dlq() -> Rec:
+    """A DLQ whose redrive allow policy is a separate RedriveAllowPolicy resource."""
+    return dlq().with_inputs(redriveAllowPolicy=None, tags={"edw/role": "dead-letter"})
+
+
+def work_queue(dead_letter: Rec | None = None) -> Rec:
+    queue = Rec(
+        "aws:sqs/queue:Queue",
+        "edw-aws-work",
+        {
+            "name": "edw-aws-work",
+            "sqsManagedSseEnabled": True,
+            "visibilityTimeoutSeconds": 120.0,
+            "receiveWaitTimeSeconds": 20.0,
+            "messageRetentionSeconds": 345600.0,
+            "redrivePolicy": json.dumps(
+                {
+                    "deadLetterTargetArn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:edw-aws-dlq",
+                    "maxReceiveCount": 5,
+                }
+            ),
+            "tags": {"edw/role": "work"},
+        },
+        outputs={"url": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/edw-aws-work"},
+    )
+    return queue.depends_on(dead_letter) if dead_letter else queue
+
+
+def interruption_queue() -> Rec:
+    return Rec(
+        "aws:sqs/queue:Queue",
+        "edw-aws-interruption",
+        {
+            "name": "edw-aws-interruption",
+            "sqsManagedSseEnabled": True,
+            "messageRetentionSeconds": 300.0,
+            "tags": {"edw/role": "karpenter-interruption"},
+        },
+    )
+
+
+def deny_insecure_transport(queue_arn: str) -> dict[str, Any]:
+    return {
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "sqs:*",
+        "Resource": queue_arn,
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+
+
+def queue_policy(queue: Rec, *extra: dict[str, Any]) -> Rec:
+    arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue.inputs['name']}"
+    policy = doc(deny_insecure_transport(arn), *extra)
+    return Rec(
+        "aws:sqs/queuePolicy:QueuePolicy",
+        f"{queue.name}-policy",
+        {"queueUrl": queue.outputs.get("url", ""), "policy": policy},
+    ).depends_on(queue)
+
+
+def table() -> Rec:
+    return Rec(
+        "aws:dynamodb/table:Table",
+        "edw-aws-results",
+        {
+            "billingMode": "PAY_PER_REQUEST",
+            "hashKey": "pk",
+            "attributes": [{"name": "pk", "type": "S"}],
+            "pointInTimeRecovery": {"enabled": True},
+            "serverSideEncryption": {"enabled": True},
+            "deletionProtectionEnabled": False,
+        },
+    )
+
+
+def irsa_trust(service_account: str = "system:serviceaccount:edw:consumer") -> dict[str, Any]:
+    return {
+        "Effect": "Allow",
+        "Principal": {"Federated": OIDC_PROVIDER_ARN},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {
+            "StringEquals": {
+                f"{ISSUER}:sub": service_account,
+                f"{ISSUER}:aud": "sts.amazonaws.com",
+            }
+        },
+    }
+
+
+def irsa_role(trust: dict[str, Any] | None = None) -> Rec:
+    return Rec(
+        "aws:iam/role:Role",
+        "edw-aws-consumer",
+        {"assumeRolePolicy": doc(trust or irsa_trust())},
+    )
+
+
+def consumer_policy(*statements: dict[str, Any]) -> Rec:
+    default = {
+        "Sid": "ConsumeWorkQueue",
+        "Effect": "Allow",
+        "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
+        "Resource": f"arn:aws:sqs:{REGION}:{ACCOUNT}:edw-aws-work",
+    }
+    return Rec(
+        "aws:iam/rolePolicy:RolePolicy",
+        "edw-aws-consumer",
+        {"role": "edw-aws-consumer", "policy": doc(*(statements or (default,)))},
+    )
+
+
+def eks_component(**changes: Any) -> Rec:
+    return Rec(
+        "eks:index:Cluster",
+        "edw-aws",
+        {
+            "version": "1.34",
+            "encryptionConfigKeyArn": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd",
+            "enabledClusterLogTypes": ["api", "audit", "authenticator"],
+            "endpointPublicAccess": True,
+            "endpointPrivateAccess": True,
+            "publicAccessCidrs": ["203.0.113.0/24"],
+            "authenticationMode": "API",
+        },
+        custom=False,
+    ).with_inputs(**changes)
+
+
+def eks_cluster(**vpc_changes: Any) -> Rec:
+    vpc = {
+        "subnetIds": ["subnet-1", "subnet-2"],
+        "endpointPublicAccess": True,
+        "endpointPrivateAccess": True,
+        "publicAccessCidrs": ["203.0.113.0/24"],
+    }
+    vpc.update(vpc_changes)
+    return Rec(
+        "aws:eks/cluster:Cluster",
+        "edw-aws-eksCluster",
+        {
+            "encryptionConfig": {
+                "provider": {"keyArn": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd"},
+                "resources": ["secrets"],
+            },
+            "enabledClusterLogTypes": ["api", "audit", "authenticator", "scheduler"],
+            "vpcConfig": vpc,
+        },
+    )
+
+
+def ecr_repository() -> Rec:
+    return Rec(
+        "aws:ecr/repository:Repository",
+        "edw-consumer",
+        {"imageScanningConfiguration": {"scanOnPush": True}, "imageTagMutability": "IMMUTABLE"},
+    )
+
+
+def helm_release() -> Rec:
+    return Rec(
+        "kubernetes:helm.sh/v3:Release",
+        "karpenter",
+        {
+            "chart": "oci://public.ecr.aws/karpenter/karpenter",
+            "version": "1.8.1",
+            "namespace": "kube-system",
+            "values": {"settings": {"clusterName": "edw-aws"}},
+        },
+    )
+
+
+# --- Azure ---------------------------------------------------------------------------------------
+
+
+def storage_account() -> Rec:
+    return Rec(
+        "azure-native:storage:StorageAccount",
+        "edwdevsa",
+        {
+            "accountName": "edwdevsa",
+            "kind": "StorageV2",
+            "sku": {"name": "Standard_LRS"},
+            "enableHttpsTrafficOnly": True,
+            "minimumTlsVersion": "TLS1_2",
+            "allowBlobPublicAccess": False,
+            "allowSharedKeyAccess": False,
+        },
+    )
+
+
+def azure_queue(name: str) -> Rec:
+    return Rec(
+        "azure-native:storage:Queue",
+        name,
+        {"accountName": "edwdevsa", "resourceGroupName": "edw-dev", "queueName": name},
+    )
+
+
+def cosmos_account() -> Rec:
+    return Rec(
+        "azure-native:cosmosdb:DatabaseAccount",
+        "edw-dev-cosmos",
+        {
+            "databaseAccountOfferType": "Standard",
+            "capabilities": [{"name": "EnableTable"}, {"name": "EnableServerless"}],
+            "disableLocalAuth": True,
+            "minimalTlsVersion": "Tls12",
+        },
+    )
+
+
+def managed_cluster() -> Rec:
+    return Rec(
+        "azure-native:containerservice:ManagedCluster",
+        "edw-dev-aks",
+        {
+            "oidcIssuerProfile": {"enabled": True},
+            "securityProfile": {"workloadIdentity": {"enabled": True}},
+            "disableLocalAccounts": True,
+            "enableRBAC": True,
+            "aadProfile": {"enableAzureRBAC": True, "managed": True},
+            "networkProfile": {
+                "networkPlugin": "azure",
+                "networkPluginMode": "overlay",
+                "networkDataplane": "cilium",
+                "networkPolicy": "cilium",
+            },
+            "nodeProvisioningProfile": {"mode": "Auto"},
+        },
+    )
+
+
+def role_assignment(scope: str, role: str = QUEUE_PROCESSOR_ROLE) -> Rec:
+    return Rec(
+        "azure-native:authorization:RoleAssignment",
+        "edw-dev-consumer-queue",
+        {
+            "scope": scope,
+            "roleDefinitionId": f"{SUBSCRIPTION}/providers/Microsoft.Authorization/"
+            f"roleDefinitions/{role}",
+            "principalId": "11111111-1111-1111-1111-111111111111",
+            "principalType": "ServicePrincipal",
+        },
+    )
+
+
+QUEUE_SCOPE = (
+    f"{RESOURCE_GROUP}/providers/Microsoft.Storage/storageAccounts/edwdevsa/"
+    "queueServices/default/queues/edw-dev-work"
+)
+
+
+# --- Kubernetes ----------------------------------------------------------------------------------
+
+
+def container(**changes: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": "consumer",
+        "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/edw-consumer:0.1.0",
+        "resources": {
+            "requests": {"cpu": "250m", "memory": "256Mi"},
+            "limits": {"cpu": "1", "memory": "512Mi"},
+        },
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001.0,
+            "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080.0}},
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8080.0}},
+        "env": [{"name": "EDW_QUEUE_URL", "value": "https://sqs.example/edw-aws-work"}],
+    }
+    spec.update(changes)
+    return spec
+
+
+def deployment(*containers: dict[str, Any], grace: float = 45.0, name: str = "consumer") -> Rec:
+    return Rec(
+        "kubernetes:apps/v1:Deployment",
+        name,
+        {
+            "metadata": {"name": name, "namespace": "edw"},
+            "spec": {
+                "replicas": 0.0,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {
+                        "serviceAccountName": "consumer",
+                        "terminationGracePeriodSeconds": grace,
+                        "containers": list(containers or (container(),)),
+                    },
+                },
+            },
+        },
+    )
+
+
+def custom(api_version: str, kind: str, name: str, spec: dict[str, Any], **meta: Any) -> Rec:
+    return Rec(
+        CUSTOM_RESOURCE,
+        name,
+        {
+            "apiVersion": api_version,
+            "kind": kind,
+            "metadata": {"name": name, **meta},
+            "spec": spec,
+        },
+    )
+
+
+def scaled_object(auth: str | None = "consumer-auth", max_replicas: float | None = 30.0) -> Rec:
+    trigger: dict[str, Any] = {
+        "type": "aws-sqs-queue",
+        "metadata": {"queueURL": "https://sqs.example/edw-aws-work", "queueLength": "20"},
+    }
+    if auth:
+        trigger["authenticationRef"] = {"name": auth}
+    spec: dict[str, Any] = {
+        "scaleTargetRef": {"name": "consumer"},
+        "minReplicaCount": 0.0,
+        "pollingInterval": 5.0,
+        "triggers": [trigger],
+    }
+    if max_replicas is not None:
+        spec["maxReplicaCount"] = max_replicas
+    return custom("keda.sh/v1alpha1", "ScaledObject", "consumer", spec, namespace="edw")
+
+
+def trigger_auth(name: str = "consumer-auth", namespace: str = "edw") -> Rec:
+    spec = {"podIdentity": {"provider": "aws", "identityOwner": "workload"}}
+    return custom("keda.sh/v1alpha1", "TriggerAuthentication", name, spec, namespace=namespace)
+
+
+def nodepool(name: str, capacity: list[str] | None, limits: dict[str, Any] | None = None) -> Rec:
+    requirements = [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]
+    if capacity is not None:
+        requirements.append(
+            {"key": "karpenter.sh/capacity-type", "operator": "In", "values": capacity}
+        )
+    spec: dict[str, Any] = {
+        "template": {
+            "spec": {
+                "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": "x"},
+                "requirements": requirements,
+            }
+        },
+        "disruption": {"consolidationPolicy": "WhenEmptyOrUnderutilized", "consolidateAfter": "1m"},
+    }
+    if limits is not None:
+        spec["limits"] = limits
+    return custom("karpenter.sh/v1", "NodePool", name, spec)
+
+
+def aws_graph() -> list[Rec]:
+    """The AWS stack's policy-relevant resources, all compliant."""
+    dead, interruption = dlq(), interruption_queue()
+    work = work_queue(dead)
+    scaled = scaled_object().depends_on(work)
+    return [
+        dead,
+        work,
+        interruption,
+        queue_policy(work),
+        queue_policy(dead),
+        queue_policy(interruption),
+        table(),
+        irsa_role(),
+        consumer_policy(),
+        eks_component(),
+        ecr_repository(),
+        helm_release(),
+        deployment().depends_on(work),
+        scaled,
+        trigger_auth(),
+        nodepool("spot", ["spot"], {"cpu": "64", "memory": "256Gi"}),
+        nodepool("on-demand", ["on-demand"], {"cpu": "32", "memory": "128Gi"}),
+    ]
+
+
+def azure_consumer() -> Rec:
+    env = [
+        {"name": "EDW_QUEUE_NAME", "value": "edw-dev-work"},
+        {"name": "EDW_VISIBILITY_TIMEOUT_SECONDS", "value": "120"},
+    ]
+    return deployment(container(env=env, image="edwdev.azurecr.io/edw-consumer:0.1.0"))
+
+
+def azure_graph() -> list[Rec]:
+    """The Azure stack's policy-relevant resources, all compliant."""
+    scaled = scaled_object()
+    scaled.inputs["spec"]["triggers"][0] = {
+        "type": "azure-queue",
+        "metadata": {"queueName": "edw-dev-work", "accountName": "edwdevsa", "queueLength": "20"},
+        "authenticationRef": {"name": "consumer-auth"},
+    }
+    return [
+        storage_account(),
+        azure_queue("edw-dev-work"),
+        azure_queue("edw-dev-work-poison"),
+        cosmos_account(),
+        managed_cluster(),
+        role_assignment(QUEUE_SCOPE),
+        azure_consumer(),
+        scaled,
+        trigger_auth(),
+        nodepool("spot", ["spot"], {"cpu": "64", "memory": "256Gi"}),
+        nodepool("on-demand", ["on-demand"], {"cpu": "32", "memory": "128Gi"}),
+    ]

