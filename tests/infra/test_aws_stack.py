@@ -168,8 +168,12 @@ def test_cluster_uses_api_auth_oidc_logging_kms_and_restricted_endpoint(aws_run:
     assert cluster["endpointPrivateAccess"] is True
     assert cluster["skipDefaultNodeGroup"] is True
     assert cluster["version"] == "1.34"
-    private_ids = [s.id for s in aws_run.of_type("aws:ec2/subnet:Subnet") if "private" in s.name]
-    assert cluster["privateSubnetIds"] == private_ids
+    # Registrations complete concurrently; the cluster lists the subnets in AZ order.
+    private = sorted(
+        (s for s in aws_run.of_type("aws:ec2/subnet:Subnet") if "private" in s.name),
+        key=lambda s: s.name,
+    )
+    assert cluster["privateSubnetIds"] == [s.id for s in private]
     assert cluster["vpcId"] == aws_run.one("aws:ec2/vpc:Vpc").id
 
 
