@@ -322,9 +322,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PackConfigError as error:
         print(error, file=sys.stderr)
         return 2
-    from stacks.offline import run_stack  # noqa: PLC0415  (heavy: loads the Pulumi program)
+    from stacks.offline import ProgramError, run_stack  # noqa: PLC0415  (loads the program)
 
-    run = run_stack(options.stack, overrides or None)
+    try:
+        run = run_stack(options.stack, overrides or None)
+    except ProgramError as error:
+        # The program itself refused (e.g. a bad setting): say why, like `pulumi preview` would.
+        print(f"error: the {options.stack} program failed: {error}", file=sys.stderr)
+        return 2
     violations = evaluate(run.resources, config)
     print(format_report(violations, options.stack))
     return 1 if any(v.mandatory for v in violations) else 0

@@ -15,6 +15,7 @@ from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
 
 from policy import offline
 from policy.offline import PackConfig, PackConfigError, evaluate, format_report
+from stacks.offline import ProgramError
 from tests.policy import fixtures as f
 
 REPO = Path(__file__).resolve().parents[2]
@@ -134,6 +135,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict | None]]:
 
     fake = types.ModuleType("stacks.offline")
     fake.run_stack = run_stack  # type: ignore[attr-defined]
+    fake.ProgramError = ProgramError  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "stacks.offline", fake)
     return calls
 
@@ -144,6 +146,13 @@ def test_command_exit_codes_and_overrides(recorded, capsys) -> None:
     assert offline.main(["--stack", "dev"]) == 1
     assert "[mandatory]  aws-sqs-encrypted" in capsys.readouterr().out
     assert recorded == [("aws", {"edw:maxReplicas": "500"}), ("dev", None)]
+
+
+def test_command_reports_a_program_that_refuses_its_config(capsys) -> None:
+    assert offline.main(["--stack", "aws", "--override", "spotCpuLimit=0"]) == 2
+    error = capsys.readouterr().err
+    assert "error: the aws program failed: ConfigError" in error
+    assert "edw:spotCpuLimit must be between 1 and 10000; got 0" in error
 
 
 def test_command_takes_a_pack_config_file(recorded, tmp_path, capsys) -> None:
