@@ -38,7 +38,7 @@ def test_config_schemas_are_valid_with_documented_defaults(policy) -> None:
 
 
 def test_readme_rule_table_matches_the_pack() -> None:
-    readme = (REPO / "policy" / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     row = r"^\| `([a-z0-9-]+)` \| (\w+) \| (\w+) \| (.+?) \| (.+?) \|$"
     documented = {name: rest for name, *rest in re.findall(row, readme, re.MULTILINE)}
     expected = {
@@ -76,7 +76,7 @@ def test_default_azure_api_versions_are_stable(module: str) -> None:
 
 
 def test_readme_tuning_example_is_a_valid_pack_config() -> None:
-    readme = (REPO / "policy" / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     [example] = re.findall(r"```json\n(.*?)```", readme, re.DOTALL)
     config = PackConfig.parse(json.loads(example))
     assert config.properties["karpenter-nodepool-limits"] == {"maxCpu": 128, "maxMemoryGi": 512}

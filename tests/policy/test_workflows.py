@@ -170,7 +170,7 @@ def test_cloud_logins_use_oidc_and_no_long_lived_keys() -> None:
 def test_every_setting_the_workflows_read_is_documented(kind: str) -> None:
     text = "\n".join(p.read_text() for p in WORKFLOWS.glob("*.yml"))
     names = set(re.findall(rf"\b{kind}\.([A-Z_]+)", text))
-    readme = (REPO / "policy" / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     assert names, kind
     for name in names:
         assert f"| `{name}` |" in readme, name
