@@ -10,7 +10,7 @@ import pulumi
 import pulumi_docker_build as docker_build
 from pulumi_aws import ecr
 
-from components.app_image import APP_DIR, content_tag
+from components.app_image import build_and_push
 
 KEEP_IMAGES = 20
 
@@ -67,20 +67,12 @@ class EcrConsumerImage(pulumi.ComponentResource):
             opts=child,
         )
         token = ecr.get_authorization_token_output(registry_id=repo.registry_id)
-        image = docker_build.Image(
+        image = build_and_push(
             f"{name}-build",
-            context=docker_build.BuildContextArgs(location=str(APP_DIR)),
-            dockerfile=docker_build.DockerfileArgs(location=str(APP_DIR / "Dockerfile")),
-            platforms=[docker_build.Platform.LINUX_AMD64],
-            push=True,
-            tags=[repo.repository_url.apply(lambda url: f"{url}:{content_tag()}")],
-            registries=[
-                docker_build.RegistryArgs(
-                    address=repo.repository_url,
-                    username=token.user_name,
-                    password=token.password,
-                )
-            ],
+            repository=repo.repository_url,
+            registry=docker_build.RegistryArgs(
+                address=repo.repository_url, username=token.user_name, password=token.password
+            ),
             opts=child,
         )
         self.repository_url = repo.repository_url

@@ -18,7 +18,7 @@ import pulumi
 import pulumi_docker_build as docker_build
 from pulumi_azure_native import authorization
 
-from components.app_image import APP_DIR, content_tag
+from components.app_image import build_and_push
 from components.azure.roles import ACR_PUSH, role_definition_id
 
 ACR_TOKEN_USER = "00000000-0000-0000-0000-000000000000"
@@ -76,18 +76,12 @@ class AcrConsumerImage(pulumi.ComponentResource):
                 lambda a: acr_refresh_token(a[0], args.tenant_id, a[1])
             )
         )
-        image = docker_build.Image(
+        image = build_and_push(
             f"{name}-build",
-            context=docker_build.BuildContextArgs(location=str(APP_DIR)),
-            dockerfile=docker_build.DockerfileArgs(location=str(APP_DIR / "Dockerfile")),
-            platforms=[docker_build.Platform.LINUX_AMD64],
-            push=True,
-            tags=[pulumi.Output.concat(args.login_server, f"/{REPOSITORY}:{content_tag()}")],
-            registries=[
-                docker_build.RegistryArgs(
-                    address=args.login_server, username=ACR_TOKEN_USER, password=password
-                )
-            ],
+            repository=pulumi.Output.concat(args.login_server, f"/{REPOSITORY}"),
+            registry=docker_build.RegistryArgs(
+                address=args.login_server, username=ACR_TOKEN_USER, password=password
+            ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[push]),
         )
         self.image_ref = image.ref
