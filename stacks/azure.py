@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,7 +23,6 @@ from components.azure.nap import NapNodeAutoscaling, NapNodeAutoscalingArgs
 from components.azure.results_table import CosmosResultsTable, CosmosResultsTableArgs
 from components.azure.roles import (
     COSMOS_TABLE_DATA_CONTRIBUTOR,
-    QUEUE_MESSAGE_WRITE,
     STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR,
     STORAGE_QUEUE_DATA_MESSAGE_SENDER,
     STORAGE_QUEUE_DATA_READER,
@@ -74,6 +72,9 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         "work",
         StorageWorkQueueArgs(
             resource_group_name=group.name,
+            resource_group_id=group.id,
+            subscription_id=subscription,
+            stack_name=cfg.name,
             location=az.location,
             account_name=globally_unique(cfg, subscription, 24),
             queue_name=QUEUE,
@@ -120,7 +121,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         location=az.location,
         consumer_namespace=cfg.consumer.namespace,
         subscription=subscription,
-        message_updater=queue_message_updater(cfg, subscription, group.id),
+        message_updater=work.message_updater_role_id,
         resource_group_name=group.name,
         oidc_issuer=cluster.oidc_issuer,
         work=work,
@@ -195,29 +196,6 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         "kedaClientId": keda_identity.client_id,
         "image": image,
     }
-
-
-def queue_message_updater(
-    cfg: EdwConfig, subscription: str, resource_group_id: pulumi.Input[str]
-) -> pulumi.Output[str]:
-    """Full id of a custom role with only Update Message, which the consumer needs to extend a
-    message's visibility and no built-in queue role short of Data Contributor includes.
-
-    Custom roles cannot be assignable at a single queue, so the definition lists the resource
-    group; the assignment itself is still scoped to the work queue.
-    """
-    guid = uuid.uuid5(uuid.NAMESPACE_URL, f"edw/{subscription}/{cfg.name}/queue-message-updater")
-    definition = authorization.RoleDefinition(
-        "queue-message-updater",
-        role_definition_id=str(guid),
-        # Role names are unique per tenant: name the stack and its subscription.
-        role_name=f"{cfg.name} queue message updater ({subscription[:SUFFIX_LENGTH]})",
-        description="Update messages (visibility) of the EDW work queue.",
-        scope=resource_group_id,
-        assignable_scopes=[resource_group_id],
-        permissions=[authorization.PermissionArgs(data_actions=[QUEUE_MESSAGE_WRITE])],
-    )
-    return definition.name.apply(lambda name: role_definition_id(subscription, name))
 
 
 def workload_identities(

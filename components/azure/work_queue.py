@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 import pulumi
-from pulumi_azure_native import storage
+from pulumi_azure_native import authorization, storage
+
+from components.azure.roles import QUEUE_MESSAGE_WRITE, role_definition_id
 
 POISON_SUFFIX = "-poison"
 
@@ -15,6 +18,9 @@ POISON_SUFFIX = "-poison"
 @dataclass(frozen=True)
 class StorageWorkQueueArgs:
     resource_group_name: pulumi.Input[str]
+    resource_group_id: pulumi.Input[str]
+    subscription_id: str
+    stack_name: str  # <prefix>-<stack>, names the custom role
     location: str
     account_name: str  # globally unique, 3-24 chars of a-z0-9
     queue_name: str
@@ -35,6 +41,7 @@ class StorageWorkQueue(pulumi.ComponentResource):
     queue_id: pulumi.Output[str]
     poison_queue_name: pulumi.Output[str]
     poison_queue_id: pulumi.Output[str]
+    message_updater_role_id: pulumi.Output[str]
 
     def __init__(
         self, name: str, args: StorageWorkQueueArgs, opts: pulumi.ResourceOptions | None = None
@@ -82,6 +89,7 @@ class StorageWorkQueue(pulumi.ComponentResource):
                 ("poison", f"{args.queue_name}{POISON_SUFFIX}"),
             )
         }
+        self.message_updater_role_id = self._message_updater(name, args)
         self.account_name = account.name
         self.queue_name = queues["work"].name
         self.queue_id = queues["work"].id
@@ -94,5 +102,28 @@ class StorageWorkQueue(pulumi.ComponentResource):
                 "queue_id": self.queue_id,
                 "poison_queue_name": self.poison_queue_name,
                 "poison_queue_id": self.poison_queue_id,
+                "message_updater_role_id": self.message_updater_role_id,
             }
         )
+
+    def _message_updater(self, name: str, args: StorageWorkQueueArgs) -> pulumi.Output[str]:
+        """A custom role with only Update Message, which the consumer needs to extend a
+        message's visibility and no built-in queue role short of Data Contributor includes.
+
+        Custom roles cannot be assignable at a single queue, so the definition lists the
+        resource group; its assignment is still scoped to the work queue.
+        """
+        sub = args.subscription_id
+        guid = uuid.uuid5(uuid.NAMESPACE_URL, f"edw/{sub}/{args.stack_name}/queue-message-updater")
+        definition = authorization.RoleDefinition(
+            f"{name}-message-updater",
+            role_definition_id=str(guid),
+            # Role names are unique per tenant: name the stack and its subscription.
+            role_name=f"{args.stack_name} queue message updater ({sub[:8]})",
+            description="Update messages (visibility) of the EDW work queue.",
+            scope=args.resource_group_id,
+            assignable_scopes=[args.resource_group_id],
+            permissions=[authorization.PermissionArgs(data_actions=[QUEUE_MESSAGE_WRITE])],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return definition.name.apply(lambda role: role_definition_id(sub, role))
