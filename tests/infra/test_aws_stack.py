@@ -570,6 +570,7 @@ def test_replica_bounds_and_target_follow_config():
 
 def test_stack_outputs(aws_run: StackRun):
     out = aws_run.outputs
+    assert out["cloud"] == "aws"
     assert out["region"] == "us-east-1"
     assert out["queueUrl"] == aws_run.one(SQS, "work-queue").outputs["url"]
     assert out["deadLetterQueueUrl"] == aws_run.one(SQS, "work-dlq").outputs["url"]

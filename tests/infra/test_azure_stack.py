@@ -442,6 +442,7 @@ def test_prebuilt_image_skips_the_build(hardened: StackRun) -> None:
 
 
 def test_stack_outputs(run: StackRun) -> None:
+    assert run.outputs["cloud"] == "azure"
     assert run.outputs["location"] == "westeurope"
     assert run.outputs["resourceGroup"] == run.one(RG).outputs["name"]
     assert run.outputs["storageAccount"] == run.one(ACCOUNT).outputs["name"]
