@@ -1,0 +1,229 @@
+"""Azure backend: Storage Queue work queue and poison queue, Cosmos DB for Table (or Azurite).
+
+In the cluster the clients authenticate with ``DefaultAzureCredential`` (workload identity). For
+emulators set ``EDW_AZURE_CONNECTION_STRING`` (e.g. ``UseDevelopmentStorage=true`` or an explicit
+Azurite string); it then serves both the queue and the table.
+
+Table key design: RowKey is the event id; PartitionKey is one of ``PARTITIONS`` buckets derived
+from a CRC-32 of the id. A redelivered event always maps to the same (PartitionKey, RowKey) and
+overwrites its row, while a received batch shares few enough partitions to be written as a handful
+of entity-group transactions (a transaction may only span one PartitionKey).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import requests
+from azure.core.pipeline.transport import RequestsTransport
+from azure.data.tables import TableClient, UpdateMode
+from azure.storage.queue import QueueClient
+from requests.adapters import HTTPAdapter
+
+from app.backend import Backend, Received
+from app.events import Event
+from app.settings import Settings
+
+AZURE_BATCH = 32  # the most one Get Messages call returns
+TRANSACTION_LIMIT = 100
+PARTITIONS = 8
+# A queue message is at most 64 KiB; leave room for the reason and the JSON envelope.
+MAX_POISON_BODY_CHARS = 48_000
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def partition_key(event_id: str) -> str:
+    """Stable bucket of an event id: the same id always lands in the same partition."""
+    return f"p{zlib.crc32(event_id.encode()) % PARTITIONS}"
+
+
+class PoisonError(RuntimeError):
+    """A poison message could not be stored; the original stays on the work queue."""
+
+
+class _Pool:
+    """One thread pool per process for the calls Azure has no batch form of (delete, send)."""
+
+    def __init__(self, size: int) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="azure-io")
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        items = list(items)
+        if len(items) == 1:  # skip the hand-off for single calls
+            return [fn(items[0])]
+        return list(self.executor.map(fn, items))
+
+
+def _ok(call: Callable[[], object]) -> bool:
+    try:
+        call()
+    except Exception:  # counted by the caller; the message is simply redelivered later
+        logging.getLogger(__name__).debug("queue call failed", exc_info=True)
+        return False
+    return True
+
+
+class StorageQueue:
+    max_batch = AZURE_BATCH
+    long_polls = False  # Azure queues have no long polling: the consumer backs off when idle
+
+    def __init__(self, client: QueueClient, pool: _Pool) -> None:
+        self.client = client
+        self.pool = pool
+
+    def receive(self, wait_seconds: int, visibility_seconds: int) -> list[Received]:
+        pages = self.client.receive_messages(
+            messages_per_page=AZURE_BATCH,
+            max_messages=AZURE_BATCH,
+            visibility_timeout=visibility_seconds,
+        ).by_page()
+        return [Received(m.id, m.content, m.pop_receipt, m.dequeue_count) for m in next(pages, [])]
+
+    def delete(self, messages: Sequence[Received]) -> int:
+        results = self.pool.map(
+            lambda m: _ok(lambda: self.client.delete_message(m.message_id, m.receipt)), messages
+        )
+        return results.count(False)
+
+    def extend(self, messages: Sequence[Received], seconds: int) -> None:
+        def one(message: Received) -> None:
+            updated = self.client.update_message(
+                message.message_id, message.receipt, visibility_timeout=seconds
+            )
+            message.receipt = updated.pop_receipt  # the old receipt is void from now on
+
+        self.pool.map(one, messages)
+
+    def send(self, bodies: Sequence[str]) -> int:
+        results = self.pool.map(lambda b: _ok(lambda: self.client.send_message(b)), bodies)
+        return results.count(False)
+
+    def send_dead_letters(self, rejects: Sequence[tuple[Received, str]]) -> None:
+        # Queue messages carry no attributes, so the reason goes into a JSON envelope.
+        envelopes = [
+            json.dumps(
+                {
+                    "reason": reason,
+                    "message_id": message.message_id,
+                    "dequeue_count": message.deliveries,
+                    "body": message.body[:MAX_POISON_BODY_CHARS],
+                    "truncated": len(message.body) > MAX_POISON_BODY_CHARS,
+                }
+            )
+            for message, reason in rejects
+        ]
+        failed = self.send(envelopes)
+        if failed:
+            raise PoisonError(f"{failed} of {len(rejects)} poison messages were not accepted")
+
+
+def _entity(event: Event) -> dict[str, str]:
+    row = event.row()
+    row["RowKey"] = row.pop("id")
+    row["PartitionKey"] = partition_key(event.id)
+    return row
+
+
+class CosmosTable:
+    def __init__(self, client: TableClient, pool: _Pool) -> None:
+        self.client = client
+        self.pool = pool
+
+    def write(self, events: Sequence[Event]) -> None:
+        groups: dict[str, list[tuple[str, dict[str, str], dict[str, Any]]]] = defaultdict(list)
+        for event in events:
+            entity = _entity(event)
+            groups[entity["PartitionKey"]].append(("upsert", entity, {"mode": UpdateMode.REPLACE}))
+        transactions = [
+            ops[i : i + TRANSACTION_LIMIT]
+            for ops in groups.values()
+            for i in range(0, len(ops), TRANSACTION_LIMIT)
+        ]
+        # Any failed transaction raises here, so the batch is not deleted and is redelivered.
+        self.pool.map(self.client.submit_transaction, transactions)
+
+
+def _transport(session: requests.Session) -> RequestsTransport:
+    return RequestsTransport(session=session, session_owner=False)
+
+
+def _session(pool_size: int) -> requests.Session:
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+def _queue_client(
+    name: str, session: requests.Session, connection: str | None, account: str | None
+) -> QueueClient:
+    if connection:
+        return QueueClient.from_connection_string(connection, name, transport=_transport(session))
+    from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - not needed on emulators
+
+    return QueueClient(
+        f"https://{account}.queue.core.windows.net",
+        name,
+        credential=DefaultAzureCredential(),
+        transport=_transport(session),
+    )
+
+
+def _table_client(settings: Settings, session: requests.Session) -> TableClient:
+    if settings.azure_connection_string:
+        return TableClient.from_connection_string(
+            settings.azure_connection_string, settings.table, transport=_transport(session)
+        )
+    from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - not needed on emulators
+
+    return TableClient(
+        endpoint=settings.table_endpoint or "",
+        table_name=settings.table,
+        credential=DefaultAzureCredential(),
+        transport=_transport(session),
+    )
+
+
+def _quiet_sdk_logs() -> None:
+    # The SDK logs every request and response at INFO; keep the consumer's log readable.
+    logging.getLogger("azure").setLevel(logging.WARNING)
+
+
+def build(settings: Settings) -> Backend:
+    _quiet_sdk_logs()
+    io_threads = max(16, settings.concurrency * 4)
+    pool = _Pool(io_threads)
+    session = _session(io_threads + settings.concurrency + 4)
+    connection, account = settings.azure_connection_string, settings.storage_account
+    queue = _queue_client(settings.queue, session, connection, account)
+    poison = _queue_client(settings.dead_letter_queue, session, connection, account)
+    table = _table_client(settings, session)
+
+    def close() -> None:
+        for client in (queue, poison, table):
+            client.close()
+        pool.executor.shutdown(wait=False)
+        session.close()
+
+    return Backend(
+        queue=StorageQueue(queue, pool),
+        dead_letters=StorageQueue(poison, pool),
+        table=CosmosTable(table, pool),
+        close=close,
+    )
+
+
+def open_queue(
+    name: str, connection: str | None, account: str | None, pool_size: int
+) -> StorageQueue:
+    _quiet_sdk_logs()
+    session = _session(pool_size + 4)
+    return StorageQueue(_queue_client(name, session, connection, account), _Pool(pool_size))
