@@ -66,6 +66,10 @@ class Target(Protocol):
     env: dict[str, str]
 
     def send(self, bodies: Sequence[str]) -> None: ...
+    def rows(self) -> list[dict[str, str]]:
+        """Every stored row as the consumer wrote it (``id`` first, then the attributes)."""
+        ...
+
     def row_ids(self) -> list[str]: ...
     def depth(self) -> int:
         """Messages on the work queue, visible or in flight."""
@@ -90,11 +94,12 @@ class AwsTarget:
             response = self.sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
             assert not response.get("Failed"), response["Failed"]
 
+    def rows(self) -> list[dict[str, str]]:
+        pages = self.dynamodb.get_paginator("scan").paginate(TableName=self.table)
+        return [{k: v["S"] for k, v in item.items()} for page in pages for item in page["Items"]]
+
     def row_ids(self) -> list[str]:
-        pages = self.dynamodb.get_paginator("scan").paginate(
-            TableName=self.table, ProjectionExpression="id"
-        )
-        return [item["id"]["S"] for page in pages for item in page["Items"]]
+        return [row["id"] for row in self.rows()]
 
     def depth(self) -> int:
         names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
@@ -196,6 +201,14 @@ class AzureTarget:
     def send(self, bodies: Sequence[str]) -> None:
         for body in bodies:
             self.queue.send_message(body)
+
+    def rows(self) -> list[dict[str, str]]:
+        found = []
+        for entity in self.table.list_entities():
+            row = {"id": entity["RowKey"], "partition": entity["PartitionKey"]}
+            row.update({k: v for k, v in entity.items() if k not in ("RowKey", "PartitionKey")})
+            found.append(row)
+        return found
 
     def row_ids(self) -> list[str]:
         return [e["RowKey"] for e in self.table.list_entities(select=["RowKey"])]
