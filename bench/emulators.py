@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -51,6 +52,15 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
                 return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @dataclass(frozen=True)
@@ -120,21 +130,36 @@ class AwsTarget:
 
 
 class MotoEmulator:
-    def __init__(self) -> None:
-        from moto.server import ThreadedMotoServer  # noqa: PLC0415 - a test-only dependency
+    """moto's server in a thread (tests) or, with ``own_process``, in a child process so that
+    its CPU time is not billed to the process being measured (benchmark)."""
 
+    def __init__(self, own_process: bool = False) -> None:
         self.port = free_port()
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access line per request
         self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.own_process = own_process
+        self.server: Any = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> MotoEmulator:
-        self.server.start()
+        if self.own_process:
+            args = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+            self.process = subprocess.Popen(
+                args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+        else:
+            from moto.server import ThreadedMotoServer  # noqa: PLC0415 - a test-only dependency
+
+            self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request
+            self.server.start()
         wait_for_port(self.port)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.stop()
+        if self.process is not None:
+            stop_process(self.process)
+        if self.server is not None:
+            self.server.stop()
 
     def client(self, service: str, endpoint: str | None = None) -> Any:
         import boto3  # noqa: PLC0415 - keep `import bench.emulators` cheap
@@ -247,12 +272,7 @@ class AzuriteEmulator:
 
     def __exit__(self, *exc: object) -> None:
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_process(self.process)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def provision(self, name: str, connection_string: str | None = None) -> AzureTarget:
