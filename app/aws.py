@@ -6,6 +6,7 @@ Credentials and region come from botocore's default chain (IRSA in the cluster).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -31,7 +32,9 @@ class WriteError(RuntimeError):
 def _client(service: str, pool_size: int) -> Any:
     # Standard retry mode backs off on throttling; the pool must cover every worker thread.
     config = Config(max_pool_connections=pool_size, retries={"mode": "standard", "max_attempts": 5})
-    return boto3.session.Session().client(service, config=config)
+    # botocore reads AWS_DEFAULT_REGION; EKS (IRSA, Pod Identity) and people also set AWS_REGION.
+    region = os.environ.get("AWS_REGION") or None
+    return boto3.session.Session(region_name=region).client(service, config=config)
 
 
 def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:

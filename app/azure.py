@@ -150,10 +150,6 @@ class CosmosTable:
         self.pool.map(self.client.submit_transaction, transactions)
 
 
-def _transport(session: requests.Session) -> RequestsTransport:
-    return RequestsTransport(session=session, session_owner=False)
-
-
 def _session(pool_size: int) -> requests.Session:
     session = requests.Session()
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
@@ -162,34 +158,45 @@ def _session(pool_size: int) -> requests.Session:
     return session
 
 
-def _queue_client(
-    name: str, session: requests.Session, connection: str | None, account: str | None
-) -> QueueClient:
-    if connection:
-        return QueueClient.from_connection_string(connection, name, transport=_transport(session))
-    from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - not needed on emulators
+class _Clients:
+    """Builds every client on one HTTP session and, in the cloud, one shared credential."""
 
-    return QueueClient(
-        f"https://{account}.queue.core.windows.net",
-        name,
-        credential=DefaultAzureCredential(),
-        transport=_transport(session),
-    )
+    def __init__(self, session: requests.Session, connection: str | None) -> None:
+        self.session = session
+        self.connection = connection
+        self.credential: Any = None
+        if not connection:
+            from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - cloud only
 
+            self.credential = DefaultAzureCredential()
 
-def _table_client(settings: Settings, session: requests.Session) -> TableClient:
-    if settings.azure_connection_string:
-        return TableClient.from_connection_string(
-            settings.azure_connection_string, settings.table, transport=_transport(session)
+    def _transport(self) -> RequestsTransport:
+        # One transport per client (each pipeline closes its own), all on the shared pool.
+        return RequestsTransport(session=self.session, session_owner=False)
+
+    def queue(self, name: str, account: str | None) -> QueueClient:
+        if self.connection:
+            return QueueClient.from_connection_string(
+                self.connection, name, transport=self._transport()
+            )
+        return QueueClient(
+            f"https://{account}.queue.core.windows.net",
+            name,
+            credential=self.credential,
+            transport=self._transport(),
         )
-    from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - not needed on emulators
 
-    return TableClient(
-        endpoint=settings.table_endpoint or "",
-        table_name=settings.table,
-        credential=DefaultAzureCredential(),
-        transport=_transport(session),
-    )
+    def table(self, name: str, endpoint: str | None) -> TableClient:
+        if self.connection:
+            return TableClient.from_connection_string(
+                self.connection, name, transport=self._transport()
+            )
+        return TableClient(
+            endpoint=endpoint or "",
+            table_name=name,
+            credential=self.credential,
+            transport=self._transport(),
+        )
 
 
 def _quiet_sdk_logs() -> None:
@@ -202,10 +209,10 @@ def build(settings: Settings) -> Backend:
     io_threads = max(16, settings.concurrency * 4)
     pool = _Pool(io_threads)
     session = _session(io_threads + settings.concurrency + 4)
-    connection, account = settings.azure_connection_string, settings.storage_account
-    queue = _queue_client(settings.queue, session, connection, account)
-    poison = _queue_client(settings.dead_letter_queue, session, connection, account)
-    table = _table_client(settings, session)
+    clients = _Clients(session, settings.azure_connection_string)
+    queue = clients.queue(settings.queue, settings.storage_account)
+    poison = clients.queue(settings.dead_letter_queue, settings.storage_account)
+    table = clients.table(settings.table, settings.table_endpoint)
 
     def close() -> None:
         for client in (queue, poison, table):
@@ -225,5 +232,5 @@ def open_queue(
     name: str, connection: str | None, account: str | None, pool_size: int
 ) -> StorageQueue:
     _quiet_sdk_logs()
-    session = _session(pool_size + 4)
-    return StorageQueue(_queue_client(name, session, connection, account), _Pool(pool_size))
+    clients = _Clients(_session(pool_size + 4), connection)
+    return StorageQueue(clients.queue(name, account), _Pool(pool_size))

@@ -202,8 +202,9 @@ class Consumer:
 
     def _beat(self) -> None:
         visibility = self.settings.visibility_timeout_seconds
-        # Extend at half the timeout, checking four times as often, so a slow call still fits.
-        tick = max(0.1, min(visibility / 4, 5.0))
+        # Extend at half the timeout and check four times as often as either deadline, so a
+        # slow call still fits and an overdue batch is released promptly.
+        tick = max(0.1, min(visibility / 4, self.settings.processing_timeout_seconds / 4, 5.0))
         while not self.finished.wait(tick):
             now = time.monotonic()
             for batch in self._snapshot():

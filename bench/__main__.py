@@ -48,11 +48,11 @@ from bench.feeder import FeedPlan, feed
 
 CONCURRENCY = 4
 LATENCIES_MS = (0, 15)
-ROUNDS = 3
-MESSAGES = {"aws": 600, "azure": 600}
+ROUNDS = 5
+MESSAGES = {"aws": 1000, "azure": 1000}
 # Visible plus in-flight messages the feeder allows: shallow for moto, whose SQS cost grows with
 # depth; Azure needs room for CONCURRENCY batches of 32 in flight plus a visible reserve.
-DEPTH = {"aws": 60, "azure": 192}
+DEPTH = {"aws": 60, "azure": 320}
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 MP = multiprocessing.get_context("spawn")
 
@@ -153,16 +153,30 @@ def _azure_ceiling(env: dict[str, str], connection: str) -> Callable[[Synchroniz
     return loop
 
 
-def run_ceiling(
-    scenario: Scenario, env: dict[str, str], consumed: Synchronized, total: int
-) -> None:
-    make = _aws_ceiling if scenario.cloud == "aws" else _azure_ceiling
-    loop = make(env, scenario.measured)
-    threads = [threading.Thread(target=loop, args=(consumed, total)) for _ in range(CONCURRENCY)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+class Runner:
+    """Prepared outside the clock: ``start`` begins consuming, ``stop`` winds down afterwards."""
+
+    start: Callable[[], None]
+    stop: Callable[[], None]
+
+
+class CeilingRunner(Runner):
+    def __init__(
+        self, scenario: Scenario, env: dict[str, str], consumed: Synchronized, total: int
+    ) -> None:
+        make = _aws_ceiling if scenario.cloud == "aws" else _azure_ceiling
+        loop = make(env, scenario.measured)
+        self.threads = [
+            threading.Thread(target=loop, args=(consumed, total)) for _ in range(CONCURRENCY)
+        ]
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def stop(self) -> None:
+        for thread in self.threads:
+            thread.join()
 
 
 # (b) Our consumer: the production code path, counted at delete ----------------------------------
@@ -195,18 +209,23 @@ class CountingQueue:
         self.inner.send_dead_letters(rejects)
 
 
-def run_consumer(
-    scenario: Scenario, env: dict[str, str], consumed: Synchronized, total: int
-) -> None:
-    settings = load({**env, "EDW_CONCURRENCY": str(CONCURRENCY), "EDW_RECEIVE_WAIT_SECONDS": "1"})
-    backend = backends.build(settings)
-    backend = dataclasses.replace(backend, queue=CountingQueue(backend.queue, consumed))
-    consumer = Consumer(settings, backend, Metrics(settings.cloud))
-    consumer.start()
-    while consumed.value < total:
-        time.sleep(0.01)
-    consumer.drain(10)
-    backend.close()
+class ConsumerRunner(Runner):
+    def __init__(
+        self, scenario: Scenario, env: dict[str, str], consumed: Synchronized, total: int
+    ) -> None:
+        del scenario, total  # the consumer runs until stopped; its env says where to connect
+        overrides = {"EDW_CONCURRENCY": str(CONCURRENCY), "EDW_RECEIVE_WAIT_SECONDS": "1"}
+        settings = load({**env, **overrides})
+        backend = backends.build(settings)
+        self.backend = dataclasses.replace(backend, queue=CountingQueue(backend.queue, consumed))
+        self.consumer = Consumer(settings, self.backend, Metrics(settings.cloud))
+
+    def start(self) -> None:
+        self.consumer.start()
+
+    def stop(self) -> None:
+        self.consumer.drain(10)
+        self.backend.close()
 
 
 # Orchestration -----------------------------------------------------------------------------------
@@ -223,10 +242,17 @@ def measure(scenario: Scenario, kind: str) -> Sample:
     feeder.start()
     if not primed.wait(60):
         raise RuntimeError("the feeder did not fill the queue within 60 s")
-    run = run_ceiling if kind == "ceiling" else run_consumer
+    runner = (CeilingRunner if kind == "ceiling" else ConsumerRunner)(
+        scenario, env, consumed, total
+    )
+    # The clock covers consuming only: clients are built before, and the wind-down (threads
+    # finishing their last long poll) comes after the last delete.
     wall, cpu = time.perf_counter(), time.process_time()
-    run(scenario, env, consumed, total)
+    runner.start()
+    while consumed.value < total:
+        time.sleep(0.005)
     sample = Sample(time.perf_counter() - wall, time.process_time() - cpu, total)
+    runner.stop()
     feeder.join(10)
     return sample
 
@@ -283,9 +309,12 @@ def bench(clouds: Sequence[str]) -> list[dict[str, Any]]:
     for cloud in clouds:
         for delay_ms in LATENCIES_MS:
             samples: dict[str, list[Sample]] = defaultdict(list)
-            with scenario_for(cloud, delay_ms) as scenario:
-                for _ in range(ROUNDS):
-                    for kind in ("ceiling", "consumer"):
+            for round_ in range(ROUNDS):
+                # Fresh emulators each round (Azurite stalls after sustained load) and the order
+                # alternates, so neither side always meets a warmer or a more tired emulator.
+                kinds = ("ceiling", "consumer") if round_ % 2 == 0 else ("consumer", "ceiling")
+                with scenario_for(cloud, delay_ms) as scenario:
+                    for kind in kinds:
                         samples[kind].append(measure(scenario, kind))
             rows.append(summarise(cloud, delay_ms, samples))
             print(json.dumps(rows[-1]), file=sys.stderr)

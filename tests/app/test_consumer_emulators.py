@@ -220,3 +220,27 @@ def test_bad_settings_fail_at_start_naming_the_variable(env: dict[str, str], nam
     assert result.returncode == 2
     (line,) = result.stdout.splitlines()
     assert named in json.loads(line)["message"]
+
+
+def test_batch_over_processing_timeout_is_released_to_others(
+    target: Target, start_consumer: Start
+) -> None:
+    _, bodies = make_events(1)
+    target.send(bodies)
+    # Work (2 s) outlasts the processing timeout (1 s) though the visibility timeout is 60 s:
+    # the heartbeat must hand the message back, and the idle second worker picks it up again.
+    env = {
+        **target.env,
+        **FAST,
+        "EDW_VISIBILITY_TIMEOUT_SECONDS": "60",
+        "EDW_PROCESSING_TIMEOUT_SECONDS": "1",
+        "EDW_SIMULATED_WORK_MS": "2000",
+        "EDW_CONCURRENCY": "2",
+    }
+    consumer = start_consumer(env)
+    consumer.wait_ready()
+    wait_until(lambda: consumer.metric("edw_messages_received_total") >= 2, 6, "a redelivery")
+    consumer.signal(signal.SIGTERM)
+    assert consumer.wait(15) == 0, consumer.output()
+    assert "processing timeout exceeded; releasing batch" in consumer.output()
+    assert len(target.row_ids()) == 1
