@@ -227,14 +227,14 @@ def test_batch_over_processing_timeout_is_released_to_others(
 ) -> None:
     _, bodies = make_events(1)
     target.send(bodies)
-    # Work (2 s) outlasts the processing timeout (1 s) though the visibility timeout is 60 s:
+    # Work (3 s) outlasts the processing timeout (1 s) though the visibility timeout is 60 s:
     # the heartbeat must hand the message back, and the idle second worker picks it up again.
     env = {
         **target.env,
         **FAST,
         "EDW_VISIBILITY_TIMEOUT_SECONDS": "60",
         "EDW_PROCESSING_TIMEOUT_SECONDS": "1",
-        "EDW_SIMULATED_WORK_MS": "2000",
+        "EDW_SIMULATED_WORK_MS": "3000",
         "EDW_CONCURRENCY": "2",
     }
     consumer = start_consumer(env)
