@@ -102,7 +102,10 @@ class Consumer:
                 continue
             if messages:
                 idle = IDLE_BACKOFF[0]
-                self.process(messages)
+                try:
+                    self.process(messages)
+                except Exception:  # a bug must not kill the worker; the batch is redelivered
+                    log.exception("unexpected error while settling a batch")
             elif not queue.long_polls:
                 self.stopping.wait(idle)
                 idle = min(idle * 2, IDLE_BACKOFF[1])

@@ -49,10 +49,10 @@ from bench.feeder import FeedPlan, feed
 CONCURRENCY = 4
 LATENCIES_MS = (0, 15)
 ROUNDS = 5
-MESSAGES = {"aws": 1000, "azure": 1000}
+MESSAGES = {"aws": 800, "azure": 800}
 # Visible plus in-flight messages the feeder allows: shallow for moto, whose SQS cost grows with
 # depth; Azure needs room for CONCURRENCY batches of 32 in flight plus a visible reserve.
-DEPTH = {"aws": 60, "azure": 320}
+DEPTH = {"aws": 60, "azure": 192}
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 MP = multiprocessing.get_context("spawn")
 

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -299,3 +300,24 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
     """Environment for a consumer child process: no stray EDW_* or cloud settings leak in."""
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("EDW_", "AWS_", "AZURE_"))}
     return {**keep, "PYTHONPATH": str(REPO), **extra}
+
+
+def main(argv: Sequence[str]) -> None:
+    """``python -m bench.emulators aws|azure``: start one emulator with a ``demo`` queue and
+    table, print the consumer's environment as ``export`` lines, and serve until Ctrl-C."""
+    cloud = argv[0] if argv else "aws"
+    emulator = MotoEmulator() if cloud == "aws" else AzuriteEmulator()
+    # SIGTERM must unwind the `with` too, or Azurite outlives us.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    with emulator:
+        env = emulator.provision("demo").env
+        print("\n".join(f"export {k}='{v}'" for k, v in env.items()), flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

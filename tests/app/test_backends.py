@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import boto3
 import pytest
 from azure.identity import DefaultAzureCredential
+from botocore.stub import Stubber
 
-from app import azure
+from app import aws, azure
 from app.backend import build
 from app.events import parse
 from app.settings import load
@@ -62,3 +64,41 @@ def test_azure_entity_is_keyed_by_event_id() -> None:
         "type": "t",
         "data": '{"a":1}',
     }
+
+
+def _dynamo_with_canned_responses(responses: list[dict[str, object]]) -> tuple[object, Stubber]:
+    # Stubber validates each request against DynamoDB's model; moto never throttles, so this is
+    # how the unprocessed-items path is exercised.
+    client = boto3.session.Session(region_name="us-east-1").client(
+        "dynamodb", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    stubber = Stubber(client)
+    for response in responses:
+        stubber.add_response("batch_write_item", response)
+    stubber.activate()
+    return client, stubber
+
+
+EVENTS = [parse(f'{{"specversion":"1.0","id":"e{i}","source":"s","type":"t"}}') for i in range(3)]
+
+
+def test_dynamodb_unprocessed_items_are_retried_until_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(aws.time, "sleep", lambda _: None)
+    leftover = {"events": [{"PutRequest": {"Item": {"id": {"S": "e2"}}}}]}
+    client, stubber = _dynamo_with_canned_responses(
+        [{"UnprocessedItems": leftover}, {"UnprocessedItems": leftover}, {"UnprocessedItems": {}}]
+    )
+    aws.DynamoTable(client, "events").write(EVENTS)
+    stubber.assert_no_pending_responses()  # three calls: the batch, then the leftover twice
+
+
+def test_dynamodb_write_fails_loudly_when_items_stay_unprocessed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(aws.time, "sleep", lambda _: None)
+    leftover = {"events": [{"PutRequest": {"Item": {"id": {"S": "e2"}}}}]}
+    client, _ = _dynamo_with_canned_responses([{"UnprocessedItems": leftover}] * aws.WRITE_ATTEMPTS)
+    with pytest.raises(aws.WriteError, match="1 rows still unprocessed after 8 attempts"):
+        aws.DynamoTable(client, "events").write(EVENTS)
