@@ -6,6 +6,7 @@ Credentials and region come from botocore's default chain (IRSA in the cluster).
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from app.backend import Backend, Received
 from app.events import Event
 from app.settings import Settings
 
+log = logging.getLogger("edw.aws")
 SQS_BATCH = 10
 DYNAMO_BATCH = 25
 WRITE_ATTEMPTS = 8
@@ -35,6 +37,15 @@ def _client(service: str, pool_size: int) -> Any:
     # botocore reads AWS_DEFAULT_REGION; EKS (IRSA, Pod Identity) and people also set AWS_REGION.
     region = os.environ.get("AWS_REGION") or None
     return boto3.session.Session(region_name=region).client(service, config=config)
+
+
+def _count_failed(what: str, response: dict[str, Any]) -> int:
+    """Log the failed entries of a batch call (codes only, no bodies) and count them."""
+    failed = response.get("Failed", [])
+    if failed:
+        codes = sorted({entry.get("Code", "?") for entry in failed})
+        log.warning("%s failed for some entries", what, extra={"fields": {"codes": codes}})
+    return len(failed)
 
 
 def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
@@ -66,7 +77,7 @@ class SqsQueue:
         for chunk in _chunks(messages, SQS_BATCH):
             entries = [{"Id": str(i), "ReceiptHandle": m.receipt} for i, m in enumerate(chunk)]
             response = self.client.delete_message_batch(QueueUrl=self.url, Entries=entries)
-            failed += len(response.get("Failed", []))
+            failed += _count_failed("delete", response)
         return failed
 
     def extend(self, messages: Sequence[Received], seconds: int) -> None:
@@ -75,14 +86,17 @@ class SqsQueue:
                 {"Id": str(i), "ReceiptHandle": m.receipt, "VisibilityTimeout": seconds}
                 for i, m in enumerate(chunk)
             ]
-            self.client.change_message_visibility_batch(QueueUrl=self.url, Entries=entries)
+            response = self.client.change_message_visibility_batch(
+                QueueUrl=self.url, Entries=entries
+            )
+            _count_failed("visibility change", response)
 
     def _send_entries(self, entries: list[dict[str, Any]]) -> int:
         failed = 0
         for chunk in _chunks(entries, SQS_BATCH):
             batch = [{"Id": str(i), **entry} for i, entry in enumerate(chunk)]
             response = self.client.send_message_batch(QueueUrl=self.url, Entries=batch)
-            failed += len(response.get("Failed", []))
+            failed += _count_failed("send", response)
         return failed
 
     def send(self, bodies: Sequence[str]) -> int:

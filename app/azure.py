@@ -35,6 +35,7 @@ TRANSACTION_LIMIT = 100
 PARTITIONS = 8
 # A queue message is at most 64 KiB; leave room for the reason and the JSON envelope.
 MAX_POISON_BODY_CHARS = 48_000
+log = logging.getLogger("edw.azure")
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -61,11 +62,12 @@ class _Pool:
         return list(self.executor.map(fn, items))
 
 
-def _ok(call: Callable[[], object]) -> bool:
+def _ok(call: Callable[[], object], what: str) -> bool:
     try:
         call()
-    except Exception:  # counted by the caller; the message is simply redelivered later
-        logging.getLogger(__name__).debug("queue call failed", exc_info=True)
+    except Exception as exc:  # counted by the caller; an undeleted message comes back later
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        log.warning("%s failed", what, extra={"fields": {"error": reason}})
         return False
     return True
 
@@ -88,7 +90,8 @@ class StorageQueue:
 
     def delete(self, messages: Sequence[Received]) -> int:
         results = self.pool.map(
-            lambda m: _ok(lambda: self.client.delete_message(m.message_id, m.receipt)), messages
+            lambda m: _ok(lambda: self.client.delete_message(m.message_id, m.receipt), "delete"),
+            messages,
         )
         return results.count(False)
 
@@ -102,7 +105,7 @@ class StorageQueue:
         self.pool.map(one, messages)
 
     def send(self, bodies: Sequence[str]) -> int:
-        results = self.pool.map(lambda b: _ok(lambda: self.client.send_message(b)), bodies)
+        results = self.pool.map(lambda b: _ok(lambda: self.client.send_message(b), "send"), bodies)
         return results.count(False)
 
     def send_dead_letters(self, rejects: Sequence[tuple[Received, str]]) -> None:
