@@ -248,8 +248,8 @@ def run(settings: Settings) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    server.start()
     consumer.start()
+    server.start()  # after the workers, so liveness never sees them not yet started
     while not stop.wait(1.0):
         pass
     log.info("signal received; draining in-flight batches")

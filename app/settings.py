@@ -21,6 +21,7 @@ SQS_MAX_WAIT_SECONDS = 20
 AZURE_QUEUE_RE = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 AZURE_ACCOUNT_RE = re.compile(r"^[a-z0-9]{3,24}$")
 TABLE_RE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+AZURE_TABLE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
 
 ENV_VARS: tuple[str, ...] = (
     "EDW_CLOUD",
@@ -131,8 +132,14 @@ def _azure_queue(value: str) -> str | None:
     return None
 
 
-def _table(value: str) -> str | None:
+def _dynamodb_table(value: str) -> str | None:
     return None if TABLE_RE.match(value) else "is not a table name (3-255 of A-Z a-z 0-9 _ . -)"
+
+
+def _azure_table(value: str) -> str | None:
+    if AZURE_TABLE_RE.match(value):
+        return None
+    return "is not an Azure table name (3-63 letters and digits, starting with a letter)"
 
 
 def _account(value: str) -> str | None:
@@ -158,7 +165,8 @@ def load(env: Mapping[str, str]) -> Settings:
     # Azure's poison queue is conventionally <queue>-poison; AWS needs the DLQ URL spelled out.
     dlq_default = f"{queue}-poison" if cloud == "azure" and queue else None
     dead_letter = r.text("EDW_DEAD_LETTER_QUEUE", required=cloud == "aws", check=queue_check)
-    table = r.text("EDW_TABLE", required=True, check=_table)
+    table_check = _dynamodb_table if cloud == "aws" else _azure_table
+    table = r.text("EDW_TABLE", required=True, check=table_check)
     connection = storage = endpoint = None
     if cloud == "azure":
         connection = r.text("EDW_AZURE_CONNECTION_STRING", required=False, check=_connection_string)

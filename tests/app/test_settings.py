@@ -92,6 +92,7 @@ def test_aws_values_are_validated(name: str, value: str, problem: str) -> None:
         ("EDW_DEAD_LETTER_QUEUE", "a--b", "is not an Azure queue name"),
         ("EDW_STORAGE_ACCOUNT", "Edw-Store", "is not a storage account name"),
         ("EDW_TABLE_ENDPOINT", "cosmos", "is not an endpoint URL"),
+        ("EDW_TABLE", "edw-events", "is not an Azure table name"),
         ("EDW_AZURE_CONNECTION_STRING", "secret", "is not a storage connection string"),
     ],
 )
