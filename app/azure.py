@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
+from xml.sax.saxutils import escape as xml_escape
 
 import requests
 from azure.core.pipeline.transport import RequestsTransport
@@ -33,8 +34,7 @@ from app.settings import Settings
 AZURE_BATCH = 32  # the most one Get Messages call returns
 TRANSACTION_LIMIT = 100
 PARTITIONS = 8
-# A queue message is at most 64 KiB; leave room for the reason and the JSON envelope.
-MAX_POISON_BODY_CHARS = 48_000
+MAX_MESSAGE_BYTES = 64 * 1024  # of the XML-escaped text, as the SDK sends it
 log = logging.getLogger("edw.azure")
 T = TypeVar("T")
 R = TypeVar("R")
@@ -109,22 +109,30 @@ class StorageQueue:
         return results.count(False)
 
     def send_dead_letters(self, rejects: Sequence[tuple[Received, str]]) -> None:
-        # Queue messages carry no attributes, so the reason goes into a JSON envelope.
-        envelopes = [
-            json.dumps(
-                {
-                    "reason": reason,
-                    "message_id": message.message_id,
-                    "dequeue_count": message.deliveries,
-                    "body": message.body[:MAX_POISON_BODY_CHARS],
-                    "truncated": len(message.body) > MAX_POISON_BODY_CHARS,
-                }
-            )
-            for message, reason in rejects
-        ]
-        failed = self.send(envelopes)
+        failed = self.send([poison_envelope(message, reason) for message, reason in rejects])
         if failed:
             raise PoisonError(f"{failed} of {len(rejects)} poison messages were not accepted")
+
+
+def poison_envelope(message: Received, reason: str) -> str:
+    """The poison-queue message: queue messages carry no attributes, so the reason, the
+    original id and dequeue count and the body travel in one JSON document. JSON and XML
+    escaping can inflate a body past the 64 KiB message limit, so it is halved until it fits."""
+    body = message.body
+    while True:
+        text = json.dumps(
+            {
+                "reason": reason,
+                "message_id": message.message_id,
+                "dequeue_count": message.deliveries,
+                "body": body,
+                "truncated": len(body) < len(message.body),
+            },
+            ensure_ascii=False,
+        )
+        if len(xml_escape(text).encode()) <= MAX_MESSAGE_BYTES or not body:
+            return text
+        body = body[: len(body) // 2]
 
 
 def _entity(event: Event) -> dict[str, str]:

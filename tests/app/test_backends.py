@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from xml.sax.saxutils import escape as xml_escape
+
 import boto3
 import pytest
 from azure.identity import DefaultAzureCredential
 from botocore.stub import Stubber
 
 from app import aws, azure
-from app.backend import build
+from app.backend import Received, build
 from app.events import parse
 from app.settings import load
 from tests.app.test_settings import AWS, AZURE
@@ -102,3 +105,20 @@ def test_dynamodb_write_fails_loudly_when_items_stay_unprocessed(
     client, _ = _dynamo_with_canned_responses([{"UnprocessedItems": leftover}] * aws.WRITE_ATTEMPTS)
     with pytest.raises(aws.WriteError, match="1 rows still unprocessed after 8 attempts"):
         aws.DynamoTable(client, "events").write(EVENTS)
+
+
+@pytest.mark.parametrize(
+    ("body", "truncated"),
+    [("not json {", False), ("&<>" * 20_000, True), ('é"' * 40_000, True)],
+)
+def test_azure_poison_envelope_carries_reason_and_fits_a_queue_message(
+    body: str, truncated: bool
+) -> None:
+    message = Received("m-1", body, "receipt", 6)
+    text = azure.poison_envelope(message, "not valid JSON")
+    doc = json.loads(text)
+    assert doc["reason"] == "not valid JSON"
+    assert (doc["message_id"], doc["dequeue_count"], doc["truncated"]) == ("m-1", 6, truncated)
+    assert body.startswith(doc["body"])
+    assert (len(doc["body"]) < len(body)) == truncated
+    assert len(xml_escape(text).encode()) <= 64 * 1024
