@@ -114,9 +114,7 @@ def test_sigterm_finishes_in_flight_and_exits_zero(target: Target, start_consume
     assert '"drained": true' in consumer.output()
 
 
-def test_poison_and_malformed_go_to_dead_letter_with_reason(
-    target: Target, start_consumer: Start
-) -> None:
+def test_poison_malformed_and_duplicates(target: Target, start_consumer: Start) -> None:
     ids, valid = make_events(3)
     bad = {
         "not json {": "not valid JSON",
@@ -128,11 +126,15 @@ def test_poison_and_malformed_go_to_dead_letter_with_reason(
             {"specversion": "1.0", "id": "e", "source": "s", "type": "t", "time": "yesterday"}
         ): "'time'",
     }
-    target.send([*valid, *bad])
+    # A duplicate of a valid event rides in the same receive: batch writes refuse repeated keys,
+    # so the consumer must collapse it to one row and still delete both messages.
+    target.send([*valid, valid[0], *bad])
     consumer = start_consumer({**target.env, **FAST})
     consumer.wait_ready()
     wait_until(lambda: drained(target, len(valid)), 20, "valid rows and an empty queue")
     wait_until(lambda: consumer.metric("edw_messages_dead_lettered_total") == len(bad), 10, "dlq")
+    assert consumer.metric("edw_messages_processed_total") == len(valid) + 1
+    assert consumer.metric("edw_messages_received_total") == len(valid) + 1 + len(bad)
     consumer.signal(signal.SIGTERM)
     assert consumer.wait(15) == 0
 
