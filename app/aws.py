@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -31,12 +32,20 @@ class WriteError(RuntimeError):
     """Some rows were not written; their messages stay on the queue to be retried."""
 
 
-def _client(service: str, pool_size: int) -> Any:
+SQS_URL_REGION = re.compile(r"^https://sqs\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?/")
+
+
+def _client(service: str, pool_size: int, queue_url: str = "") -> Any:
     # Standard retry mode backs off on throttling; the pool must cover every worker thread.
     config = Config(max_pool_connections=pool_size, retries={"mode": "standard", "max_attempts": 5})
     # botocore reads AWS_DEFAULT_REGION; EKS (IRSA, Pod Identity) and people also set AWS_REGION.
+    # Failing both, a real queue URL names its region (a laptop running the producer).
+    from_url = SQS_URL_REGION.match(queue_url)
     region = os.environ.get("AWS_REGION") or None
-    return boto3.session.Session(region_name=region).client(service, config=config)
+    session = boto3.session.Session(region_name=region)
+    if session.region_name is None and from_url:
+        session = boto3.session.Session(region_name=from_url.group(1))
+    return session.client(service, config=config)
 
 
 def _count_failed(what: str, response: dict[str, Any]) -> int:
@@ -149,7 +158,8 @@ class DynamoTable:
 
 def build(settings: Settings) -> Backend:
     pool_size = settings.concurrency * 2 + 4
-    sqs, dynamodb = _client("sqs", pool_size), _client("dynamodb", pool_size)
+    sqs = _client("sqs", pool_size, settings.queue)
+    dynamodb = _client("dynamodb", pool_size, settings.queue)
 
     def close() -> None:
         sqs.close()
@@ -164,4 +174,4 @@ def build(settings: Settings) -> Backend:
 
 
 def open_queue(url: str, pool_size: int) -> SqsQueue:
-    return SqsQueue(_client("sqs", pool_size), url)
+    return SqsQueue(_client("sqs", pool_size, url), url)

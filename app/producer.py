@@ -229,14 +229,32 @@ def parser() -> argparse.ArgumentParser:
     load = p.add_argument_group("load")
     load.add_argument("--count", type=_positive(int, 1), default=1000, help="messages to send")
     load.add_argument("--rate", type=_positive(float, 0), default=0, help="msgs/s; 0 = no limit")
-    load.add_argument("--pattern", choices=PATTERNS, default="steady")
-    load.add_argument("--ramp-seconds", type=_positive(float, 0.001), default=60.0)
-    load.add_argument("--burst-seconds", type=_positive(float, 0.001), default=10.0)
-    load.add_argument("--payload-bytes", type=_positive(int, 0), default=512)
-    load.add_argument("--concurrency", type=_positive(int, 1), default=4)
+    load.add_argument(
+        "--pattern",
+        choices=PATTERNS,
+        default="steady",
+        help="steady: constant rate; burst: each period's messages at once; ramp: 0 up to --rate",
+    )
+    load.add_argument(
+        "--ramp-seconds", type=_positive(float, 0.001), default=60.0, help="ramp duration"
+    )
+    load.add_argument(
+        "--burst-seconds", type=_positive(float, 0.001), default=10.0, help="burst period"
+    )
+    load.add_argument(
+        "--payload-bytes", type=_positive(int, 0), default=512, help="size of each event"
+    )
+    load.add_argument(
+        "--concurrency", type=_positive(int, 1), default=4, help="parallel sender threads"
+    )
     load.add_argument("--source", default="urn:edw:producer")
     load.add_argument("--type", default="com.example.edw.order.created")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty())
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=sys.stderr.isatty(),
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     return p
 

@@ -122,3 +122,17 @@ def test_azure_poison_envelope_carries_reason_and_fits_a_queue_message(
     assert body.startswith(doc["body"])
     assert (len(doc["body"]) < len(body)) == truncated
     assert len(xml_escape(text).encode()) <= 64 * 1024
+
+
+def test_aws_region_falls_back_to_the_queue_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    backend = build(load(AWS))  # the queue URL names eu-west-1
+    assert backend.table.client.meta.region_name == "eu-west-1"
+    assert backend.queue.client.meta.endpoint_url == "https://sqs.eu-west-1.amazonaws.com"
+    backend.close()
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-2")  # configuration wins over the URL
+    backend = build(load(AWS))
+    assert backend.queue.client.meta.region_name == "us-east-2"
+    backend.close()
