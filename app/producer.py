@@ -1,0 +1,282 @@
+"""Load generator: send realistic CloudEvents to the work queue of a deployed stack or emulator.
+
+    python -m app.producer --stack aws --count 10000 --rate 500 --pattern ramp
+
+The target comes from flags, else from the environment (the consumer's EDW_* variables), else from
+``pulumi stack output --json`` of ``--stack``. Sends are batched (10 per SQS call; Azure has no
+batch send, so calls run in parallel), paced by the chosen pattern, with a progress bar on stderr
+and a summary on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from app import events
+from app.backend import WorkQueue, open_queue
+
+PATTERNS = ("steady", "burst", "ramp")
+# Stack outputs the producer understands (exported by the Pulumi program).
+OUTPUT_KEYS = {
+    "cloud": "cloud",
+    "aws": "queueUrl",
+    "azure": "queueName",
+    "account": "storageAccount",
+}
+
+
+class TargetError(ValueError):
+    """The producer cannot tell where to send."""
+
+
+@dataclass(frozen=True)
+class Target:
+    cloud: str
+    queue: str
+    connection_string: str | None = None
+    storage_account: str | None = None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How many messages may have been sent ``t`` seconds after the start (rate 0: no limit)."""
+
+    pattern: str
+    rate: float
+    ramp_seconds: float = 60.0
+    burst_seconds: float = 10.0
+
+    def due(self, t: float) -> float:
+        if self.rate <= 0:
+            return math.inf
+        if self.pattern == "burst":
+            # Each period's whole allowance goes out at its start, then the queue rests.
+            return self.rate * self.burst_seconds * (math.floor(t / self.burst_seconds) + 1)
+        if self.pattern == "ramp" and t < self.ramp_seconds:
+            # The rate climbs linearly from 0 to ``rate``; the count is the area under it.
+            return self.rate * t * t / (2 * self.ramp_seconds)
+        if self.pattern == "ramp":
+            return self.rate * (t - self.ramp_seconds / 2)
+        return self.rate * t
+
+
+def resolve_target(
+    args: argparse.Namespace, env: Mapping[str, str], outputs: Mapping[str, str] | None
+) -> Target:
+    """Flags win over the environment, which wins over the stack outputs."""
+    stack = outputs or {}
+    cloud = args.cloud or env.get("EDW_CLOUD") or stack.get(OUTPUT_KEYS["cloud"])
+    if cloud not in ("aws", "azure"):
+        raise TargetError(f"cloud {cloud!r} is not one of: aws, azure (use --cloud or --stack)")
+    queue = args.queue or env.get("EDW_QUEUE") or stack.get(OUTPUT_KEYS[cloud])
+    if not queue:
+        raise TargetError(
+            f"no queue: use --queue, EDW_QUEUE or a stack output {OUTPUT_KEYS[cloud]}"
+        )
+    connection = args.connection_string or env.get("EDW_AZURE_CONNECTION_STRING")
+    account = args.storage_account or env.get("EDW_STORAGE_ACCOUNT") or stack.get("storageAccount")
+    if cloud == "azure" and not (connection or account):
+        raise TargetError(
+            "azure needs --connection-string/EDW_AZURE_CONNECTION_STRING or "
+            "--storage-account/EDW_STORAGE_ACCOUNT (or a stack output storageAccount)"
+        )
+    return Target(cloud, queue, connection, account)
+
+
+def stack_outputs(stack: str) -> dict[str, str]:
+    try:
+        result = subprocess.run(
+            ["pulumi", "stack", "output", "--json", "--stack", stack],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except FileNotFoundError as exc:
+        raise TargetError("the pulumi CLI is not installed; pass --cloud and --queue") from exc
+    except subprocess.CalledProcessError as exc:
+        raise TargetError(f"pulumi stack output failed: {exc.stderr.strip()}") from exc
+    outputs = json.loads(result.stdout)
+    return {k: v for k, v in outputs.items() if isinstance(v, str)}
+
+
+def body(seq: int, payload_bytes: int, source: str, type_: str) -> str:
+    """One CloudEvent of about ``payload_bytes`` (padding fills up the data)."""
+    data = {"seq": seq, "customer": f"c-{seq % 997:03d}", "amount_cents": (seq * 7919) % 100_000}
+    bare = events.make({**data, "pad": ""}, source=source, type_=type_)
+    pad = max(0, payload_bytes - len(bare.encode()))
+    return events.make({**data, "pad": "x" * pad}, source=source, type_=type_)
+
+
+class Run:
+    """Shared counters of one producer run; worker threads claim slices of the sequence."""
+
+    def __init__(self, count: int, batch: int) -> None:
+        self.count = count
+        self.batch = batch
+        self.next = 0
+        self.sent = 0
+        self.failed = 0
+        self.lock = threading.Lock()
+        self.started = time.monotonic()
+
+    def claim(self) -> range | None:
+        with self.lock:
+            if self.next >= self.count:
+                return None
+            start, self.next = self.next, min(self.next + self.batch, self.count)
+            return range(start, self.next)
+
+    def record(self, sent: int, failed: int) -> None:
+        with self.lock:
+            self.sent += sent
+            self.failed += failed
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+def _sender(run: Run, queue: WorkQueue, schedule: Schedule, args: argparse.Namespace) -> None:
+    while (seqs := run.claim()) is not None:
+        while schedule.due(run.elapsed()) < seqs.stop:
+            time.sleep(0.005)
+        bodies = [body(i, args.payload_bytes, args.source, args.type) for i in seqs]
+        try:
+            failed = queue.send(bodies)
+        except Exception as exc:  # count and go on: the summary reports every failure
+            print(f"send failed: {exc}", file=sys.stderr)
+            failed = len(bodies)
+        run.record(len(bodies) - failed, failed)
+
+
+def _progress(run: Run, done: threading.Event) -> None:
+    width = 30
+    while True:
+        finished = done.wait(0.2)
+        settled = run.sent + run.failed
+        filled = width * settled // max(run.count, 1)
+        rate = run.sent / max(run.elapsed(), 1e-9)
+        bar = "#" * filled + "." * (width - filled)
+        sys.stderr.write(
+            f"\r[{bar}] {settled}/{run.count} sent={run.sent} failed={run.failed} {rate:.0f} msg/s"
+        )
+        sys.stderr.flush()
+        if finished:
+            sys.stderr.write("\n")
+            return
+
+
+def produce(target: Target, args: argparse.Namespace) -> dict[str, float]:
+    queue = open_queue(
+        target.cloud,
+        target.queue,
+        connection_string=target.connection_string,
+        storage_account=target.storage_account,
+        pool_size=args.concurrency * 8,
+    )
+    run = Run(args.count, queue.max_batch)
+    schedule = Schedule(args.pattern, args.rate, args.ramp_seconds, args.burst_seconds)
+    senders = [
+        threading.Thread(target=_sender, args=(run, queue, schedule, args), daemon=True)
+        for _ in range(args.concurrency)
+    ]
+    done = threading.Event()
+    bar = threading.Thread(target=_progress, args=(run, done), daemon=True)
+    if args.progress:
+        bar.start()
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
+    done.set()
+    if args.progress:
+        bar.join()
+    seconds = run.elapsed()
+    return {
+        "sent": run.sent,
+        "failed": run.failed,
+        "seconds": round(seconds, 3),
+        "rate": round(run.sent / max(seconds, 1e-9), 1),
+    }
+
+
+def _positive(kind: type[int] | type[float], low: float) -> Callable[[str], int | float]:
+    def parse(text: str) -> int | float:
+        value = kind(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {text}")
+        return value
+
+    return parse
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m app.producer", description=__doc__.split("\n")[0])
+    where = p.add_argument_group("target (flags > EDW_* environment > stack outputs)")
+    where.add_argument("--stack", help="read the target from `pulumi stack output --json`")
+    where.add_argument("--cloud", choices=("aws", "azure"))
+    where.add_argument("--queue", help="SQS queue URL (aws) or queue name (azure)")
+    where.add_argument("--connection-string", help="Azure storage connection string (Azurite)")
+    where.add_argument("--storage-account", help="Azure storage account (DefaultAzureCredential)")
+    load = p.add_argument_group("load")
+    load.add_argument("--count", type=_positive(int, 1), default=1000, help="messages to send")
+    load.add_argument("--rate", type=_positive(float, 0), default=0, help="msgs/s; 0 = no limit")
+    load.add_argument(
+        "--pattern",
+        choices=PATTERNS,
+        default="steady",
+        help="steady: constant rate; burst: each period's messages at once; ramp: 0 up to --rate",
+    )
+    load.add_argument(
+        "--ramp-seconds", type=_positive(float, 0.001), default=60.0, help="ramp duration"
+    )
+    load.add_argument(
+        "--burst-seconds", type=_positive(float, 0.001), default=10.0, help="burst period"
+    )
+    load.add_argument(
+        "--payload-bytes", type=_positive(int, 0), default=512, help="size of each event"
+    )
+    load.add_argument(
+        "--concurrency", type=_positive(int, 1), default=4, help="parallel sender threads"
+    )
+    load.add_argument("--source", default="urn:edw:producer")
+    load.add_argument("--type", default="com.example.edw.order.created")
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=sys.stderr.isatty(),
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return p
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ) -> int:
+    p = parser()
+    args = p.parse_args(argv)
+    try:
+        outputs = stack_outputs(args.stack) if args.stack else None
+        target = resolve_target(args, env, outputs)
+    except TargetError as exc:
+        p.error(str(exc))
+    summary = produce(target, args)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(
+            f"sent={summary['sent']} failed={summary['failed']} "
+            f"seconds={summary['seconds']} rate={summary['rate']} msg/s"
+        )
+    return 0 if summary["failed"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

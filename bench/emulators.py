@@ -1,0 +1,323 @@
+"""Local emulators on loopback, shared by the tests and the benchmark.
+
+``MotoEmulator`` runs moto's server (SQS + DynamoDB) in a thread; ``AzuriteEmulator`` runs Azurite
+(Queue + Table) as a child process with telemetry off and in-memory persistence. Each exposes
+``provision(name)``, which creates a work queue, a dead-letter queue and a table and returns a
+``Target``: the consumer's environment plus inspection helpers the tests assert on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+REPO = Path(__file__).resolve().parents[1]
+AZURITE = REPO / "node_modules" / ".bin" / "azurite"
+# Azurite's well-known development account (public, documented by Microsoft).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+AWS_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+MAX_RECEIVE_COUNT = 5
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    body: str
+    reason: str
+
+
+class Target(Protocol):
+    """One provisioned queue + dead-letter queue + table, seen from outside the consumer."""
+
+    cloud: str
+    env: dict[str, str]
+
+    def send(self, bodies: Sequence[str]) -> None: ...
+    def rows(self) -> list[dict[str, str]]:
+        """Every stored row as the consumer wrote it (``id`` first, then the attributes)."""
+        ...
+
+    def row_ids(self) -> list[str]: ...
+    def depth(self) -> int:
+        """Messages on the work queue, visible or in flight."""
+        ...
+
+    def dead_letters(self) -> list[DeadLetter]: ...
+
+
+@dataclass
+class AwsTarget:
+    sqs: Any
+    dynamodb: Any
+    queue_url: str
+    dlq_url: str
+    table: str
+    env: dict[str, str] = field(default_factory=dict)
+    cloud: str = "aws"
+
+    def send(self, bodies: Sequence[str]) -> None:
+        for i in range(0, len(bodies), 10):
+            entries = [{"Id": str(j), "MessageBody": b} for j, b in enumerate(bodies[i : i + 10])]
+            response = self.sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            assert not response.get("Failed"), response["Failed"]
+
+    def rows(self) -> list[dict[str, str]]:
+        pages = self.dynamodb.get_paginator("scan").paginate(TableName=self.table)
+        return [{k: v["S"] for k, v in item.items()} for page in pages for item in page["Items"]]
+
+    def row_ids(self) -> list[str]:
+        return [row["id"] for row in self.rows()]
+
+    def depth(self) -> int:
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        attrs = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=names)
+        return sum(int(attrs["Attributes"][name]) for name in names)
+
+    def dead_letters(self) -> list[DeadLetter]:
+        found: list[DeadLetter] = []
+        while True:
+            messages = self.sqs.receive_message(
+                QueueUrl=self.dlq_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+            ).get("Messages", [])
+            if not messages:
+                return found
+            for m in messages:
+                reason = m.get("MessageAttributes", {}).get("edw-dead-letter-reason", {})
+                found.append(DeadLetter(m["Body"], reason.get("StringValue", "")))
+
+
+class MotoEmulator:
+    """moto's server in a thread (tests) or, with ``own_process``, in a child process so that
+    its CPU time is not billed to the process being measured (benchmark)."""
+
+    def __init__(self, own_process: bool = False) -> None:
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.own_process = own_process
+        self.server: Any = None
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> MotoEmulator:
+        if self.own_process:
+            args = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+            self.process = subprocess.Popen(
+                args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+        else:
+            from moto.server import ThreadedMotoServer  # noqa: PLC0415 - a test-only dependency
+
+            self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request
+            self.server.start()
+        wait_for_port(self.port)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+        if self.server is not None:
+            self.server.stop()
+
+    def client(self, service: str, endpoint: str | None = None) -> Any:
+        import boto3  # noqa: PLC0415 - keep `import bench.emulators` cheap
+
+        return boto3.session.Session(**_boto_credentials()).client(
+            service, endpoint_url=endpoint or self.endpoint
+        )
+
+    def provision(self, name: str, visibility_seconds: int = 30) -> AwsTarget:
+        sqs, dynamodb = self.client("sqs"), self.client("dynamodb")
+        dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)}
+        queue_url = sqs.create_queue(
+            QueueName=name,
+            Attributes={
+                "VisibilityTimeout": str(visibility_seconds),
+                "RedrivePolicy": json.dumps(redrive),
+            },
+        )["QueueUrl"]
+        dynamodb.create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        env = {
+            **AWS_TEST_ENV,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "EDW_CLOUD": "aws",
+            "EDW_QUEUE": queue_url,
+            "EDW_DEAD_LETTER_QUEUE": dlq_url,
+            "EDW_TABLE": name,
+        }
+        return AwsTarget(sqs, dynamodb, queue_url, dlq_url, name, env)
+
+
+def _boto_credentials() -> dict[str, str]:
+    return {
+        "aws_access_key_id": AWS_TEST_ENV["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": AWS_TEST_ENV["AWS_SECRET_ACCESS_KEY"],
+        "region_name": AWS_TEST_ENV["AWS_REGION"],
+    }
+
+
+def azurite_connection_string(queue_port: int, table_port: int) -> str:
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+        f"QueueEndpoint=http://127.0.0.1:{queue_port}/{AZURITE_ACCOUNT};"
+        f"TableEndpoint=http://127.0.0.1:{table_port}/{AZURITE_ACCOUNT};"
+    )
+
+
+@dataclass
+class AzureTarget:
+    queue: Any
+    poison: Any
+    table: Any
+    env: dict[str, str] = field(default_factory=dict)
+    cloud: str = "azure"
+
+    def send(self, bodies: Sequence[str]) -> None:
+        for body in bodies:
+            self.queue.send_message(body)
+
+    def rows(self) -> list[dict[str, str]]:
+        found = []
+        for entity in self.table.list_entities():
+            row = {"id": entity["RowKey"], "partition": entity["PartitionKey"]}
+            row.update({k: v for k, v in entity.items() if k not in ("RowKey", "PartitionKey")})
+            found.append(row)
+        return found
+
+    def row_ids(self) -> list[str]:
+        return [e["RowKey"] for e in self.table.list_entities(select=["RowKey"])]
+
+    def depth(self) -> int:
+        return int(self.queue.get_queue_properties().approximate_message_count)
+
+    def dead_letters(self) -> list[DeadLetter]:
+        found = []
+        for m in self.poison.receive_messages(messages_per_page=32, visibility_timeout=300):
+            envelope = json.loads(m.content)
+            found.append(DeadLetter(envelope["body"], envelope["reason"]))
+        return found
+
+
+class AzuriteEmulator:
+    def __init__(self) -> None:
+        if not AZURITE.exists():
+            raise FileNotFoundError(f"{AZURITE} is missing: run `make deps` (npm ci)")
+        self.ports = {"blob": free_port(), "queue": free_port(), "table": free_port()}
+        self.workdir = tempfile.mkdtemp(prefix="azurite-")
+        self.process: subprocess.Popen[bytes] | None = None
+        self.connection_string = azurite_connection_string(self.ports["queue"], self.ports["table"])
+
+    def __enter__(self) -> AzuriteEmulator:
+        args = [str(AZURITE), "--disableTelemetry", "--inMemoryPersistence", "--silent"]
+        args += ["--skipApiVersionCheck", "--loose"]
+        for service, port in self.ports.items():
+            args += [f"--{service}Host", "127.0.0.1", f"--{service}Port", str(port)]
+        self.process = subprocess.Popen(
+            args, cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        for port in self.ports.values():
+            wait_for_port(port)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def provision(self, name: str, connection_string: str | None = None) -> AzureTarget:
+        """``connection_string`` lets the consumer reach Azurite through a proxy."""
+        from azure.data.tables import TableServiceClient  # noqa: PLC0415 - test-only paths
+        from azure.storage.queue import QueueServiceClient  # noqa: PLC0415
+
+        queues = QueueServiceClient.from_connection_string(self.connection_string)
+        queue = queues.create_queue(name)
+        poison = queues.create_queue(f"{name}-poison")
+        tables = TableServiceClient.from_connection_string(self.connection_string)
+        table = tables.create_table(name.replace("-", ""))
+        env = {
+            "EDW_CLOUD": "azure",
+            "EDW_QUEUE": name,
+            "EDW_DEAD_LETTER_QUEUE": f"{name}-poison",
+            "EDW_TABLE": table.table_name,
+            "EDW_AZURE_CONNECTION_STRING": connection_string or self.connection_string,
+        }
+        return AzureTarget(queue, poison, table, env)
+
+
+def child_env(extra: dict[str, str]) -> dict[str, str]:
+    """Environment for a consumer child process: no stray EDW_* or cloud settings leak in."""
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("EDW_", "AWS_", "AZURE_"))}
+    return {**keep, "PYTHONPATH": str(REPO), **extra}
+
+
+def main(argv: Sequence[str]) -> None:
+    """``python -m bench.emulators aws|azure``: start one emulator with a ``demo`` queue and
+    table, print the consumer's environment as ``export`` lines, and serve until Ctrl-C."""
+    cloud = argv[0] if argv else "aws"
+    emulator = MotoEmulator() if cloud == "aws" else AzuriteEmulator()
+    # SIGTERM must unwind the `with` too, or Azurite outlives us.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    with emulator:
+        env = emulator.provision("demo").env
+        print("\n".join(f"export {k}='{v}'" for k, v in env.items()), flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,128 @@
+"""Emulators (one moto and one Azurite per test module) and a consumer-process helper."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.emulators import (
+    REPO,
+    AzuriteEmulator,
+    MotoEmulator,
+    Target,
+    child_env,
+    free_port,
+)
+
+CLOUDS = ("aws", "azure")
+_names = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoEmulator]:
+    with MotoEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="module")
+def azurite() -> Iterator[AzuriteEmulator]:
+    # Fresh per module: Azurite's queue garbage collection stalls it after sustained load.
+    with AzuriteEmulator() as emulator:
+        yield emulator
+
+
+def provision(request: pytest.FixtureRequest, cloud: str, **kwargs: int) -> Target:
+    # Azure names: lowercase, 3-63 chars, start with a letter (tables forbid the hyphen).
+    name = f"t{next(_names)}-{uuid.uuid4().hex[:8]}"
+    emulator = request.getfixturevalue("moto" if cloud == "aws" else "azurite")
+    return emulator.provision(name, **kwargs)
+
+
+@pytest.fixture(params=CLOUDS)
+def target(request: pytest.FixtureRequest) -> Target:
+    return provision(request, request.param)
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+class ConsumerProcess:
+    """``python -m app.consumer`` as a real child process, logs in a file for failure reports."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.log = log
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "app.consumer"],
+                env=child_env({**env, "EDW_HTTP_PORT": str(self.port)}),
+                cwd=REPO,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def ready(self) -> bool:
+        try:
+            return self.get("/readyz")[0] == 200
+        except OSError:
+            return False
+
+    def metric(self, name: str) -> float:
+        _, text = self.get("/metrics")
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name:
+                    return float(sample.value)
+        raise KeyError(name)
+
+    def wait_ready(self) -> None:
+        wait_until(lambda: self.ready() or self.process.poll() is not None, 20, "readiness")
+        assert self.process.poll() is None, self.output()
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.process.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        return self.process.wait(timeout)
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+@pytest.fixture
+def start_consumer(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], ConsumerProcess]]:
+    started: list[ConsumerProcess] = []
+
+    def start(env: dict[str, str]) -> ConsumerProcess:
+        consumer = ConsumerProcess(env, tmp_path / f"consumer-{len(started)}.log")
+        started.append(consumer)
+        return consumer
+
+    yield start
+    for consumer in started:
+        if consumer.process.poll() is None:
+            consumer.process.kill()
+            consumer.process.wait()

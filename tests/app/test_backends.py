@@ -1,0 +1,138 @@
+"""Client wiring for the cloud (no emulator): endpoints, credentials and the table key design."""
+
+from __future__ import annotations
+
+import json
+from xml.sax.saxutils import escape as xml_escape
+
+import boto3
+import pytest
+from azure.identity import DefaultAzureCredential
+from botocore.stub import Stubber
+
+from app import aws, azure
+from app.backend import Received, build
+from app.events import parse
+from app.settings import load
+from tests.app.test_settings import AWS, AZURE
+
+
+def test_azure_uses_workload_identity_and_the_configured_endpoints() -> None:
+    backend = build(load(AZURE))
+    queue, poison, table = backend.queue.client, backend.dead_letters.client, backend.table.client
+    try:
+        assert queue.url == "https://edwstore01.queue.core.windows.net/edw-work"
+        assert poison.url == "https://edwstore01.queue.core.windows.net/edw-work-poison"
+        assert table.url.startswith("https://edwcosmos.table.cosmos.azure.com")
+        assert table.table_name == "edwevents"
+        # One credential object for all three clients: one token cache per process.
+        assert isinstance(queue.credential, DefaultAzureCredential)
+        assert queue.credential is poison.credential is table.credential
+    finally:
+        backend.close()
+
+
+def test_aws_uses_the_default_chain_and_honours_endpoint_override(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    backend = build(load(AWS))
+    assert backend.queue.client.meta.endpoint_url == "https://sqs.eu-west-1.amazonaws.com"
+    assert backend.table.client.meta.region_name == "eu-west-1"
+    assert backend.queue.client.meta.config.max_pool_connections >= 4 * 2
+    backend.close()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+    backend = build(load(AWS))
+    assert backend.table.client.meta.endpoint_url == "http://127.0.0.1:4566"
+    backend.close()
+
+
+def test_azure_partition_key_is_stable_and_spreads_ids() -> None:
+    ids = [f"order-{i}" for i in range(2000)]
+    keys = [azure.partition_key(i) for i in ids]
+    assert keys == [azure.partition_key(i) for i in ids]  # redelivery hits the same row
+    counts = {k: keys.count(k) for k in set(keys)}
+    assert len(counts) == azure.PARTITIONS
+    assert min(counts.values()) > 2000 / azure.PARTITIONS * 0.8
+
+
+def test_azure_entity_is_keyed_by_event_id() -> None:
+    event = parse('{"specversion":"1.0","id":"o-1","source":"s","type":"t","data":{"a":1}}')
+    entity = azure._entity(event)
+    assert entity == {
+        "RowKey": "o-1",
+        "PartitionKey": azure.partition_key("o-1"),
+        "source": "s",
+        "type": "t",
+        "data": '{"a":1}',
+    }
+
+
+def _dynamo_with_canned_responses(responses: list[dict[str, object]]) -> tuple[object, Stubber]:
+    # Stubber validates each request against DynamoDB's model; moto never throttles, so this is
+    # how the unprocessed-items path is exercised.
+    client = boto3.session.Session(region_name="us-east-1").client(
+        "dynamodb", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    stubber = Stubber(client)
+    for response in responses:
+        stubber.add_response("batch_write_item", response)
+    stubber.activate()
+    return client, stubber
+
+
+EVENTS = [parse(f'{{"specversion":"1.0","id":"e{i}","source":"s","type":"t"}}') for i in range(3)]
+
+
+def test_dynamodb_unprocessed_items_are_retried_until_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(aws.time, "sleep", lambda _: None)
+    leftover = {"events": [{"PutRequest": {"Item": {"id": {"S": "e2"}}}}]}
+    client, stubber = _dynamo_with_canned_responses(
+        [{"UnprocessedItems": leftover}, {"UnprocessedItems": leftover}, {"UnprocessedItems": {}}]
+    )
+    aws.DynamoTable(client, "events").write(EVENTS)
+    stubber.assert_no_pending_responses()  # three calls: the batch, then the leftover twice
+
+
+def test_dynamodb_write_fails_loudly_when_items_stay_unprocessed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(aws.time, "sleep", lambda _: None)
+    leftover = {"events": [{"PutRequest": {"Item": {"id": {"S": "e2"}}}}]}
+    client, _ = _dynamo_with_canned_responses([{"UnprocessedItems": leftover}] * aws.WRITE_ATTEMPTS)
+    with pytest.raises(aws.WriteError, match="1 rows still unprocessed after 8 attempts"):
+        aws.DynamoTable(client, "events").write(EVENTS)
+
+
+@pytest.mark.parametrize(
+    ("body", "truncated"),
+    [("not json {", False), ("&<>" * 20_000, True), ('é"' * 40_000, True)],
+)
+def test_azure_poison_envelope_carries_reason_and_fits_a_queue_message(
+    body: str, truncated: bool
+) -> None:
+    message = Received("m-1", body, "receipt", 6)
+    text = azure.poison_envelope(message, "not valid JSON")
+    doc = json.loads(text)
+    assert doc["reason"] == "not valid JSON"
+    assert (doc["message_id"], doc["dequeue_count"], doc["truncated"]) == ("m-1", 6, truncated)
+    assert body.startswith(doc["body"])
+    assert (len(doc["body"]) < len(body)) == truncated
+    assert len(xml_escape(text).encode()) <= 64 * 1024
+
+
+def test_aws_region_falls_back_to_the_queue_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    backend = build(load(AWS))  # the queue URL names eu-west-1
+    assert backend.table.client.meta.region_name == "eu-west-1"
+    assert backend.queue.client.meta.endpoint_url == "https://sqs.eu-west-1.amazonaws.com"
+    backend.close()
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-2")  # configuration wins over the URL
+    backend = build(load(AWS))
+    assert backend.queue.client.meta.region_name == "us-east-2"
+    backend.close()

@@ -1,0 +1,117 @@
+"""Producer: pacing patterns, target resolution (flags > env > stack outputs), payload size."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from app import events
+from app.producer import Schedule, TargetError, body, parser, resolve_target, stack_outputs
+
+
+@pytest.mark.parametrize(
+    ("pattern", "t", "due"),
+    [
+        ("steady", 0.0, 0),
+        ("steady", 2.5, 250),
+        ("burst", 0.0, 1000),  # a period's whole allowance is due at its start
+        ("burst", 9.99, 1000),
+        ("burst", 10.0, 2000),
+        ("ramp", 30.0, 750),  # half way up the ramp: area of the triangle 100 * 30 / 2 / 2
+        ("ramp", 60.0, 3000),
+        ("ramp", 70.0, 4000),  # then steady at the full rate
+    ],
+)
+def test_schedule_paces_each_pattern(pattern: str, t: float, due: float) -> None:
+    assert Schedule(pattern, 100, ramp_seconds=60, burst_seconds=10).due(t) == pytest.approx(due)
+
+
+def test_rate_zero_means_no_limit() -> None:
+    assert Schedule("ramp", 0).due(0) == float("inf")
+
+
+@pytest.mark.parametrize("size", [0, 300, 4096])
+def test_bodies_are_valid_cloudevents_of_the_requested_size(size: int) -> None:
+    text = body(7, size, "urn:p", "t.created")
+    event = events.parse(text)
+    assert event.data["seq"] == 7
+    assert (event.source, event.type) == ("urn:p", "t.created")
+    smallest = len(body(7, 0, "urn:p", "t.created").encode())
+    assert len(text.encode()) == max(size, smallest)
+
+
+def test_flags_win_over_environment_over_stack_outputs() -> None:
+    outputs = {"cloud": "azure", "queueName": "from-stack", "storageAccount": "stackacct"}
+    args = parser().parse_args([])
+    assert resolve_target(args, {}, outputs).queue == "from-stack"
+    env = {"EDW_CLOUD": "azure", "EDW_QUEUE": "from-env"}
+    assert resolve_target(args, env, outputs).queue == "from-env"
+    flagged = parser().parse_args(["--queue", "from-flag", "--storage-account", "flagacct"])
+    target = resolve_target(flagged, env, outputs)
+    assert (target.cloud, target.queue, target.storage_account) == (
+        "azure",
+        "from-flag",
+        "flagacct",
+    )
+
+
+def test_aws_target_from_stack_outputs() -> None:
+    url = "https://sqs.us-east-1.amazonaws.com/123456789012/edw-work"
+    target = resolve_target(parser().parse_args([]), {}, {"cloud": "aws", "queueUrl": url})
+    assert (target.cloud, target.queue) == ("aws", url)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        ([], {}, "cloud None is not one of: aws, azure"),
+        (["--cloud", "aws"], {}, "no queue: use --queue, EDW_QUEUE or a stack output queueUrl"),
+        (["--cloud", "azure", "--queue", "q1"], {}, "azure needs --connection-string"),
+    ],
+)
+def test_missing_target_is_a_clear_error(
+    argv: list[str], env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(TargetError, match=message):
+        resolve_target(parser().parse_args(argv), env, None)
+
+
+@pytest.mark.parametrize("argv", [["--count", "0"], ["--rate", "-1"], ["--pattern", "wave"]])
+def test_bad_load_flags_are_refused(argv: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        parser().parse_args(argv)
+
+
+def fake_pulumi(tmp_path: Path, script: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    exe = tmp_path / "pulumi"
+    exe.write_text("#!/bin/sh\n" + script)
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_stack_outputs_come_from_the_pulumi_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outputs = {"cloud": "aws", "queueUrl": "https://q", "replicas": 3}
+    # The fake CLI echoes its arguments into the output so the test sees how it was called.
+    fake_pulumi(
+        tmp_path,
+        f"""echo '{json.dumps(outputs)[:-1]}, "argv": "'"$*"'"}}'\n""",
+        monkeypatch,
+    )
+    got = stack_outputs("aws")
+    assert got == {
+        "cloud": "aws",
+        "queueUrl": "https://q",
+        "argv": "stack output --json --stack aws",
+    }
+
+
+def test_stack_output_failure_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_pulumi(tmp_path, "echo 'no stack named dev' >&2; exit 255\n", monkeypatch)
+    with pytest.raises(TargetError, match="pulumi stack output failed: no stack named dev"):
+        stack_outputs("dev")

@@ -1,0 +1,114 @@
+"""Consumer settings: defaults, per-cloud requirements and errors that name the variable."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from app.settings import ENV_VARS, SettingsError, load
+
+AWS = {
+    "EDW_CLOUD": "aws",
+    "EDW_QUEUE": "https://sqs.eu-west-1.amazonaws.com/123456789012/edw-work",
+    "EDW_DEAD_LETTER_QUEUE": "https://sqs.eu-west-1.amazonaws.com/123456789012/edw-dlq",
+    "EDW_TABLE": "edw-events",
+}
+AZURE = {
+    "EDW_CLOUD": "azure",
+    "EDW_QUEUE": "edw-work",
+    "EDW_TABLE": "edwevents",
+    "EDW_STORAGE_ACCOUNT": "edwstore01",
+    "EDW_TABLE_ENDPOINT": "https://edwcosmos.table.cosmos.azure.com:443/",
+}
+
+
+def test_aws_defaults() -> None:
+    s = load(AWS)
+    assert (s.cloud, s.queue, s.table) == ("aws", AWS["EDW_QUEUE"], "edw-events")
+    assert s.dead_letter_queue == AWS["EDW_DEAD_LETTER_QUEUE"]
+    assert (s.concurrency, s.http_port, s.simulated_work_ms) == (4, 8080, 0)
+
+
+def test_azure_poison_queue_defaults_to_the_convention_and_account_gives_the_url() -> None:
+    s = load(AZURE)
+    assert s.dead_letter_queue == "edw-work-poison"
+    assert s.queue_account_url == "https://edwstore01.queue.core.windows.net"
+    assert s.table_endpoint == AZURE["EDW_TABLE_ENDPOINT"]
+
+
+def test_azure_connection_string_replaces_account_and_endpoint() -> None:
+    env = {k: v for k, v in AZURE.items() if k not in ("EDW_STORAGE_ACCOUNT", "EDW_TABLE_ENDPOINT")}
+    s = load({**env, "EDW_AZURE_CONNECTION_STRING": "UseDevelopmentStorage=true"})
+    assert s.azure_connection_string == "UseDevelopmentStorage=true"
+    with pytest.raises(SettingsError, match="EDW_STORAGE_ACCOUNT is required") as err:
+        load(env)
+    assert "EDW_TABLE_ENDPOINT is required" in str(err.value)
+
+
+def test_numbers_are_read_and_range_checked() -> None:
+    s = load({**AWS, "EDW_CONCURRENCY": "16", "EDW_SIMULATED_WORK_MS": "250"})
+    assert (s.concurrency, s.simulated_work_ms) == (16, 250)
+    with pytest.raises(
+        SettingsError, match=re.escape("EDW_CONCURRENCY=0 is out of range (allowed: 1..64)")
+    ):
+        load({**AWS, "EDW_CONCURRENCY": "0"})
+    with pytest.raises(SettingsError, match="EDW_HTTP_PORT='http' is not an integer"):
+        load({**AWS, "EDW_HTTP_PORT": "http"})
+
+
+def test_every_error_is_reported_at_once() -> None:
+    with pytest.raises(SettingsError) as err:
+        load({"EDW_CLOUD": "aws", "EDW_VISIBILITY_TIMEOUT_SECONDS": "-1", "EDW_LOG_LEVEL": "loud"})
+    message = str(err.value)
+    for name in (
+        "EDW_QUEUE",
+        "EDW_DEAD_LETTER_QUEUE",
+        "EDW_TABLE",
+        "EDW_VISIBILITY_TIMEOUT_SECONDS",
+    ):
+        assert name in message
+    assert "EDW_LOG_LEVEL='loud' is not one of: DEBUG, INFO, WARNING, ERROR" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("EDW_CLOUD", "gcp", "is not one of: aws, azure"),
+        ("EDW_QUEUE", "edw-work", "is not an SQS queue URL"),
+        ("EDW_TABLE", "x", "is not a table name"),
+    ],
+)
+def test_aws_values_are_validated(name: str, value: str, problem: str) -> None:
+    with pytest.raises(SettingsError, match=f"{name}='{value}' {problem}"):
+        load({**AWS, name: value})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("EDW_QUEUE", "Edw_Work", "is not an Azure queue name"),
+        ("EDW_DEAD_LETTER_QUEUE", "a--b", "is not an Azure queue name"),
+        ("EDW_STORAGE_ACCOUNT", "Edw-Store", "is not a storage account name"),
+        ("EDW_TABLE_ENDPOINT", "cosmos", "is not an endpoint URL"),
+        ("EDW_TABLE", "edw-events", "is not an Azure table name"),
+        ("EDW_AZURE_CONNECTION_STRING", "secret", "is not a storage connection string"),
+    ],
+)
+def test_azure_values_are_validated(name: str, value: str, problem: str) -> None:
+    with pytest.raises(SettingsError, match=f"{name}='{value}' {problem}"):
+        load({**AZURE, name: value})
+
+
+def test_receive_wait_must_fit_in_the_shutdown_budget() -> None:
+    env = {**AWS, "EDW_RECEIVE_WAIT_SECONDS": "20", "EDW_SHUTDOWN_TIMEOUT_SECONDS": "20"}
+    with pytest.raises(SettingsError, match="EDW_RECEIVE_WAIT_SECONDS=20 must be less than"):
+        load(env)
+
+
+def test_env_vars_lists_exactly_the_variables_the_module_reads() -> None:
+    source = (Path(__file__).resolve().parents[2] / "app" / "settings.py").read_text()
+    read = set(re.findall(r'"(EDW_[A-Z_]+)"', source.split("ENV_VARS", 2)[2]))
+    assert read == set(ENV_VARS)
+    assert len(ENV_VARS) == len(set(ENV_VARS))
