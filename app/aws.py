@@ -24,6 +24,8 @@ log = logging.getLogger("edw.aws")
 SQS_BATCH = 10
 DYNAMO_BATCH = 25
 WRITE_ATTEMPTS = 8
+# The table's TTL attribute (components/aws/results_table.py enables TTL on it).
+TTL_ATTRIBUTE = "expiresAt"
 REASON_ATTRIBUTE = "edw-dead-letter-reason"
 MAX_ATTRIBUTE_CHARS = 1024
 
@@ -130,18 +132,22 @@ class SqsQueue:
             raise WriteError(f"{failed} of {len(rejects)} dead letters were not accepted")
 
 
-def _item(event: Event) -> dict[str, dict[str, str]]:
-    return {name: {"S": value} for name, value in event.row().items()}
-
-
 class DynamoTable:
-    def __init__(self, client: Any, name: str) -> None:
+    def __init__(self, client: Any, name: str, ttl_days: int = 0) -> None:
         self.client = client
         self.name = name
+        self.ttl_seconds = ttl_days * 86_400
+
+    def item(self, event: Event) -> dict[str, dict[str, str]]:
+        item = {name: {"S": value} for name, value in event.row().items()}
+        if self.ttl_seconds:
+            # DynamoDB's TTL deletes the row some time after this epoch second.
+            item[TTL_ATTRIBUTE] = {"N": str(int(time.time()) + self.ttl_seconds)}
+        return item
 
     def write(self, events: Sequence[Event]) -> None:
         for chunk in _chunks(events, DYNAMO_BATCH):
-            self._write_chunk([{"PutRequest": {"Item": _item(e)}} for e in chunk])
+            self._write_chunk([{"PutRequest": {"Item": self.item(e)}} for e in chunk])
 
     def _write_chunk(self, requests: list[dict[str, Any]]) -> None:
         # BatchWriteItem may accept only part of a batch under throttling: retry the rest.
@@ -168,7 +174,7 @@ def build(settings: Settings) -> Backend:
     return Backend(
         queue=SqsQueue(sqs, settings.queue),
         dead_letters=SqsQueue(sqs, settings.dead_letter_queue),
-        table=DynamoTable(dynamodb, settings.table),
+        table=DynamoTable(dynamodb, settings.table, settings.result_ttl_days),
         close=close,
     )
 

@@ -40,6 +40,7 @@ ENV_VARS: tuple[str, ...] = (
     "EDW_SHUTDOWN_TIMEOUT_SECONDS",
     "EDW_RECEIVE_WAIT_SECONDS",
     "EDW_LOG_LEVEL",
+    "EDW_RESULT_TTL_DAYS",
 )
 
 
@@ -65,6 +66,7 @@ class Settings:
     shutdown_timeout_seconds: int = 45
     receive_wait_seconds: int = 10
     log_level: str = "INFO"
+    result_ttl_days: int = 0
 
     @property
     def queue_account_url(self) -> str:
@@ -192,6 +194,7 @@ def load(env: Mapping[str, str]) -> Settings:
         shutdown_timeout_seconds=r.integer("EDW_SHUTDOWN_TIMEOUT_SECONDS", 45, 1, 3600),
         receive_wait_seconds=r.integer("EDW_RECEIVE_WAIT_SECONDS", 10, 0, SQS_MAX_WAIT_SECONDS),
         log_level=r.choice("EDW_LOG_LEVEL", LOG_LEVELS, "INFO") or "INFO",
+        result_ttl_days=r.integer("EDW_RESULT_TTL_DAYS", 0, 0, 3650),
     )
     if settings.receive_wait_seconds >= settings.shutdown_timeout_seconds:
         # A receive started just before SIGTERM must return with time left to finish its batch.

@@ -136,6 +136,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
                 "EDW_DEAD_LETTER_QUEUE": work.dlq_url,
                 "EDW_TABLE": results.table_name,
                 "AWS_REGION": region,
+                "EDW_RESULT_TTL_DAYS": str(cfg.result_ttl_days),
             },
             trigger=QueueTrigger(
                 type="aws-sqs-queue",

@@ -107,6 +107,24 @@ def test_dynamodb_write_fails_loudly_when_items_stay_unprocessed(
         aws.DynamoTable(client, "events").write(EVENTS)
 
 
+def test_dynamodb_rows_carry_an_expiry_only_when_a_ttl_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(aws.time, "time", lambda: 1_700_000_000.5)
+    assert aws.TTL_ATTRIBUTE not in aws.DynamoTable(None, "events").item(EVENTS[0])
+    item = aws.DynamoTable(None, "events", ttl_days=2).item(EVENTS[0])
+    assert item[aws.TTL_ATTRIBUTE] == {"N": str(1_700_000_000 + 2 * 86_400)}
+    assert item["id"] == {"S": "e0"}
+
+
+def test_ttl_days_reach_the_table_from_the_environment() -> None:
+    backend = build(load({**AWS, "EDW_RESULT_TTL_DAYS": "30"}))
+    try:
+        assert backend.table.ttl_seconds == 30 * 86_400
+    finally:
+        backend.close()
+
+
 @pytest.mark.parametrize(
     ("body", "truncated"),
     [("not json {", False), ("&<>" * 20_000, True), ('é"' * 40_000, True)],

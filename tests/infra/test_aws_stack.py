@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from app import aws as app_aws
 from components.aws.cluster import CLUSTER_ADMIN_POLICY
 from components.versions import KARPENTER_CHART, KEDA_CHART
 from stacks.offline import ACCOUNT, RecordedResource, StackRun, run_stack
@@ -106,7 +107,9 @@ def test_results_table_is_keyed_by_event_id_with_pitr_and_encryption(aws_run: St
 def test_table_ttl_and_deletion_protection_follow_config():
     run = run_stack("aws", {"resultTtlDays": "30", "deletionProtection": "true"})
     table = run.one("aws:dynamodb/table:Table").inputs
-    assert table["ttl"] == {"attributeName": "expiresAt", "enabled": True}
+    # The consumer stamps rows with the attribute the table expires them by.
+    assert table["ttl"] == {"attributeName": app_aws.TTL_ATTRIBUTE, "enabled": True}
+    assert env_of(run)["EDW_RESULT_TTL_DAYS"] == "30"
     assert table["deletionProtectionEnabled"] is True
 
 
