@@ -173,7 +173,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             },
             service_account_labels=WORKLOAD_IDENTITY_USE,
             pod_labels=WORKLOAD_IDENTITY_USE,
-            platform=[nap.node_pools, consumer_identity, keda_identity],
+            platform=[nap.node_pools, consumer_identity, keda_identity, cluster.acr_pull],
         ),
         opts=on_cluster,
     )

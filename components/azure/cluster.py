@@ -124,7 +124,8 @@ class AksCluster(pulumi.ComponentResource):
         kubelet_object_id = cluster.identity_profile.apply(
             lambda p: p["kubeletidentity"].object_id if p else None
         )
-        authorization.RoleAssignment(
+        # Consumer pods pull from the registry as the kubelet identity.
+        self.acr_pull = authorization.RoleAssignment(
             f"{name}-acr-pull",
             principal_id=kubelet_object_id,
             principal_type="ServicePrincipal",

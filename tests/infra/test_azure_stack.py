@@ -178,6 +178,9 @@ def test_kubelet_pulls_from_the_registry(run: StackRun) -> None:
     assert pull["roleDefinitionId"] == ROLE_DEFINITIONS + ACR_PULL
     assert pull["scope"] == run.one(ACR).id
     assert pull["principalId"] == kubelet
+    # The consumer's first pull must not race the grant.
+    deployment = run.one("kubernetes:apps/v1:Deployment")
+    assert run.depends_on(deployment, _role(run, "cluster-acr-pull"))
 
 
 # --- workload identity ---------------------------------------------------------------------
