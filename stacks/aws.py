@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
-import pulumi_aws as aws
+from pulumi_aws import get_availability_zones, get_caller_identity
 
 from components.aws.cluster import EksCluster, EksClusterArgs
 from components.aws.iam import Statement, allow
@@ -48,7 +48,7 @@ def consumer_statements(
 def build(cfg: EdwConfig) -> dict[str, Any]:
     assert cfg.aws is not None  # guaranteed by config validation for cloud=aws
     region = cfg.aws.region
-    account = aws.get_caller_identity().account_id
+    account = get_caller_identity().account_id
     tags = {"project": "edw", "stack": cfg.stack, **cfg.tags}
 
     work = SqsWorkQueue("work", SqsWorkQueueArgs(settings=cfg.queue, tags=tags))
@@ -61,7 +61,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         ),
     )
 
-    zones = aws.get_availability_zones(state="available").names
+    zones = get_availability_zones(state="available").names
     network = EksNetwork(
         "network",
         EksNetworkArgs(
