@@ -131,6 +131,23 @@ def _group_id(resource_group: str) -> str:
     return f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{resource_group}"
 
 
+def _kubeconfig(cluster: str, server: str, *, context: str, user: str, auth: Props) -> Props:
+    """A one-cluster kubeconfig as EKS and AKS hand them out."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": cluster,
+                "cluster": {"server": server, "certificate-authority-data": "LS0tLS1CRUdJTg=="},
+            }
+        ],
+        "contexts": [{"name": context, "context": {"cluster": cluster, "user": user}}],
+        "current-context": context,
+        "users": [{"name": user, "user": auth}],
+    }
+
+
 def _aks_fqdn(cluster: str, location: str) -> str:
     return f"{cluster}-{_suffix(cluster, 'dns')}.hcp.{location}.azmk8s.io"
 
@@ -302,33 +319,19 @@ class ProviderMocks(pulumi_mocks.Mocks):
             oidc_id = hashlib.sha256(cluster.encode()).hexdigest()[:32].upper()
             issuer = f"oidc.eks.{region}.amazonaws.com/id/{oidc_id}"
             endpoint = f"https://{oidc_id}.gr7.{region}.eks.amazonaws.com"
-            kubeconfig = {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": cluster,
-                        "cluster": {
-                            "server": endpoint,
-                            "certificate-authority-data": "LS0tLS1CRUdJTg==",
-                        },
+            kubeconfig = _kubeconfig(
+                cluster,
+                endpoint,
+                context="aws",
+                user="aws",
+                auth={
+                    "exec": {
+                        "apiVersion": "client.authentication.k8s.io/v1beta1",
+                        "command": "aws",
+                        "args": ["eks", "get-token", "--cluster-name", cluster],
                     }
-                ],
-                "contexts": [{"name": "aws", "context": {"cluster": cluster, "user": "aws"}}],
-                "current-context": "aws",
-                "users": [
-                    {
-                        "name": "aws",
-                        "user": {
-                            "exec": {
-                                "apiVersion": "client.authentication.k8s.io/v1beta1",
-                                "command": "aws",
-                                "args": ["eks", "get-token", "--cluster-name", cluster],
-                            }
-                        },
-                    }
-                ],
-            }
+                },
+            )
             return {
                 "kubeconfig": kubeconfig,
                 "kubeconfigJson": json.dumps(kubeconfig),
@@ -504,22 +507,8 @@ class ProviderMocks(pulumi_mocks.Mocks):
         def credentials(user: str, auth: Props) -> Callable[[Props], Props]:
             def answer(a: Props) -> Props:
                 cluster = a["resourceName"]
-                kubeconfig = {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [
-                        {
-                            "name": cluster,
-                            "cluster": {
-                                "server": f"https://{_aks_fqdn(cluster, location)}:443",
-                                "certificate-authority-data": "LS0tLS1CRUdJTg==",
-                            },
-                        }
-                    ],
-                    "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": user}}],
-                    "current-context": cluster,
-                    "users": [{"name": user, "user": auth}],
-                }
+                server = f"https://{_aks_fqdn(cluster, location)}:443"
+                kubeconfig = _kubeconfig(cluster, server, context=cluster, user=user, auth=auth)
                 value = base64.b64encode(yaml.safe_dump(kubeconfig).encode()).decode()
                 return {"kubeconfigs": [{"name": user, "value": value}]}
 
