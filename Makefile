@@ -6,11 +6,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STACK ?= aws
+# With Pulumi Cloud, name the organization so stacks land there, not in your default org.
+PULUMI_ORG ?=
+STACK_REF = $(if $(PULUMI_ORG),$(PULUMI_ORG)/$(STACK),$(STACK))
+# The same pack and per-stack config as CI's preview and up.
+POLICY = --policy-pack policy --policy-pack-config policy/stack-config/$(STACK).json
 # Without a Pulumi Cloud login, keep state in a local file backend (override to use your own).
 PULUMI_BACKEND_URL ?= $(shell pulumi whoami >/dev/null 2>&1 || echo file://$(HOME)/.pulumi-edw)
 export PULUMI_BACKEND_URL
 
-.PHONY: test lint deps up preview destroy policy-check bench clean
+.PHONY: test lint deps stack up preview destroy policy-check bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,20 +43,26 @@ bench: deps
 policy-check: $(VENV)/.installed
 	$(BIN)/python -m policy.offline --stack $(STACK)
 
+# The CLI runs a local policy pack with policy/.venv but never creates it.
+policy/.venv/.installed: policy/requirements.txt
+	$(PYTHON) -m venv policy/.venv
+	policy/.venv/bin/pip install -q -r policy/requirements.txt
+	touch $@
+
 $(HOME)/.pulumi-edw:
 	mkdir -p $@
 
 stack: $(VENV)/.installed $(if $(findstring file://,$(PULUMI_BACKEND_URL)),$(HOME)/.pulumi-edw)
-	pulumi stack select --create $(STACK)
+	pulumi stack select --create $(STACK_REF)
 
-preview: stack
-	pulumi preview --stack $(STACK) --diff
+preview: stack policy/.venv/.installed
+	pulumi preview --stack $(STACK_REF) --diff $(POLICY)
 
-up: stack
-	pulumi up --stack $(STACK)
+up: stack policy/.venv/.installed
+	pulumi up --stack $(STACK_REF) $(POLICY)
 
 destroy: stack
-	pulumi destroy --stack $(STACK)
+	pulumi destroy --stack $(STACK_REF)
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache

@@ -1,12 +1,12 @@
 """Offline validators for the Kubernetes custom resources and KEDA triggers the program renders.
 
-The upstream CRDs in ``shared/reference/crds`` accept typos (no ``additionalProperties: false``,
+The upstream CRDs in ``tests/reference/crds`` accept typos (no ``additionalProperties: false``,
 and server-side apply prunes unknown fields silently), so this module checks strictly, the way the
 apiserver's ``fieldValidation=Strict`` would: closed objects, ObjectMeta for root ``metadata``,
 server defaults applied before ``required``, non-nullable nulls dropped. It also evaluates the few
 CEL rule shapes that catch real mistakes cheaply (restricted label domains, "exactly one of",
 "at least one of", forbidden values, regex matches); other CEL rules, ``format`` and list-map key
-uniqueness are not checked. See ``shared/reference/README.md``.
+uniqueness are not checked. See ``tests/reference/README.md``.
 
 Integral floats count as integers (``weight: 10.0``), as on the apiserver; Pulumi mocks hand
 numbers over as floats. Typical use in another test::
@@ -30,6 +30,8 @@ from typing import Any, Literal
 
 import yaml
 from jsonschema import Draft202012Validator, ValidationError, validators
+
+from tests.reference_data import reference_dir
 
 Provider = Literal["aws", "azure"]
 
@@ -74,18 +76,6 @@ _OBJECT_META: dict[str, Any] = {
 }
 
 
-def shared_reference_dir() -> Path:
-    """``<repo>/../shared/reference``: CI clones the repo with ``shared/`` beside it."""
-    repo_root = Path(__file__).resolve().parents[1]
-    reference = (repo_root.parent / "shared" / "reference").resolve()
-    if not (reference / "crds").is_dir():
-        raise FileNotFoundError(
-            f"shared reference data not found at {reference} (expected <repo>/../shared/reference"
-            " with crds/ and keda-scalers.json; clone the repo with shared/ beside it)"
-        )
-    return reference
-
-
 # ---------------------------------------------------------------------------------------------
 # CRD lookup and schema preparation
 
@@ -95,7 +85,7 @@ def _crd_index(provider: str) -> dict[tuple[str, str], Path]:
     """(group, kind) -> CRD file, read from each file's head so big CRDs are never parsed."""
     index: dict[tuple[str, str], Path] = {}
     for crd_set in _CRD_SETS[provider]:
-        for path in sorted((shared_reference_dir() / "crds" / crd_set).glob("*.yaml")):
+        for path in sorted((reference_dir() / "crds" / crd_set).glob("*.yaml")):
             with path.open(encoding="utf-8") as handle:
                 head = handle.read(4096)
             group = re.search(r"^  group: (\S+)$", head, re.MULTILINE)
@@ -354,7 +344,7 @@ _METRIC_TYPES = ("AverageValue", "Value")
 
 @functools.cache
 def _scalers() -> dict[str, Any]:
-    with (shared_reference_dir() / "keda-scalers.json").open(encoding="utf-8") as handle:
+    with (reference_dir() / "keda-scalers.json").open(encoding="utf-8") as handle:
         return json.load(handle)
 
 

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import copy
-import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests import k8s_schema
-from tests.k8s_schema import shared_reference_dir, validate_custom_resource, validate_keda_trigger
+from tests.k8s_schema import validate_custom_resource, validate_keda_trigger
 
 # --- realistic resources, as the program renders them ------------------------------------------
 
@@ -579,25 +576,6 @@ def test_scaled_object_and_its_trigger_agree() -> None:
     assert validate_custom_resource(scaled, "azure") == []
     provider = auth["spec"]["podIdentity"]["provider"]
     assert validate_keda_trigger(scaled["spec"]["triggers"][0], provider) == []
-
-
-# --- shared/ lookup ----------------------------------------------------------------------------
-
-
-def test_shared_reference_dir_is_beside_the_repo() -> None:
-    reference = shared_reference_dir()
-    repo_root = Path(k8s_schema.__file__).resolve().parents[1]
-    assert reference == (repo_root.parent / "shared" / "reference").resolve()
-    assert (reference / "keda-scalers.json").is_file()
-
-
-def test_missing_shared_reference_dir_is_a_clear_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(k8s_schema, "__file__", str(tmp_path / "repo" / "tests" / "k8s_schema.py"))
-    expected = re.escape(f"not found at {(tmp_path / 'shared' / 'reference').resolve()}")
-    with pytest.raises(FileNotFoundError, match=expected):
-        shared_reference_dir()
 
 
 def test_trigger_validation_does_not_mutate_the_input() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from .common import (
     ADVISORY,
     Config,
+    ResourceCheck,
     Subject,
     as_list,
     dig,
@@ -32,6 +33,10 @@ IAM_POLICY_KINDS = (
 )
 EKS_COMPONENT = "eks:index:Cluster"  # pulumi-eks remote component: all the mocks can see
 EKS_CLUSTER = "aws:eks/cluster:Cluster"  # its child, validated by the engine in a real preview
+# Remote components -> the child a real engine run judges instead. In `pulumi preview|up` the
+# engine analyses the registration made inside the provider's Construct, and pulumi-eks 4.x
+# bundles a Node SDK older than the one that sends component inputs: the props are `{}`.
+REMOTE_COMPONENT_CHILDREN = {EKS_COMPONENT: EKS_CLUSTER}
 ECR_REPOSITORY = "aws:ecr/repository:Repository"
 
 # Actions that have no resource-level permissions: IAM only accepts Resource "*" for them.
@@ -213,6 +218,31 @@ def _iam_irsa_trust(role: Subject, config: Config) -> Iterator[str]:
 # --- EKS ---------------------------------------------------------------------------------------
 
 
+def opaque_component(subject: Subject) -> bool:
+    """A remote component registered without inputs: nothing to judge (its child is judged)."""
+    return subject.type in REMOTE_COMPONENT_CHILDREN and len(subject.props) == 0
+
+
+def checkable(check: ResourceCheck) -> ResourceCheck:
+    """Run ``check`` on everything but an opaque remote component, which neither passes nor
+    fails here: ``remote-component-inputs-hidden`` says so, and the child is checked."""
+
+    def run(subject: Subject, config: Config) -> Iterator[str]:
+        if not opaque_component(subject):
+            yield from check(subject, config)
+
+    return run
+
+
+def _remote_component_hidden(component: Subject, _: Config) -> Iterator[str]:
+    if opaque_component(component):
+        yield (
+            f"{component.type} {component.label!r} reached the engine without inputs (a remote "
+            "component whose provider does not send them): its own rules cannot judge it, so "
+            f"they judge its child {REMOTE_COMPONENT_CHILDREN[component.type]} instead"
+        )
+
+
 def _eks_secrets_encryption(cluster: Subject, _: Config) -> Iterator[str]:
     if cluster.kind == EKS_COMPONENT:
         encrypted = bool(cluster.props.get("encryptionConfigKeyArn"))
@@ -353,13 +383,13 @@ POLICIES = [
         "aws-eks-secrets-encryption",
         "EKS must envelope-encrypt Kubernetes secrets with a KMS key under our control.",
         [EKS_COMPONENT, EKS_CLUSTER],
-        _eks_secrets_encryption,
+        checkable(_eks_secrets_encryption),
     ),
     resource_rule(
         "aws-eks-control-plane-logging",
         "EKS control-plane logs (API, audit, authenticator) must go to CloudWatch for forensics.",
         [EKS_COMPONENT, EKS_CLUSTER],
-        _eks_logging,
+        checkable(_eks_logging),
         config={
             "requiredLogTypes": string_list(
                 "Log types that must be enabled.", ["api", "audit", "authenticator"]
@@ -370,13 +400,21 @@ POLICIES = [
         "aws-eks-endpoint-restricted",
         "The EKS API endpoint should not be reachable from the whole internet.",
         [EKS_COMPONENT, EKS_CLUSTER],
-        _eks_endpoint,
+        checkable(_eks_endpoint),
         level=ADVISORY,
         config={
             "allowedCidrs": string_list(
                 "If set, every public CIDR must lie inside one of these.", []
             )
         },
+    ),
+    resource_rule(
+        "remote-component-inputs-hidden",
+        "Remote components (pulumi-eks) reach a real engine run without inputs; rules cannot "
+        "judge them there and judge their real children instead. Reported so it is never silent.",
+        list(REMOTE_COMPONENT_CHILDREN),
+        _remote_component_hidden,
+        level=ADVISORY,
     ),
     resource_rule(
         "aws-ecr-scan-on-push",

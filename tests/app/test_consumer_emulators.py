@@ -52,9 +52,14 @@ def test_end_to_end_producer_to_rows(target: Target, start_consumer: Start) -> N
     assert sorted(json.loads(r["data"])["seq"] for r in rows) == list(range(n))
     assert {r["source"] for r in rows} == {"urn:edw:producer"}
     assert consumer.get("/healthz")[0] == 200
-    assert consumer.metric("edw_messages_processed_total") == n
-    assert consumer.metric("edw_messages_received_total") == n
-    assert consumer.metric("edw_end_to_end_seconds_count") == n
+    # Delivery is at-least-once: real SQS may deliver a message twice, and moto's ReceiveMessage
+    # marks messages received without a lock (moto/sqs/models.py, receive_message), so two
+    # workers polling at once can get the same one. The contract is one row per event and every
+    # delivery settled, not one delivery per message.
+    received = consumer.metric("edw_messages_received_total")
+    assert received >= n
+    assert consumer.metric("edw_messages_processed_total") == received
+    assert consumer.metric("edw_end_to_end_seconds_count") >= n
     consumer.signal(signal.SIGTERM)
     assert consumer.wait(15) == 0, consumer.output()
     assert target.dead_letters() == []

@@ -24,8 +24,8 @@ def dry_run(target: str, tmp_path: Path, **env: str) -> str:
 @pytest.mark.parametrize(
     ("target", "command"),
     [
-        ("up", "pulumi up --stack aws"),
-        ("preview", "pulumi preview --stack aws --diff"),
+        ("up", "pulumi up --stack aws --policy-pack policy"),
+        ("preview", "pulumi preview --stack aws --diff --policy-pack policy"),
         ("destroy", "pulumi destroy --stack aws"),
     ],
 )
@@ -44,3 +44,17 @@ def test_without_a_login_the_local_file_backend_is_used(tmp_path):
 def test_an_explicit_backend_wins(tmp_path):
     out = dry_run("preview", tmp_path, PULUMI_BACKEND_URL="s3://bucket/state")
     assert ".pulumi-edw" not in out
+
+
+@pytest.mark.parametrize("target", ["up", "preview"])
+def test_preview_and_up_run_the_pack_with_the_stacks_config_in_its_own_venv(target, tmp_path):
+    out = dry_run(target, tmp_path)
+    assert "--policy-pack-config policy/stack-config/aws.json" in out
+    assert "policy/.venv/bin/pip install -q -r policy/requirements.txt" in out
+    assert out.index("policy/.venv/bin/pip") < out.index(f"pulumi {target}")
+
+
+def test_stacks_are_created_in_the_named_organization(tmp_path):
+    out = dry_run("up", tmp_path, PULUMI_ORG="acme")
+    assert "pulumi stack select --create acme/aws" in out
+    assert "pulumi up --stack acme/aws" in out

@@ -357,6 +357,42 @@ CASES = [
         {"allowedCidrs": ["10.0.0.0/8"]},
         ("CIDR 203.0.113.0/24 is outside allowedCidrs",),
     ),
+    # A real engine run: pulumi-eks's component arrives with `{}`. It is neither passed nor
+    # failed by the EKS rules (the advisory below says so); its child is judged instead.
+    *(
+        (rule, one(f.opaque_eks_component()), None, ())
+        for rule in (
+            "aws-eks-secrets-encryption",
+            "aws-eks-control-plane-logging",
+            "aws-eks-endpoint-restricted",
+        )
+    ),
+    (
+        "aws-eks-secrets-encryption",
+        lambda: [f.opaque_eks_component(), set_deep(f.eks_cluster(), "encryptionConfig", None)],
+        None,
+        ("cluster 'edw-aws-eksCluster' does not envelope-encrypt secrets",),
+    ),
+    (
+        "aws-eks-control-plane-logging",
+        lambda: [
+            f.opaque_eks_component(),
+            set_deep(f.eks_cluster(), "enabledClusterLogTypes", None),
+        ],
+        None,
+        ("cluster 'edw-aws-eksCluster' does not ship control-plane logs: api, audit",),
+    ),
+    ("remote-component-inputs-hidden", lambda: [f.eks_component(), f.eks_cluster()], None, ()),
+    (
+        "remote-component-inputs-hidden",
+        one(f.opaque_eks_component()),
+        None,
+        (
+            "eks:index:Cluster 'edw-aws' reached the engine without inputs (a remote component "
+            "whose provider does not send them): its own rules cannot judge it, so they judge "
+            "its child aws:eks/cluster:Cluster instead",
+        ),
+    ),
     ("aws-ecr-scan-on-push", one(f.ecr_repository()), None, ()),
     (
         "aws-ecr-scan-on-push",

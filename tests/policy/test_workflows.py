@@ -126,9 +126,11 @@ def test_calls_match_the_reusable_workflows_inputs() -> None:
 
 
 def pulumi_action() -> dict[str, Any]:
-    """The pulumi/actions step of the reusable Pulumi workflow."""
+    """The pulumi/actions step of the reusable Pulumi workflow that runs the command."""
     return next(
-        s for s in steps(load("pulumi.yml")) if s.get("uses", "").startswith("pulumi/actions@")
+        s
+        for s in steps(load("pulumi.yml"))
+        if s.get("uses", "").startswith("pulumi/actions@") and "command" in s.get("with", {})
     )
 
 
@@ -181,3 +183,136 @@ def test_preview_and_up_use_each_stacks_pack_config() -> None:
     assert template == "policy/stack-config/${{ inputs.stack }}.json"
     for stack in ("aws", "dev"):
         assert (REPO / template.replace("${{ inputs.stack }}", stack)).is_file(), stack
+
+
+def pulumi_job() -> dict[str, Any]:
+    return load("pulumi.yml")["jobs"]["pulumi"]
+
+
+def named_step(name: str) -> dict[str, Any]:
+    return next(s for s in pulumi_job()["steps"] if s.get("name") == name)
+
+
+def test_the_suite_needs_no_second_checkout() -> None:
+    """tests/reference is vendored: a fork's clone alone passes `make test`."""
+    test_job = load("checks.yml")["jobs"]["test"]
+    checkouts = [s for s in test_job["steps"] if s.get("uses", "").startswith("actions/checkout")]
+    assert checkouts == [{"uses": "actions/checkout@v4"}]
+    assert "defaults" not in test_job
+    text = "\n".join(p.read_text() for p in WORKFLOWS.glob("*.yml"))
+    assert "shared" not in text
+    assert "SHARED_REPOSITORY" not in text
+
+
+def test_previews_are_grouped_per_pull_request_and_up_per_stack() -> None:
+    concurrency = pulumi_job()["concurrency"]
+    group = concurrency["group"]
+    assert group.startswith("pulumi-${{ inputs.stack }}-")
+    assert "inputs.command == 'up' && 'up'" in group
+    assert "format('preview-{0}', github.event.pull_request.number" in group
+    assert concurrency["cancel-in-progress"] == "${{ inputs.command == 'preview' }}"
+    # The PR workflow's own group is per PR too.
+    assert load("pull-request.yml")["concurrency"]["group"] == (
+        "pr-${{ github.event.pull_request.number }}"
+    )
+
+
+def test_up_runs_from_main_only() -> None:
+    deploy = load("deploy.yml")
+    assert set(triggers(deploy)) == {"push", "workflow_dispatch"}
+    for job in deploy["jobs"].values():
+        assert job["if"] == "github.ref == 'refs/heads/main'"
+    # The reusable workflow refuses `up` elsewhere too, whoever calls it.
+    assert pulumi_job()["if"] == "inputs.command == 'preview' || github.ref == 'refs/heads/main'"
+
+
+def test_previews_get_a_read_only_team_token_and_only_up_the_org_token() -> None:
+    preview = named_step("Log in to Pulumi Cloud (OIDC, preview team)")
+    up = named_step("Log in to Pulumi Cloud (OIDC, deploy)")
+    assert "inputs.command == 'preview'" in preview["if"]
+    assert preview["with"]["requested-token-type"] == "urn:pulumi:token-type:access_token:team"
+    assert preview["with"]["team"] == "${{ vars.PULUMI_PREVIEW_TEAM }}"
+    assert "inputs.command == 'up'" in up["if"]
+    assert up["with"]["requested-token-type"].endswith(":organization")
+
+
+def test_aws_sessions_outlive_a_long_up() -> None:
+    for step in steps(load("pulumi.yml")):
+        if step.get("uses", "").startswith("aws-actions/configure-aws-credentials"):
+            duration = step["with"]["role-duration-seconds"]
+            assert duration == "${{ inputs.command == 'up' && 10800 || 3600 }}", step["name"]
+    assert pulumi_job()["timeout-minutes"] * 60 <= 10800
+
+
+def pinned(requirements: Path, package: str) -> str:
+    [version] = re.findall(rf"^{package}==(\S+)$", requirements.read_text(), re.MULTILINE)
+    return version
+
+
+def test_the_cli_installed_is_the_one_the_sdk_pins() -> None:
+    sdk = pinned(REPO / "requirements.txt", "pulumi")
+    assert pinned(REPO / "policy" / "requirements.txt", "pulumi") == sdk
+    actions = [s for s in steps(load("pulumi.yml")) if s.get("uses", "").startswith("pulumi/")]
+    pulumi_actions = [s for s in actions if s["uses"].startswith("pulumi/actions@")]
+    assert len(pulumi_actions) == 2
+    for step in pulumi_actions:
+        assert step["with"]["pulumi-version"] == sdk, step
+
+
+def test_downloads_are_cached() -> None:
+    for name in ("checks.yml", "pulumi.yml"):
+        for step in steps(load(name)):
+            uses = step.get("uses", "")
+            if uses.startswith("actions/setup-python"):
+                assert step["with"]["cache"] == "pip", name
+                for pattern in step["with"]["cache-dependency-path"].split():
+                    assert list(REPO.glob(pattern)), (name, pattern)
+            if uses.startswith("actions/setup-node"):
+                assert step["with"]["cache"] == "npm", name
+                assert (REPO / "package-lock.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("scheme", "cloud", "login"),
+    [
+        ("s3://", "aws", "aws-actions/configure-aws-credentials"),
+        ("azblob://", "azure", "azure/login"),
+    ],
+)
+def test_a_self_managed_backend_gets_credentials_in_every_job(scheme, cloud, login) -> None:
+    """An s3:// backend in the Azure job (and azblob:// in the AWS job) needs its own login."""
+    [step] = [
+        s
+        for s in pulumi_job()["steps"]
+        if s.get("uses", "").startswith(login) and scheme in s.get("if", "")
+    ]
+    assert step["if"] == (
+        f"startsWith(vars.PULUMI_BACKEND_URL, '{scheme}') && inputs.cloud != '{cloud}'"
+    )
+    assert pulumi_job()["env"]["PULUMI_BACKEND_URL"] == "${{ vars.PULUMI_BACKEND_URL }}"
+
+
+def test_stacks_are_created_by_up_and_never_by_a_preview() -> None:
+    action = pulumi_action()
+    assert action["with"]["upsert"] == "${{ inputs.command == 'up' }}"
+    assert action["with"]["stack-name"] == "${{ env.STACK }}"
+    assert pulumi_job()["env"]["STACK"] == (
+        "${{ vars.PULUMI_BACKEND_URL == '' && format('{0}/{1}', vars.PULUMI_ORG, inputs.stack) "
+        "|| inputs.stack }}"
+    )
+    check = named_step("Does the stack exist?")
+    assert 'pulumi stack select "$STACK" --non-interactive' in check["run"]
+    assert "no stack named" in check["run"]
+    assert action["if"] == "inputs.command == 'up' || steps.stack.outputs.exists == 'true'"
+    assert steps(load("pulumi.yml")).index(check) < steps(load("pulumi.yml")).index(action)
+
+
+@pytest.mark.parametrize("kind", ["vars", "secrets"])
+def test_every_documented_setting_is_read_by_a_workflow(kind: str) -> None:
+    text = "\n".join(p.read_text() for p in WORKFLOWS.glob("*.yml"))
+    readme = (REPO / "README.md").read_text()
+    table = re.findall(r"^\| `([A-Z_]+)` \| (variable|secret) \|", readme, re.MULTILINE)
+    documented = {name for name, what in table if what == {"vars": "variable"}.get(kind, "secret")}
+    assert documented, kind
+    for name in documented:
+        assert f"{kind}.{name}" in text, name
