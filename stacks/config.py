@@ -15,8 +15,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from components.settings import (
+    DRAIN_MARGIN_SECONDS,
+    AwsSettings,
+    AzureSettings,
+    Cloud,
+    ConsumerSettings,
+    NodePoolSettings,
+    QueueSettings,
+)
+
 PROJECT = "edw"
-Cloud = Literal["aws", "azure"]
 CLOUDS: tuple[Cloud, ...] = ("aws", "azure")
 
 # Current-generation x86 EC2 families Karpenter may pick for consumers (the image is amd64).
@@ -99,8 +108,6 @@ INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 IAM_PRINCIPAL_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
 IMAGE_RE = re.compile(r"^[\w.\-/:]+(@sha256:[0-9a-f]{64}|:[\w.\-]+)$")
 SQS_MAX_VISIBILITY = 43_200
-# Seconds the pod keeps after its last batch's processing timeout to delete and exit.
-DRAIN_MARGIN_SECONDS = 15
 
 
 class ConfigError(ValueError):
@@ -247,70 +254,6 @@ SETTINGS: tuple[Setting, ...] = (
     ),
 )
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
-
-
-@dataclass(frozen=True)
-class QueueSettings:
-    visibility_timeout_seconds: int
-    max_receive_count: int
-    message_retention_seconds: int
-
-
-@dataclass(frozen=True)
-class ConsumerSettings:
-    namespace: str
-    image: str
-    min_replicas: int
-    max_replicas: int
-    queue_length_target: int
-    polling_interval_seconds: int
-    cooldown_seconds: int
-    concurrency: int
-    processing_timeout_seconds: int
-    simulated_work_ms: int
-    cpu_request: str
-    memory_request: str
-    cpu_limit: str
-    memory_limit: str
-
-    @property
-    def termination_grace_seconds(self) -> int:
-        """Drain time: the longest batch plus the margin to delete it and exit."""
-        return self.processing_timeout_seconds + DRAIN_MARGIN_SECONDS
-
-
-@dataclass(frozen=True)
-class NodePoolSettings:
-    families: tuple[str, ...]
-    spot_cpu_limit: int
-    spot_memory_limit: str
-    on_demand_cpu_limit: int
-    on_demand_memory_limit: str
-    consolidate_after: str
-    expire_after: str
-
-
-@dataclass(frozen=True)
-class AwsSettings:
-    region: str
-    vpc_cidr: str
-    availability_zone_count: int
-    existing_vpc_id: str
-    existing_private_subnet_ids: tuple[str, ...]
-    nat_gateway_per_az: bool
-    system_instance_type: str
-    ami_alias: str
-    cluster_admin_arns: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class AzureSettings:
-    location: str
-    system_vm_size: str
-    disable_local_accounts: bool
-    admin_group_object_ids: tuple[str, ...]
-    storage_network_default_action: Literal["Allow", "Deny"]
-    cosmos_serverless: bool
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,13 @@ from pulumi_aws import eks as aws_eks
 from pulumi_kubernetes import apiextensions, helm, meta
 
 from components.aws.cluster import SYSTEM_POOL_LABEL, SYSTEM_TAINT_KEY, node_role
-from components.aws.iam import Statement, allow, deny_insecure_transport, document
+from components.aws.iam import allow, deny_insecure_transport, document
 from components.aws.irsa import ClusterOidc, IrsaRole, IrsaRoleArgs
+from components.aws.karpenter_policy import ControllerScope, controller_statements
 from components.aws.network import DISCOVERY_TAG
 from components.k8s.nodepools import KarpenterNodePools, KarpenterNodePoolsArgs, NodeClassRef
+from components.settings import NodePoolSettings
 from components.versions import EC2_NODE_CLASS_API, KARPENTER_CHART
-from stacks.config import NodePoolSettings
 
 NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "karpenter"
@@ -136,7 +137,11 @@ class KarpenterNodeAutoscaling(pulumi.ComponentResource):
                 oidc=args.oidc,
                 namespace=NAMESPACE,
                 service_account=SERVICE_ACCOUNT,
-                statements=controller_statements(args, queue.arn, role.arn),
+                statements=controller_statements(
+                    ControllerScope(args.cluster_name, args.region, args.account_id),
+                    queue.arn,
+                    role.arn,
+                ),
                 tags=tags,
             ),
             opts=child,
@@ -235,181 +240,3 @@ def ec2_node_class_spec(
         ],
         "tags": dict(args.tags),
     }
-
-
-def controller_statements(
-    args: KarpenterNodeAutoscalingArgs,
-    queue_arn: pulumi.Input[str],
-    node_role_arn: pulumi.Input[str],
-) -> list[Statement]:
-    """The upstream Karpenter v1 controller policy, scoped to this cluster by tag conditions."""
-    cluster, region, account = args.cluster_name, args.region, args.account_id
-    ec2_arn = f"arn:aws:ec2:{region}"
-    profiles = f"arn:aws:iam::{account}:instance-profile/*"
-    owned = {f"aws:ResourceTag/kubernetes.io/cluster/{cluster}": "owned"}
-    request_owned = {
-        f"aws:RequestTag/kubernetes.io/cluster/{cluster}": "owned",
-        "aws:RequestTag/eks:eks-cluster-name": cluster,
-    }
-    nodepool_tagged = {"aws:ResourceTag/karpenter.sh/nodepool": "*"}
-    launched = [
-        f"{ec2_arn}:*:{kind}/*"
-        for kind in (
-            "fleet",
-            "instance",
-            "volume",
-            "network-interface",
-            "launch-template",
-            "spot-instances-request",
-        )
-    ]
-    launch = ["ec2:RunInstances", "ec2:CreateFleet"]
-    return [
-        allow(
-            launch,
-            [
-                f"{ec2_arn}::image/*",
-                f"{ec2_arn}::snapshot/*",
-                f"{ec2_arn}:*:security-group/*",
-                f"{ec2_arn}:*:subnet/*",
-                f"{ec2_arn}:*:capacity-reservation/*",
-            ],
-            "AllowScopedEC2InstanceAccessActions",
-        ),
-        allow(
-            launch,
-            [f"{ec2_arn}:*:launch-template/*"],
-            "AllowScopedEC2LaunchTemplateAccessActions",
-            Condition={"StringEquals": owned, "StringLike": nodepool_tagged},
-        ),
-        allow(
-            [*launch, "ec2:CreateLaunchTemplate"],
-            launched,
-            "AllowScopedEC2InstanceActionsWithTags",
-            Condition={
-                "StringEquals": request_owned,
-                "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"},
-            },
-        ),
-        allow(
-            ["ec2:CreateTags"],
-            launched,
-            "AllowScopedResourceCreationTagging",
-            Condition={
-                "StringEquals": {
-                    **request_owned,
-                    "ec2:CreateAction": ["RunInstances", "CreateFleet", "CreateLaunchTemplate"],
-                },
-                "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"},
-            },
-        ),
-        allow(
-            ["ec2:CreateTags"],
-            [f"{ec2_arn}:*:instance/*"],
-            "AllowScopedResourceTagging",
-            Condition={
-                "StringEquals": owned,
-                "StringLike": nodepool_tagged,
-                "StringEqualsIfExists": {"aws:RequestTag/eks:eks-cluster-name": cluster},
-                "ForAllValues:StringEquals": {
-                    "aws:TagKeys": ["eks:eks-cluster-name", "karpenter.sh/nodeclaim", "Name"]
-                },
-            },
-        ),
-        allow(
-            ["ec2:TerminateInstances", "ec2:DeleteLaunchTemplate"],
-            [f"{ec2_arn}:*:instance/*", f"{ec2_arn}:*:launch-template/*"],
-            "AllowScopedDeletion",
-            Condition={"StringEquals": owned, "StringLike": nodepool_tagged},
-        ),
-        # Describe and pricing calls have no resource-level permissions: "*" is the only form.
-        allow(
-            [
-                "ec2:DescribeCapacityReservations",
-                "ec2:DescribeImages",
-                "ec2:DescribeInstances",
-                "ec2:DescribeInstanceTypeOfferings",
-                "ec2:DescribeInstanceTypes",
-                "ec2:DescribeLaunchTemplates",
-                "ec2:DescribePlacementGroups",
-                "ec2:DescribeSecurityGroups",
-                "ec2:DescribeSpotPriceHistory",
-                "ec2:DescribeSubnets",
-            ],
-            ["*"],
-            "AllowRegionalReadActions",
-            Condition={"StringEquals": {"aws:RequestedRegion": region}},
-        ),
-        allow(["pricing:GetProducts"], ["*"], "AllowPricingReadActions"),
-        allow(
-            ["ssm:GetParameter"],
-            [f"arn:aws:ssm:{region}::parameter/aws/service/*"],
-            "AllowSSMReadActions",
-        ),
-        allow(
-            ["sqs:DeleteMessage", "sqs:GetQueueUrl", "sqs:ReceiveMessage"],
-            [queue_arn],
-            "AllowInterruptionQueueActions",
-        ),
-        allow(
-            ["iam:PassRole"],
-            [node_role_arn],
-            "AllowPassingInstanceRole",
-            Condition={"StringEquals": {"iam:PassedToService": ["ec2.amazonaws.com"]}},
-        ),
-        allow(
-            ["iam:CreateInstanceProfile"],
-            [profiles],
-            "AllowScopedInstanceProfileCreationActions",
-            Condition={
-                "StringEquals": {
-                    **request_owned,
-                    "aws:RequestTag/topology.kubernetes.io/region": region,
-                },
-                "StringLike": {"aws:RequestTag/karpenter.k8s.aws/ec2nodeclass": "*"},
-            },
-        ),
-        allow(
-            ["iam:TagInstanceProfile"],
-            [profiles],
-            "AllowScopedInstanceProfileTagActions",
-            Condition={
-                "StringEquals": {
-                    **owned,
-                    "aws:ResourceTag/topology.kubernetes.io/region": region,
-                    **request_owned,
-                    "aws:RequestTag/topology.kubernetes.io/region": region,
-                },
-                "StringLike": {
-                    "aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*",
-                    "aws:RequestTag/karpenter.k8s.aws/ec2nodeclass": "*",
-                },
-            },
-        ),
-        allow(
-            [
-                "iam:AddRoleToInstanceProfile",
-                "iam:RemoveRoleFromInstanceProfile",
-                "iam:DeleteInstanceProfile",
-            ],
-            [profiles],
-            "AllowScopedInstanceProfileActions",
-            Condition={
-                "StringEquals": {
-                    **owned,
-                    "aws:ResourceTag/topology.kubernetes.io/region": region,
-                },
-                "StringLike": {"aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*"},
-            },
-        ),
-        allow(
-            ["iam:GetInstanceProfile", "iam:ListInstanceProfiles"],
-            [profiles],
-            "AllowInstanceProfileReadActions",
-        ),
-        allow(
-            ["eks:DescribeCluster"],
-            [f"arn:aws:eks:{region}:{account}:cluster/{cluster}"],
-            "AllowAPIServerEndpointDiscovery",
-        ),
-    ]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_aws import ec2
 
-from stacks.config import AwsSettings
+from components.settings import AwsSettings
 
 DISCOVERY_TAG = "karpenter.sh/discovery"
 

@@ -10,7 +10,7 @@ import pulumi
 from pulumi_aws import sqs
 
 from components.aws.iam import deny_insecure_transport, document
-from stacks.config import QueueSettings
+from components.settings import QueueSettings
 
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600  # the SQS maximum: time to inspect and redrive
 LONG_POLL_SECONDS = 20

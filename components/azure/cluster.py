@@ -19,7 +19,7 @@ import yaml
 from pulumi_azure_native import authorization, containerregistry, containerservice
 
 from components.azure.roles import ACR_PULL, AKS_RBAC_CLUSTER_ADMIN, role_definition_id
-from stacks.config import AzureSettings
+from components.settings import AzureSettings
 
 SYSTEM_POOL = "system"
 SYSTEM_TAINT = "CriticalAddonsOnly=true:NoSchedule"

@@ -16,8 +16,8 @@ import pulumi
 from pulumi_kubernetes import apiextensions, meta
 
 from components.k8s.nodepools import KarpenterNodePools, KarpenterNodePoolsArgs, NodeClassRef
+from components.settings import NodePoolSettings
 from components.versions import AKS_NODE_CLASS_API
-from stacks.config import NodePoolSettings
 
 # Not "default": AKS owns the AKSNodeClass of that name when NAP is on.
 NODE_CLASS = "edw-consumer"

@@ -15,8 +15,8 @@ import pulumi
 from pulumi_kubernetes import apiextensions, apps, core, meta, policy
 
 from components.k8s.nodepools import CONSUMER_NODE_LABEL, SPOT_TAINT
+from components.settings import ConsumerSettings, QueueSettings
 from components.versions import KEDA_API
-from stacks.config import ConsumerSettings, QueueSettings
 
 SERVICE_ACCOUNT = "edw-consumer"
 DEPLOYMENT = "edw-consumer"

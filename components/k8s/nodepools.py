@@ -14,8 +14,8 @@ from typing import Any
 import pulumi
 from pulumi_kubernetes import apiextensions, meta
 
+from components.settings import NodePoolSettings
 from components.versions import KARPENTER_API
-from stacks.config import NodePoolSettings
 
 # Consumer pods require this label (so they never land on system nodes) ...
 CONSUMER_NODE_LABEL = {"edw/workload": "consumer"}

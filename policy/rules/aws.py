@@ -52,6 +52,9 @@ ACTIONS_WITHOUT_RESOURCE_LEVEL = (
     "ssm:DescribeParameters",
     "cloudwatch:PutMetricData",
     "iam:ListInstanceProfiles",
+    # Karpenter v1.14.1 grants this on "*" and scopes it with the
+    # arc-zonal-shift:ResourceIdentifier condition key (its CloudFormation template).
+    "arc-zonal-shift:GetManagedResource",
 )
 ROLE_TAG = "edw/role"  # what a queue is for: work, dead-letter, karpenter-interruption
 KARPENTER_INTERRUPTION_ROLE = "karpenter-interruption"

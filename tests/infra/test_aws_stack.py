@@ -278,13 +278,21 @@ def test_consumer_policy_names_exactly_the_queue_dlq_and_table(aws_run: StackRun
 def test_no_policy_uses_wildcard_actions_or_wildcard_resources_where_arns_exist(
     aws_run: StackRun,
 ):
-    unscoped_ok = {"pricing:GetProducts"}
+    # No resource-level permissions (pricing, the instance-profile list), or, for zonal shift,
+    # scoped by a condition key as upstream Karpenter does.
+    unscoped_ok = {"pricing:GetProducts", "iam:ListInstanceProfiles"}
+    condition_scoped = {"arc-zonal-shift:GetManagedResource": "arc-zonal-shift:ResourceIdentifier"}
     for policy in aws_run.of_type(ROLE_POLICY):
         for s in json.loads(policy.inputs["policy"])["Statement"]:
             actions = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
             assert all("*" not in a for a in actions), (policy.name, actions)
-            if "*" in s["Resource"]:
-                assert all(a.startswith("ec2:Describe") or a in unscoped_ok for a in actions)
+            if "*" not in s["Resource"]:
+                continue
+            for action in actions:
+                if action in condition_scoped:
+                    assert condition_scoped[action] in s["Condition"]["StringEquals"]
+                else:
+                    assert action.startswith("ec2:Describe") or action in unscoped_ok, action
 
 
 def test_service_account_carries_the_consumer_role(aws_run: StackRun):

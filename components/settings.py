@@ -1,0 +1,79 @@
+"""The typed settings components take, below the stack layer that parses them.
+
+``stacks/config.py`` reads a stack's raw config, validates it and builds these objects; components
+only ever see them, so the import graph runs ``__main__`` -> ``stacks`` -> ``components`` and
+never back (``tests/test_layering.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Cloud = Literal["aws", "azure"]
+# Seconds the pod keeps after its last batch's processing timeout to delete and exit.
+DRAIN_MARGIN_SECONDS = 15
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    visibility_timeout_seconds: int
+    max_receive_count: int
+    message_retention_seconds: int
+
+
+@dataclass(frozen=True)
+class ConsumerSettings:
+    namespace: str
+    image: str
+    min_replicas: int
+    max_replicas: int
+    queue_length_target: int
+    polling_interval_seconds: int
+    cooldown_seconds: int
+    concurrency: int
+    processing_timeout_seconds: int
+    simulated_work_ms: int
+    cpu_request: str
+    memory_request: str
+    cpu_limit: str
+    memory_limit: str
+
+    @property
+    def termination_grace_seconds(self) -> int:
+        """Drain time: the longest batch plus the margin to delete it and exit."""
+        return self.processing_timeout_seconds + DRAIN_MARGIN_SECONDS
+
+
+@dataclass(frozen=True)
+class NodePoolSettings:
+    families: tuple[str, ...]
+    spot_cpu_limit: int
+    spot_memory_limit: str
+    on_demand_cpu_limit: int
+    on_demand_memory_limit: str
+    consolidate_after: str
+    expire_after: str
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    region: str
+    vpc_cidr: str
+    availability_zone_count: int
+    existing_vpc_id: str
+    existing_private_subnet_ids: tuple[str, ...]
+    nat_gateway_per_az: bool
+    system_instance_type: str
+    ami_alias: str
+    cluster_admin_arns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AzureSettings:
+    location: str
+    system_vm_size: str
+    disable_local_accounts: bool
+    admin_group_object_ids: tuple[str, ...]
+    storage_network_default_action: Literal["Allow", "Deny"]
+    cosmos_serverless: bool
