@@ -15,7 +15,7 @@ POLICY = --policy-pack policy --policy-pack-config policy/stack-config/$(STACK).
 PULUMI_BACKEND_URL ?= $(shell pulumi whoami >/dev/null 2>&1 || echo file://$(HOME)/.pulumi-edw)
 export PULUMI_BACKEND_URL
 
-.PHONY: test lint deps stack up preview destroy policy-check bench clean
+.PHONY: test lint deps docs stack up preview destroy policy-check bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ lint: $(VENV)/.installed
 test: deps lint
 	$(BIN)/pytest
 
+# Pulumi.yaml's config block and docs/configuration.md, from the settings table.
+docs: $(VENV)/.installed
+	$(BIN)/python -m tools.settingsdoc
+
 bench: deps
 	$(BIN)/python -m bench
 
@@ -52,7 +56,10 @@ policy/.venv/.installed: policy/requirements.txt
 $(HOME)/.pulumi-edw:
 	mkdir -p $@
 
+# What the stack needs is checked before any pulumi call: one line per missing piece, exit 2.
+up preview destroy: STACK_COMMAND = $@
 stack: $(VENV)/.installed $(if $(findstring file://,$(PULUMI_BACKEND_URL)),$(HOME)/.pulumi-edw)
+	$(BIN)/python -m tools.prereqs --stack $(STACK) --command $(or $(STACK_COMMAND),stack)
 	pulumi stack select --create $(STACK_REF)
 
 preview: stack policy/.venv/.installed

@@ -6,7 +6,7 @@ thread keeps the visibility of in-flight batches extended, and releases a batch 
 ``EDW_PROCESSING_TIMEOUT_SECONDS`` so another consumer can take it. Rows are keyed by event id, so
 a redelivery after a crash overwrites its own row: at-least-once delivery, exactly one row.
 
-Run it with ``python -m app.consumer``; settings come from the environment (README: "Settings").
+Run it with ``python -m app.consumer``; settings come from the environment (docs/app.md: "Settings").
 """
 
 from __future__ import annotations

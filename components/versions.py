@@ -1,6 +1,6 @@
 """Every chart and API version the program deploys, pinned in one place.
 
-The custom-resource API versions match the CRDs in ../shared/reference (KEDA v2.20.2, Karpenter
+The custom-resource API versions match the CRDs vendored in tests/reference (KEDA v2.20.2, Karpenter
 AWS v1.14.1, Karpenter Azure v1.14.2); tests validate what we render against those CRDs.
 """
 

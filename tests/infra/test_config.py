@@ -142,7 +142,7 @@ def test_a_bad_config_fails_the_program_before_any_resource_is_registered():
     assert info.value.resources == []
 
 
-def test_readme_documents_every_setting():
-    readme = (ROOT / "README.md").read_text()
-    missing = [s.key for s in SETTINGS if f"| `edw:{s.key}` |" not in readme]
+def test_docs_document_every_setting():
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    missing = [s.key for s in SETTINGS if f"| `edw:{s.key}` |" not in page]
     assert missing == []

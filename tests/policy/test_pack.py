@@ -1,4 +1,4 @@
-"""Pack-wide contracts: every rule is documented, configurable sanely, and its README row true."""
+"""Pack-wide contracts: every rule is documented, configurable sanely, and its docs row true."""
 
 from __future__ import annotations
 
@@ -37,10 +37,10 @@ def test_config_schemas_are_valid_with_documented_defaults(policy) -> None:
     jsonschema.validate(with_defaults(properties, None), schema)
 
 
-def test_readme_rule_table_matches_the_pack() -> None:
-    readme = (REPO / "README.md").read_text()
+def test_docs_rule_table_matches_the_pack() -> None:
+    page = (REPO / "docs" / "policy.md").read_text()
     row = r"^\| `([a-z0-9-]+)` \| (\w+) \| (\w+) \| (.+?) \| (.+?) \|$"
-    documented = {name: rest for name, *rest in re.findall(row, readme, re.MULTILINE)}
+    documented = {name: rest for name, *rest in re.findall(row, page, re.MULTILINE)}
     expected = {
         p.name: [
             p.enforcement_level.value,
@@ -75,8 +75,8 @@ def test_default_azure_api_versions_are_stable(module: str) -> None:
     assert not [v for v in versions if "preview" in v], versions
 
 
-def test_readme_tuning_example_is_a_valid_pack_config() -> None:
-    readme = (REPO / "README.md").read_text()
-    [example] = re.findall(r"```json\n(.*?)```", readme, re.DOTALL)
+def test_docs_tuning_example_is_a_valid_pack_config() -> None:
+    page = (REPO / "docs" / "policy.md").read_text()
+    [example] = re.findall(r"```json\n(.*?)```", page, re.DOTALL)
     config = PackConfig.parse(json.loads(example))
     assert config.properties["karpenter-nodepool-limits"] == {"maxCpu": 128, "maxMemoryGi": 512}

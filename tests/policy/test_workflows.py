@@ -172,10 +172,10 @@ def test_cloud_logins_use_oidc_and_no_long_lived_keys() -> None:
 def test_every_setting_the_workflows_read_is_documented(kind: str) -> None:
     text = "\n".join(p.read_text() for p in WORKFLOWS.glob("*.yml"))
     names = set(re.findall(rf"\b{kind}\.([A-Z_]+)", text))
-    readme = (REPO / "README.md").read_text()
+    docs = (REPO / "docs" / "ci.md").read_text()
     assert names, kind
     for name in names:
-        assert f"| `{name}` |" in readme, name
+        assert f"| `{name}` |" in docs, name
 
 
 def test_preview_and_up_use_each_stacks_pack_config() -> None:
@@ -310,8 +310,8 @@ def test_stacks_are_created_by_up_and_never_by_a_preview() -> None:
 @pytest.mark.parametrize("kind", ["vars", "secrets"])
 def test_every_documented_setting_is_read_by_a_workflow(kind: str) -> None:
     text = "\n".join(p.read_text() for p in WORKFLOWS.glob("*.yml"))
-    readme = (REPO / "README.md").read_text()
-    table = re.findall(r"^\| `([A-Z_]+)` \| (variable|secret) \|", readme, re.MULTILINE)
+    docs = (REPO / "docs" / "ci.md").read_text()
+    table = re.findall(r"^\| `([A-Z_]+)` \| (variable|secret) \|", docs, re.MULTILINE)
     documented = {name for name, what in table if what == {"vars": "variable"}.get(kind, "secret")}
     assert documented, kind
     for name in documented:
