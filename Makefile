@@ -15,7 +15,7 @@ POLICY = --policy-pack policy --policy-pack-config policy/stack-config/$(STACK).
 PULUMI_BACKEND_URL ?= $(shell pulumi whoami >/dev/null 2>&1 || echo file://$(HOME)/.pulumi-edw)
 export PULUMI_BACKEND_URL
 
-.PHONY: test lint deps docs stack up preview destroy policy-check bench clean
+.PHONY: test lint deps docs lock stack up preview destroy policy-check bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,12 +34,24 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Three workers: most of the suite waits on emulators and child processes, not on the CPU.
 test: deps lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 3
 
 # Pulumi.yaml's config block and docs/configuration.md, from the settings table.
 docs: $(VENV)/.installed
 	$(BIN)/python -m tools.settingsdoc
+
+# The image's full dependency set, pinned with hashes, for the image's platform (needs PyPI).
+LOCK_FLAGS = --generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu
+lock: $(VENV)/.installed
+	$(BIN)/uv pip compile app/requirements.txt $(LOCK_FLAGS) --no-header --quiet \
+		--output-file app/requirements.lock.tmp
+	{ echo "# The consumer image's dependencies: app/requirements.txt resolved with every"; \
+	  echo "# transitive pin and hash (make lock). Do not edit; tests fail when it is stale."; \
+	  echo "# input-sha256: $$(sha256sum app/requirements.txt | cut -d' ' -f1)"; \
+	  cat app/requirements.lock.tmp; } > app/requirements.lock
+	rm app/requirements.lock.tmp
 
 bench: deps
 	$(BIN)/python -m bench

@@ -2,6 +2,10 @@
 
 Credentials and region come from botocore's default chain (IRSA in the cluster). For emulators set
 ``AWS_ENDPOINT_URL`` (botocore honours it for every service) plus any dummy credentials.
+
+Every call is bounded: short connect and read timeouts and few SDK retries, so a network blip
+surfaces quickly and the consumer retries in place within its batch's time budget (a long-poll
+receive has a client of its own whose read timeout covers the wait).
 """
 
 from __future__ import annotations
@@ -10,24 +14,32 @@ import logging
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
-from app.backend import Backend, Received
+from app.backend import Backend, Received, RowRejected
 from app.events import Event
-from app.settings import Settings
+from app.settings import SQS_MAX_VISIBILITY_SECONDS, Settings
 
 log = logging.getLogger("edw.aws")
 SQS_BATCH = 10
+# SQS: a message, and a whole SendMessageBatch, may hold at most 1 MiB (body plus attributes).
+SQS_BATCH_BYTES = 1_048_576
 DYNAMO_BATCH = 25
+# DynamoDB: an item may hold at most 400 KB, counting attribute names and values (UTF-8).
+DYNAMO_ITEM_BYTES = 400 * 1024
 WRITE_ATTEMPTS = 8
+CALL_TIMEOUT_SECONDS = 5
 # The table's TTL attribute (components/aws/results_table.py enables TTL on it).
 TTL_ATTRIBUTE = "expiresAt"
 REASON_ATTRIBUTE = "edw-dead-letter-reason"
-MAX_ATTRIBUTE_CHARS = 1024
+MAX_REASON_CHARS = 1024
+# Errors that say "this item", not "this moment": retrying the same row cannot succeed.
+ITEM_ERRORS = frozenset({"ValidationException", "SerializationException"})
 
 
 class WriteError(RuntimeError):
@@ -37,9 +49,15 @@ class WriteError(RuntimeError):
 SQS_URL_REGION = re.compile(r"^https://sqs\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?/")
 
 
-def _client(service: str, pool_size: int, queue_url: str = "") -> Any:
-    # Standard retry mode backs off on throttling; the pool must cover every worker thread.
-    config = Config(max_pool_connections=pool_size, retries={"mode": "standard", "max_attempts": 5})
+def _client(service: str, pool_size: int, queue_url: str = "", read_timeout: float = 0) -> Any:
+    config = Config(
+        max_pool_connections=pool_size,
+        # Standard mode backs off on throttling; few attempts, so an outage reaches the consumer's
+        # own retry loop (bounded by the batch's time left) instead of blocking past it.
+        retries={"mode": "standard", "max_attempts": 2},
+        connect_timeout=CALL_TIMEOUT_SECONDS,
+        read_timeout=read_timeout or CALL_TIMEOUT_SECONDS,
+    )
     # botocore reads AWS_DEFAULT_REGION; EKS (IRSA, Pod Identity) and people also set AWS_REGION.
     # Failing both, a real queue URL names its region (a laptop running the producer).
     from_url = SQS_URL_REGION.match(queue_url)
@@ -50,70 +68,125 @@ def _client(service: str, pool_size: int, queue_url: str = "") -> Any:
     return session.client(service, config=config)
 
 
-def _count_failed(what: str, response: dict[str, Any]) -> int:
-    """Log the failed entries of a batch call (codes only, no bodies) and count them."""
+def _failed_ids(what: str, response: dict[str, Any]) -> set[str]:
+    """Log the failed entries of a batch call (codes only, no bodies); their entry ids."""
     failed = response.get("Failed", [])
     if failed:
         codes = sorted({entry.get("Code", "?") for entry in failed})
         log.warning("%s failed for some entries", what, extra={"fields": {"codes": codes}})
-    return len(failed)
+    return {entry["Id"] for entry in failed}
 
 
 def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+def _entry_bytes(entry: dict[str, Any]) -> int:
+    """What SQS counts against the 1 MiB: the body and each attribute's name, type and value."""
+    size = len(entry["MessageBody"].encode())
+    for name, attribute in entry.get("MessageAttributes", {}).items():
+        size += len(name.encode()) + len(attribute["DataType"].encode())
+        size += len(attribute.get("StringValue", "").encode())
+    return size
+
+
+def _size_batches(entries: Sequence[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Batches of at most 10 entries and 1 MiB in total (a lone larger entry is its own batch:
+    SQS refuses it, and the caller counts it as failed)."""
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for entry in entries:
+        entry_size = _entry_bytes(entry)
+        if batch and (len(batch) == SQS_BATCH or size + entry_size > SQS_BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(entry)
+        size += entry_size
+    if batch:
+        yield batch
+
+
 class SqsQueue:
     max_batch = SQS_BATCH
     long_polls = True
+    max_visibility_seconds = SQS_MAX_VISIBILITY_SECONDS
 
-    def __init__(self, client: Any, url: str) -> None:
+    def __init__(self, client: Any, url: str, receiver: Any = None) -> None:
         self.client = client
+        self.receiver = receiver or client  # long polls need a longer read timeout
         self.url = url
 
     def receive(self, wait_seconds: int, visibility_seconds: int) -> list[Received]:
-        response = self.client.receive_message(
+        response = self.receiver.receive_message(
             QueueUrl=self.url,
             MaxNumberOfMessages=SQS_BATCH,
             WaitTimeSeconds=wait_seconds,
             VisibilityTimeout=visibility_seconds,
+            # The delivery number, so the consumer can dead-letter with a reason before the
+            # redrive policy moves a message silently.
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
         )
         return [
-            Received(m["MessageId"], m["Body"], m["ReceiptHandle"], None)
+            Received(
+                m["MessageId"],
+                m["Body"],
+                m["ReceiptHandle"],
+                int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
+            )
             for m in response.get("Messages", [])
         ]
 
-    def delete(self, messages: Sequence[Received]) -> int:
-        failed = 0
+    def delete(self, messages: Sequence[Received]) -> list[Received]:
+        failed: list[Received] = []
         for chunk in _chunks(messages, SQS_BATCH):
             entries = [{"Id": str(i), "ReceiptHandle": m.receipt} for i, m in enumerate(chunk)]
-            response = self.client.delete_message_batch(QueueUrl=self.url, Entries=entries)
-            failed += _count_failed("delete", response)
+            try:
+                response = self.client.delete_message_batch(QueueUrl=self.url, Entries=entries)
+            except Exception as exc:
+                log.warning("delete failed", extra={"fields": {"error": _short(exc)}})
+                failed.extend(chunk)
+                continue
+            bad = _failed_ids("delete", response)
+            failed.extend(m for i, m in enumerate(chunk) if str(i) in bad)
         return failed
 
-    def extend(self, messages: Sequence[Received], seconds: int) -> None:
+    def extend(self, messages: Sequence[Received], seconds: int) -> list[Received]:
+        failed: list[Received] = []
         for chunk in _chunks(messages, SQS_BATCH):
             entries = [
                 {"Id": str(i), "ReceiptHandle": m.receipt, "VisibilityTimeout": seconds}
                 for i, m in enumerate(chunk)
             ]
-            response = self.client.change_message_visibility_batch(
-                QueueUrl=self.url, Entries=entries
-            )
-            _count_failed("visibility change", response)
-
-    def _send_entries(self, entries: list[dict[str, Any]]) -> int:
-        failed = 0
-        for chunk in _chunks(entries, SQS_BATCH):
-            batch = [{"Id": str(i), **entry} for i, entry in enumerate(chunk)]
-            response = self.client.send_message_batch(QueueUrl=self.url, Entries=batch)
-            failed += _count_failed("send", response)
+            try:
+                response = self.client.change_message_visibility_batch(
+                    QueueUrl=self.url, Entries=entries
+                )
+            except Exception as exc:
+                log.warning("visibility change failed", extra={"fields": {"error": _short(exc)}})
+                failed.extend(chunk)
+                continue
+            bad = _failed_ids("visibility change", response)
+            failed.extend(m for i, m in enumerate(chunk) if str(i) in bad)
         return failed
 
-    def send(self, bodies: Sequence[str]) -> int:
-        return self._send_entries([{"MessageBody": body} for body in bodies])
+    def _send_entries(self, entries: list[dict[str, Any]]) -> list[bool]:
+        """Send in batches of 10 within 1 MiB; whether each entry was accepted, in order."""
+        accepted: list[bool] = []
+        for batch in _size_batches(entries):
+            numbered = [{"Id": str(i), **entry} for i, entry in enumerate(batch)]
+            try:
+                response = self.client.send_message_batch(QueueUrl=self.url, Entries=numbered)
+                bad = _failed_ids("send", response)
+            except Exception as exc:
+                log.warning("send failed", extra={"fields": {"error": _short(exc)}})
+                bad = {entry["Id"] for entry in numbered}
+            accepted.extend(entry["Id"] not in bad for entry in numbered)
+        return accepted
 
-    def send_dead_letters(self, rejects: Sequence[tuple[Received, str]]) -> None:
+    def send(self, bodies: Sequence[str]) -> int:
+        return self._send_entries([{"MessageBody": body} for body in bodies]).count(False)
+
+    def send_dead_letters(self, rejects: Sequence[tuple[Received, str]]) -> list[Received]:
         # The body is kept byte for byte; the reason travels as a message attribute.
         entries = [
             {
@@ -121,15 +194,25 @@ class SqsQueue:
                 "MessageAttributes": {
                     REASON_ATTRIBUTE: {
                         "DataType": "String",
-                        "StringValue": reason[:MAX_ATTRIBUTE_CHARS],
+                        "StringValue": reason[:MAX_REASON_CHARS],
                     }
                 },
             }
             for message, reason in rejects
         ]
-        failed = self._send_entries(entries)
-        if failed:
-            raise WriteError(f"{failed} of {len(rejects)} dead letters were not accepted")
+        accepted = self._send_entries(entries)
+        return [message for (message, _), ok in zip(rejects, accepted, strict=True) if ok]
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+def item_bytes(item: dict[str, dict[str, str]]) -> int:
+    """DynamoDB's item size: every attribute name plus its value, in UTF-8 (numbers are close
+    enough counted as their digits)."""
+    return sum(len(k.encode()) + len(next(iter(v.values())).encode()) for k, v in item.items())
 
 
 class DynamoTable:
@@ -145,6 +228,15 @@ class DynamoTable:
             item[TTL_ATTRIBUTE] = {"N": str(int(time.time()) + self.ttl_seconds)}
         return item
 
+    def refusal(self, event: Event) -> str | None:
+        size = item_bytes(self.item(event))
+        if size > DYNAMO_ITEM_BYTES:
+            return (
+                f"row too large for DynamoDB: the item is {size} bytes, the limit is "
+                f"{DYNAMO_ITEM_BYTES} (400 KB, attribute names and values)"
+            )
+        return None
+
     def write(self, events: Sequence[Event]) -> None:
         for chunk in _chunks(events, DYNAMO_BATCH):
             self._write_chunk([{"PutRequest": {"Item": self.item(e)}} for e in chunk])
@@ -153,7 +245,13 @@ class DynamoTable:
         # BatchWriteItem may accept only part of a batch under throttling: retry the rest.
         pending = {self.name: requests}
         for attempt in range(WRITE_ATTEMPTS):
-            response = self.client.batch_write_item(RequestItems=pending)
+            try:
+                response = self.client.batch_write_item(RequestItems=pending)
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code in ITEM_ERRORS and len(pending[self.name]) == 1:
+                    raise RowRejected(f"DynamoDB refused the row: {_short(exc)}") from exc
+                raise
             pending = response.get("UnprocessedItems") or {}
             if not pending:
                 return
@@ -165,14 +263,17 @@ class DynamoTable:
 def build(settings: Settings) -> Backend:
     pool_size = settings.concurrency * 2 + 4
     sqs = _client("sqs", pool_size, settings.queue)
+    receiver = _client(
+        "sqs", pool_size, settings.queue, read_timeout=settings.receive_wait_seconds + 10
+    )
     dynamodb = _client("dynamodb", pool_size, settings.queue)
 
     def close() -> None:
-        sqs.close()
-        dynamodb.close()
+        for client in (sqs, receiver, dynamodb):
+            client.close()
 
     return Backend(
-        queue=SqsQueue(sqs, settings.queue),
+        queue=SqsQueue(sqs, settings.queue, receiver),
         dead_letters=SqsQueue(sqs, settings.dead_letter_queue),
         table=DynamoTable(dynamodb, settings.table, settings.result_ttl_days),
         close=close,
@@ -180,4 +281,4 @@ def build(settings: Settings) -> Backend:
 
 
 def open_queue(url: str, pool_size: int) -> SqsQueue:
-    return SqsQueue(_client("sqs", pool_size, url), url)
+    return SqsQueue(_client("sqs", pool_size, url, read_timeout=30), url)

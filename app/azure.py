@@ -12,6 +12,7 @@ of entity-group transactions (a transaction may only span one PartitionKey).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import zlib
@@ -19,34 +20,44 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
-from xml.sax.saxutils import escape as xml_escape
 
 import requests
+from azure.core.exceptions import ResourceNotFoundError
 from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableClient, UpdateMode
 from azure.storage.queue import QueueClient
 from requests.adapters import HTTPAdapter
 
-from app.backend import Backend, Received
+from app.backend import Backend, Received, RowRejected
 from app.events import Event
 from app.settings import Settings
 
 AZURE_BATCH = 32  # the most one Get Messages call returns
 TRANSACTION_LIMIT = 100
 PARTITIONS = 8
-MAX_MESSAGE_BYTES = 64 * 1024  # of the XML-escaped text, as the SDK sends it
+# A queue message holds at most 64 KiB of text, measured as the service does: the UTF-8 bytes of
+# the decoded text (not of the XML-escaped request body).
+MAX_MESSAGE_BYTES = 64 * 1024
+MAX_REASON_CHARS = 1024
+# Azure Table: a string property holds at most 64 KiB of UTF-16 (32K code units), an entity 1 MiB.
+# Cosmos DB for Table allows more; the stricter limits keep one row format for both services.
+MAX_PROPERTY_UTF16_UNITS = 32 * 1024
+MAX_ENTITY_BYTES = 1024 * 1024
+CALL_TIMEOUT_SECONDS = 5
+# Status codes that say "this entity" (bad or too large), not "this moment".
+ROW_REFUSED_STATUS = frozenset({400, 413})
 log = logging.getLogger("edw.azure")
 T = TypeVar("T")
 R = TypeVar("R")
+# Every call: short timeouts and one SDK retry; the consumer retries in place within the batch's
+# time budget, so an outage never runs a batch past its processing timeout inside the SDK.
+CALL = {"connection_timeout": CALL_TIMEOUT_SECONDS, "read_timeout": CALL_TIMEOUT_SECONDS}
+SDK_RETRIES = 1
 
 
 def partition_key(event_id: str) -> str:
     """Stable bucket of an event id: the same id always lands in the same partition."""
     return f"p{zlib.crc32(event_id.encode()) % PARTITIONS}"
-
-
-class PoisonError(RuntimeError):
-    """A poison message could not be stored; the original stays on the work queue."""
 
 
 class _Pool:
@@ -62,19 +73,29 @@ class _Pool:
         return list(self.executor.map(fn, items))
 
 
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
 def _ok(call: Callable[[], object], what: str) -> bool:
+    """Run one call; False (logged) when it raised, so each message's outcome is its own."""
     try:
         call()
     except Exception as exc:  # counted by the caller; an undeleted message comes back later
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        log.warning("%s failed", what, extra={"fields": {"error": reason}})
+        log.warning("%s failed", what, extra={"fields": {"error": _short(exc)}})
         return False
     return True
+
+
+def message_bytes(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 class StorageQueue:
     max_batch = AZURE_BATCH
     long_polls = False  # Azure queues have no long polling: the consumer backs off when idle
+    max_visibility_seconds = 7 * 24 * 3600
 
     def __init__(self, client: QueueClient, pool: _Pool) -> None:
         self.client = client
@@ -85,54 +106,78 @@ class StorageQueue:
             messages_per_page=AZURE_BATCH,
             max_messages=AZURE_BATCH,
             visibility_timeout=visibility_seconds,
+            **CALL,
         ).by_page()
         return [Received(m.id, m.content, m.pop_receipt, m.dequeue_count) for m in next(pages, [])]
 
-    def delete(self, messages: Sequence[Received]) -> int:
-        results = self.pool.map(
-            lambda m: _ok(lambda: self.client.delete_message(m.message_id, m.receipt), "delete"),
-            messages,
-        )
-        return results.count(False)
+    def _delete(self, message: Received) -> None:
+        with contextlib.suppress(ResourceNotFoundError):  # already gone: nothing left to settle
+            self.client.delete_message(message.message_id, message.receipt, **CALL)
 
-    def extend(self, messages: Sequence[Received], seconds: int) -> None:
+    def delete(self, messages: Sequence[Received]) -> list[Received]:
+        results = self.pool.map(lambda m: _ok(lambda: self._delete(m), "delete"), messages)
+        return [m for m, ok in zip(messages, results, strict=True) if not ok]
+
+    def extend(self, messages: Sequence[Received], seconds: int) -> list[Received]:
         def one(message: Received) -> None:
             updated = self.client.update_message(
-                message.message_id, message.receipt, visibility_timeout=seconds
+                message.message_id, message.receipt, visibility_timeout=seconds, **CALL
             )
             message.receipt = updated.pop_receipt  # the old receipt is void from now on
 
-        self.pool.map(one, messages)
+        # Each message on its own: one failed update neither cancels nor hides the others.
+        results = self.pool.map(lambda m: _ok(lambda: one(m), "visibility change"), messages)
+        return [m for m, ok in zip(messages, results, strict=True) if not ok]
 
     def send(self, bodies: Sequence[str]) -> int:
-        results = self.pool.map(lambda b: _ok(lambda: self.client.send_message(b), "send"), bodies)
+        results = self.pool.map(
+            lambda b: _ok(lambda: self.client.send_message(b, **CALL), "send"), bodies
+        )
         return results.count(False)
 
-    def send_dead_letters(self, rejects: Sequence[tuple[Received, str]]) -> None:
-        failed = self.send([poison_envelope(message, reason) for message, reason in rejects])
-        if failed:
-            raise PoisonError(f"{failed} of {len(rejects)} poison messages were not accepted")
+    def send_dead_letters(self, rejects: Sequence[tuple[Received, str]]) -> list[Received]:
+        results = self.pool.map(lambda r: self._dead_letter(*r), rejects)
+        return [message for (message, _), ok in zip(rejects, results, strict=True) if ok]
+
+    def _dead_letter(self, message: Received, reason: str) -> bool:
+        """The envelope with the whole body; when that cannot fit a queue message, the original
+        body as a message of its own (it fit the work queue, so it fits here) and an envelope
+        that points at it. Never an envelope that lost the body."""
+        envelope = poison_envelope(message, reason)
+        if envelope is not None:
+            return _ok(lambda: self.client.send_message(envelope, **CALL), "dead letter")
+        try:
+            original = self.client.send_message(message.body, **CALL)
+        except Exception as exc:
+            log.warning("dead letter failed", extra={"fields": {"error": _short(exc)}})
+            return False
+        pointer = poison_envelope(message, reason, body_message_id=original.id)
+        if _ok(lambda: self.client.send_message(pointer, **CALL), "dead letter"):
+            return True
+        # Without its envelope the body would sit there unexplained; the message stays on the
+        # work queue and is dead-lettered again.
+        _ok(lambda: self.client.delete_message(original.id, original.pop_receipt), "cleanup")
+        return False
 
 
-def poison_envelope(message: Received, reason: str) -> str:
+def poison_envelope(
+    message: Received, reason: str, body_message_id: str | None = None
+) -> str | None:
     """The poison-queue message: queue messages carry no attributes, so the reason, the
-    original id and dequeue count and the body travel in one JSON document. JSON and XML
-    escaping can inflate a body past the 64 KiB message limit, so it is halved until it fits."""
-    body = message.body
-    while True:
-        text = json.dumps(
-            {
-                "reason": reason,
-                "message_id": message.message_id,
-                "dequeue_count": message.deliveries,
-                "body": body,
-                "truncated": len(body) < len(message.body),
-            },
-            ensure_ascii=False,
-        )
-        if len(xml_escape(text).encode()) <= MAX_MESSAGE_BYTES or not body:
-            return text
-        body = body[: len(body) // 2]
+    original id and dequeue count and the body travel in one JSON document. None when the body
+    does not fit in one; with ``body_message_id`` the envelope names the poison message that
+    holds the body instead of carrying it."""
+    doc: dict[str, Any] = {
+        "reason": reason[:MAX_REASON_CHARS],
+        "message_id": message.message_id,
+        "dequeue_count": message.deliveries,
+    }
+    if body_message_id is None:
+        doc["body"] = message.body
+    else:
+        doc["body_message_id"] = body_message_id
+    text = json.dumps(doc, ensure_ascii=False)
+    return text if message_bytes(text) <= MAX_MESSAGE_BYTES else None
 
 
 def _entity(event: Event) -> dict[str, str]:
@@ -142,10 +187,35 @@ def _entity(event: Event) -> dict[str, str]:
     return row
 
 
+def _utf16_units(text: str) -> int:
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def _refused(exc: BaseException) -> bool:
+    return getattr(exc, "status_code", None) in ROW_REFUSED_STATUS
+
+
 class CosmosTable:
     def __init__(self, client: TableClient, pool: _Pool) -> None:
         self.client = client
         self.pool = pool
+
+    def refusal(self, event: Event) -> str | None:
+        entity = _entity(event)
+        for name, value in entity.items():
+            units = _utf16_units(value)
+            if units > MAX_PROPERTY_UTF16_UNITS:
+                return (
+                    f"row too large for Azure Table: property {name!r} is {units} UTF-16 code "
+                    f"units, the limit is {MAX_PROPERTY_UTF16_UNITS} (64 KiB)"
+                )
+        size = len(json.dumps(entity, ensure_ascii=False).encode())
+        if size > MAX_ENTITY_BYTES:
+            return (
+                f"row too large for Azure Table: the entity is {size} bytes, the limit is "
+                f"{MAX_ENTITY_BYTES} (1 MiB)"
+            )
+        return None
 
     def write(self, events: Sequence[Event]) -> None:
         groups: dict[str, list[tuple[str, dict[str, str], dict[str, Any]]]] = defaultdict(list)
@@ -157,8 +227,13 @@ class CosmosTable:
             for ops in groups.values()
             for i in range(0, len(ops), TRANSACTION_LIMIT)
         ]
-        # Any failed transaction raises here, so the batch is not deleted and is redelivered.
-        self.pool.map(self.client.submit_transaction, transactions)
+        try:
+            # Any failed transaction raises here, so the batch is not deleted.
+            self.pool.map(lambda ops: self.client.submit_transaction(ops, **CALL), transactions)
+        except Exception as exc:
+            if len(events) == 1 and _refused(exc):
+                raise RowRejected(f"Azure Table refused the row: {_short(exc)}") from exc
+            raise
 
 
 def _session(pool_size: int) -> requests.Session:
@@ -185,28 +260,27 @@ class _Clients:
         # One transport per client (each pipeline closes its own), all on the shared pool.
         return RequestsTransport(session=self.session, session_owner=False)
 
+    def _options(self) -> dict[str, Any]:
+        return {"transport": self._transport(), "retry_total": SDK_RETRIES}
+
     def queue(self, name: str, account: str | None) -> QueueClient:
         if self.connection:
-            return QueueClient.from_connection_string(
-                self.connection, name, transport=self._transport()
-            )
+            return QueueClient.from_connection_string(self.connection, name, **self._options())
         return QueueClient(
             f"https://{account}.queue.core.windows.net",
             name,
             credential=self.credential,
-            transport=self._transport(),
+            **self._options(),
         )
 
     def table(self, name: str, endpoint: str | None) -> TableClient:
         if self.connection:
-            return TableClient.from_connection_string(
-                self.connection, name, transport=self._transport()
-            )
+            return TableClient.from_connection_string(self.connection, name, **self._options())
         return TableClient(
             endpoint=endpoint or "",
             table_name=name,
             credential=self.credential,
-            transport=self._transport(),
+            **self._options(),
         )
 
 

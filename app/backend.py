@@ -14,40 +14,56 @@ from app.events import Event
 from app.settings import Settings
 
 
-@dataclass
+@dataclass(eq=False)
 class Received:
     """One received message. ``receipt`` changes on Azure each time visibility is extended."""
 
     message_id: str
     body: str
     receipt: str
-    deliveries: int | None  # Azure dequeue count; None on SQS, where the redrive policy counts
+    deliveries: int  # this delivery's number: SQS ApproximateReceiveCount, Azure dequeue count
+
+
+class RowRejected(Exception):  # noqa: N818 - reads as "raise RowRejected(reason)"
+    """The table refused this row for what it holds (too large, invalid): retrying cannot help.
+
+    Raised by ``EventTable.write`` for a one-row write; for a larger write the consumer splits the
+    rows until the refused one is alone, so only it is dead-lettered, with this text as reason."""
 
 
 class WorkQueue(Protocol):
     max_batch: int
     long_polls: bool  # False: an empty receive returns at once and the caller backs off
+    max_visibility_seconds: int  # the most a message may stay hidden (SQS: 12 h; Azure: 7 days)
 
     def receive(self, wait_seconds: int, visibility_seconds: int) -> list[Received]: ...
 
-    def delete(self, messages: Sequence[Received]) -> int:
-        """Delete messages; returns how many could not be deleted (they will be redelivered)."""
+    def delete(self, messages: Sequence[Received]) -> list[Received]:
+        """Delete messages; returns those that could not be deleted (they will come back)."""
         ...
 
-    def extend(self, messages: Sequence[Received], seconds: int) -> None: ...
+    def extend(self, messages: Sequence[Received], seconds: int) -> list[Received]:
+        """Set each message's visibility to ``seconds`` from now; returns those that failed."""
+        ...
 
     def send(self, bodies: Sequence[str]) -> int:
         """Send bodies in as few calls as the API allows; returns how many failed."""
         ...
 
-    def send_dead_letters(self, rejects: Sequence[tuple[Received, str]]) -> None:
-        """Put rejected messages (with their reason) on this queue; raise if any failed."""
+    def send_dead_letters(self, rejects: Sequence[tuple[Received, str]]) -> list[Received]:
+        """Put rejected messages, each with its reason and its whole body, on this queue;
+        returns exactly the messages whose dead letter was accepted."""
         ...
 
 
 class EventTable(Protocol):
+    def refusal(self, event: Event) -> str | None:
+        """Why the table cannot hold this event's row (its size limits), or None."""
+        ...
+
     def write(self, events: Sequence[Event]) -> None:
-        """Durably upsert one row per event (keyed by event id); raise if any row failed."""
+        """Durably upsert one row per event (keyed by event id). Raises ``RowRejected`` when a
+        single row is refused for its content; any other exception is worth retrying."""
         ...
 
 

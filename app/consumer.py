@@ -1,78 +1,142 @@
 """The consumer: drain the work queue into the event table without ever losing a message.
 
-Each of ``EDW_CONCURRENCY`` worker threads loops: receive a full batch, dead-letter what is not a
-valid CloudEvent, upsert the rest in batched writes, and only then delete the batch. A heartbeat
-thread keeps the visibility of in-flight batches extended, and releases a batch that outlives
-``EDW_PROCESSING_TIMEOUT_SECONDS`` so another consumer can take it. Rows are keyed by event id, so
-a redelivery after a crash overwrites its own row: at-least-once delivery, exactly one row.
+Each of ``EDW_CONCURRENCY`` worker threads loops: receive a full batch, set aside what cannot be
+stored (not a CloudEvent, too large for the table, delivered too often) on the dead-letter queue
+with the reason, upsert the rest, and delete exactly the messages that were stored or set aside.
+Rows are keyed by event id, so a redelivery overwrites its own row: at-least-once delivery,
+exactly one row.
 
-Run it with ``python -m app.consumer``; settings come from the environment (docs/app.md: "Settings").
+The contract, message by message:
+- One bad message never takes its batch with it. A write the table refuses for its content is
+  split (halves, then single rows) until the refused row is alone; only it is dead-lettered,
+  with the table's error as the reason.
+- An outage is not the message's fault: a failed write, dead letter or delete is retried in place
+  with exponential backoff and jitter, within the time the batch has left, while the heartbeat
+  keeps the batch hidden. A message whose delivery budget (``EDW_MAX_DELIVERIES``) is spent is
+  dead-lettered with the error of its last attempt, before the SQS redrive would move it without
+  one.
+- The heartbeat extends every message of every batch on its own; a message whose extension failed
+  is retried at the next tick and is not counted as extended. A batch past
+  ``EDW_PROCESSING_TIMEOUT_SECONDS`` is released (visible at once to other consumers); its worker
+  then touches none of its messages.
+
+Run it with ``python -m app.consumer``; settings come from the environment (docs/app.md).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from app import backend as backends
 from app import events
-from app.backend import Backend, Received
+from app.backend import Backend, Received, RowRejected
 from app.observability import HealthServer, Metrics, setup_logging
 from app.settings import Settings, SettingsError, load
 
 log = logging.getLogger("edw.consumer")
-IDLE_BACKOFF = (0.05, 1.0)  # Azure has no long polling: back off from 50 ms to 1 s when idle
+IDLE_BACKOFF = (0.05, 1.0)  # no long polling (Azure, or a wait of 0): back off 50 ms to 1 s
 ERROR_BACKOFF_SECONDS = 1.0
+RETRY_BACKOFF = (0.1, 2.0)  # in-place retries: first and largest pause (full jitter)
 EXIT_BAD_SETTINGS = 2
+# A worker or the heartbeat that shows no progress for this long past its longest legitimate
+# wait (a receive plus a whole batch) is stuck: liveness fails and the kubelet restarts the pod.
+STALL_MARGIN_SECONDS = 30.0
+T = TypeVar("T")
+
+
+class OutOfTime(Exception):  # noqa: N818 - reads as "raise OutOfTime(last error)"
+    """A retried call did not succeed within the batch's time; the text is the last error."""
 
 
 @dataclass(eq=False)
 class Batch:
     messages: list[Received]
     started: float
-    extended: float
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    deadline: float
+    hidden_until: dict[Received, float]  # monotonic time each message is known to stay hidden
+    lock: threading.Lock = field(default_factory=threading.Lock)  # its receipt-changing calls
     released: bool = False
     settled: bool = False
+    extending: bool = False
+    deleted: set[Received] = field(default_factory=set)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__
 
 
 class Consumer:
-    def __init__(self, settings: Settings, backend: Backend, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        backend: Backend,
+        metrics: Metrics,
+        *,
+        stall_seconds: float | None = None,
+    ) -> None:
         self.settings = settings
         self.backend = backend
         self.metrics = metrics
         self.stopping = threading.Event()
         self.finished = threading.Event()
+        self.stall_seconds = stall_seconds or (
+            settings.receive_wait_seconds
+            + settings.processing_timeout_seconds
+            + STALL_MARGIN_SECONDS
+        )
         self._batches: set[Batch] = set()
         self._batches_lock = threading.Lock()
+        self._progress: dict[str, float] = {}
         self._workers = [
             threading.Thread(target=self._work, name=f"worker-{i}", daemon=True)
             for i in range(settings.concurrency)
         ]
         self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+        # Extensions and releases run here, so one slow call never holds up other batches.
+        self._visibility = ThreadPoolExecutor(
+            max_workers=settings.concurrency + 1, thread_name_prefix="visibility"
+        )
 
     # Lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._heartbeat.start()
-        for worker in self._workers:
-            worker.start()
+        for thread in (self._heartbeat, *self._workers):
+            self._progress[thread.name] = time.monotonic()
+            thread.start()
         log.info("consumer started", extra={"fields": {"concurrency": len(self._workers)}})
 
+    def _threads(self) -> list[threading.Thread]:
+        return [self._heartbeat, *self._workers]
+
     def ready(self) -> bool:
-        return self._heartbeat.is_alive() and not self.stopping.is_set()
+        """Ready while every worker and the heartbeat run and no drain has begun."""
+        return not self.stopping.is_set() and all(t.is_alive() for t in self._threads())
 
     def alive(self) -> bool:
+        """False when a thread died, or a worker or the heartbeat has made no progress for
+        ``stall_seconds`` (a call that never returns); draining counts as alive."""
         if self.stopping.is_set():
             return True  # draining is healthy; the kubelet must not restart us mid-drain
-        return self._heartbeat.is_alive() and all(w.is_alive() for w in self._workers)
+        now = time.monotonic()
+        return all(
+            t.is_alive() and now - self._progress.get(t.name, now) <= self.stall_seconds
+            for t in self._threads()
+        )
+
+    def _mark(self) -> None:
+        self._progress[threading.current_thread().name] = time.monotonic()
 
     def drain(self, timeout: float) -> bool:
         """Stop receiving, let in-flight batches finish; False if some did not in time."""
@@ -84,62 +148,92 @@ class Consumer:
         for batch in unfinished:
             self._release(batch, "shutdown timeout reached")
         self.finished.set()
+        self._visibility.shutdown(wait=False)
         return not unfinished
 
     # Workers -------------------------------------------------------------------------------
 
     def _work(self) -> None:
         queue = self.backend.queue
+        # Without a long poll an empty receive returns at once: back off instead of spinning.
+        backs_off = not queue.long_polls or self.settings.receive_wait_seconds == 0
         idle = IDLE_BACKOFF[0]
         while not self.stopping.is_set():
+            self._mark()
             try:
                 messages = queue.receive(
                     self.settings.receive_wait_seconds, self.settings.visibility_timeout_seconds
                 )
-            except Exception:
-                log.exception("receive failed")
+            except Exception as exc:
+                log.warning("receive failed", extra={"fields": {"error": _short(exc)}})
                 self.stopping.wait(ERROR_BACKOFF_SECONDS)
                 continue
+            self._mark()
             if messages:
                 idle = IDLE_BACKOFF[0]
-                try:
-                    self.process(messages)
-                except Exception:  # a bug must not kill the worker; the batch is redelivered
-                    log.exception("unexpected error while settling a batch")
-            elif not queue.long_polls:
+                self.process(messages)
+            elif backs_off:
                 self.stopping.wait(idle)
                 idle = min(idle * 2, IDLE_BACKOFF[1])
 
     def process(self, messages: list[Received]) -> None:
-        """Settle one received batch: store or dead-letter every message, then delete them."""
+        """Settle one received batch; whatever is not deleted at the end counts as failed."""
         now = time.monotonic()
-        batch = Batch(messages, started=now, extended=now)
+        visibility = self.settings.visibility_timeout_seconds
+        batch = Batch(
+            messages,
+            started=now,
+            deadline=now + self.settings.processing_timeout_seconds,
+            hidden_until=dict.fromkeys(messages, now + visibility),
+        )
         with self._batches_lock:
             self._batches.add(batch)
         self.metrics.received.inc(len(messages))
         self.metrics.in_flight.inc(len(messages))
         try:
             self._settle(batch)
+        except Exception:  # a bug must not kill the worker; the messages come back
+            log.exception("unexpected error while settling a batch")
         finally:
+            with batch.lock:
+                batch.settled = True
             with self._batches_lock:
                 self._batches.discard(batch)
+            left = len(messages) - len(batch.deleted)
+            if left:
+                self.metrics.failed.inc(left)
             self.metrics.in_flight.dec(len(messages))
             self.metrics.batch_seconds.observe(time.monotonic() - now)
 
     def _settle(self, batch: Batch) -> None:
         valid, rejects = self._classify(batch.messages)
-        done = self._dead_letter(rejects) + self._store(valid)
-        with batch.lock:
-            batch.settled = True
-            if not done:
-                return
-            try:
-                failed = self.backend.queue.delete(done)
-            except Exception:
-                log.exception("delete failed; the batch will be redelivered and overwritten")
-                failed = len(done)
-        if failed:
-            self.metrics.delete_failures.inc(failed)
+        if self.settings.simulated_work_ms:
+            time.sleep(self.settings.simulated_work_ms * len(valid) / 1000)
+        stored, refused, failure = self._store(batch, valid)
+        rejects.extend(refused)
+        if failure:
+            # The outage outlasted the batch; a message on its last allowed delivery is set
+            # aside with the error now, instead of silently by the redrive (SQS) or as
+            # "delivered too often" on its next delivery (Azure).
+            limit = self.settings.max_deliveries
+            stored_set = set(stored) | {m for m, _ in refused}
+            rejects.extend(
+                (m, f"delivery {m.deliveries} of {limit} failed: {failure}")
+                for m, _ in valid
+                if m not in stored_set and m.deliveries >= limit
+            )
+        dead = self._dead_letter(batch, rejects)
+        deleted = self._delete(batch, [*stored, *dead])
+        events_by_message = dict(valid)
+        now = datetime.now(UTC)
+        processed = [m for m in stored if m in deleted]
+        self.metrics.processed.inc(len(processed))
+        for message in processed:
+            event = events_by_message[message]
+            if event.time is not None:
+                self.metrics.end_to_end_seconds.observe(
+                    max(0.0, (now - event.time).total_seconds())
+                )
 
     def _classify(
         self, messages: Sequence[Received]
@@ -147,55 +241,127 @@ class Consumer:
         valid, rejects = [], []
         limit = self.settings.max_deliveries
         for message in messages:
-            if message.deliveries is not None and message.deliveries > limit:
+            if message.deliveries > limit:
                 rejects.append((message, f"delivered {message.deliveries} times (limit {limit})"))
                 continue
             try:
-                valid.append((message, events.parse(message.body)))
+                event = events.parse(message.body)
             except events.InvalidEvent as exc:
                 rejects.append((message, str(exc)))
+                continue
+            except Exception as exc:  # a parser bug must not take the batch: set it aside
+                rejects.append((message, f"could not be parsed: {_short(exc)}"))
+                continue
+            refusal = self.backend.table.refusal(event)
+            if refusal:
+                rejects.append((message, refusal))
+            else:
+                valid.append((message, event))
         return valid, rejects
 
-    def _dead_letter(self, rejects: list[tuple[Received, str]]) -> list[Received]:
-        """Move rejects to the dead-letter queue; only those may then leave the work queue."""
-        if not rejects:
-            return []
-        try:
-            self.backend.dead_letters.send_dead_letters(rejects)
-        except Exception:
-            log.exception("dead-lettering failed; the messages stay on the work queue")
-            self.metrics.failed.inc(len(rejects))
-            return []
-        for message, reason in rejects:
-            log.warning(
-                "dead-lettered",
-                extra={"fields": {"message_id": message.message_id, "reason": reason}},
-            )
-        self.metrics.dead_lettered.inc(len(rejects))
-        return [message for message, _ in rejects]
-
-    def _store(self, valid: list[tuple[Received, events.Event]]) -> list[Received]:
-        """Write the rows; only messages whose row is durably written may be deleted."""
+    def _store(
+        self, batch: Batch, valid: list[tuple[Received, events.Event]]
+    ) -> tuple[list[Received], list[tuple[Received, str]], str | None]:
+        """Write the rows: (messages whose row is written, messages whose row the table refused
+        with the reason, the last error if the rest could not be written in time)."""
         if not valid:
-            return []
-        if self.settings.simulated_work_ms:
-            time.sleep(self.settings.simulated_work_ms * len(valid) / 1000)
+            return [], [], None
         # One row per id: a batch may hold the same event twice, which batch APIs refuse.
         unique = list({event.id: event for _, event in valid}.values())
-        try:
-            self.backend.table.write(unique)
-        except Exception:
-            log.exception("table write failed; the batch will be redelivered")
-            self.metrics.failed.inc(len(valid))
-            return []
-        self.metrics.processed.inc(len(valid))
-        now = datetime.now(UTC)
-        for event in unique:
-            if event.time is not None:
-                self.metrics.end_to_end_seconds.observe(
-                    max(0.0, (now - event.time).total_seconds())
-                )
-        return [message for message, _ in valid]
+        written: set[str] = set()
+        refused: dict[str, str] = {}
+        failure = None
+        pending = [unique]
+        while pending:
+            rows = pending.pop()
+            try:
+                self._retry(batch, lambda rows=rows: self.backend.table.write(rows))
+                written.update(e.id for e in rows)
+            except RowRejected as exc:
+                if len(rows) == 1:
+                    refused[rows[0].id] = str(exc)
+                else:  # isolate the refused row: halves, then single rows
+                    half = len(rows) // 2
+                    pending.extend([rows[half:], rows[:half]])
+            except OutOfTime as exc:
+                failure = str(exc)
+                log.warning("table write failed", extra={"fields": {"error": failure}})
+                break
+        stored = [m for m, e in valid if e.id in written]
+        return stored, [(m, refused[e.id]) for m, e in valid if e.id in refused], failure
+
+    def _retry(self, batch: Batch, call: Callable[[], T]) -> T:
+        """``call`` until it succeeds, backing off with full jitter, within the batch's time.
+        ``RowRejected`` is not retried: the same row would be refused again."""
+        attempt = 0
+        while True:
+            try:
+                return call()
+            except RowRejected:
+                raise
+            except Exception as exc:
+                pause = random.uniform(0, min(RETRY_BACKOFF[1], RETRY_BACKOFF[0] * 2**attempt))
+                if batch.released or time.monotonic() + pause >= batch.deadline:
+                    raise OutOfTime(_short(exc)) from exc
+                log.info("retrying in place", extra={"fields": {"error": _short(exc)}})
+                time.sleep(pause)
+                attempt += 1
+                self._mark()
+
+    def _dead_letter(self, batch: Batch, rejects: list[tuple[Received, str]]) -> list[Received]:
+        """Set rejects aside with their reason; returns exactly those whose dead letter was
+        accepted (only they may leave the work queue)."""
+        accepted: list[Received] = []
+        pending = rejects
+        attempt = 0
+        while pending and not batch.released:
+            sent = self.backend.dead_letters.send_dead_letters(pending)
+            accepted.extend(sent)
+            pending = [r for r in pending if r[0] not in set(sent)]
+            pause = random.uniform(0, min(RETRY_BACKOFF[1], RETRY_BACKOFF[0] * 2**attempt))
+            if not pending or time.monotonic() + pause >= batch.deadline:
+                break
+            time.sleep(pause)
+            attempt += 1
+            self._mark()
+        reasons = dict(rejects)
+        for message in accepted:
+            log.warning(
+                "dead-lettered",
+                extra={"fields": {"message_id": message.message_id, "reason": reasons[message]}},
+            )
+        if pending:
+            log.warning(
+                "dead-lettering failed; the messages stay on the work queue",
+                extra={"fields": {"count": len(pending)}},
+            )
+        self.metrics.dead_lettered.inc(len(accepted))
+        return accepted
+
+    def _delete(self, batch: Batch, messages: list[Received]) -> set[Received]:
+        """Delete the settled messages, retrying failures in place; never after a release."""
+        pending = messages
+        attempt = 0
+        while pending:
+            with batch.lock:
+                if batch.released:
+                    log.warning(
+                        "batch was released; its messages are left to whoever holds them now",
+                        extra={"fields": {"count": len(pending)}},
+                    )
+                    break
+                failed = self.backend.queue.delete(pending)
+            batch.deleted.update(m for m in pending if m not in set(failed))
+            pending = failed
+            pause = random.uniform(0, min(RETRY_BACKOFF[1], RETRY_BACKOFF[0] * 2**attempt))
+            if not pending or time.monotonic() + pause >= batch.deadline:
+                break
+            time.sleep(pause)
+            attempt += 1
+            self._mark()
+        if pending:
+            self.metrics.delete_failures.inc(len(pending))
+        return batch.deleted
 
     # Visibility ----------------------------------------------------------------------------
 
@@ -205,38 +371,68 @@ class Consumer:
 
     def _beat(self) -> None:
         visibility = self.settings.visibility_timeout_seconds
-        # Extend at half the timeout and check four times as often as either deadline, so a
-        # slow call still fits and an overdue batch is released promptly.
+        # Check four times as often as either deadline, so a failed extension is retried
+        # promptly and an overdue batch is released on time.
         tick = max(0.1, min(visibility / 4, self.settings.processing_timeout_seconds / 4, 5.0))
         while not self.finished.wait(tick):
+            self._mark()
             now = time.monotonic()
             for batch in self._snapshot():
-                if now - batch.started > self.settings.processing_timeout_seconds:
-                    self._release(batch, "processing timeout exceeded")
-                elif now - batch.extended >= visibility / 2:
-                    self._extend(batch, visibility, now)
+                if batch.settled or batch.released or batch.extending:
+                    continue
+                if now >= batch.deadline:
+                    batch.extending = True
+                    self._visibility.submit(self._release, batch, "processing timeout exceeded")
+                    continue
+                due = [
+                    m
+                    for m, until in batch.hidden_until.items()
+                    if m not in batch.deleted and until - now < visibility / 2
+                ]
+                if due:
+                    batch.extending = True
+                    self._visibility.submit(self._extend, batch, due)
 
-    def _extend(self, batch: Batch, seconds: int, now: float) -> None:
-        with batch.lock:
-            if batch.settled or batch.released:
-                return
-            try:
-                self.backend.queue.extend(batch.messages, seconds)
-                batch.extended = now
-            except Exception:
-                log.exception("visibility extension failed")
+    def _extend(self, batch: Batch, due: list[Received]) -> None:
+        seconds = self.settings.visibility_timeout_seconds
+        try:
+            with batch.lock:
+                if batch.settled or batch.released:
+                    return
+                started = time.monotonic()
+                failed = set(self.backend.queue.extend(due, seconds))
+                for message in due:
+                    if message not in failed:
+                        batch.hidden_until[message] = started + seconds
+            if failed:
+                log.warning(
+                    "visibility extension failed; retrying at the next tick",
+                    extra={"fields": {"failed": len(failed), "of": len(due)}},
+                )
+        except Exception as exc:
+            log.warning("visibility extension failed", extra={"fields": {"error": _short(exc)}})
+        finally:
+            batch.extending = False
 
     def _release(self, batch: Batch, why: str) -> None:
         """Make an overdue batch visible again so another consumer retries it now."""
-        with batch.lock:
-            if batch.settled or batch.released:
-                return
-            batch.released = True
-            log.warning(why + "; releasing batch", extra={"fields": {"size": len(batch.messages)}})
-            try:
-                self.backend.queue.extend(batch.messages, 0)
-            except Exception:
-                log.exception("release failed; the messages reappear after the visibility timeout")
+        try:
+            with batch.lock:
+                if batch.settled or batch.released:
+                    return
+                batch.released = True
+                left = [m for m in batch.messages if m not in batch.deleted]
+                log.warning(why + "; releasing batch", extra={"fields": {"size": len(left)}})
+                failed = self.backend.queue.extend(left, 0)
+            if failed:
+                log.warning(
+                    "release failed for some messages; they reappear after the visibility timeout",
+                    extra={"fields": {"failed": len(failed)}},
+                )
+        except Exception as exc:
+            log.warning("release failed", extra={"fields": {"error": _short(exc)}})
+        finally:
+            batch.extending = False
 
 
 def run(settings: Settings) -> int:
@@ -250,6 +446,7 @@ def run(settings: Settings) -> int:
         signal.signal(sig, lambda *_: stop.set())
     consumer.start()
     server.start()  # after the workers, so liveness never sees them not yet started
+    log.info("serving health and metrics", extra={"fields": {"port": server.port}})
     while not stop.wait(1.0):
         pass
     log.info("signal received; draining in-flight batches")

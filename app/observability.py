@@ -118,6 +118,7 @@ class HealthServer:
 
         self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])  # the bound one, when asked for 0
         self.thread = threading.Thread(target=self.server.serve_forever, name="http", daemon=True)
 
     def start(self) -> None:

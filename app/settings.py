@@ -15,7 +15,10 @@ from typing import Literal
 Cloud = Literal["aws", "azure"]
 CLOUDS: tuple[Cloud, ...] = ("aws", "azure")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-SQS_MAX_VISIBILITY_SECONDS = 43_200
+SQS_MAX_VISIBILITY_SECONDS = 43_200  # 12 hours: SQS keeps no message hidden longer
+AZURE_MAX_VISIBILITY_SECONDS = 7 * 24 * 3600  # 7 days: Azure's visibility timeout cap
+MAX_VISIBILITY = {"aws": SQS_MAX_VISIBILITY_SECONDS, "azure": AZURE_MAX_VISIBILITY_SECONDS}
+POISON_SUFFIX = "-poison"
 SQS_MAX_WAIT_SECONDS = 20
 # Azure queue and container names: 3-63 lowercase letters, digits and single hyphens.
 AZURE_QUEUE_RE = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
@@ -123,7 +126,12 @@ class _Reader:
 
 
 def _sqs_url(value: str) -> str | None:
-    if not re.match(r"^https?://[^/]+/\d{12}/[A-Za-z0-9_-]{1,80}(\.fifo)?$", value):
+    if value.endswith(".fifo"):
+        return (
+            "is a FIFO queue, which this consumer does not support (it sends no "
+            "MessageGroupId and settles messages out of order); use a standard queue"
+        )
+    if not re.match(r"^https?://[^/]+/\d{12}/[A-Za-z0-9_-]{1,80}$", value):
         return "is not an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>)"
     return None
 
@@ -165,8 +173,13 @@ def load(env: Mapping[str, str]) -> Settings:
     queue_check = _sqs_url if cloud == "aws" else _azure_queue
     queue = r.text("EDW_QUEUE", required=True, check=queue_check)
     # Azure's poison queue is conventionally <queue>-poison; AWS needs the DLQ URL spelled out.
-    dlq_default = f"{queue}-poison" if cloud == "azure" and queue else None
+    dlq_default = f"{queue}{POISON_SUFFIX}" if cloud == "azure" and queue else None
     dead_letter = r.text("EDW_DEAD_LETTER_QUEUE", required=cloud == "aws", check=queue_check)
+    if dlq_default and not dead_letter and _azure_queue(dlq_default):
+        r.errors.append(
+            f"EDW_QUEUE={queue!r} leaves no room for its poison queue {dlq_default!r} "
+            "(Azure queue names are at most 63 characters); set EDW_DEAD_LETTER_QUEUE"
+        )
     table_check = _dynamodb_table if cloud == "aws" else _azure_table
     table = r.text("EDW_TABLE", required=True, check=table_check)
     connection = storage = endpoint = None
@@ -190,7 +203,7 @@ def load(env: Mapping[str, str]) -> Settings:
         processing_timeout_seconds=r.integer("EDW_PROCESSING_TIMEOUT_SECONDS", 30, 1, 86_400),
         max_deliveries=r.integer("EDW_MAX_DELIVERIES", 5, 1, 1000),
         simulated_work_ms=r.integer("EDW_SIMULATED_WORK_MS", 0, 0, 600_000),
-        http_port=r.integer("EDW_HTTP_PORT", 8080, 1, 65_535),
+        http_port=r.integer("EDW_HTTP_PORT", 8080, 0, 65_535),  # 0: any free port (logged)
         shutdown_timeout_seconds=r.integer("EDW_SHUTDOWN_TIMEOUT_SECONDS", 45, 1, 3600),
         receive_wait_seconds=r.integer("EDW_RECEIVE_WAIT_SECONDS", 10, 0, SQS_MAX_WAIT_SECONDS),
         log_level=r.choice("EDW_LOG_LEVEL", LOG_LEVELS, "INFO") or "INFO",
@@ -201,6 +214,13 @@ def load(env: Mapping[str, str]) -> Settings:
         r.errors.append(
             f"EDW_RECEIVE_WAIT_SECONDS={settings.receive_wait_seconds} must be less than "
             f"EDW_SHUTDOWN_TIMEOUT_SECONDS={settings.shutdown_timeout_seconds}"
+        )
+    most = MAX_VISIBILITY[settings.cloud]
+    if settings.processing_timeout_seconds > most:
+        # The heartbeat keeps a batch hidden until it is released; the queue caps how long.
+        r.errors.append(
+            f"EDW_PROCESSING_TIMEOUT_SECONDS={settings.processing_timeout_seconds} is longer "
+            f"than {settings.cloud} keeps a message hidden ({most} s)"
         )
     if r.errors:
         raise SettingsError("invalid consumer settings: " + "; ".join(r.errors))

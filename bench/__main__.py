@@ -190,23 +190,24 @@ class CountingQueue:
         self.consumed = consumed
         self.max_batch = inner.max_batch
         self.long_polls = inner.long_polls
+        self.max_visibility_seconds = inner.max_visibility_seconds
 
     def receive(self, wait_seconds: int, visibility_seconds: int) -> list[Received]:
         return self.inner.receive(wait_seconds, visibility_seconds)
 
-    def delete(self, messages: Sequence[Received]) -> int:
+    def delete(self, messages: Sequence[Received]) -> list[Received]:
         failed = self.inner.delete(messages)
-        _add(self.consumed, len(messages) - failed)
+        _add(self.consumed, len(messages) - len(failed))
         return failed
 
-    def extend(self, messages: Sequence[Received], seconds: int) -> None:
-        self.inner.extend(messages, seconds)
+    def extend(self, messages: Sequence[Received], seconds: int) -> list[Received]:
+        return self.inner.extend(messages, seconds)
 
     def send(self, bodies: Sequence[str]) -> int:
         return self.inner.send(bodies)
 
-    def send_dead_letters(self, rejects: Sequence[tuple[Received, str]]) -> None:
-        self.inner.send_dead_letters(rejects)
+    def send_dead_letters(self, rejects: Sequence[tuple[Received, str]]) -> list[Received]:
+        return self.inner.send_dead_letters(rejects)
 
 
 class ConsumerRunner(Runner):

@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -135,14 +137,18 @@ class MotoEmulator:
     its CPU time is not billed to the process being measured (benchmark)."""
 
     def __init__(self, own_process: bool = False) -> None:
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.port = 0
         self.own_process = own_process
         self.server: Any = None
         self.process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
     def __enter__(self) -> MotoEmulator:
         if self.own_process:
+            self.port = free_port()
             args = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
             self.process = subprocess.Popen(
                 args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -150,9 +156,11 @@ class MotoEmulator:
         else:
             from moto.server import ThreadedMotoServer  # noqa: PLC0415 - a test-only dependency
 
-            self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+            # Port 0: the kernel picks a free one as it binds (no race with parallel workers).
+            self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
             logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request
             self.server.start()
+            self.port = self.server.get_host_and_port()[1]
         wait_for_port(self.port)
         return self
 
@@ -243,32 +251,66 @@ class AzureTarget:
         return int(self.queue.get_queue_properties().approximate_message_count)
 
     def dead_letters(self) -> list[DeadLetter]:
-        found = []
-        for m in self.poison.receive_messages(messages_per_page=32, visibility_timeout=300):
-            envelope = json.loads(m.content)
-            found.append(DeadLetter(envelope["body"], envelope["reason"]))
-        return found
+        """Envelopes with their bodies; an envelope whose body did not fit names the poison
+        message that holds it (``body_message_id``), which is resolved here."""
+        messages = {
+            m.id: m.content
+            for m in self.poison.receive_messages(messages_per_page=32, visibility_timeout=300)
+        }
+        envelopes = []
+        for content in messages.values():
+            try:
+                doc = json.loads(content)
+            except ValueError:
+                continue  # a body stored on its own; its envelope points at it
+            if isinstance(doc, dict) and "reason" in doc and "message_id" in doc:
+                envelopes.append(doc)
+        return [
+            DeadLetter(
+                doc["body"] if "body" in doc else messages[doc["body_message_id"]], doc["reason"]
+            )
+            for doc in envelopes
+        ]
 
 
 class AzuriteEmulator:
+    """Azurite on ports it picks itself (port 0) and reports on stdout: no race with another
+    process (parallel test workers) for a port chosen in advance."""
+
+    SERVICES = ("blob", "queue", "table")
+    LISTENING = re.compile(
+        r"Azurite (Blob|Queue|Table) service is successfully listening at .*:(\d+)"
+    )
+
     def __init__(self) -> None:
         if not AZURITE.exists():
             raise FileNotFoundError(f"{AZURITE} is missing: run `make deps` (npm ci)")
-        self.ports = {"blob": free_port(), "queue": free_port(), "table": free_port()}
+        self.ports: dict[str, int] = {}
         self.workdir = tempfile.mkdtemp(prefix="azurite-")
         self.process: subprocess.Popen[bytes] | None = None
-        self.connection_string = azurite_connection_string(self.ports["queue"], self.ports["table"])
+        self.connection_string = ""
 
     def __enter__(self) -> AzuriteEmulator:
         args = [str(AZURITE), "--disableTelemetry", "--inMemoryPersistence", "--silent"]
         args += ["--skipApiVersionCheck", "--loose"]
-        for service, port in self.ports.items():
-            args += [f"--{service}Host", "127.0.0.1", f"--{service}Port", str(port)]
+        for service in self.SERVICES:
+            args += [f"--{service}Host", "127.0.0.1", f"--{service}Port", "0"]
         self.process = subprocess.Popen(
-            args, cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            args, cwd=self.workdir, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
         )
-        for port in self.ports.values():
-            wait_for_port(port)
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + 60
+        while len(self.ports) < len(self.SERVICES) and time.monotonic() < deadline:
+            line = self.process.stdout.readline().decode(errors="replace")
+            if not line:
+                raise RuntimeError(f"Azurite exited while starting ({self.process.poll()})")
+            if match := self.LISTENING.search(line):
+                self.ports[match.group(1).lower()] = int(match.group(2))
+        if len(self.ports) < len(self.SERVICES):
+            raise TimeoutError(f"Azurite reported only {sorted(self.ports)} after 60 s")
+        # Keep reading what it prints (shutdown lines), so a full pipe can never block it.
+        threading.Thread(target=self.process.stdout.read, daemon=True).start()
+        self.connection_string = azurite_connection_string(self.ports["queue"], self.ports["table"])
         return self
 
     def __exit__(self, *exc: object) -> None:

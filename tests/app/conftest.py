@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import signal
 import subprocess
 import sys
@@ -22,7 +23,6 @@ from bench.emulators import (
     MotoEmulator,
     Target,
     child_env,
-    free_port,
 )
 
 CLOUDS = ("aws", "azure")
@@ -66,16 +66,28 @@ class ConsumerProcess:
     """``python -m app.consumer`` as a real child process, logs in a file for failure reports."""
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
         self.log = log
+        self._port: int | None = None
         with log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "app.consumer"],
-                env=child_env({**env, "EDW_HTTP_PORT": str(self.port)}),
+                # Port 0: the consumer binds a free one and logs it (no race between workers).
+                env=child_env({**env, "EDW_HTTP_PORT": "0"}),
                 cwd=REPO,
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            for line in self.log.read_text().splitlines():
+                if '"serving health and metrics"' in line:
+                    self._port = int(json.loads(line)["port"])
+                    break
+            else:
+                raise ConnectionRefusedError("the consumer has not reported its port yet")
+        return self._port
 
     def get(self, path: str) -> tuple[int, str]:
         try:

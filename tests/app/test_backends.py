@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from xml.sax.saxutils import escape as xml_escape
 
 import boto3
 import pytest
@@ -125,21 +124,41 @@ def test_ttl_days_reach_the_table_from_the_environment() -> None:
         backend.close()
 
 
-@pytest.mark.parametrize(
-    ("body", "truncated"),
-    [("not json {", False), ("&<>" * 20_000, True), ('é"' * 40_000, True)],
-)
-def test_azure_poison_envelope_carries_reason_and_fits_a_queue_message(
-    body: str, truncated: bool
-) -> None:
+@pytest.mark.parametrize("body", ["not json {", "&<>" * 20_000, 'é"' * 15_000])
+def test_azure_poison_envelope_carries_the_whole_body_when_it_fits(body: str) -> None:
+    """Measured as the service measures a message: UTF-8 bytes of the decoded text (XML escaping
+    of the request does not count), so these fit whole."""
     message = Received("m-1", body, "receipt", 6)
     text = azure.poison_envelope(message, "not valid JSON")
+    assert text is not None
     doc = json.loads(text)
-    assert doc["reason"] == "not valid JSON"
-    assert (doc["message_id"], doc["dequeue_count"], doc["truncated"]) == ("m-1", 6, truncated)
-    assert body.startswith(doc["body"])
-    assert (len(doc["body"]) < len(body)) == truncated
-    assert len(xml_escape(text).encode()) <= 64 * 1024
+    assert doc == {
+        "reason": "not valid JSON",
+        "message_id": "m-1",
+        "dequeue_count": 6,
+        "body": body,
+    }
+    assert len(text.encode()) <= azure.MAX_MESSAGE_BYTES
+
+
+def test_azure_poison_envelope_never_drops_the_body() -> None:
+    """JSON escaping can push a body that fit the work queue past the limit: no envelope then,
+    and the pointer form names the poison message that holds the body instead."""
+    body = '"' * 40_000  # 40,000 bytes as a message, 80,000 once escaped in JSON
+    message = Received("m-2", body, "receipt", 1)
+    assert azure.poison_envelope(message, "too big") is None
+    pointer = json.loads(azure.poison_envelope(message, "too big", body_message_id="p-9") or "")
+    assert pointer == {
+        "reason": "too big",
+        "message_id": "m-2",
+        "dequeue_count": 1,
+        "body_message_id": "p-9",
+    }
+
+
+def test_azure_dead_letter_reasons_are_capped_like_aws() -> None:
+    text = azure.poison_envelope(Received("m", "b", "r", 1), "x" * 5000) or ""
+    assert len(json.loads(text)["reason"]) == azure.MAX_REASON_CHARS == aws.MAX_REASON_CHARS
 
 
 def test_aws_region_falls_back_to_the_queue_url(monkeypatch: pytest.MonkeyPatch) -> None:

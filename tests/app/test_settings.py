@@ -107,6 +107,36 @@ def test_receive_wait_must_fit_in_the_shutdown_budget() -> None:
         load(env)
 
 
+@pytest.mark.parametrize("name", ["EDW_QUEUE", "EDW_DEAD_LETTER_QUEUE"])
+def test_fifo_queues_are_refused_with_the_reason(name: str) -> None:
+    env = {**AWS, name: AWS[name] + ".fifo"}
+    with pytest.raises(SettingsError, match=f"{name}=.*is a FIFO queue, which this consumer does"):
+        load(env)
+
+
+def test_a_queue_name_without_room_for_its_poison_queue_is_refused() -> None:
+    long_name = "q" * 60  # a legal queue name; "<name>-poison" would be 67 characters
+    with pytest.raises(SettingsError, match="leaves no room for its poison queue"):
+        load({**AZURE, "EDW_QUEUE": long_name})
+    named = load({**AZURE, "EDW_QUEUE": long_name, "EDW_DEAD_LETTER_QUEUE": "edw-poison"})
+    assert named.dead_letter_queue == "edw-poison"
+
+
+@pytest.mark.parametrize(("env", "most"), [(AWS, 43_200), (AZURE, 604_800)])
+def test_a_processing_timeout_longer_than_the_queue_can_hide_a_message_is_refused(
+    env: dict[str, str], most: int
+) -> None:
+    assert load({**env, "EDW_PROCESSING_TIMEOUT_SECONDS": str(min(most, 86_400))})
+    if most < 86_400:
+        with pytest.raises(SettingsError, match=f"keeps a message hidden \\({most} s\\)"):
+            load({**env, "EDW_PROCESSING_TIMEOUT_SECONDS": str(most + 1)})
+
+
+def test_a_zero_receive_wait_is_accepted_on_sqs() -> None:
+    """It works: an empty receive then backs off like Azure's (test_consumer_contract)."""
+    assert load({**AWS, "EDW_RECEIVE_WAIT_SECONDS": "0"}).receive_wait_seconds == 0
+
+
 def test_env_vars_lists_exactly_the_variables_the_module_reads() -> None:
     source = (Path(__file__).resolve().parents[2] / "app" / "settings.py").read_text()
     read = set(re.findall(r'"(EDW_[A-Z_]+)"', source.split("ENV_VARS", 2)[2]))
