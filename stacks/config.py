@@ -246,7 +246,7 @@ SETTINGS: tuple[Setting, ...] = (
         "storageNetworkDefaultAction",
         "string",
         "Allow",
-        "Storage account network default: Allow or Deny.",
+        "Storage account network default: Allow (Deny is refused until private networking exists).",
         "azure",
     ),
     Setting(
@@ -520,6 +520,14 @@ class _Parser:
             )
         action = self.raw("storageNetworkDefaultAction")
         self.one_of("storageNetworkDefaultAction", action, ("Allow", "Deny"))
+        if action == "Deny":
+            # Without a private endpoint or a network rule for the cluster's egress, Deny locks
+            # the consumer and KEDA out of the queue: refuse it until that path exists.
+            self.fail(
+                "storageNetworkDefaultAction",
+                "Deny is not supported yet: the stack creates no private endpoint or network "
+                "rule, so the consumer and KEDA could not reach the queue; allowed: Allow",
+            )
         admins = tuple(self.raw("adminGroupObjectIds"))
         disable_local = self.raw("disableLocalAccounts")
         if disable_local and not admins:

@@ -81,7 +81,8 @@ class StorageWorkQueue(pulumi.ComponentResource):
                 account_name=account.name,
                 resource_group_name=args.resource_group_name,
                 queue_name=queue_name,
-                metadata={"edw-role": role},
+                # Queue metadata names must be C# identifiers: letters, digits, underscores.
+                metadata={"edw_role": role},
                 opts=child,
             )
             for role, queue_name in (

@@ -5,12 +5,25 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from .common import Config, Subject, dig, resource_rule, string_list
+from .common import (
+    Config,
+    Node,
+    StackFinding,
+    Subject,
+    as_list,
+    dig,
+    known,
+    of_kind,
+    resource_rule,
+    stack_rule,
+    string_list,
+)
 
 STORAGE_ACCOUNT = "azure-native:storage:StorageAccount"
 COSMOS_ACCOUNT = "azure-native:cosmosdb:DatabaseAccount"
 MANAGED_CLUSTER = "azure-native:containerservice:ManagedCluster"
 ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
+ROLE_DEFINITION = "azure-native:authorization:RoleDefinition"
 
 STORAGE_TLS_ORDER = ("TLS1_0", "TLS1_1", "TLS1_2", "TLS1_3")
 COSMOS_TLS_ORDER = ("Tls", "Tls11", "Tls12", "Tls13")
@@ -25,6 +38,12 @@ DATA_ROLE_DEFINITION_IDS = {
     "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",
     "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1": "Storage Blob Data Reader",
     "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
+    # Registry content and the Kubernetes API: roles over what a registry or cluster holds
+    # (learn.microsoft.com, "Azure built-in roles for Containers").
+    "7f951dda-4ed3-4680-a7ca-43fe172d538d": "AcrPull",
+    "8311e382-0749-4cb8-b61a-304f252e45ec": "AcrPush",
+    "c2f4ef07-c644-48eb-af81-4b1b4947fb11": "AcrDelete",
+    "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b": "Azure Kubernetes Service RBAC Cluster Admin",
 }
 _BROAD_SCOPE = re.compile(
     r"^/$|^/subscriptions/[^/]+/?$|^/subscriptions/[^/]+/resourceGroups/[^/]+/?$"
@@ -120,15 +139,44 @@ def _aks_network_policy(cluster: Subject, config: Config) -> Iterator[str]:
 # --- Authorization and API versions --------------------------------------------------------------
 
 
-def _data_role_scope(assignment: Subject, config: Config) -> Iterator[str]:
-    role_id = str(assignment.props.get("roleDefinitionId") or "").rstrip("/").rsplit("/", 1)[-1]
-    data_roles = {r.lower() for r in config["dataRoleDefinitionIds"]}
-    scope = str(assignment.props.get("scope") or "")
-    if role_id.lower() in data_roles and _BROAD_SCOPE.match(scope):
-        role = DATA_ROLE_DEFINITION_IDS.get(role_id.lower(), role_id)
+def _role_guid(role_definition_id: object) -> str:
+    return str(role_definition_id or "").rstrip("/").rsplit("/", 1)[-1].lower()
+
+
+def _custom_data_roles(nodes: list[Node]) -> dict[str, Node]:
+    """Custom role definitions of the stack that grant data actions, by their GUID."""
+    found = {}
+    for node in of_kind(nodes, ROLE_DEFINITION):
+        permissions = as_list(node.subject.props.get("permissions"))
+        if any(as_list(dig(p, "dataActions")) for p in permissions):
+            guid = known(node.subject.props, "roleDefinitionId") or node.subject.name
+            found[_role_guid(guid)] = node
+    return found
+
+
+def _data_role_scope(nodes: list[Node], config: Config) -> Iterator[StackFinding]:
+    builtin = {r.lower() for r in config["dataRoleDefinitionIds"]}
+    custom = _custom_data_roles(nodes)
+    for node in of_kind(nodes, ROLE_ASSIGNMENT):
+        assignment = node.subject
+        scope = str(known(assignment.props, "scope") or "")
+        if not _BROAD_SCOPE.match(scope):
+            continue
+        guid = _role_guid(known(assignment.props, "roleDefinitionId"))
+        if guid in builtin:
+            role = DATA_ROLE_DEFINITION_IDS.get(guid, guid)
+        else:
+            # A custom role's id may still be unknown in a preview: its dependency says which.
+            definition = custom.get(guid) or next(
+                (d for d in custom.values() if node.depends_on(d)), None
+            )
+            if definition is None:
+                continue
+            role = f"{definition.subject.label!r} (custom, with data actions)"
         yield (
             f"role assignment {assignment.label!r} grants data role {role} at {scope!r}; "
-            "scope it to the storage account, queue or table"
+            "scope it to the storage account, queue, table, registry or cluster",
+            assignment.urn,
         )
 
 
@@ -225,11 +273,11 @@ POLICIES = [
             )
         },
     ),
-    resource_rule(
+    stack_rule(
         "azure-data-role-scope",
-        "Data-plane roles (queue, table, blob data) must not be granted at subscription or "
-        "resource-group scope: that reaches every account in it.",
-        [ROLE_ASSIGNMENT],
+        "Data-plane roles (queue, table, blob data, registry content, the Kubernetes API, and "
+        "custom roles with data actions) must not be granted at subscription or resource-group "
+        "scope: that reaches every account, registry or cluster in it.",
         _data_role_scope,
         config={
             "dataRoleDefinitionIds": string_list(

@@ -50,6 +50,14 @@ def test_dev_defaults_parse() -> None:
             ["edw:storageNetworkDefaultAction must be one of Allow, Deny; got 'deny'"],
         ),
         (
+            {"storageNetworkDefaultAction": "Deny"},
+            LOCATION,
+            [
+                "edw:storageNetworkDefaultAction Deny is not supported yet",
+                "the consumer and KEDA could not reach the queue; allowed: Allow",
+            ],
+        ),
+        (
             {"systemVmSize": "D4ds_v5"},
             LOCATION,
             ["edw:systemVmSize must be an Azure VM size like Standard_D4ds_v5"],

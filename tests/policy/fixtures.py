@@ -329,6 +329,31 @@ def role_assignment(scope: str, role: str = QUEUE_PROCESSOR_ROLE) -> Rec:
     )
 
 
+ACR_PULL_ROLE = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
+ACR_PUSH_ROLE = "8311e382-0749-4cb8-b61a-304f252e45ec"
+CUSTOM_ROLE = "5b0b9d0e-0000-5000-8000-000000000001"
+REGISTRY_SCOPE = f"{RESOURCE_GROUP}/providers/Microsoft.ContainerRegistry/registries/edwdevacr"
+
+
+def custom_role(data_actions: list[str] | None = None) -> Rec:
+    actions = (
+        ["Microsoft.Storage/storageAccounts/queueServices/queues/messages/write"]
+        if data_actions is None
+        else data_actions
+    )
+    return Rec(
+        "azure-native:authorization:RoleDefinition",
+        "edw-dev-message-updater",
+        {
+            "roleDefinitionId": CUSTOM_ROLE,
+            "roleName": "edw-dev queue message updater",
+            "scope": RESOURCE_GROUP,
+            "assignableScopes": [RESOURCE_GROUP],
+            "permissions": [{"dataActions": actions}],
+        },
+    )
+
+
 QUEUE_SCOPE = (
     f"{RESOURCE_GROUP}/providers/Microsoft.Storage/storageAccounts/edwdevsa/"
     "queueServices/default/queues/edw-dev-work"

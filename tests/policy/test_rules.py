@@ -518,6 +518,45 @@ CASES = [
         None,
         (),
     ),
+    (
+        "azure-data-role-scope",
+        one(f.role_assignment(f.RESOURCE_GROUP, f.ACR_PUSH_ROLE)),
+        None,
+        ("grants data role AcrPush at '/subscriptions/",),
+    ),
+    ("azure-data-role-scope", one(f.role_assignment(f.REGISTRY_SCOPE, f.ACR_PULL_ROLE)), None, ()),
+    (
+        "azure-data-role-scope",
+        lambda: [f.custom_role(), f.role_assignment(f.RESOURCE_GROUP, f.CUSTOM_ROLE)],
+        None,
+        ("grants data role 'edw-dev-message-updater' (custom, with data actions)",),
+    ),
+    (
+        "azure-data-role-scope",
+        lambda: [  # in a preview the custom role's id is unknown: its dependency tells
+            role := f.custom_role(),
+            f.role_assignment(f.RESOURCE_GROUP, "")
+            .with_inputs(roleDefinitionId=None)
+            .depends_on(role),
+        ],
+        None,
+        ("(custom, with data actions)",),
+    ),
+    (
+        "azure-data-role-scope",
+        lambda: [f.custom_role(), f.role_assignment(f.QUEUE_SCOPE, f.CUSTOM_ROLE)],
+        None,
+        (),
+    ),
+    (
+        "azure-data-role-scope",
+        lambda: [
+            f.custom_role(data_actions=[]),
+            f.role_assignment(f.RESOURCE_GROUP, f.CUSTOM_ROLE),
+        ],
+        None,
+        (),
+    ),
     ("azure-no-preview-api", lambda: [f.managed_cluster(), f.storage_account()], None, ()),
     (
         "azure-no-preview-api",

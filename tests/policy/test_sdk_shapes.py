@@ -35,12 +35,18 @@ def recorded() -> list[Rec]:
     return [Rec(r["type"], r["name"], r["inputs"]) for r in json.loads(result.stdout)]
 
 
+# Stack rules that judge one resource's own properties (the others need a coherent stack, which
+# this list of unrelated resources is not).
+PER_RESOURCE_STACK_RULES = {"azure-data-role-scope"}
+
+
 def flagged(graph: list[Rec]) -> set[str]:
-    """Names of the resources some resource rule objects to."""
+    """Names of the resources some rule on their own properties objects to."""
     return {
         v.resource.split(": ", 1)[1]
         for v in evaluate(graph)
         if isinstance(POLICIES_BY_NAME[v.policy], ResourceValidationPolicy)
+        or v.policy in PER_RESOURCE_STACK_RULES
     }
 
 
