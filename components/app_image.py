@@ -9,6 +9,7 @@ import pulumi
 import pulumi_docker_build as docker_build
 
 APP_DIR = Path(__file__).resolve().parent.parent / "app"
+APP_CONTEXT = "app"  # relative to the project directory, the program's working directory
 IGNORED = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 
 
@@ -27,15 +28,33 @@ def build_and_push(
     repository: pulumi.Input[str],
     registry: docker_build.RegistryArgs,
     opts: pulumi.ResourceOptions,
-) -> docker_build.Image:
-    """Build app/ for the nodes' platform and push it to `repository`; `.ref` has the digest."""
-    return docker_build.Image(
+) -> pulumi.Output[str]:
+    """Build app/ for the nodes' platform, push it to ``repository`` by digest; ``repo@digest``.
+
+    Two things keep a second `up` from another checkout (CI after a laptop) from failing:
+    - the paths are relative to the project directory, where Pulumi runs the program, so the
+      stored inputs do not change with where the repository lies;
+    - the image is pushed by digest, with no tag: docker-build rebuilds whenever its context
+      hash differs, and that hash includes every file's permission bits, which git does not
+      keep (they follow the umask of whoever checked out). A rebuild re-pushing the same tag
+      would be refused by the repository's immutable tags; a push by digest never collides.
+    The content tag stays on the image as a label, so a digest still says which app/ it holds.
+    """
+    image = docker_build.Image(
         name,
-        context=docker_build.BuildContextArgs(location=str(APP_DIR)),
-        dockerfile=docker_build.DockerfileArgs(location=str(APP_DIR / "Dockerfile")),
+        context=docker_build.BuildContextArgs(location=APP_CONTEXT),
+        dockerfile=docker_build.DockerfileArgs(location=f"{APP_CONTEXT}/Dockerfile"),
         platforms=[docker_build.Platform.LINUX_AMD64],
-        push=True,
-        tags=[pulumi.Output.concat(repository, ":", content_tag())],
+        push=False,  # the registry export below pushes
+        exports=[
+            docker_build.ExportArgs(
+                registry=docker_build.ExportRegistryArgs(
+                    names=[repository], push=True, push_by_digest=True, oci_media_types=True
+                )
+            )
+        ],
+        labels={"org.opencontainers.image.version": content_tag()},
         registries=[registry],
         opts=opts,
     )
+    return pulumi.Output.concat(repository, "@", image.digest)

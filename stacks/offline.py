@@ -343,10 +343,15 @@ class ProviderMocks(pulumi_mocks.Mocks):
                 "autoModeNodeRoleName": "",
             }
 
-        def image(_t: str, name: str, i: Props) -> Props:
+        def image(_t: str, _name: str, i: Props) -> Props:
+            # docker-build: the digest of what was pushed; `ref` names a tag only when the
+            # image has tags (a push by digest has none).
             digest = "sha256:" + hashlib.sha256(json.dumps(i, sort_keys=True).encode()).hexdigest()
-            tag = (i.get("tags") or [f"{name}:mock"])[0]
-            return {"digest": digest, "ref": f"{tag.rsplit(':', 1)[0]}@{digest}"}
+            tags = i.get("tags") or []
+            return {
+                "digest": digest,
+                "ref": f"{tags[0].rsplit(':', 1)[0]}@{digest}" if tags else "",
+            }
 
         return {
             "aws:sqs/queue:Queue": queue,

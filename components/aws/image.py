@@ -67,7 +67,7 @@ class EcrConsumerImage(pulumi.ComponentResource):
             opts=child,
         )
         token = ecr.get_authorization_token_output(registry_id=repo.registry_id)
-        image = build_and_push(
+        self.image_ref = build_and_push(
             f"{name}-build",
             repository=repo.repository_url,
             registry=docker_build.RegistryArgs(
@@ -76,5 +76,4 @@ class EcrConsumerImage(pulumi.ComponentResource):
             opts=child,
         )
         self.repository_url = repo.repository_url
-        self.image_ref = image.ref
         self.register_outputs({"repository_url": self.repository_url, "image_ref": self.image_ref})

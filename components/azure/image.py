@@ -76,7 +76,7 @@ class AcrConsumerImage(pulumi.ComponentResource):
                 lambda a: acr_refresh_token(a[0], args.tenant_id, a[1])
             )
         )
-        image = build_and_push(
+        self.image_ref = build_and_push(
             f"{name}-build",
             repository=pulumi.Output.concat(args.login_server, f"/{REPOSITORY}"),
             registry=docker_build.RegistryArgs(
@@ -84,5 +84,4 @@ class AcrConsumerImage(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[push]),
         )
-        self.image_ref = image.ref
         self.register_outputs({"image_ref": self.image_ref})

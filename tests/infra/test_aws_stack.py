@@ -522,13 +522,23 @@ def test_consumer_image_is_built_from_app_and_pushed_to_ecr(aws_run: StackRun):
     assert repo.inputs["imageScanningConfiguration"] == {"scanOnPush": True}
     assert repo.inputs["imageTagMutability"] == "IMMUTABLE"
     image = aws_run.one("docker-build:index:Image")
-    assert image.inputs["context"]["location"].endswith("/app")
-    assert image.inputs["dockerfile"]["location"].endswith("/app/Dockerfile")
-    assert image.inputs["push"] is True
-    (tag,) = image.inputs["tags"]
-    assert tag.startswith(repo.outputs["repositoryUrl"] + ":src-")
-    assert container(aws_run)["image"] == image.outputs["ref"]
-    assert "@sha256:" in container(aws_run)["image"]
+    # Relative to the project directory, and pushed by digest with no tag: a rebuild from
+    # another checkout (file modes differ) never re-pushes a tag the immutable repository holds.
+    assert image.inputs["context"]["location"] == "app"
+    assert image.inputs["dockerfile"]["location"] == "app/Dockerfile"
+    assert image.inputs["push"] is False
+    assert "tags" not in image.inputs
+    (export,) = image.inputs["exports"]
+    registry = export["registry"]
+    assert registry["names"] == [repo.outputs["repositoryUrl"]]
+    assert (registry["push"], registry["pushByDigest"], registry["ociMediaTypes"]) == (
+        True,
+        True,
+        True,
+    )
+    assert image.inputs["labels"]["org.opencontainers.image.version"].startswith("src-")
+    ref = f"{repo.outputs['repositoryUrl']}@{image.outputs['digest']}"
+    assert container(aws_run)["image"] == ref == aws_run.outputs["image"]
 
 
 def test_a_prebuilt_image_skips_ecr_and_the_build():

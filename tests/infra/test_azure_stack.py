@@ -329,11 +329,11 @@ def test_cosmos_is_serverless_table_with_keys_off(run: StackRun) -> None:
     assert "options" not in run.one(TABLE).inputs  # serverless: no provisioned throughput
 
 
-def test_provisioned_cosmos_and_denied_network_follow_config() -> None:
-    stack = run_stack("dev", {"cosmosServerless": "false", "storageNetworkDefaultAction": "Deny"})
+def test_provisioned_cosmos_follows_config_and_the_network_stays_reachable() -> None:
+    stack = run_stack("dev", {"cosmosServerless": "false"})
     assert {c["name"] for c in stack.one(COSMOS).inputs["capabilities"]} == {"EnableTable"}
     assert stack.one(TABLE).inputs["options"]["throughput"] == 400
-    assert stack.one(ACCOUNT).inputs["networkRuleSet"]["defaultAction"] == "Deny"
+    assert stack.one(ACCOUNT).inputs["networkRuleSet"]["defaultAction"] == "Allow"
 
 
 # --- cluster ------------------------------------------------------------------------------------
@@ -414,10 +414,11 @@ def test_image_is_built_and_pushed_to_the_stack_registry(run: StackRun) -> None:
     login_server = registry.outputs["loginServer"]
     assert registry.inputs["adminUserEnabled"] is False
     image = run.one(IMAGE).inputs
-    assert image["push"] is True
-    assert re.fullmatch(
-        rf"{re.escape(login_server)}/edw-consumer:src-[0-9a-f]{{12}}", image["tags"][0]
-    )
+    (export,) = image["exports"]
+    assert export["registry"]["names"] == [f"{login_server}/edw-consumer"]
+    assert export["registry"]["pushByDigest"] is True
+    assert "tags" not in image
+    assert re.fullmatch(r"src-[0-9a-f]{12}", image["labels"]["org.opencontainers.image.version"])
     (auth,) = image["registries"]
     assert auth["address"] == login_server
     assert auth["username"] == "00000000-0000-0000-0000-000000000000"
