@@ -59,6 +59,7 @@ class NodePoolSettings:
 @dataclass(frozen=True)
 class AwsSettings:
     region: str
+    profile: str  # aws:profile: the kubeconfig's token command uses it too ("" = default chain)
     vpc_cidr: str
     availability_zone_count: int
     existing_vpc_id: str
@@ -67,6 +68,8 @@ class AwsSettings:
     system_instance_type: str
     ami_alias: str
     cluster_admin_arns: tuple[str, ...]
+    control_plane_log_retention_days: int
+    create_spot_service_linked_role: bool
 
 
 @dataclass(frozen=True)

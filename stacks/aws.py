@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
-from pulumi_aws import get_availability_zones, get_caller_identity
+from pulumi_aws import (
+    GetAvailabilityZonesFilterArgs,
+    get_availability_zones,
+    get_caller_identity,
+    iam,
+)
 
 from components.aws.cluster import EksCluster, EksClusterArgs
 from components.aws.iam import Statement, allow
@@ -13,7 +18,12 @@ from components.aws.image import EcrConsumerImage, EcrConsumerImageArgs
 from components.aws.irsa import IrsaRole, IrsaRoleArgs
 from components.aws.karpenter import KarpenterNodeAutoscaling, KarpenterNodeAutoscalingArgs
 from components.aws.keda import KedaOperator, KedaOperatorArgs
-from components.aws.network import EksNetwork, EksNetworkArgs
+from components.aws.network import (
+    EKS_UNSUPPORTED_ZONE_IDS,
+    STANDARD_ZONE_FILTERS,
+    EksNetwork,
+    EksNetworkArgs,
+)
 from components.aws.results_table import DynamoResultsTable, DynamoResultsTableArgs
 from components.aws.work_queue import SqsWorkQueue, SqsWorkQueueArgs
 from components.k8s.consumer import (
@@ -22,7 +32,11 @@ from components.k8s.consumer import (
     ConsumerDeploymentArgs,
     QueueTrigger,
 )
-from stacks.config import EdwConfig
+from stacks.config import ConfigError, EdwConfig
+
+# EC2's service-linked role for spot requests (IAM: AWSServiceRoleForEC2Spot, service
+# spot.amazonaws.com); without it CreateFleet cannot launch spot capacity.
+SPOT_SERVICE_LINKED_ROLE = "AWSServiceRoleForEC2Spot"
 
 
 def consumer_statements(
@@ -45,10 +59,65 @@ def consumer_statements(
     ]
 
 
+def same_principal(configured: str, caller: str) -> bool:
+    """Whether an IAM principal ARN from the config is the caller of this update.
+
+    STS reports an assumed role as ``arn:aws:sts::<account>:assumed-role/<name>/<session>``
+    (without the role's path), a user as ``arn:aws:iam::<account>:user/<path/name>``."""
+    account = configured.split(":")[4]
+    kind, _, rest = configured.split(":", 5)[5].partition("/")
+    if f":{account}:" not in caller:
+        return False
+    if ":assumed-role/" in caller:
+        return kind == "role" and rest.rsplit("/", 1)[-1] == caller.split("/")[1]
+    return kind == "user" and caller.endswith(f":user/{rest}")
+
+
+def spot_role_exists() -> bool:
+    try:
+        iam.get_role(name=SPOT_SERVICE_LINKED_ROLE)
+    except Exception as exc:
+        text = str(exc)
+        if "NoSuchEntity" in text or "couldn't find resource" in text:
+            return False
+        raise ConfigError(
+            f"cannot tell whether the EC2 Spot service-linked role exists (iam:GetRole on "
+            f"{SPOT_SERVICE_LINKED_ROLE} failed: {text}); grant iam:GetRole on it"
+        ) from exc
+    return True
+
+
+def preflight(cfg: EdwConfig, caller_arn: str) -> bool:
+    """Checks against the account, before any resource is registered. Returns whether the
+    Spot service-linked role must be created."""
+    assert cfg.aws is not None
+    errors = []
+    creator = [a for a in cfg.aws.cluster_admin_arns if same_principal(a, caller_arn)]
+    if creator:
+        errors.append(
+            f"edw:clusterAdminArns lists {creator}, the identity running this update "
+            f"({caller_arn}): EKS already makes the cluster creator an admin, and a second "
+            "access entry for it fails with 409 ResourceInUseException; remove it"
+        )
+    missing_spot_role = not spot_role_exists()
+    if missing_spot_role and not cfg.aws.create_spot_service_linked_role:
+        errors.append(
+            f"the account has no EC2 Spot service-linked role ({SPOT_SERVICE_LINKED_ROLE}): "
+            "every spot launch would fail and all consumers would run on-demand. Set "
+            "edw:createSpotServiceLinkedRole true, or create it once with `aws iam "
+            "create-service-linked-role --aws-service-name spot.amazonaws.com`"
+        )
+    if errors:
+        raise ConfigError("invalid stack configuration:\n  - " + "\n  - ".join(errors))
+    return missing_spot_role
+
+
 def build(cfg: EdwConfig) -> dict[str, Any]:
     assert cfg.aws is not None  # guaranteed by config validation for cloud=aws
     region = cfg.aws.region
-    account = get_caller_identity().account_id
+    caller = get_caller_identity()
+    account = caller.account_id
+    create_spot_role = preflight(cfg, caller.arn)
     tags = {"project": "edw", "stack": cfg.stack, **cfg.tags}
 
     work = SqsWorkQueue("work", SqsWorkQueueArgs(settings=cfg.queue, tags=tags))
@@ -61,7 +130,11 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         ),
     )
 
-    zones = get_availability_zones(state="available").names
+    zones = get_availability_zones(
+        state="available",
+        exclude_zone_ids=list(EKS_UNSUPPORTED_ZONE_IDS),
+        filters=[GetAvailabilityZonesFilterArgs(**f) for f in STANDARD_ZONE_FILTERS],
+    ).names
     network = EksNetwork(
         "network",
         EksNetworkArgs(
@@ -80,6 +153,8 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             system_node_count=cfg.system_node_count,
             admin_arns=cfg.aws.cluster_admin_arns,
             tags=tags,
+            log_retention_days=cfg.aws.control_plane_log_retention_days,
+            aws_profile=cfg.aws.profile,
         ),
     )
     on_cluster = pulumi.ResourceOptions(providers={"kubernetes": cluster.provider})
@@ -96,6 +171,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             nodes=cfg.nodes,
             ami_alias=cfg.aws.ami_alias,
             system_node_count=cfg.system_node_count,
+            create_spot_service_linked_role=create_spot_role,
             tags=tags,
         ),
         opts=on_cluster,

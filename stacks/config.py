@@ -108,6 +108,9 @@ INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 IAM_PRINCIPAL_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
 IMAGE_RE = re.compile(r"^[\w.\-/:]+(@sha256:[0-9a-f]{64}|:[\w.\-]+)$")
 SQS_MAX_VISIBILITY = 43_200
+# The retention values CloudWatch Logs accepts (PutRetentionPolicy, retentionInDays).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
+                      2192, 2557, 2922, 3288, 3653)  # fmt: skip
 
 
 class ConfigError(ValueError):
@@ -214,7 +217,21 @@ SETTINGS: tuple[Setting, ...] = (
         "clusterAdminArns",
         "array",
         [],
-        "IAM role/user ARNs given cluster-admin through EKS access entries.",
+        "IAM role/user ARNs given cluster-admin through EKS access entries (not the creator).",
+        "aws",
+    ),
+    Setting(
+        "controlPlaneLogRetentionDays",
+        "integer",
+        30,
+        "Days CloudWatch keeps the EKS control-plane logs (a CloudWatch retention value).",
+        "aws",
+    ),
+    Setting(
+        "createSpotServiceLinkedRole",
+        "boolean",
+        True,
+        "Create the account's EC2 Spot service-linked role when it is missing (kept on destroy).",
         "aws",
     ),
     # Azure
@@ -286,8 +303,8 @@ class EdwConfig:
     ) -> EdwConfig:
         """Build the config from raw stack values (``edw:`` keys without the namespace).
 
-        ``provider_values`` holds the provider settings we depend on: ``aws:region`` or
-        ``azure-native:location``.
+        ``provider_values`` holds the provider settings we depend on: ``aws:region`` (and
+        ``aws:profile``) or ``azure-native:location``.
         """
         return _Parser(values, provider_values or {}).build(stack)
 
@@ -363,6 +380,12 @@ class _Parser:
                 f"must be IAM role or user ARNs (arn:aws:iam::<account>:role/<name>); got {bad}",
             )
         return arns
+
+    def retention(self, key: str) -> int:
+        value = self.raw(key)
+        if value not in LOG_RETENTION_DAYS:
+            self.fail(key, f"must be one of {', '.join(map(str, LOG_RETENTION_DAYS))}; got {value}")
+        return value
 
     def families(self, key: str, allowed: frozenset[str]) -> tuple[str, ...]:
         families = tuple(self.raw(key))
@@ -491,6 +514,7 @@ class _Parser:
             self.fail("existingVpcId", "is required when existingPrivateSubnetIds is set")
         return AwsSettings(
             region=region,
+            profile=self.provider.get("aws:profile", ""),
             vpc_cidr=cidr,
             availability_zone_count=self.integer("availabilityZoneCount", 2, 6),
             existing_vpc_id=vpc_id,
@@ -501,6 +525,8 @@ class _Parser:
             ),
             ami_alias=self.matching("amiAlias", AMI_ALIAS_RE, "al2023@latest or al2023@vYYYYMMDD"),
             cluster_admin_arns=self.arns("clusterAdminArns"),
+            control_plane_log_retention_days=self.retention("controlPlaneLogRetentionDays"),
+            create_spot_service_linked_role=self.raw("createSpotServiceLinkedRole"),
         )
 
     def azure(self) -> AzureSettings:
@@ -588,6 +614,7 @@ def load() -> EdwConfig:
     values = {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith(f"{PROJECT}:")}
     extra = {
         "aws:region": pulumi.Config("aws").get("region") or "",
+        "aws:profile": pulumi.Config("aws").get("profile") or "",
         "azure-native:location": pulumi.Config("azure-native").get("location") or "",
     }
     return EdwConfig.parse(values, stack=pulumi.get_stack(), provider_values=extra)

@@ -55,6 +55,7 @@ class RecordedResource:
     dependencies: tuple[str, ...]
     custom: bool
     provider: str
+    retain_on_delete: bool = False
 
 
 @dataclass
@@ -155,9 +156,14 @@ def _aks_fqdn(cluster: str, location: str) -> str:
 class ProviderMocks(pulumi_mocks.Mocks):
     """Computes the outputs each provider would return for the resources this program uses."""
 
-    def __init__(self, aws_region: str, azure_location: str) -> None:
+    def __init__(
+        self, aws_region: str, azure_location: str, existing_roles: frozenset[str] = frozenset()
+    ) -> None:
         self.region = aws_region or "us-east-1"
         self.location = azure_location or "westeurope"
+        # IAM roles the mocked account already has (a fresh account: none). Set per run with
+        # the config key offline:existingIamRoles (a JSON list), which the program never sees.
+        self.existing_roles = existing_roles
         self.invokes: list[tuple[str, Props]] = []
         self._outputs: dict[str, Callable[[str, str, Props], Props]] = {
             **self._aws_outputs(),
@@ -167,8 +173,10 @@ class ProviderMocks(pulumi_mocks.Mocks):
         self._computed_invokes = self._azure_invokes()
 
     # --- invokes -------------------------------------------------------------------------
-    def call(self, args: pulumi_mocks.MockCallArgs) -> Props:  # type: ignore[override]
+    def call(self, args: pulumi_mocks.MockCallArgs) -> Any:  # type: ignore[override]
         self.invokes.append((args.token, dict(args.args)))
+        if args.token == "aws:iam/getRole:getRole":
+            return self._get_role(str(args.args.get("name")))
         answers: dict[str, Props] = {
             "aws:index/getCallerIdentity:getCallerIdentity": {
                 "accountId": ACCOUNT,
@@ -187,11 +195,6 @@ class ProviderMocks(pulumi_mocks.Mocks):
                 "dnsSuffix": "amazonaws.com",
                 "id": "aws",
             },
-            "aws:index/getAvailabilityZones:getAvailabilityZones": {
-                "names": [f"{self.region}{z}" for z in "abcdef"],
-                "zoneIds": [f"use1-az{i}" for i in range(1, 7)],
-                "id": self.region,
-            },
             "aws:ecr/getAuthorizationToken:getAuthorizationToken": {
                 "userName": "AWS",
                 "password": "mock-ecr-token",
@@ -206,11 +209,50 @@ class ProviderMocks(pulumi_mocks.Mocks):
                 "tenantId": TENANT,
             },
         }
+        if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            return self._availability_zones(dict(args.args))
         if args.token in self._computed_invokes:
             return self._computed_invokes[args.token](dict(args.args))
         if args.token not in answers:
             raise NotImplementedError(f"the mocks do not answer invoke {args.token}")
         return answers[args.token]
+
+    def _get_role(self, name: str) -> Any:
+        """iam:GetRole: the role, or the provider's failure for a role the account lacks."""
+        if name not in self.existing_roles:
+            return {}, [("name", f"reading IAM Role ({name}): couldn't find resource")]
+        path = "/aws-service-role/spot.amazonaws.com/" if name.startswith("AWSServiceRole") else "/"
+        return {
+            "name": name,
+            "arn": f"arn:aws:iam::{ACCOUNT}:role{path}{name}",
+            "id": name,
+            "path": path,
+        }
+
+    def _availability_zones(self, args: Props) -> Props:
+        """DescribeAvailabilityZones as the provider answers it, filters and exclusions applied.
+
+        The region has six standard zones (zone c is use1-az3, where EKS refuses cluster
+        subnets) and an opt-in Local Zone, as us-east-1 does."""
+        zones = [
+            {"name": f"{self.region}{z}", "id": f"use1-az{i}", "type": "availability-zone",
+             "opt-in-status": "opt-in-not-required"}
+            for i, z in enumerate("abcdef", start=1)
+        ]  # fmt: skip
+        zones.append(
+            {"name": f"{self.region}-bos-1a", "id": "use1-bos1-az1", "type": "local-zone",
+             "opt-in-status": "opted-in"}
+        )  # fmt: skip
+        fields = {"zone-type": "type", "opt-in-status": "opt-in-status"}
+        for f in args.get("filters") or []:
+            zones = [z for z in zones if z[fields[f["name"]]] in f["values"]]
+        excluded = set(args.get("excludeZoneIds") or [])
+        zones = [z for z in zones if z["id"] not in excluded]
+        return {
+            "names": [z["name"] for z in zones],
+            "zoneIds": [z["id"] for z in zones],
+            "id": self.region,
+        }
 
     def acr_token_exchange(self, login_server: str, tenant_id: str, aad_token: str) -> str:
         """ACR's /oauth2/exchange (plain HTTPS, not a provider invoke), answered like ACR."""
@@ -329,6 +371,16 @@ class ProviderMocks(pulumi_mocks.Mocks):
                         "apiVersion": "client.authentication.k8s.io/v1beta1",
                         "command": "aws",
                         "args": ["eks", "get-token", "--cluster-name", cluster],
+                        # pulumi-eks passes providerCredentialOpts.profileName as AWS_PROFILE.
+                        **(
+                            {"env": [{"name": "AWS_PROFILE", "value": profile}]}
+                            if (
+                                profile := (i.get("providerCredentialOpts") or {}).get(
+                                    "profileName"
+                                )
+                            )
+                            else {}
+                        ),
                     }
                 },
             )
@@ -582,6 +634,9 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         return response
 
 
+EXISTING_ROLES_KEY = "offline:existingIamRoles"
+
+
 def stack_config(stack: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     """Config as the CLI hands it to the program: project defaults, stack file, overrides."""
     project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
@@ -604,7 +659,10 @@ def run_stack(stack: str, overrides: Mapping[str, str] | None = None) -> StackRu
 @cache
 def _run_cached(stack: str, overrides: tuple[tuple[str, str], ...]) -> StackRun:
     config = stack_config(stack, dict(overrides))
-    mocks = ProviderMocks(config.get("aws:region", ""), config.get("azure-native:location", ""))
+    roles = frozenset(json.loads(config.pop(EXISTING_ROLES_KEY, "[]")))
+    mocks = ProviderMocks(
+        config.get("aws:region", ""), config.get("azure-native:location", ""), roles
+    )
     monitor = RecordingMonitor(mocks)
     # A fresh root stack per run, so two stacks in one process never share state.
     pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
@@ -654,6 +712,7 @@ def _recorded(monitor: RecordingMonitor) -> list[RecordedResource]:
                 dependencies=tuple(request.dependencies),
                 custom=custom,
                 provider=request.provider,
+                retain_on_delete=bool(request.retainOnDelete),
             )
         )
     return resources

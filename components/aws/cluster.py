@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
+from pulumi_aws import cloudwatch, iam, kms
 from pulumi_aws import eks as aws_eks
-from pulumi_aws import iam, kms
 
 from components.aws.iam import EC2_TRUST, assume_role_trust
 from components.aws.irsa import ClusterOidc
@@ -38,6 +38,8 @@ class EksClusterArgs:
     system_node_count: int
     admin_arns: Sequence[str]
     tags: Mapping[str, str]
+    log_retention_days: int
+    aws_profile: str = ""  # the stack's aws:profile, so `aws eks get-token` runs as it too
 
 
 def node_role(
@@ -87,6 +89,15 @@ class EksCluster(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
+        # EKS writes control-plane logs to this group and would create it itself, without
+        # retention and outside the stack (it would outlive `destroy`): create it first.
+        log_group = cloudwatch.LogGroup(
+            f"{name}-control-plane-logs",
+            name=f"/aws/eks/{args.cluster_name}/cluster",
+            retention_in_days=args.log_retention_days,
+            tags=tags,
+            opts=child,
+        )
         cluster = eks.Cluster(
             f"{name}-eks",
             name=args.cluster_name,
@@ -109,6 +120,13 @@ class EksCluster(pulumi.ComponentResource):
                 )
                 for i, arn in enumerate(args.admin_arns)
             },
+            # The kubeconfig's `aws eks get-token` must run as the identity Pulumi uses, or the
+            # Kubernetes provider calls the cluster as whoever the default chain finds.
+            provider_credential_opts=(
+                eks.KubeconfigOptionsArgs(profile_name=args.aws_profile)
+                if args.aws_profile
+                else None
+            ),
             create_oidc_provider=True,
             enabled_cluster_log_types=CONTROL_PLANE_LOGS,
             encryption_config_key_arn=secrets_key.arn,
@@ -122,7 +140,7 @@ class EksCluster(pulumi.ComponentResource):
             # CoreDNS needs nodes to become healthy; it is installed after the system nodes below.
             coredns_addon_options=eks.CoreDnsAddonOptionsArgs(enabled=False),
             tags=tags,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group]),
         )
         # The cluster name is fixed up front (subnets and policies need it before the cluster
         # exists); resolving it through the cluster makes everything that uses it wait for it.

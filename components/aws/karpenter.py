@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-from pulumi_aws import cloudwatch, ec2, sqs
+from pulumi_aws import cloudwatch, ec2, iam, sqs
 from pulumi_aws import eks as aws_eks
 from pulumi_kubernetes import apiextensions, helm, meta
 
@@ -52,6 +52,7 @@ class KarpenterNodeAutoscalingArgs:
     ami_alias: str
     system_node_count: int
     tags: Mapping[str, str]
+    create_spot_service_linked_role: bool = False  # the account lacks it (checked by the stack)
 
 
 class KarpenterNodeAutoscaling(pulumi.ComponentResource):
@@ -112,6 +113,20 @@ class KarpenterNodeAutoscaling(pulumi.ComponentResource):
                 )
             )
 
+        spot_role = []
+        if args.create_spot_service_linked_role:
+            # EC2 uses this account-wide role for every spot request; without it CreateFleet
+            # cannot launch spot and Karpenter falls back to on-demand for good. Declared only
+            # while the account lacks it and kept on destroy: once it exists the program stops
+            # declaring it, and forgetting it must never delete what other workloads rely on.
+            spot_role.append(
+                iam.ServiceLinkedRole(
+                    f"{name}-spot-service-linked-role",
+                    aws_service_name="spot.amazonaws.com",
+                    description="EC2 Spot, for Karpenter's spot NodePool (created by edw)",
+                    opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+                )
+            )
         role, attachments = node_role(f"{name}-node", tags, self, "Karpenter-launched nodes")
         access_entry = aws_eks.AccessEntry(
             f"{name}-node-access",
@@ -194,7 +209,7 @@ class KarpenterNodeAutoscaling(pulumi.ComponentResource):
                     group="karpenter.k8s.aws", kind="EC2NodeClass", name=node_class.metadata["name"]
                 ),
                 family_label="karpenter.k8s.aws/instance-family",
-                depends_on=[release, node_class, access_entry],
+                depends_on=[release, node_class, access_entry, *spot_role],
             ),
             opts=child,
         )

@@ -15,6 +15,17 @@ from pulumi_aws import ec2
 from components.settings import AwsSettings
 
 DISCOVERY_TAG = "karpenter.sh/discovery"
+# Zone ids where EKS refuses cluster subnets (UnsupportedAvailabilityZoneException). Zone names
+# map to different physical zones per account, ids do not. Source: Amazon EKS User Guide,
+# "View Amazon EKS networking requirements for VPC and subnets" (network-reqs.html#
+# network-requirements-subnets); eksctl keeps the same list.
+EKS_UNSUPPORTED_ZONE_IDS = ("use1-az3", "usw1-az2", "cac1-az3")
+# Standard zones only: no opt-in Local Zones or Wavelength Zones (EKS places no control plane
+# there and their instance types differ).
+STANDARD_ZONE_FILTERS = (
+    {"name": "zone-type", "values": ["availability-zone"]},
+    {"name": "opt-in-status", "values": ["opt-in-not-required"]},
+)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ import pytest
 from app import aws as app_aws
 from components.aws.cluster import CLUSTER_ADMIN_POLICY
 from components.versions import KARPENTER_CHART, KEDA_CHART
-from stacks.offline import ACCOUNT, RecordedResource, StackRun, run_stack
+from stacks import aws as aws_stack
+from stacks.offline import ACCOUNT, ProgramError, RecordedResource, StackRun, run_stack
 
 SQS = "aws:sqs/queue:Queue"
 ROLE = "aws:iam/role:Role"
@@ -116,14 +117,29 @@ def test_table_ttl_and_deletion_protection_follow_config():
 # --- network and cluster ----------------------------------------------------------------------
 
 
+def test_zones_are_standard_ones_eks_supports_chosen_by_zone_id(aws_run: StackRun):
+    [(_, args)] = [
+        (t, a)
+        for t, a in aws_run.invokes
+        if t == "aws:index/getAvailabilityZones:getAvailabilityZones"
+    ]
+    assert args["state"] == "available"
+    assert args["excludeZoneIds"] == ["use1-az3", "usw1-az2", "cac1-az3"]
+    assert args["filters"] == [
+        {"name": "zone-type", "values": ["availability-zone"]},
+        {"name": "opt-in-status", "values": ["opt-in-not-required"]},
+    ]
+
+
 def test_private_subnets_are_tagged_for_karpenter_and_routed_through_nat(aws_run: StackRun):
     subnets = {r.name: r for r in aws_run.of_type("aws:ec2/subnet:Subnet")}
     private = [s for n, s in subnets.items() if "private" in n]
     assert len(private) == 3
+    # us-east-1c is use1-az3 here, where EKS refuses cluster subnets; the Local Zone is opt-in.
     assert {s.inputs["availabilityZone"] for s in private} == {
         "us-east-1a",
         "us-east-1b",
-        "us-east-1c",
+        "us-east-1d",
     }
     for subnet in private:
         assert subnet.inputs["tags"]["karpenter.sh/discovery"] == "edw-aws"
@@ -611,3 +627,99 @@ def test_every_resource_is_parented_by_a_component(aws_run: StackRun):
     k8s = [r for r in aws_run.resources if r.type.startswith("kubernetes:")]
     provider = aws_run.one("pulumi:providers:kubernetes")
     assert all(r.provider.startswith(provider.urn) for r in k8s)
+
+
+def provider_exec(run: StackRun) -> dict[str, Any]:
+    provider = run.one("pulumi:providers:kubernetes")
+    kubeconfig = provider.inputs["kubeconfig"]
+    config = json.loads(kubeconfig) if isinstance(kubeconfig, str) else kubeconfig
+    return config["users"][0]["user"]["exec"]
+
+
+def test_the_kubeconfig_runs_get_token_with_the_stacks_aws_profile():
+    """With aws:profile set, the Kubernetes provider must call the cluster as that profile too,
+    the identity Pulumi creates the cluster with (and the one EKS makes its admin)."""
+    run = run_stack("aws", {"aws:profile": "team-admin"})
+    cluster = run.one("eks:index:Cluster")
+    assert cluster.inputs["providerCredentialOpts"] == {"profileName": "team-admin"}
+    assert provider_exec(run)["env"] == [{"name": "AWS_PROFILE", "value": "team-admin"}]
+
+
+def test_without_a_profile_the_default_credential_chain_is_used(aws_run: StackRun):
+    assert "providerCredentialOpts" not in aws_run.one("eks:index:Cluster").inputs
+    assert "env" not in provider_exec(aws_run)
+
+
+SPOT_ROLE = "aws:iam/serviceLinkedRole:ServiceLinkedRole"
+
+
+def test_a_fresh_account_gets_the_spot_service_linked_role_kept_on_destroy(aws_run: StackRun):
+    role = aws_run.one(SPOT_ROLE)
+    assert role.inputs["awsServiceName"] == "spot.amazonaws.com"
+    assert role.retain_on_delete is True
+    spot = next(p for p in aws_run.custom_resources("NodePool") if p.name.endswith("-spot"))
+    assert aws_run.depends_on(spot, role)
+    checks = [a for t, a in aws_run.invokes if t == "aws:iam/getRole:getRole"]
+    assert checks == [{"name": "AWSServiceRoleForEC2Spot"}]
+
+
+def test_an_account_that_has_the_spot_role_is_left_alone():
+    run = run_stack("aws", {"offline:existingIamRoles": '["AWSServiceRoleForEC2Spot"]'})
+    assert run.of_type(SPOT_ROLE) == []
+
+
+def test_a_missing_spot_role_without_permission_to_create_it_stops_before_any_resource():
+    with pytest.raises(ProgramError) as info:
+        run_stack("aws", {"createSpotServiceLinkedRole": "false"})
+    assert "the account has no EC2 Spot service-linked role (AWSServiceRoleForEC2Spot)" in str(
+        info.value
+    )
+    assert "aws iam create-service-linked-role --aws-service-name spot.amazonaws.com" in str(
+        info.value
+    )
+    assert info.value.resources == []
+
+
+def test_listing_the_creator_as_cluster_admin_stops_before_any_resource():
+    creator = f'["arn:aws:iam::{ACCOUNT}:user/deployer"]'
+    with pytest.raises(ProgramError) as info:
+        run_stack("aws", {"clusterAdminArns": creator})
+    assert "edw:clusterAdminArns lists" in str(info.value)
+    assert "409 ResourceInUseException" in str(info.value)
+    assert info.value.resources == []
+
+
+@pytest.mark.parametrize(
+    ("configured", "caller", "same"),
+    [
+        ("arn:aws:iam::111122223333:user/ana", "arn:aws:iam::111122223333:user/ana", True),
+        ("arn:aws:iam::111122223333:user/ops/ana", "arn:aws:iam::111122223333:user/ops/ana", True),
+        ("arn:aws:iam::111122223333:user/ana", "arn:aws:iam::111122223333:user/bob", False),
+        (
+            "arn:aws:iam::111122223333:role/ci/deploy",
+            "arn:aws:sts::111122223333:assumed-role/deploy/gha-123",
+            True,
+        ),
+        (
+            "arn:aws:iam::111122223333:role/deploy",
+            "arn:aws:sts::444455556666:assumed-role/deploy/gha-123",
+            False,
+        ),
+        (
+            "arn:aws:iam::111122223333:role/preview",
+            "arn:aws:sts::111122223333:assumed-role/deploy/gha-123",
+            False,
+        ),
+    ],
+)
+def test_the_creator_is_recognised_through_sts_arns(configured: str, caller: str, same: bool):
+    assert aws_stack.same_principal(configured, caller) is same
+
+
+def test_the_control_plane_log_group_exists_before_the_cluster_with_retention(aws_run: StackRun):
+    group = aws_run.one("aws:cloudwatch/logGroup:LogGroup")
+    assert group.inputs["name"] == "/aws/eks/edw-aws/cluster"
+    assert group.inputs["retentionInDays"] == 30
+    assert aws_run.depends_on(aws_run.one("eks:index:Cluster"), group)
+    run = run_stack("aws", {"controlPlaneLogRetentionDays": "90"})
+    assert run.one("aws:cloudwatch/logGroup:LogGroup").inputs["retentionInDays"] == 90

@@ -146,3 +146,9 @@ def test_docs_document_every_setting():
     page = (ROOT / "docs" / "configuration.md").read_text()
     missing = [s.key for s in SETTINGS if f"| `edw:{s.key}` |" not in page]
     assert missing == []
+
+
+def test_log_retention_must_be_a_cloudwatch_value():
+    message = error_of({"controlPlaneLogRetentionDays": "45"})
+    assert "edw:controlPlaneLogRetentionDays must be one of 1, 3, 5, 7, 14, 30, 60" in message
+    assert "got 45" in message
