@@ -24,11 +24,18 @@ $(VENV)/.installed: $(BIN)/python requirements.txt requirements-dev.txt app/requ
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@
 
+# The Kubernetes scanner the suite runs over both stacks' objects, in a venv of its own.
+CHECKOV := .tools/checkov
+$(CHECKOV)/.installed: requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV)
+	$(CHECKOV)/bin/pip install -q -r requirements-checkov.txt
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
 	touch $@
 
-deps: $(VENV)/.installed node_modules/.installed
+deps: $(VENV)/.installed node_modules/.installed $(CHECKOV)/.installed
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

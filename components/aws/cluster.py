@@ -127,6 +127,8 @@ class EksCluster(pulumi.ComponentResource):
                 if args.aws_profile
                 else None
             ),
+            # The network policy agent enforces the consumer namespace's NetworkPolicies.
+            vpc_cni_options=eks.VpcCniOptionsArgs(enable_network_policy=True),
             create_oidc_provider=True,
             enabled_cluster_log_types=CONTROL_PLANE_LOGS,
             encryption_config_key_arn=secrets_key.arn,

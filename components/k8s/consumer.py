@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
-from pulumi_kubernetes import apiextensions, apps, core, meta, policy
+from pulumi_kubernetes import apiextensions, apps, core, meta, networking, policy
 
 from components.k8s.nodepools import CONSUMER_NODE_LABEL, SPOT_TAINT
 from components.settings import ConsumerSettings, QueueSettings
@@ -80,8 +80,10 @@ class ConsumerDeployment(pulumi.ComponentResource):
                 labels={**labels, **args.service_account_labels},
                 annotations=dict(args.service_account_annotations),
             ),
+            automount_service_account_token=False,
             opts=in_ns,
         )
+        network_policies(name, namespace, labels, in_ns)
 
         deployment = apps.v1.Deployment(
             f"{name}-deployment",
@@ -137,6 +139,62 @@ class ConsumerDeployment(pulumi.ComponentResource):
                 "scaled_object_name": self.scaled_object_name,
             }
         )
+
+
+DNS_PORTS = [
+    networking.v1.NetworkPolicyPortArgs(protocol=protocol, port=53) for protocol in ("UDP", "TCP")
+]
+
+
+def network_policies(
+    name: str,
+    namespace: pulumi.Input[str],
+    labels: Mapping[str, str],
+    opts: pulumi.ResourceOptions,
+) -> None:
+    """Deny everything in the namespace, then let consumer pods take probes and scrapes on
+    their HTTP port and reach only cluster DNS and HTTPS (the queue, table and identity APIs).
+    Enforced by the VPC CNI's network policy agent on EKS and by Cilium on AKS."""
+    networking.v1.NetworkPolicy(
+        f"{name}-default-deny",
+        metadata=meta.v1.ObjectMetaArgs(name="default-deny", namespace=namespace, labels=labels),
+        spec=networking.v1.NetworkPolicySpecArgs(
+            pod_selector=meta.v1.LabelSelectorArgs(), policy_types=["Ingress", "Egress"]
+        ),
+        opts=opts,
+    )
+    networking.v1.NetworkPolicy(
+        f"{name}-network-policy",
+        metadata=meta.v1.ObjectMetaArgs(name=DEPLOYMENT, namespace=namespace, labels=labels),
+        spec=networking.v1.NetworkPolicySpecArgs(
+            pod_selector=meta.v1.LabelSelectorArgs(match_labels=dict(labels)),
+            policy_types=["Ingress", "Egress"],
+            ingress=[
+                networking.v1.NetworkPolicyIngressRuleArgs(
+                    ports=[networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=HTTP_PORT)]
+                )
+            ],
+            egress=[
+                networking.v1.NetworkPolicyEgressRuleArgs(
+                    to=[
+                        networking.v1.NetworkPolicyPeerArgs(
+                            namespace_selector=meta.v1.LabelSelectorArgs(
+                                match_labels={"kubernetes.io/metadata.name": "kube-system"}
+                            ),
+                            pod_selector=meta.v1.LabelSelectorArgs(
+                                match_labels={"k8s-app": "kube-dns"}
+                            ),
+                        )
+                    ],
+                    ports=DNS_PORTS,
+                ),
+                networking.v1.NetworkPolicyEgressRuleArgs(
+                    ports=[networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=443)]
+                ),
+            ],
+        ),
+        opts=opts,
+    )
 
 
 def _consumer_env(
@@ -209,7 +267,10 @@ def _deployment_spec(
             ),
             spec=core.v1.PodSpecArgs(
                 service_account_name=service_account,
-                automount_service_account_token=True,  # the projected token is the identity
+                # The consumer never calls the Kubernetes API. The identity webhooks (EKS pod
+                # identity for IRSA, Azure workload identity) project their own audience-bound
+                # token volume whatever this says, so the API token stays out of the pod.
+                automount_service_account_token=False,
                 termination_grace_period_seconds=c.termination_grace_seconds,
                 security_context=core.v1.PodSecurityContextArgs(
                     run_as_non_root=True,
