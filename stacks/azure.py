@@ -4,6 +4,7 @@ add-on, workload identities, and the consumer on top."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pulumi
 from pulumi_azure_native import authorization, resources
 
-from components.azure.cluster import AksCluster, AksClusterArgs
+from components.azure.cluster import AksCluster, AksClusterArgs, kubelogin_login
 from components.azure.identity import (
     CosmosTableGrant,
     RoleGrant,
@@ -107,6 +108,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             subscription_id=subscription,
             deployer_object_id=client.object_id,
             tags=tags,
+            kubelogin_args=kubelogin_login(os.environ),
         ),
     )
     on_cluster = pulumi.ResourceOptions(providers={"kubernetes": cluster.provider})
@@ -127,6 +129,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         work=work,
         results=results,
         tags=tags,
+        id_namespace=f"{subscription}/{cfg.name}",
     )
 
     image: pulumi.Input[str] = cfg.consumer.image or (
@@ -209,6 +212,7 @@ def workload_identities(
     work: StorageWorkQueue,
     results: CosmosResultsTable,
     tags: Mapping[str, str],
+    id_namespace: str,
 ) -> tuple[WorkloadIdentity, WorkloadIdentity]:
     """The consumer's identity (drain the queue, set aside to poison, write results) and KEDA's
     (read the queue length: Reader on the work queue, nothing else)."""
@@ -234,6 +238,7 @@ def workload_identities(
                 roles=roles,
                 table_roles=table_roles,
                 tags=tags,
+                id_namespace=id_namespace,
             ),
         )
 

@@ -17,6 +17,7 @@ Usage: ``python -m tools.prereqs --stack aws --command up``.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -127,6 +128,17 @@ def _azure(needs: StackNeeds) -> list[str]:
         problems.append("not logged in to Azure: `az account show` failed; run `az login`")
     if needs.disable_local_accounts and not shutil.which("kubelogin"):
         problems.append(f"kubelogin not found: {INSTALL['kubelogin']}")
+    if (
+        needs.disable_local_accounts
+        and os.environ.get("ARM_CLIENT_SECRET")
+        and not os.environ.get("AZURE_CLIENT_SECRET")
+    ):
+        # The kubeconfig then logs in with kubelogin's spn mode, which reads this variable.
+        problems.append(
+            "AZURE_CLIENT_SECRET is not set while ARM_CLIENT_SECRET is: kubelogin (spn login) "
+            "reads the service principal's secret from it; export AZURE_CLIENT_SECRET="
+            '"$ARM_CLIENT_SECRET"'
+        )
     return problems
 
 

@@ -41,6 +41,9 @@ class AksClusterArgs:
     subscription_id: str
     deployer_object_id: str  # the identity running `pulumi up` (gets cluster admin via Azure RBAC)
     tags: Mapping[str, str]
+    # How kubelogin gets the deployer's token: the same way the provider authenticates
+    # (kubelogin_login()); "" for a lab cluster with local accounts.
+    kubelogin_args: Sequence[str] = ()
 
 
 class AksCluster(pulumi.ComponentResource):
@@ -149,7 +152,11 @@ class AksCluster(pulumi.ComponentResource):
                 )
             )
         self.kubeconfig = pulumi.Output.secret(
-            cluster_kubeconfig(args.resource_group_name, cluster.name, s.disable_local_accounts)
+            cluster_kubeconfig(
+                args.resource_group_name,
+                cluster.name,
+                args.kubelogin_args if s.disable_local_accounts else None,
+            )
         )
         self.provider = k8s.Provider(
             f"{name}-k8s",
@@ -199,20 +206,46 @@ def api_server_access(
     )
 
 
+def kubelogin_login(env: Mapping[str, str]) -> list[str]:
+    """kubelogin's login arguments for the identity the azure-native provider uses, read from
+    the same environment, so the identity granted cluster-admin is the one calling the cluster:
+
+    - ARM_CLIENT_SECRET (a service principal with a secret): ``spn`` with its client and tenant;
+      kubelogin reads the secret from AZURE_CLIENT_SECRET (export it from ARM_CLIENT_SECRET).
+    - ARM_USE_MSI (a managed identity): ``msi``, with ARM_CLIENT_ID for a user-assigned one.
+    - ARM_OIDC_TOKEN_FILE_PATH or AZURE_FEDERATED_TOKEN_FILE (workload identity with a token
+      file, e.g. in a pod): ``workloadidentity``.
+    - otherwise the Azure CLI login (``azurecli``): a person's `az login`, and CI, where
+      azure/login signs the CLI in with the same federated (OIDC) identity as ARM_USE_OIDC.
+    """
+    client, tenant = env.get("ARM_CLIENT_ID", ""), env.get("ARM_TENANT_ID", "")
+    if env.get("ARM_CLIENT_SECRET"):
+        return ["--login", "spn", "--client-id", client, "--tenant-id", tenant]
+    if env.get("ARM_USE_MSI", "").lower() == "true":
+        return ["--login", "msi", *(["--client-id", client] if client else [])]
+    if env.get("ARM_OIDC_TOKEN_FILE_PATH") or env.get("AZURE_FEDERATED_TOKEN_FILE"):
+        return ["--login", "workloadidentity"]
+    return ["--login", "azurecli"]
+
+
 def cluster_kubeconfig(
-    resource_group_name: pulumi.Input[str], cluster_name: pulumi.Input[str], entra_only: bool
+    resource_group_name: pulumi.Input[str],
+    cluster_name: pulumi.Input[str],
+    kubelogin_args: Sequence[str] | None,
 ) -> pulumi.Output[str]:
     """The kubeconfig the Kubernetes provider uses.
 
-    Entra-only clusters: the user credentials, with the user switched to kubelogin's Azure CLI
-    login (what `kubelogin convert-kubeconfig -l azurecli` does), so `pulumi up` runs as whoever
-    ran `az login`. Lab clusters with local accounts: the admin credentials (no kubelogin).
+    Entra-only clusters (``kubelogin_args`` given): the user credentials, with the user switched
+    to a kubelogin exec plugin (what `kubelogin convert-kubeconfig -l <mode>` does). Lab clusters
+    with local accounts: the admin credentials (no kubelogin).
     """
-    if entra_only:
+    if kubelogin_args is not None:
         creds = containerservice.list_managed_cluster_user_credentials_output(
             resource_group_name=resource_group_name, resource_name=cluster_name
         )
-        return creds.kubeconfigs.apply(lambda k: azure_cli_kubeconfig(_decode(k[0].value)))
+        return creds.kubeconfigs.apply(
+            lambda k: kubelogin_kubeconfig(_decode(k[0].value), kubelogin_args)
+        )
     admin = containerservice.list_managed_cluster_admin_credentials_output(
         resource_group_name=resource_group_name, resource_name=cluster_name
     )
@@ -223,15 +256,15 @@ def _decode(value: str) -> str:
     return base64.b64decode(value).decode()
 
 
-def azure_cli_kubeconfig(kubeconfig_yaml: str) -> str:
-    """Rewrite every user of an AKS user kubeconfig to a kubelogin exec plugin (azurecli)."""
+def kubelogin_kubeconfig(kubeconfig_yaml: str, login: Sequence[str]) -> str:
+    """Rewrite every user of an AKS user kubeconfig to a kubelogin exec plugin."""
     config: dict[str, Any] = yaml.safe_load(kubeconfig_yaml)
     for user in config.get("users", []):
         user["user"] = {
             "exec": {
                 "apiVersion": "client.authentication.k8s.io/v1beta1",
                 "command": "kubelogin",
-                "args": ["get-token", "--login", "azurecli", "--server-id", AKS_AAD_SERVER_ID],
+                "args": ["get-token", *login, "--server-id", AKS_AAD_SERVER_ID],
                 "interactiveMode": "Never",
                 "provideClusterInfo": False,
             }

@@ -6,6 +6,7 @@ its role and the exact resource it applies to; there are no subscription- or gro
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -45,6 +46,9 @@ class WorkloadIdentityArgs:
     roles: Sequence[RoleGrant] = ()
     table_roles: Sequence[CosmosTableGrant] = ()
     tags: Mapping[str, str] | None = None
+    # Unique per stack (<subscription>/<prefix>-<stack>): seeds the ids of assignments that
+    # need a GUID we choose, stable across runs and distinct across stacks.
+    id_namespace: str = ""
 
 
 def subject(namespace: str, service_account: str) -> str:
@@ -91,6 +95,11 @@ class WorkloadIdentity(pulumi.ComponentResource):
         for grant in args.table_roles:
             cosmosdb.TableResourceTableRoleAssignment(
                 f"{name}-{grant.name}",
+                # Cosmos DB wants a GUID for the assignment's name: a deterministic one, so a
+                # replace or a re-run addresses the same assignment instead of a random new one.
+                role_assignment_id=str(
+                    uuid.uuid5(uuid.NAMESPACE_URL, f"edw/{args.id_namespace}/{name}/{grant.name}")
+                ),
                 account_name=grant.account_name,
                 resource_group_name=args.resource_group_name,
                 principal_id=identity.principal_id,

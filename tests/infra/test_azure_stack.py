@@ -7,12 +7,15 @@ in components/azure/roles.py fails these tests.
 from __future__ import annotations
 
 import base64
+import json
 import re
+import uuid
 from typing import Any
 
 import pytest
 import yaml
 
+from components.azure import cluster as cluster_module
 from stacks.offline import SUBSCRIPTION, RecordedResource, StackRun, run_stack
 
 ROLE_DEFINITIONS = (
@@ -467,3 +470,42 @@ def test_stack_outputs(run: StackRun) -> None:
     server = kubeconfig["clusters"][0]["cluster"]["server"]
     assert server == f"https://{run.one(AKS).outputs['fqdn']}:443"
     assert base64.b64decode(kubeconfig["users"][0]["user"]["client-certificate-data"])
+
+
+@pytest.mark.parametrize(
+    ("env", "login"),
+    [
+        ({}, ["--login", "azurecli"]),
+        ({"ARM_USE_OIDC": "true", "ARM_CLIENT_ID": "c"}, ["--login", "azurecli"]),
+        (
+            {"ARM_CLIENT_ID": "c", "ARM_TENANT_ID": "t", "ARM_CLIENT_SECRET": "s"},
+            ["--login", "spn", "--client-id", "c", "--tenant-id", "t"],
+        ),
+        ({"ARM_USE_MSI": "true"}, ["--login", "msi"]),
+        ({"ARM_USE_MSI": "true", "ARM_CLIENT_ID": "c"}, ["--login", "msi", "--client-id", "c"]),
+        ({"AZURE_FEDERATED_TOKEN_FILE": "/var/run/t"}, ["--login", "workloadidentity"]),
+        ({"ARM_OIDC_TOKEN_FILE_PATH": "/tmp/t"}, ["--login", "workloadidentity"]),
+    ],
+)
+def test_kubelogin_logs_in_the_way_the_provider_is_authenticated(
+    env: dict[str, str], login: list[str]
+) -> None:
+    """The identity given cluster-admin (the provider's) must be the one calling the cluster."""
+    assert cluster_module.kubelogin_login(env) == login
+    source = yaml.safe_dump(
+        {"users": [{"name": "u", "user": {"token": "x"}}], "clusters": [], "contexts": []}
+    )
+    config = json.loads(cluster_module.kubelogin_kubeconfig(source, login))
+    exec_ = config["users"][0]["user"]["exec"]
+    assert exec_["args"] == ["get-token", *login, "--server-id", cluster_module.AKS_AAD_SERVER_ID]
+    assert "secret" not in json.dumps(config).lower()  # a secret never lands in the kubeconfig
+
+
+def test_cosmos_table_assignments_get_a_guid_we_choose(run: StackRun) -> None:
+    (assignment,) = run.of_type("azure-native:cosmosdb:TableResourceTableRoleAssignment")
+    chosen = assignment.inputs["roleAssignmentId"]
+    assert str(uuid.UUID(chosen)) == chosen
+    expected = uuid.uuid5(
+        uuid.NAMESPACE_URL, f"edw/{SUBSCRIPTION}/edw-dev/consumer-identity/table-writer"
+    )
+    assert chosen == str(expected)  # stable per stack and grant, not an auto-name

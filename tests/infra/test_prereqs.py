@@ -153,3 +153,18 @@ def test_make_stops_before_any_pulumi_call(tmp_path: Path, target: str) -> None:
     assert "missing: pulumi not found: install the Pulumi CLI" in result.stderr
     assert "pulumi stack select" not in result.stdout
     assert "command not found" not in result.stderr
+
+
+def test_a_service_principal_needs_its_secret_where_kubelogin_reads_it(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "Pulumi.prod.yaml").write_text("config:\n  edw:cloud: azure\n")
+    bin_dir = toolbox(tmp_path, ALL)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATH", str(bin_dir))
+        patch.setenv("ARM_CLIENT_SECRET", "s")
+        patch.delenv("AZURE_CLIENT_SECRET", raising=False)
+        [problem] = prereqs.missing("prod", "destroy", repo)
+        assert problem.startswith("AZURE_CLIENT_SECRET is not set while ARM_CLIENT_SECRET is")
+        patch.setenv("AZURE_CLIENT_SECRET", "s")
+        assert prereqs.missing("prod", "destroy", repo) == []
