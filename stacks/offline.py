@@ -611,7 +611,12 @@ class ProviderMocks(pulumi_mocks.Mocks):
             }
             return {"name": rname, "status": status}
 
+        def readiness(_t: str, _name: str, i: Props) -> Props:
+            # A Readiness check (components/azure/readiness.py) whose probe succeeded at once.
+            return {"attempts": 3, "__id": f"{_name}-ready"}
+
         return {
+            "pulumi-python:dynamic:Resource": readiness,
             "kubernetes:helm.sh/v3:Release": release,
             # Every other kubernetes:<group>/<version>:<Kind> object.
             "kubernetes:*": k8s_object,

@@ -18,6 +18,7 @@ import pulumi_kubernetes as k8s
 import yaml
 from pulumi_azure_native import authorization, containerregistry, containerservice
 
+from components.azure.readiness import cluster_admin_effective
 from components.azure.roles import ACR_PULL, AKS_RBAC_CLUSTER_ADMIN, role_definition_id
 from components.settings import AzureSettings
 
@@ -158,6 +159,16 @@ class AksCluster(pulumi.ComponentResource):
                 args.kubelogin_args if s.disable_local_accounts else None,
             )
         )
+        if s.disable_local_accounts:
+            # The deployer's cluster-admin takes minutes to reach the API server: the first
+            # objects would get 403. Ask the API server until it agrees.
+            access = [
+                cluster_admin_effective(
+                    f"{name}-admin-effective",
+                    self.kubeconfig,
+                    pulumi.ResourceOptions(parent=self, depends_on=access),
+                )
+            ]
         self.provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=self.kubeconfig,

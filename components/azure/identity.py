@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_azure_native import authorization, cosmosdb, managedidentity
 
+from components.azure.readiness import principal_known
+
 # The audience AKS workload identity tokens carry (azure-workload-identity webhook default).
 TOKEN_AUDIENCE = "api://AzureADTokenExchange"
 
@@ -92,6 +94,18 @@ class WorkloadIdentity(pulumi.ComponentResource):
                 scope=grant.scope,
                 opts=child,
             )
+        # Cosmos DB checks the principal in Entra, which learns of a new identity late.
+        known = (
+            [
+                principal_known(
+                    f"{name}-principal-known",
+                    identity.principal_id,
+                    pulumi.ResourceOptions(parent=self),
+                )
+            ]
+            if args.table_roles
+            else []
+        )
         for grant in args.table_roles:
             cosmosdb.TableResourceTableRoleAssignment(
                 f"{name}-{grant.name}",
@@ -105,7 +119,7 @@ class WorkloadIdentity(pulumi.ComponentResource):
                 principal_id=identity.principal_id,
                 role_definition_id=grant.role_definition_id,
                 scope=grant.scope,
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=known),
             )
         self.client_id = identity.client_id
         self.principal_id = identity.principal_id

@@ -10,6 +10,7 @@ from typing import Literal
 import pulumi
 from pulumi_azure_native import authorization, storage
 
+from components.azure.readiness import role_definition_visible
 from components.azure.roles import QUEUE_MESSAGE_WRITE, role_definition_id
 
 POISON_SUFFIX = "-poison"
@@ -127,4 +128,12 @@ class StorageWorkQueue(pulumi.ComponentResource):
             permissions=[authorization.PermissionArgs(data_actions=[QUEUE_MESSAGE_WRITE])],
             opts=pulumi.ResourceOptions(parent=self),
         )
-        return definition.name.apply(lambda role: role_definition_id(sub, role))
+        # Role definitions propagate: an assignment made right away can be refused.
+        visible = role_definition_visible(
+            f"{name}-message-updater-visible",
+            definition.id,
+            pulumi.ResourceOptions(parent=self, depends_on=[definition]),
+        )
+        return pulumi.Output.all(definition.name, visible.attempts).apply(
+            lambda a: role_definition_id(sub, a[0])
+        )
