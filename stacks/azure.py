@@ -20,6 +20,7 @@ from components.azure.identity import (
     WorkloadIdentityArgs,
 )
 from components.azure.image import AcrConsumerImage, AcrConsumerImageArgs
+from components.azure.keda_token import KedaOperatorToken
 from components.azure.nap import NapNodeAutoscaling, NapNodeAutoscalingArgs
 from components.azure.results_table import CosmosResultsTable, CosmosResultsTableArgs
 from components.azure.roles import (
@@ -132,6 +133,14 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         id_namespace=f"{subscription}/{cfg.name}",
     )
 
+    # The add-on's operator must run with the KEDA identity's token before it can scale.
+    keda_token = KedaOperatorToken(
+        "keda-operator-token",
+        kubeconfig=cluster.kubeconfig,
+        identity=keda_identity.client_id,
+        opts=pulumi.ResourceOptions(parent=keda_identity, depends_on=[cluster.provider]),
+    )
+
     image: pulumi.Input[str] = cfg.consumer.image or (
         AcrConsumerImage(
             "consumer-image",
@@ -176,7 +185,13 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             },
             service_account_labels=WORKLOAD_IDENTITY_USE,
             pod_labels=WORKLOAD_IDENTITY_USE,
-            platform=[nap.node_pools, consumer_identity, keda_identity, cluster.acr_pull],
+            platform=[
+                nap.node_pools,
+                consumer_identity,
+                keda_identity,
+                keda_token,
+                cluster.acr_pull,
+            ],
         ),
         opts=on_cluster,
     )
