@@ -15,7 +15,7 @@ POLICY = --policy-pack policy --policy-pack-config policy/stack-config/$(STACK).
 PULUMI_BACKEND_URL ?= $(shell pulumi whoami >/dev/null 2>&1 || echo file://$(HOME)/.pulumi-edw)
 export PULUMI_BACKEND_URL
 
-.PHONY: test lint deps docs lock stack up preview destroy policy-check bench clean
+.PHONY: test lint deps docs lock stack up preview destroy e2e policy-check bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -89,6 +89,12 @@ up: stack policy/.venv/.installed
 
 destroy: stack
 	pulumi destroy --stack $(STACK_REF)
+
+# Prove a stack for real with its cloud's credentials: a throw-away copy goes up, carries events
+# to rows, scales from zero and back, is destroyed, and nothing may be left (tools/e2e.py).
+e2e: $(VENV)/.installed
+	$(BIN)/python -m tools.prereqs --stack $(STACK) --command up
+	$(BIN)/python -m tools.e2e --stack $(STACK)
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache

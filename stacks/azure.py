@@ -198,6 +198,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
 
     return {
         "location": az.location,
+        "subscriptionId": subscription,
         "resourceGroup": group.name,
         "storageAccount": work.account_name,
         "queueName": work.queue_name,

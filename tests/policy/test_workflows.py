@@ -71,7 +71,7 @@ def linted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
 
 def test_workflows_pass_actionlint(linted) -> None:
     ours = {name: m for name, m in linted.items() if name != "broken.yml"}
-    assert set(ours) == {"checks.yml", "deploy.yml", "pull-request.yml", "pulumi.yml"}
+    assert set(ours) == {"checks.yml", "deploy.yml", "e2e.yml", "pull-request.yml", "pulumi.yml"}
     assert {n: [m for m in ms if STALE_LINTER_FINDING not in m] for n, ms in ours.items()} == {
         n: [] for n in ours
     }
@@ -115,7 +115,7 @@ def called_workflow(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_calls_match_the_reusable_workflows_inputs() -> None:
-    for name in ("pull-request.yml", "deploy.yml"):
+    for name in ("pull-request.yml", "deploy.yml", "e2e.yml"):
         for job in load(name)["jobs"].values():
             call = triggers(called_workflow(job))["workflow_call"] or {}
             declared = call.get("inputs") or {}
@@ -208,8 +208,8 @@ def test_previews_are_grouped_per_pull_request_and_up_per_stack() -> None:
     concurrency = pulumi_job()["concurrency"]
     group = concurrency["group"]
     assert group.startswith("pulumi-${{ inputs.stack }}-")
-    assert "inputs.command == 'up' && 'up'" in group
-    assert "format('preview-{0}', github.event.pull_request.number" in group
+    assert "inputs.command == 'preview' && format('preview-{0}', github.event.pull_request" in group
+    assert group.endswith("|| inputs.command }}")  # `up` and `e2e` get one group per stack
     assert concurrency["cancel-in-progress"] == "${{ inputs.command == 'preview' }}"
     # The PR workflow's own group is per PR too.
     assert load("pull-request.yml")["concurrency"]["group"] == (
@@ -232,7 +232,7 @@ def test_previews_get_a_read_only_team_token_and_only_up_the_org_token() -> None
     assert "inputs.command == 'preview'" in preview["if"]
     assert preview["with"]["requested-token-type"] == "urn:pulumi:token-type:access_token:team"
     assert preview["with"]["team"] == "${{ vars.PULUMI_PREVIEW_TEAM }}"
-    assert "inputs.command == 'up'" in up["if"]
+    assert "inputs.command != 'preview'" in up["if"]  # up and e2e
     assert up["with"]["requested-token-type"].endswith(":organization")
 
 
@@ -240,7 +240,7 @@ def test_aws_sessions_outlive_a_long_up() -> None:
     for step in steps(load("pulumi.yml")):
         if step.get("uses", "").startswith("aws-actions/configure-aws-credentials"):
             duration = step["with"]["role-duration-seconds"]
-            assert duration == "${{ inputs.command == 'up' && 10800 || 3600 }}", step["name"]
+            assert duration == "${{ inputs.command == 'preview' && 3600 || 10800 }}", step["name"]
     assert pulumi_job()["timeout-minutes"] * 60 <= 10800
 
 
@@ -316,3 +316,23 @@ def test_every_documented_setting_is_read_by_a_workflow(kind: str) -> None:
     assert documented, kind
     for name in documented:
         assert f"{kind}.{name}" in text, name
+
+
+def test_e2e_proves_both_stacks_on_demand_and_weekly_from_main() -> None:
+    workflow = load("e2e.yml")
+    assert set(triggers(workflow)) == {"workflow_dispatch", "schedule"}
+    assert triggers(workflow)["schedule"] == [{"cron": "0 4 * * 1"}]
+    [job] = workflow["jobs"].values()
+    assert job["if"] == "github.ref == 'refs/heads/main'"
+    assert job["uses"] == "./.github/workflows/pulumi.yml"
+    assert job["with"]["command"] == "e2e"
+    assert job["with"]["environment"] == "${{ matrix.stack }}-e2e"
+    assert [m["stack"] for m in job["strategy"]["matrix"]["include"]] == ["aws", "dev"]
+    run = named_step("End-to-end run")
+    assert run["if"] == "inputs.command == 'e2e'"
+    assert run["run"] == "make e2e STACK=${{ inputs.stack }}"
+    assert "e2e" in make_targets()
+    assert "$(BIN)/python -m tools.e2e --stack $(STACK)" in (REPO / "Makefile").read_text()
+    # e2e never runs the preview/up action, nor asks whether the real stack exists
+    assert named_step("Does the stack exist?")["if"] == "inputs.command != 'e2e'"
+    assert pulumi_action()["if"] == "inputs.command == 'up' || steps.stack.outputs.exists == 'true'"
