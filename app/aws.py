@@ -14,7 +14,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import boto3
@@ -136,38 +136,35 @@ class SqsQueue:
             for m in response.get("Messages", [])
         ]
 
-    def delete(self, messages: Sequence[Received]) -> list[Received]:
-        failed: list[Received] = []
-        for chunk in _chunks(messages, SQS_BATCH):
-            entries = [{"Id": str(i), "ReceiptHandle": m.receipt} for i, m in enumerate(chunk)]
-            try:
-                response = self.client.delete_message_batch(QueueUrl=self.url, Entries=entries)
-            except Exception as exc:
-                log.warning("delete failed", extra={"fields": {"error": _short(exc)}})
-                failed.extend(chunk)
-                continue
-            bad = _failed_ids("delete", response)
-            failed.extend(m for i, m in enumerate(chunk) if str(i) in bad)
-        return failed
-
-    def extend(self, messages: Sequence[Received], seconds: int) -> list[Received]:
+    def _per_message(
+        self, what: str, call: Callable[..., Any], messages: Sequence[Received], **extra: Any
+    ) -> list[Received]:
+        """A batch call per 10 messages; the messages it failed for (a failed call: all)."""
         failed: list[Received] = []
         for chunk in _chunks(messages, SQS_BATCH):
             entries = [
-                {"Id": str(i), "ReceiptHandle": m.receipt, "VisibilityTimeout": seconds}
-                for i, m in enumerate(chunk)
+                {"Id": str(i), "ReceiptHandle": m.receipt, **extra} for i, m in enumerate(chunk)
             ]
             try:
-                response = self.client.change_message_visibility_batch(
-                    QueueUrl=self.url, Entries=entries
-                )
+                response = call(QueueUrl=self.url, Entries=entries)
             except Exception as exc:
-                log.warning("visibility change failed", extra={"fields": {"error": _short(exc)}})
+                log.warning("%s failed", what, extra={"fields": {"error": _short(exc)}})
                 failed.extend(chunk)
                 continue
-            bad = _failed_ids("visibility change", response)
+            bad = _failed_ids(what, response)
             failed.extend(m for i, m in enumerate(chunk) if str(i) in bad)
         return failed
+
+    def delete(self, messages: Sequence[Received]) -> list[Received]:
+        return self._per_message("delete", self.client.delete_message_batch, messages)
+
+    def extend(self, messages: Sequence[Received], seconds: int) -> list[Received]:
+        return self._per_message(
+            "visibility change",
+            self.client.change_message_visibility_batch,
+            messages,
+            VisibilityTimeout=seconds,
+        )
 
     def _send_entries(self, entries: list[dict[str, Any]]) -> list[bool]:
         """Send in batches of 10 within 1 MiB; whether each entry was accepted, in order."""

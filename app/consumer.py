@@ -300,13 +300,20 @@ class Consumer:
             except RowRejected:
                 raise
             except Exception as exc:
-                pause = random.uniform(0, min(RETRY_BACKOFF[1], RETRY_BACKOFF[0] * 2**attempt))
-                if batch.released or time.monotonic() + pause >= batch.deadline:
-                    raise OutOfTime(_short(exc)) from exc
                 log.info("retrying in place", extra={"fields": {"error": _short(exc)}})
-                time.sleep(pause)
+                if not self._back_off(batch, attempt):
+                    raise OutOfTime(_short(exc)) from exc
                 attempt += 1
-                self._mark()
+
+    def _back_off(self, batch: Batch, attempt: int) -> bool:
+        """Sleep before retry ``attempt`` (exponential, full jitter); False, without sleeping,
+        when the batch was released or the pause would run past its deadline."""
+        pause = random.uniform(0, min(RETRY_BACKOFF[1], RETRY_BACKOFF[0] * 2**attempt))
+        if batch.released or time.monotonic() + pause >= batch.deadline:
+            return False
+        time.sleep(pause)
+        self._mark()
+        return True
 
     def _dead_letter(self, batch: Batch, rejects: list[tuple[Received, str]]) -> list[Received]:
         """Set rejects aside with their reason; returns exactly those whose dead letter was
@@ -318,12 +325,9 @@ class Consumer:
             sent = self.backend.dead_letters.send_dead_letters(pending)
             accepted.extend(sent)
             pending = [r for r in pending if r[0] not in set(sent)]
-            pause = random.uniform(0, min(RETRY_BACKOFF[1], RETRY_BACKOFF[0] * 2**attempt))
-            if not pending or time.monotonic() + pause >= batch.deadline:
+            if not pending or not self._back_off(batch, attempt):
                 break
-            time.sleep(pause)
             attempt += 1
-            self._mark()
         reasons = dict(rejects)
         for message in accepted:
             log.warning(
@@ -353,12 +357,9 @@ class Consumer:
                 failed = self.backend.queue.delete(pending)
             batch.deleted.update(m for m in pending if m not in set(failed))
             pending = failed
-            pause = random.uniform(0, min(RETRY_BACKOFF[1], RETRY_BACKOFF[0] * 2**attempt))
-            if not pending or time.monotonic() + pause >= batch.deadline:
+            if not pending or not self._back_off(batch, attempt):
                 break
-            time.sleep(pause)
             attempt += 1
-            self._mark()
         if pending:
             self.metrics.delete_failures.inc(len(pending))
         return batch.deleted
