@@ -15,7 +15,7 @@ POLICY = --policy-pack policy --policy-pack-config policy/stack-config/$(STACK).
 PULUMI_BACKEND_URL ?= $(shell pulumi whoami >/dev/null 2>&1 || echo file://$(HOME)/.pulumi-edw)
 export PULUMI_BACKEND_URL
 
-.PHONY: test lint deps docs lock stack up preview destroy e2e policy-check bench clean
+.PHONY: test lint deps docs lock stack up preview destroy e2e demo loadtest policy-check bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -95,6 +95,16 @@ destroy: stack
 e2e: $(VENV)/.installed
 	$(BIN)/python -m tools.prereqs --stack $(STACK) --command up
 	$(BIN)/python -m tools.e2e --stack $(STACK)
+
+# No cloud, no Docker: emulators, real consumers, a burst of events, a live view and a plot.
+CLOUD ?= aws
+demo: deps
+	$(BIN)/python -m tools.demo --cloud $(CLOUD) --count 10000 --pattern burst --consumers 3 \
+		--plot demo.png
+
+# Load a deployed stack and watch it scale (pass KUBECONFIG=path to see pods and nodes).
+loadtest: $(VENV)/.installed
+	$(BIN)/python -m tools.loadtest --stack $(STACK) $(if $(KUBECONFIG),--kubeconfig $(KUBECONFIG))
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache

@@ -4,8 +4,8 @@
 
 The target comes from flags, else from the environment (the consumer's EDW_* variables), else from
 ``pulumi stack output --json`` of ``--stack``. Sends are batched (10 per SQS call; Azure has no
-batch send, so calls run in parallel), paced by the chosen pattern, with a progress bar on stderr
-and a summary on stdout.
+batch send, so calls run in parallel), paced by the chosen pattern, with a progress bar (rich) on
+stderr and a summary on stdout.
 """
 
 from __future__ import annotations
@@ -20,6 +20,15 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from app import events
 from app.backend import WorkQueue, open_queue
@@ -158,23 +167,30 @@ def _sender(run: Run, queue: WorkQueue, schedule: Schedule, args: argparse.Names
 
 
 def _progress(run: Run, done: threading.Event) -> None:
-    width = 30
-    while True:
-        finished = done.wait(0.2)
-        settled = run.sent + run.failed
-        filled = width * settled // max(run.count, 1)
-        rate = run.sent / max(run.elapsed(), 1e-9)
-        bar = "#" * filled + "." * (width - filled)
-        sys.stderr.write(
-            f"\r[{bar}] {settled}/{run.count} sent={run.sent} failed={run.failed} {rate:.0f} msg/s"
-        )
-        sys.stderr.flush()
-        if finished:
-            sys.stderr.write("\n")
-            return
+    """A progress bar on stderr (rich), refreshed five times a second until ``done``."""
+    columns = (
+        TextColumn("sending"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>7.0f} msg/s  failed {task.fields[failed]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True)) as bar:
+        task = bar.add_task("send", total=run.count, rate=0.0, failed=0)
+        while True:
+            finished = done.wait(0.2)
+            bar.update(
+                task,
+                completed=run.sent + run.failed,
+                rate=run.sent / max(run.elapsed(), 1e-9),
+                failed=run.failed,
+            )
+            if finished:
+                return
 
 
-def produce(target: Target, args: argparse.Namespace) -> dict[str, float]:
+def produce(target: Target, args: argparse.Namespace, run: Run | None = None) -> dict[str, float]:
+    """Send ``args.count`` events; ``run`` lets a caller (the demo) watch the counters live."""
     queue = open_queue(
         target.cloud,
         target.queue,
@@ -182,7 +198,7 @@ def produce(target: Target, args: argparse.Namespace) -> dict[str, float]:
         storage_account=target.storage_account,
         pool_size=args.concurrency * 8,
     )
-    run = Run(args.count, queue.max_batch)
+    run = run or Run(args.count, queue.max_batch)
     schedule = Schedule(args.pattern, args.rate, args.ramp_seconds, args.burst_seconds)
     senders = [
         threading.Thread(target=_sender, args=(run, queue, schedule, args), daemon=True)

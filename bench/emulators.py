@@ -136,9 +136,11 @@ class MotoEmulator:
     """moto's server in a thread (tests) or, with ``own_process``, in a child process so that
     its CPU time is not billed to the process being measured (benchmark)."""
 
-    def __init__(self, own_process: bool = False) -> None:
+    def __init__(self, own_process: bool = False, server_module: str = "moto.server") -> None:
         self.port = 0
         self.own_process = own_process
+        # tools.steady_moto serves deep queues at a steady cost (the demo's bursts).
+        self.server_module = server_module
         self.server: Any = None
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -149,9 +151,17 @@ class MotoEmulator:
     def __enter__(self) -> MotoEmulator:
         if self.own_process:
             self.port = free_port()
-            args = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+            args = [
+                sys.executable,
+                "-m",
+                self.server_module,
+                "-H",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+            ]
             self.process = subprocess.Popen(
-                args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
         else:
             from moto.server import ThreadedMotoServer  # noqa: PLC0415 - a test-only dependency
@@ -282,9 +292,11 @@ class AzuriteEmulator:
         r"Azurite (Blob|Queue|Table) service is successfully listening at .*:(\d+)"
     )
 
-    def __init__(self) -> None:
+    def __init__(self, gc_interval_ms: int = 0) -> None:
         if not AZURITE.exists():
             raise FileNotFoundError(f"{AZURITE} is missing: run `make deps` (npm ci)")
+        # 0: Azurite's own (60 s). The demo sets hours (tools/azurite_gc.cjs says why).
+        self.gc_interval_ms = gc_interval_ms
         self.ports: dict[str, int] = {}
         self.workdir = tempfile.mkdtemp(prefix="azurite-")
         self.process: subprocess.Popen[bytes] | None = None
@@ -295,8 +307,14 @@ class AzuriteEmulator:
         args += ["--skipApiVersionCheck", "--loose"]
         for service in self.SERVICES:
             args += [f"--{service}Host", "127.0.0.1", f"--{service}Port", "0"]
+        env = dict(os.environ)
+        if self.gc_interval_ms:
+            script = REPO / "node_modules" / "azurite" / "dist" / "src" / "azurite.js"
+            preload = REPO / "tools" / "azurite_gc.cjs"
+            args = ["node", "--require", str(preload), str(script), *args[1:]]
+            env["AZURITE_GC_INTERVAL_MS"] = str(self.gc_interval_ms)
         self.process = subprocess.Popen(
-            args, cwd=self.workdir, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+            args, cwd=self.workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
         )
         assert self.process.stdout is not None
         deadline = time.monotonic() + 60

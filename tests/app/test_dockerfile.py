@@ -25,6 +25,7 @@ MODULE_DISTRIBUTIONS = {
     "azure.identity": "azure-identity",
     "prometheus_client": "prometheus-client",
     "requests": "requests",
+    "rich": "rich",
 }
 
 
@@ -179,7 +180,7 @@ def imported_modules() -> set[str]:
 def test_every_third_party_import_of_the_app_is_pinned() -> None:
     pins = requirements()
     third_party = {m for m in imported_modules() if m.split(".")[0] in {"boto3", "botocore",
-                   "azure", "prometheus_client", "requests"}}  # fmt: skip
+                   "azure", "prometheus_client", "requests", "rich"}}  # fmt: skip
     assert third_party
     for module in third_party:
         owner = next((d for m, d in MODULE_DISTRIBUTIONS.items() if module.startswith(m)), None)

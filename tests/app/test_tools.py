@@ -1,0 +1,201 @@
+"""The demo, the steady moto it runs on, and the load test's sampling (emulators and a fake
+Kubernetes API on loopback)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from kubernetes import client as k8s
+
+from bench.emulators import AWS_TEST_ENV, REPO, Target, child_env
+from tools import demo, loadtest
+
+RECORDED = Path(__file__).with_name("recorded")
+
+
+@pytest.mark.parametrize("cloud", ["aws", "azure"])
+def test_the_demo_runs_end_to_end_and_draws_the_run(cloud: str, tmp_path: Path) -> None:
+    plot = tmp_path / "demo.png"
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "tools.demo", "--cloud", cloud, "--count", "400"),
+            *("--consumers", "2", "--plot", str(plot), "--timeout", "120"),
+        ],
+        cwd=REPO,
+        env=child_env({}),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = result.stdout.strip().splitlines()[-1]
+    assert summary.startswith("OK: 400 rows for 400 events sent in ")
+    assert "0 left on the queue, 0 dead-lettered" in summary
+    # No terminal here: the plain lines, not a live table.
+    assert "t=1s" in result.stdout or "t=2s" in result.stdout
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_histogram_quantiles_follow_prometheus() -> None:
+    h = demo.Histogram({0.1: 10, 0.5: 60, 1.0: 100, float("inf"): 100})
+    assert h.quantile(0.5) == pytest.approx(0.1 + 0.4 * (40 / 50))
+    assert h.quantile(0.95) == pytest.approx(0.5 + 0.5 * (35 / 40))
+    assert demo.Histogram({float("inf"): 0}).quantile(0.5) is None
+    later = demo.Histogram({0.1: 15, 0.5: 60, 1.0: 100, float("inf"): 100})
+    assert later.minus(h).buckets[0.1] == 5
+
+
+def test_consumer_metrics_add_up() -> None:
+    text = (
+        'edw_messages_processed_total{cloud="aws"} 7.0\n'
+        'edw_messages_in_flight{cloud="aws"} 3.0\n'
+        'edw_end_to_end_seconds_bucket{cloud="aws",le="1.0"} 5.0\n'
+        'edw_end_to_end_seconds_bucket{cloud="aws",le="+Inf"} 7.0\n'
+    )
+    stats = demo.ConsumerStats()
+    stats.add(text)
+    stats.add(text)
+    assert (stats.processed, stats.in_flight) == (14, 6)
+    assert stats.latency.buckets == {1.0: 10, float("inf"): 14}
+
+
+def test_steady_moto_receives_at_the_same_cost_at_any_depth() -> None:
+    """Measured in one process, unpatched then patched: the receive at depth 500 costs a
+    multiple of depth 10 with moto (x30 here), about the same with the patch."""
+    script = (
+        "from tools import steady_moto as s\n"
+        "a, b = s.receive_seconds(10, 3), s.receive_seconds(500, 3)\n"
+        "s.patch()\n"
+        "c, d = s.receive_seconds(10, 3), s.receive_seconds(500, 3)\n"
+        "print(b / a, d / c)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    moto_ratio, steady_ratio = map(float, out.stdout.split())
+    print(f"deep/shallow receive: moto x{moto_ratio:.1f}, steady x{steady_ratio:.1f}")
+    assert moto_ratio > 10
+    assert steady_ratio < 3
+
+
+def test_steady_moto_returns_what_moto_returns() -> None:
+    script = (
+        "from moto.core import DEFAULT_ACCOUNT_ID\n"
+        "from moto.sqs.models import sqs_backends\n"
+        "from tools import steady_moto\n"
+        "steady_moto.patch()\n"
+        "b = sqs_backends[DEFAULT_ACCOUNT_ID]['us-east-1']\n"
+        "q = b.create_queue('q')\n"
+        "for i in range(30): b.send_message('q', str(i))\n"
+        "first = b.receive_message('q', 10, 0, 30)\n"
+        "second = b.receive_message('q', 10, 0, 30)\n"
+        "print([m.body for m in first + second], len(q.messages), bool(q.messages))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    bodies, visible, nonempty = out.stdout.rsplit(" ", 2)
+    assert json.loads(bodies.replace("'", '"')) == [str(i) for i in range(20)]  # in order
+    assert (int(visible), nonempty.strip()) == (10, "True")
+
+
+def test_the_load_test_samples_the_queues(target: Target, monkeypatch: pytest.MonkeyPatch) -> None:
+    target.send([f'{{"n": {i}}}' for i in range(30)])
+    if target.cloud == "aws":
+        for key, value in {
+            **AWS_TEST_ENV,
+            "AWS_ENDPOINT_URL": target.env["AWS_ENDPOINT_URL"],
+        }.items():
+            monkeypatch.setenv(key, value)
+        queues = loadtest.AwsQueues(
+            {
+                "region": "us-east-1",
+                "queueUrl": target.env["EDW_QUEUE"],
+                "deadLetterQueueUrl": target.env["EDW_DEAD_LETTER_QUEUE"],
+            }
+        )
+        target.sqs.receive_message(QueueUrl=target.env["EDW_QUEUE"], MaxNumberOfMessages=10)  # type: ignore[attr-defined]
+        assert queues.sample() == loadtest.QueueSample(depth=20, in_flight=10, dead=0)
+    else:
+        queues = loadtest.AzureQueues(
+            {
+                "queueName": target.env["EDW_QUEUE"],
+                "poisonQueueName": target.env["EDW_DEAD_LETTER_QUEUE"],
+            },
+            target.env["EDW_AZURE_CONNECTION_STRING"],
+        )
+        assert queues.sample() == loadtest.QueueSample(depth=30, in_flight=None, dead=0)
+
+
+class RecordedApi:
+    """Answers the three reads the load test makes with recorded API responses."""
+
+    ROUTES: ClassVar[dict[str, str]] = {
+        "/apis/apps/v1/namespaces/edw/deployments/edw-consumer": "deployment.json",
+        "/apis/autoscaling/v2/namespaces/edw/horizontalpodautoscalers": "hpas.json",
+        "/apis/karpenter.sh/v1/nodeclaims": "nodeclaims.json",
+    }
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                api.paths.append(path)
+                name = api.ROUTES.get(path)
+                body = (RECORDED / name).read_bytes() if name else b"{}"
+                self.send_response(200 if name else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+
+def test_the_load_test_reads_pods_and_nodes_through_the_kubernetes_client() -> None:
+    api = RecordedApi()
+    configuration = k8s.Configuration(host=api.url)
+    cluster = loadtest.Cluster(k8s.ApiClient(configuration), "edw")
+    assert cluster.sample() == loadtest.ClusterSample(
+        replicas=4, desired=6, spot_nodes=2, on_demand_nodes=1
+    )
+    assert sorted(api.paths) == sorted(RecordedApi.ROUTES)
+
+
+def sample(t: float, sent: int, pods: int, spot: int) -> loadtest.Sample:
+    return loadtest.Sample(
+        t, sent, loadtest.QueueSample(0, 0, 0), loadtest.ClusterSample(pods, None, spot, 1)
+    )
+
+
+def test_the_milestones_of_a_scale_out_and_in() -> None:
+    samples = [
+        sample(0, 0, 0, 0),
+        sample(5, 100, 0, 0),
+        sample(10, 400, 2, 0),
+        sample(40, 900, 6, 2),
+        sample(60, 1000, 3, 2),
+        sample(130, 1000, 0, 1),
+    ]
+    assert loadtest.milestones(samples, sending_done=60) == {
+        "first_message_to_first_pod": 5.0,
+        "first_message_to_first_new_node": 35.0,
+        "last_message_to_zero_pods": 70.0,
+    }
+    assert loadtest.milestones(samples[:3], None)["last_message_to_zero_pods"] is None
