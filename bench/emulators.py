@@ -132,6 +132,30 @@ class AwsTarget:
                 found.append(DeadLetter(m["Body"], reason.get("StringValue", "")))
 
 
+def lock_sqs_deletes() -> None:
+    """Make moto's SQS DeleteMessage atomic (moto 5.2.5, ``moto/sqs/models.py``).
+
+    ``Queue.delete_message`` rebuilds the queue's message list and assigns it back without the
+    queue's lock (``add_message`` takes it). Two consumers deleting at once can each write back a
+    list that still holds the other's message: that message comes back after its visibility
+    timeout (a second ``processed``, a queue that never drains), and a send during a rebuild is
+    lost. Measured here: 2 consumers x 400 events under load left 10-30 messages behind in 3 of
+    4 runs. Taking the lock moto already has changes nothing else. Idempotent.
+    """
+    from moto.sqs.models import Queue  # noqa: PLC0415 - a test-only dependency
+
+    unlocked = Queue.delete_message
+    if getattr(unlocked, "locked", False):
+        return
+
+    def delete_message(self: Queue, receipt_handle: str) -> None:
+        with self._messages_lock:
+            unlocked(self, receipt_handle)
+
+    delete_message.locked = True  # type: ignore[attr-defined]
+    Queue.delete_message = delete_message  # type: ignore[method-assign]
+
+
 class MotoEmulator:
     """moto's server in a thread (tests) or, with ``own_process``, in a child process so that
     its CPU time is not billed to the process being measured (benchmark)."""
@@ -166,6 +190,7 @@ class MotoEmulator:
         else:
             from moto.server import ThreadedMotoServer  # noqa: PLC0415 - a test-only dependency
 
+            lock_sqs_deletes()
             # Port 0: the kernel picks a free one as it binds (no race with parallel workers).
             self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
             logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request

@@ -11,7 +11,8 @@ returned in the same order):
 - the retention check reads the one attribute it needs (the queue's retention period) directly;
 - ``Queue.messages`` becomes a lazy view: a receive walks the queue only up to the tenth visible
   message instead of building the list of all visible ones first (counting still walks it all).
-A receive then costs about the same at any depth. The tests keep using moto unpatched.
+A receive then costs about the same at any depth. The tests keep moto's costs; both servers get
+``bench.emulators.lock_sqs_deletes``, a correctness fix for concurrent deletes.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from collections.abc import Iterator
 
 from moto.core.utils import unix_time
 from moto.sqs.models import Message, Queue, SQSBackend
+
+from bench.emulators import lock_sqs_deletes
 
 
 def _retained(self: SQSBackend, queue_name: str, message: Message) -> bool:
@@ -47,6 +50,7 @@ class _VisibleMessages:
 
 
 def patch() -> None:
+    lock_sqs_deletes()  # a correctness fix the tests' in-thread server gets too
     SQSBackend.is_message_valid_based_on_retention_period = _retained  # type: ignore[method-assign]
     Queue.messages = property(_VisibleMessages)  # type: ignore[assignment,method-assign]
 
