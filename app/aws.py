@@ -49,7 +49,9 @@ class WriteError(RuntimeError):
 SQS_URL_REGION = re.compile(r"^https://sqs\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?/")
 
 
-def _client(service: str, pool_size: int, queue_url: str = "", read_timeout: float = 0) -> Any:
+def _client(
+    service: str, pool_size: int, queue_url: str = "", read_timeout: float = 0, region: str = ""
+) -> Any:
     config = Config(
         max_pool_connections=pool_size,
         # Standard mode backs off on throttling; few attempts, so an outage reaches the consumer's
@@ -61,8 +63,7 @@ def _client(service: str, pool_size: int, queue_url: str = "", read_timeout: flo
     # botocore reads AWS_DEFAULT_REGION; EKS (IRSA, Pod Identity) and people also set AWS_REGION.
     # Failing both, a real queue URL names its region (a laptop running the producer).
     from_url = SQS_URL_REGION.match(queue_url)
-    region = os.environ.get("AWS_REGION") or None
-    session = boto3.session.Session(region_name=region)
+    session = boto3.session.Session(region_name=region or os.environ.get("AWS_REGION") or None)
     if session.region_name is None and from_url:
         session = boto3.session.Session(region_name=from_url.group(1))
     return session.client(service, config=config)
@@ -278,4 +279,8 @@ def build(settings: Settings) -> Backend:
 
 
 def open_queue(url: str, pool_size: int) -> SqsQueue:
-    return SqsQueue(_client("sqs", pool_size, url, read_timeout=30), url)
+    """A queue on its own (producer, replay): a real queue URL's region wins over the
+    configured one, so one process can reach queues in two regions (a region recovery)."""
+    named = SQS_URL_REGION.match(url)
+    region = named.group(1) if named else ""
+    return SqsQueue(_client("sqs", pool_size, url, read_timeout=30, region=region), url)

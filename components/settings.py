@@ -70,6 +70,7 @@ class AwsSettings:
     cluster_admin_arns: tuple[str, ...]
     control_plane_log_retention_days: int
     create_spot_service_linked_role: bool
+    replica_regions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,3 +81,4 @@ class AzureSettings:
     admin_group_object_ids: tuple[str, ...]
     storage_network_default_action: Literal["Allow", "Deny"]
     cosmos_serverless: bool
+    replica_locations: tuple[str, ...] = ()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pulumi
@@ -40,9 +41,24 @@ SPOT_SERVICE_LINKED_ROLE = "AWSServiceRoleForEC2Spot"
 
 
 def consumer_statements(
-    queue_arn: pulumi.Input[str], dlq_arn: pulumi.Input[str], table_arn: pulumi.Input[str]
+    queue_arn: pulumi.Input[str],
+    dlq_arn: pulumi.Input[str],
+    table_arn: pulumi.Input[str],
+    table_keys: Sequence[pulumi.Input[str]] = (),
+    region: str = "",
 ) -> list[Statement]:
-    """Exactly what the consumer does: drain the queue, set bad input aside, write rows."""
+    """Exactly what the consumer does: drain the queue, set bad input aside, write rows (and,
+    for a table under a customer managed key, use that key through DynamoDB only)."""
+    key_use = [
+        allow(
+            ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"],
+            list(table_keys),
+            "UseTableKeyThroughDynamoDB",
+            # DynamoDB developer guide, "Key policy for a customer managed key": callers of an
+            # encrypted table need these, on the key, via the DynamoDB service of the region.
+            Condition={"StringEquals": {"kms:ViaService": f"dynamodb.{region}.amazonaws.com"}},
+        )
+    ]
     return [
         allow(
             [
@@ -56,6 +72,7 @@ def consumer_statements(
         ),
         allow(["sqs:SendMessage", "sqs:GetQueueAttributes"], [dlq_arn], "SetAsideToDeadLetter"),
         allow(["dynamodb:PutItem", "dynamodb:BatchWriteItem"], [table_arn], "WriteResults"),
+        *(key_use if table_keys else []),
     ]
 
 
@@ -112,6 +129,33 @@ def preflight(cfg: EdwConfig, caller_arn: str) -> bool:
     return missing_spot_role
 
 
+def results_table(
+    cfg: EdwConfig, account: str, tags: Mapping[str, str]
+) -> tuple[pulumi.Input[str], pulumi.Input[str], list[pulumi.Input[str]]]:
+    """(name, ARN, keys the consumer uses it with) of the table this stack writes to: its own,
+    or, for a recovery stack, the replicated table of the lost stack (left alone by `destroy`:
+    this stack never manages it)."""
+    assert cfg.aws is not None
+    if cfg.existing_results_table:
+        region, name = cfg.aws.region, cfg.existing_results_table
+        # Its replica key in this region, whatever its id: usable only through DynamoDB here.
+        return (
+            name,
+            f"arn:aws:dynamodb:{region}:{account}:table/{name}",
+            [f"arn:aws:kms:{region}:{account}:key/*"],
+        )
+    results = DynamoResultsTable(
+        "results",
+        DynamoResultsTableArgs(
+            deletion_protection=cfg.deletion_protection,
+            ttl_enabled=cfg.result_ttl_days > 0,
+            tags=tags,
+            replica_regions=cfg.aws.replica_regions,
+        ),
+    )
+    return results.table_name, results.table_arn, [results.key_arn] if results.key_arn else []
+
+
 def build(cfg: EdwConfig) -> dict[str, Any]:
     assert cfg.aws is not None  # guaranteed by config validation for cloud=aws
     region = cfg.aws.region
@@ -121,14 +165,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
     tags = {"project": "edw", "stack": cfg.stack, **cfg.tags}
 
     work = SqsWorkQueue("work", SqsWorkQueueArgs(settings=cfg.queue, tags=tags))
-    results = DynamoResultsTable(
-        "results",
-        DynamoResultsTableArgs(
-            deletion_protection=cfg.deletion_protection,
-            ttl_enabled=cfg.result_ttl_days > 0,
-            tags=tags,
-        ),
-    )
+    table_name, table_arn, table_keys = results_table(cfg, account, tags)
 
     zones = get_availability_zones(
         state="available",
@@ -192,7 +229,9 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             oidc=cluster.oidc,
             namespace=cfg.consumer.namespace,
             service_account=SERVICE_ACCOUNT,
-            statements=consumer_statements(work.queue_arn, work.dlq_arn, results.table_arn),
+            statements=consumer_statements(
+                work.queue_arn, work.dlq_arn, table_arn, table_keys, region
+            ),
             tags=tags,
         ),
     )
@@ -210,7 +249,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             backend_env={
                 "EDW_QUEUE": work.queue_url,
                 "EDW_DEAD_LETTER_QUEUE": work.dlq_url,
-                "EDW_TABLE": results.table_name,
+                "EDW_TABLE": table_name,
                 "AWS_REGION": region,
                 "EDW_RESULT_TTL_DAYS": str(cfg.result_ttl_days),
             },
@@ -234,7 +273,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         "region": region,
         "queueUrl": work.queue_url,
         "deadLetterQueueUrl": work.dlq_url,
-        "tableName": results.table_name,
+        "tableName": table_name,
         "clusterName": cluster.cluster_name,
         "kubeconfig": cluster.kubeconfig,
         "consumerNamespace": consumer.namespace,

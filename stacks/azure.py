@@ -7,6 +7,7 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -50,6 +51,49 @@ WORKLOAD_IDENTITY_USE = {"azure.workload.identity/use": "true"}
 SUFFIX_LENGTH = 8
 
 
+@dataclass(frozen=True)
+class TableRef:
+    """The Cosmos DB table the consumer writes to: this stack's, or a replicated one."""
+
+    account_name: pulumi.Input[str]
+    account_id: pulumi.Input[str]
+    resource_group_name: pulumi.Input[str]
+    table_name: pulumi.Input[str]
+    table_endpoint: pulumi.Input[str]
+
+
+def existing_table(table_id: str) -> TableRef:
+    """A recovery stack's table: the replicated account's table id, left alone by `destroy`."""
+    account_id, _, table = table_id.partition("/tables/")
+    account = account_id.rsplit("/", 1)[-1]
+    group = account_id.split("/resourceGroups/", 1)[1].split("/", 1)[0]
+    return TableRef(
+        account, account_id, group, table, f"https://{account}.table.cosmos.azure.com:443/"
+    )
+
+
+def results_table(
+    cfg: EdwConfig, subscription: str, group: pulumi.Input[str], tags: Mapping[str, str]
+) -> TableRef:
+    assert cfg.azure is not None
+    if cfg.existing_results_table:
+        return existing_table(cfg.existing_results_table)
+    own = CosmosResultsTable(
+        "results",
+        CosmosResultsTableArgs(
+            resource_group_name=group,
+            location=cfg.azure.location,
+            account_name=globally_unique(cfg, subscription, 44, "-"),
+            table_name=TABLE,
+            serverless=cfg.azure.cosmos_serverless,
+            deletion_protection=cfg.deletion_protection,
+            tags=tags,
+            replica_locations=cfg.azure.replica_locations,
+        ),
+    )
+    return TableRef(own.account_name, own.account_id, group, own.table_name, own.table_endpoint)
+
+
 def globally_unique(cfg: EdwConfig, subscription_id: str, max_length: int, sep: str = "") -> str:
     """A name unique across Azure (storage, Cosmos DB, ACR): <prefix><stack><hash>, a-z0-9.
 
@@ -84,18 +128,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             tags=tags,
         ),
     )
-    results = CosmosResultsTable(
-        "results",
-        CosmosResultsTableArgs(
-            resource_group_name=group.name,
-            location=az.location,
-            account_name=globally_unique(cfg, subscription, 44, "-"),
-            table_name=TABLE,
-            serverless=az.cosmos_serverless,
-            deletion_protection=cfg.deletion_protection,
-            tags=tags,
-        ),
-    )
+    results = results_table(cfg, subscription, group.name, tags)
     cluster = AksCluster(
         "cluster",
         AksClusterArgs(
@@ -205,6 +238,8 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         "poisonQueueName": work.poison_queue_name,
         "tableEndpoint": results.table_endpoint,
         "tableName": results.table_name,
+        # What a recovery stack's edw:existingResultsTable takes (docs/resilience.md).
+        "tableId": pulumi.Output.concat(results.account_id, "/tables/", results.table_name),
         "clusterName": cluster.cluster_name,
         # NAP's VMs live here; AKS deletes this group with the cluster.
         "nodeResourceGroup": cluster.node_resource_group,
@@ -226,7 +261,7 @@ def workload_identities(
     resource_group_name: pulumi.Input[str],
     oidc_issuer: pulumi.Input[str],
     work: StorageWorkQueue,
-    results: CosmosResultsTable,
+    results: TableRef,
     tags: Mapping[str, str],
     id_namespace: str,
 ) -> tuple[WorkloadIdentity, WorkloadIdentity]:
@@ -273,6 +308,7 @@ def workload_identities(
                 results.account_name,
                 cosmos_table_role_definition_id(results.account_id, COSMOS_TABLE_DATA_CONTRIBUTOR),
                 cosmos_table_scope(results.account_id, results.table_name),
+                results.resource_group_name,
             )
         ],
     )

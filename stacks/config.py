@@ -97,6 +97,25 @@ AZURE_UNSUPPORTED = {
     "resultTtlDays": "the Cosmos DB for Table resource has no time-to-live setting; leave it 0",
 }
 AWS_REGION_RE = re.compile(r"^(us|eu|ap|ca|sa|me|af|il|mx)-[a-z]+-\d$")
+# Commercial AWS regions where DynamoDB global tables can place replicas (AWS Regional Services).
+AWS_REGIONS = frozenset(
+    [
+        "us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1", "ca-west-1",
+        "sa-east-1", "mx-central-1", "eu-west-1", "eu-west-2", "eu-west-3", "eu-central-1",
+        "eu-central-2", "eu-north-1", "eu-south-1", "eu-south-2", "il-central-1", "me-south-1",
+        "me-central-1", "af-south-1", "ap-east-1", "ap-south-1", "ap-south-2",
+        "ap-southeast-1", "ap-southeast-2", "ap-southeast-3", "ap-southeast-4",
+        "ap-southeast-5", "ap-southeast-7", "ap-northeast-1", "ap-northeast-2",
+        "ap-northeast-3",
+    ]
+)  # fmt: skip
+EXISTING_TABLE_RE = {
+    "aws": re.compile(r"^[A-Za-z0-9_.-]{3,255}$"),
+    "azure": re.compile(
+        r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/]+/providers/"
+        r"Microsoft\.DocumentDB/databaseAccounts/[a-z0-9-]{3,44}/tables/[A-Za-z][A-Za-z0-9]{2,62}$"
+    ),
+}
 QUANTITY_RE = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti)?$")
 DURATION_RE = re.compile(r"^(\d+h)?(\d+m)?(\d+s)?$")
 PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{1,9}$")
@@ -190,6 +209,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Protect the results table from deletion (blocks `pulumi destroy` of it).",
     ),
     Setting("resultTtlDays", "integer", 0, "Expire result rows after N days (0 keeps them)."),
+    Setting(
+        "existingResultsTable",
+        "string",
+        "",
+        "Use this results table instead of creating one (a recovery stack): AWS, the table "
+        "name; Azure, the Cosmos DB table's resource id.",
+    ),
     # AWS
     Setting("vpcCidr", "string", "10.42.0.0/16", "CIDR of the new VPC.", "aws"),
     Setting("availabilityZoneCount", "integer", 3, "AZs to spread subnets over (2-6).", "aws"),
@@ -218,6 +244,13 @@ SETTINGS: tuple[Setting, ...] = (
         "array",
         [],
         "IAM role/user ARNs given cluster-admin through EKS access entries (not the creator).",
+        "aws",
+    ),
+    Setting(
+        "replicaRegions",
+        "array",
+        [],
+        "Regions the results table is replicated to (DynamoDB global table replicas).",
         "aws",
     ),
     Setting(
@@ -269,6 +302,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "cosmosServerless", "boolean", True, "Cosmos DB serverless (else provisioned).", "azure"
     ),
+    Setting(
+        "replicaLocations",
+        "array",
+        [],
+        "Locations the Cosmos DB account is replicated to, in failover order (provisioned only).",
+        "azure",
+    ),
 )
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
 
@@ -284,6 +324,7 @@ class EdwConfig:
     system_node_count: int
     deletion_protection: bool
     result_ttl_days: int
+    existing_results_table: str
     queue: QueueSettings
     consumer: ConsumerSettings
     nodes: NodePoolSettings
@@ -381,6 +422,31 @@ class _Parser:
             )
         return arns
 
+    def replicas(self, key: str, own: str, allowed: frozenset[str]) -> tuple[str, ...]:
+        """Replica regions/locations: known names, not the stack's own, each once."""
+        names = tuple(self.raw(key))
+        unknown = [n for n in names if n not in allowed]
+        if unknown:
+            self.fail(key, f"has unknown names {unknown}; allowed: {', '.join(sorted(allowed))}")
+        if own in names:
+            self.fail(key, f"must not list the stack's own region/location {own!r}")
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            self.fail(key, f"lists {repeated} more than once")
+        return names
+
+    def existing_table(self, cloud: str | None) -> str:
+        value = self.raw("existingResultsTable")
+        pattern = EXISTING_TABLE_RE.get(cloud or "")
+        if value and pattern and not pattern.match(value):
+            shape = {
+                "aws": "a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -)",
+                "azure": "a Cosmos DB table id (/subscriptions/<id>/resourceGroups/<group>/"
+                "providers/Microsoft.DocumentDB/databaseAccounts/<account>/tables/<table>)",
+            }[cloud or ""]
+            self.fail("existingResultsTable", f"must be {shape}; got {value!r}")
+        return value
+
     def retention(self, key: str) -> int:
         value = self.raw(key)
         if value not in LOG_RETENTION_DAYS:
@@ -428,6 +494,7 @@ class _Parser:
             system_node_count=self.integer("systemNodeCount", 1, 10),
             deletion_protection=self.raw("deletionProtection"),
             result_ttl_days=self.integer("resultTtlDays", 0, 3650),
+            existing_results_table=self.existing_table(cloud),
             queue=self.queue(),
             consumer=self.consumer(),
             nodes=self.nodes(cloud),
@@ -526,6 +593,7 @@ class _Parser:
             ami_alias=self.matching("amiAlias", AMI_ALIAS_RE, "al2023@latest or al2023@vYYYYMMDD"),
             cluster_admin_arns=self.arns("clusterAdminArns"),
             control_plane_log_retention_days=self.retention("controlPlaneLogRetentionDays"),
+            replica_regions=self.replicas("replicaRegions", region, AWS_REGIONS),
             create_spot_service_linked_role=self.raw("createSpotServiceLinkedRole"),
         )
 
@@ -571,7 +639,19 @@ class _Parser:
             admin_group_object_ids=admins,
             storage_network_default_action=action,
             cosmos_serverless=self.raw("cosmosServerless"),
+            replica_locations=self.replica_locations(location),
         )
+
+    def replica_locations(self, location: str) -> tuple[str, ...]:
+        locations = self.replicas("replicaLocations", location, AZURE_LOCATIONS)
+        if locations and self.raw("cosmosServerless"):
+            # Serverless accounts live in one region; provisioned throughput is the price of more.
+            self.fail(
+                "replicaLocations",
+                "needs edw:cosmosServerless false: a serverless Cosmos DB account is "
+                "single-region (set cosmosServerless false to replicate)",
+            )
+        return locations
 
     def cross_checks(self, config: EdwConfig) -> None:
         consumer, queue = config.consumer, config.queue
@@ -589,6 +669,16 @@ class _Parser:
                 f"edw:processingTimeoutSeconds {consumer.processing_timeout_seconds}s + "
                 f"{DRAIN_MARGIN_SECONDS}s drain), or a message being finished during shutdown "
                 f"would be redelivered; got {queue.visibility_timeout_seconds}",
+            )
+        replicas = (config.aws.replica_regions if config.aws else ()) or (
+            config.azure.replica_locations if config.azure else ()
+        )
+        if config.existing_results_table and replicas:
+            key = "replicaRegions" if config.aws else "replicaLocations"
+            self.fail(
+                key,
+                "must be empty with edw:existingResultsTable: a recovery stack uses the "
+                "replicated table, it does not manage its replicas",
             )
         # The CLI fills in Pulumi.yaml defaults for every key, so only a changed value counts.
         wrong_cloud = [

@@ -311,13 +311,17 @@ class ProviderMocks(pulumi_mocks.Mocks):
 
             return out
 
-        def kms(_t: str, name: str, _i: Props) -> Props:
-            key_id = f"0000{_suffix(name)}-0000-4000-8000-000000000000"
-            return {
-                "arn": f"arn:aws:kms:{region}:{acct}:key/{key_id}",
-                "keyId": key_id,
-                "__id": key_id,
-            }
+        def kms(_t: str, name: str, i: Props) -> Props:
+            # A multi-region key's id starts with mrk-; its replicas share it, in their region.
+            primary = str(i.get("primaryKeyArn") or "")
+            mrk = bool(i.get("multiRegion")) or bool(primary)
+            key_id = (
+                primary.rsplit("/", 1)[-1]
+                if primary
+                else f"{'mrk-' if mrk else '0000'}{_suffix(name)}-0000-4000-8000-000000000000"
+            )
+            at = i.get("region") or region
+            return {"arn": f"arn:aws:kms:{at}:{acct}:key/{key_id}", "keyId": key_id, "__id": key_id}
 
         def ecr(_t: str, name: str, i: Props) -> Props:
             n = named(i, name)
@@ -411,6 +415,7 @@ class ProviderMocks(pulumi_mocks.Mocks):
             "aws:iam/role:Role": iam("role"),
             "aws:iam/policy:Policy": iam("policy"),
             "aws:kms/key:Key": kms,
+            "aws:kms/replicaKey:ReplicaKey": kms,
             "aws:ecr/repository:Repository": ecr,
             "aws:ec2/vpc:Vpc": ec2("vpc", "vpc"),
             "aws:ec2/subnet:Subnet": ec2("subnet", "subnet"),

@@ -36,6 +36,7 @@ class CosmosTableGrant:
     account_name: pulumi.Input[str]
     role_definition_id: pulumi.Input[str]
     scope: pulumi.Input[str]
+    resource_group_name: pulumi.Input[str]  # the account's (a recovery stack's is elsewhere)
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ class WorkloadIdentity(pulumi.ComponentResource):
                     uuid.uuid5(uuid.NAMESPACE_URL, f"edw/{args.id_namespace}/{name}/{grant.name}")
                 ),
                 account_name=grant.account_name,
-                resource_group_name=args.resource_group_name,
+                resource_group_name=grant.resource_group_name,
                 principal_id=identity.principal_id,
                 role_definition_id=grant.role_definition_id,
                 scope=grant.scope,

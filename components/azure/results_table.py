@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -20,10 +20,13 @@ class CosmosResultsTableArgs:
     serverless: bool
     deletion_protection: bool
     tags: Mapping[str, str]
+    # Failover locations after the primary, in priority order (provisioned accounts only).
+    replica_locations: Sequence[str] = ()
 
 
 class CosmosResultsTable(pulumi.ComponentResource):
-    """Serverless (by default) Table account with continuous backup, TLS 1.2, no keys."""
+    """Serverless (by default) Table account with continuous backup, TLS 1.2, no keys; with
+    replica locations, a provisioned account replicated there (continuous backup stays on)."""
 
     account_name: pulumi.Output[str]
     account_id: pulumi.Output[str]
@@ -49,9 +52,13 @@ class CosmosResultsTable(pulumi.ComponentResource):
             capabilities=capabilities,
             locations=[
                 cosmosdb.LocationArgs(
-                    location_name=args.location, failover_priority=0, is_zone_redundant=False
+                    location_name=location, failover_priority=priority, is_zone_redundant=False
                 )
+                for priority, location in enumerate([args.location, *args.replica_locations])
             ],
+            # With replicas, Azure fails the account over to the next location by itself when
+            # the write region is lost (service-managed failover).
+            enable_automatic_failover=bool(args.replica_locations),
             consistency_policy=cosmosdb.ConsistencyPolicyArgs(default_consistency_level="Session"),
             backup_policy=cosmosdb.ContinuousModeBackupPolicyArgs(
                 type="Continuous",

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pulumi_policy import Policy
 
-from . import aws, azure, kubernetes, scaling, stack
+from . import aws, azure, kubernetes, resilience, scaling, stack
 
 PACK_NAME = "edw-policy"
 POLICIES: list[Policy] = [
     *aws.POLICIES,
     *azure.POLICIES,
     *kubernetes.POLICIES,
+    *resilience.POLICIES,
     *scaling.POLICIES,
     *stack.POLICIES,
 ]

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
+from policy.offline import PackConfig, evaluate
 from policy.rules import POLICIES
 from tests.policy import fixtures as f
 from tests.policy.harness import assert_reports, messages
@@ -557,6 +558,28 @@ CASES = [
         None,
         (),
     ),
+    # --- resilience
+    ("results-table-replicated", lambda: [f.table(), f.cosmos_account()], None, ()),
+    (
+        "results-table-replicated",
+        lambda: [f.table(), f.cosmos_account()],
+        {"requireReplica": True},
+        (
+            "table 'edw-aws-results' has no replica in another region",
+            "Cosmos DB account 'edw-dev-cosmos' is in one location",
+        ),
+    ),
+    (
+        "results-table-replicated",
+        lambda: [
+            f.table().with_inputs(replicas=[{"regionName": "us-west-2"}]),
+            f.cosmos_account().with_inputs(
+                locations=[{"locationName": "westeurope"}, {"locationName": "northeurope"}]
+            ),
+        ],
+        {"requireReplica": True},
+        (),
+    ),
     ("azure-no-preview-api", lambda: [f.managed_cluster(), f.storage_account()], None, ()),
     (
         "azure-no-preview-api",
@@ -891,3 +914,13 @@ def test_every_rule_has_a_passing_and_a_failing_case() -> None:
     names = {p.name for p in POLICIES}
     assert names - passing == set()
     assert names - failing == set()
+
+
+def test_a_team_can_make_replication_mandatory() -> None:
+    config = PackConfig.parse(
+        {"results-table-replicated": {"enforcementLevel": "mandatory", "requireReplica": True}}
+    )
+    [violation] = [
+        v for v in evaluate([f.table()], config) if v.policy == "results-table-replicated"
+    ]
+    assert violation.mandatory
