@@ -1,0 +1,66 @@
+"""Stateful resources keep their URNs: a changed URN is a delete and a create on `pulumi up`.
+
+The queues, dead-letter queues, tables, keys, registries and log groups below hold data or are
+referenced from outside the stack; if a refactor (a new parent component, a name that now includes
+a workflow) changes one of these URNs, an existing stack would replace it: messages, rows or keys
+lost. Such a change must give the resource `aliases` naming the URN pinned here (see
+../shared/design/workflows.md), and this test must then find the old URN among the aliases.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from stacks.offline import StackRun
+
+STATEFUL_TYPES = {
+    "aws:cloudwatch/logGroup:LogGroup",
+    "aws:dynamodb/table:Table",
+    "aws:ecr/repository:Repository",
+    "aws:kms/key:Key",
+    "aws:sqs/queue:Queue",
+    "azure-native:containerregistry:Registry",
+    "azure-native:cosmosdb:DatabaseAccount",
+    "azure-native:cosmosdb:TableResourceTable",
+    "azure-native:resources:ResourceGroup",
+    "azure-native:storage:Queue",
+    "azure-native:storage:StorageAccount",
+}
+
+PINNED = {
+    "aws": {
+        "urn:pulumi:aws::edw::edw:aws:SqsWorkQueue$aws:sqs/queue:Queue::work-queue",
+        "urn:pulumi:aws::edw::edw:aws:SqsWorkQueue$aws:sqs/queue:Queue::work-dlq",
+        "urn:pulumi:aws::edw::edw:aws:DynamoResultsTable$aws:dynamodb/table:Table::results-table",
+        "urn:pulumi:aws::edw::edw:aws:EksCluster$aws:kms/key:Key::cluster-secrets-key",
+        "urn:pulumi:aws::edw::edw:aws:EksCluster$aws:cloudwatch/logGroup:LogGroup"
+        "::cluster-control-plane-logs",
+        "urn:pulumi:aws::edw::edw:aws:EcrConsumerImage$aws:ecr/repository:Repository"
+        "::consumer-image-repo",
+        "urn:pulumi:aws::edw::edw:aws:KarpenterNodeAutoscaling$aws:sqs/queue:Queue"
+        "::karpenter-interruption",
+    },
+    "dev": {
+        "urn:pulumi:dev::edw::pulumi:pulumi:Stack$azure-native:resources:ResourceGroup"
+        "::resource-group",
+        "urn:pulumi:dev::edw::edw:azure:StorageWorkQueue$azure-native:storage:StorageAccount"
+        "::work-account",
+        "urn:pulumi:dev::edw::edw:azure:StorageWorkQueue$azure-native:storage:Queue::work-work",
+        "urn:pulumi:dev::edw::edw:azure:StorageWorkQueue$azure-native:storage:Queue::work-poison",
+        "urn:pulumi:dev::edw::edw:azure:CosmosResultsTable$azure-native:cosmosdb:DatabaseAccount"
+        "::results-account",
+        "urn:pulumi:dev::edw::edw:azure:CosmosResultsTable$azure-native:cosmosdb:TableResourceTable"
+        "::results-table",
+        "urn:pulumi:dev::edw::edw:azure:AksCluster$azure-native:containerregistry:Registry"
+        "::cluster-acr",
+    },
+}
+
+
+@pytest.mark.parametrize("stack", ["aws", "dev"])
+def test_stateful_resources_keep_the_urns_of_the_last_release(
+    stack: str, aws_run: StackRun, dev_run: StackRun
+) -> None:
+    run = aws_run if stack == "aws" else dev_run
+    current = {r.urn for r in run.resources if r.type in STATEFUL_TYPES}
+    assert current == PINNED[stack]
