@@ -31,11 +31,21 @@ $(CHECKOV)/.installed: requirements-checkov.txt
 	$(CHECKOV)/bin/pip install -q -r requirements-checkov.txt
 	touch $@
 
+# promtool checks and unit-tests the alert rules: Debian's prometheus package, unpacked (no root,
+# nothing installed system-wide). Pinned; a newer Debian build means bumping it here.
+PROMETHEUS_DEB := prometheus=2.42.0+ds-5+deb12u1
+PROMTOOL := .tools/prometheus/usr/bin/promtool
+$(PROMTOOL):
+	rm -rf .tools/prometheus && mkdir -p .tools/prometheus/deb
+	cd .tools/prometheus/deb && apt-get download -q=2 $(PROMETHEUS_DEB)
+	dpkg-deb -x .tools/prometheus/deb/prometheus_*.deb .tools/prometheus
+	rm -rf .tools/prometheus/deb
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
 	touch $@
 
-deps: $(VENV)/.installed node_modules/.installed $(CHECKOV)/.installed
+deps: $(VENV)/.installed node_modules/.installed $(CHECKOV)/.installed $(PROMTOOL)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -1,0 +1,75 @@
+"""The consumer's alert rules: valid PromQL, unit-tested with Prometheus's own promtool, and
+written only against metrics the consumer really exports."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.observability import Metrics
+from bench.emulators import REPO
+
+RULES = REPO / "components" / "observability" / "consumer-alerts.yaml"
+RULE_TESTS = Path(__file__).with_name("consumer-alerts.test.yaml")
+PROMTOOL = REPO / ".tools" / "prometheus" / "usr" / "bin" / "promtool"
+CONSUMER_METRIC = re.compile(r"\bedw_[a-z_]+\b")
+
+pytestmark = pytest.mark.skipif(
+    not PROMTOOL.exists(), reason="promtool is installed by `make deps` (make test does it)"
+)
+
+
+def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    cmd = [str(PROMTOOL), *map(str, args)]
+    return subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=RULE_TESTS.parent)
+
+
+def exported_series() -> set[str]:
+    metrics = Metrics("aws")
+    metrics.end_to_end_seconds.observe(1.0)  # histograms show their buckets once observed
+    text = metrics.exposition().decode()
+    return {s.name for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def unknown_metrics(rules_text: str) -> set[str]:
+    groups = yaml.safe_load(rules_text)["groups"]
+    used = {m for g in groups for r in g["rules"] for m in CONSUMER_METRIC.findall(r["expr"])}
+    return used - exported_series()
+
+
+def test_the_rules_parse() -> None:
+    result = promtool("check", "rules", RULES)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 4 rules found" in result.stdout
+
+
+def test_every_alert_fires_and_resolves_on_sample_series() -> None:
+    result = promtool("test", "rules", RULE_TESTS.name)
+    assert result.returncode == 0, result.stdout + result.stderr
+    tested = set(re.findall(r"alertname: (\w+)", RULE_TESTS.read_text()))
+    alerts = {r["alert"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]}
+    assert tested == alerts
+
+
+def test_a_broken_threshold_fails_the_unit_tests(tmp_path: Path) -> None:
+    broken = tmp_path / "consumer-alerts.yaml"
+    broken.write_text(RULES.read_text().replace("> 0.05", "> 0.5"))
+    tests = tmp_path / "t.test.yaml"
+    tests.write_text(RULE_TESTS.read_text().replace(
+        "../../components/observability/consumer-alerts.yaml", str(broken)
+    ))  # fmt: skip
+    result = promtool("test", "rules", tests)
+    assert result.returncode != 0
+    assert "EdwConsumerFailuresRising" in result.stdout + result.stderr
+
+
+def test_the_rules_use_only_metrics_the_consumer_exports() -> None:
+    assert unknown_metrics(RULES.read_text()) == set()
+    assert unknown_metrics(RULES.read_text().replace("edw_messages_failed_total", "edw_oops")) == {
+        "edw_oops"
+    }
