@@ -1,11 +1,14 @@
-"""The consumer's alert rules: valid PromQL, unit-tested with Prometheus's own promtool, and
-written only against metrics the consumer really exports."""
+"""The consumer's alert rules and Grafana dashboard: valid PromQL (Prometheus's own parser, in
+promtool), the rules unit-tested with promtool, both written only against metrics the consumer
+really exports."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -73,3 +76,62 @@ def test_the_rules_use_only_metrics_the_consumer_exports() -> None:
     assert unknown_metrics(RULES.read_text().replace("edw_messages_failed_total", "edw_oops")) == {
         "edw_oops"
     }
+
+
+DASHBOARD = REPO / "components" / "observability" / "consumer-dashboard.json"
+# Grafana's variables, replaced by what Grafana would send, so that promtool can parse the query.
+GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$namespace": ".*"}
+
+
+def dashboard_queries(model: dict[str, Any]) -> list[str]:
+    return [t["expr"] for p in model["panels"] for t in p["targets"]]
+
+
+def check_queries(queries: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """promtool parses each query as a recording rule: Prometheus's own PromQL parser."""
+    for name, value in GRAFANA_VARIABLES.items():
+        queries = [q.replace(name, value) for q in queries]
+    rules = [{"record": f"edw:dashboard_check:{i}", "expr": q} for i, q in enumerate(queries)]
+    path = tmp_path / "dashboard-queries.yaml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    return promtool("check", "rules", path)
+
+
+def test_the_dashboard_is_a_grafana_model_on_a_prometheus_datasource() -> None:
+    model = json.loads(DASHBOARD.read_text())
+    assert model["uid"]
+    assert model["title"]
+    assert model["schemaVersion"] >= 36
+    variables = {v["name"]: v for v in model["templating"]["list"]}
+    assert (variables["datasource"]["type"], variables["datasource"]["query"]) == (
+        "datasource",
+        "prometheus",
+    )
+    ids = [p["id"] for p in model["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in model["panels"]:
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24
+        assert grid["h"] > 0
+        refs = [t["refId"] for t in panel["targets"]]
+        assert refs
+        assert len(refs) == len(set(refs))
+        for source in [panel["datasource"], *(t["datasource"] for t in panel["targets"])]:
+            assert source == {"type": "prometheus", "uid": "${datasource}"}
+
+
+def test_every_dashboard_query_parses(tmp_path: Path) -> None:
+    queries = dashboard_queries(json.loads(DASHBOARD.read_text()))
+    result = check_queries(queries, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(queries)} rules found" in result.stdout
+    broken = check_queries([*queries, "sum by (namespace (edw_messages_in_flight)"], tmp_path)
+    assert broken.returncode != 0
+
+
+def test_the_dashboard_uses_only_metrics_the_consumer_exports() -> None:
+    text = DASHBOARD.read_text()
+    used = set(CONSUMER_METRIC.findall(text))
+    assert used
+    assert used <= exported_series()
+    assert {"edw_messages_processed_total", "edw_end_to_end_seconds_bucket"} <= used
