@@ -13,6 +13,14 @@ from pulumi_aws import (
     iam,
 )
 
+from components.aws.alarms import (
+    AlertTopic,
+    AlertTopicArgs,
+    DynamoTableAlarms,
+    SqsWorkflowAlarms,
+    TableAlarmsArgs,
+    WorkflowAlarmsArgs,
+)
 from components.aws.cluster import EksCluster, EksClusterArgs
 from components.aws.iam import Statement, allow
 from components.aws.image import EcrConsumerImage, EcrConsumerImageArgs
@@ -38,6 +46,8 @@ from stacks.config import ConfigError, EdwConfig
 # EC2's service-linked role for spot requests (IAM: AWSServiceRoleForEC2Spot, service
 # spot.amazonaws.com); without it CreateFleet cannot launch spot capacity.
 SPOT_SERVICE_LINKED_ROLE = "AWSServiceRoleForEC2Spot"
+# The consumer's writes: granted on the table, and watched for server errors.
+TABLE_WRITES = ("PutItem", "BatchWriteItem")
 
 
 def consumer_statements(
@@ -71,7 +81,7 @@ def consumer_statements(
             "ConsumeWorkQueue",
         ),
         allow(["sqs:SendMessage", "sqs:GetQueueAttributes"], [dlq_arn], "SetAsideToDeadLetter"),
-        allow(["dynamodb:PutItem", "dynamodb:BatchWriteItem"], [table_arn], "WriteResults"),
+        allow([f"dynamodb:{op}" for op in TABLE_WRITES], [table_arn], "WriteResults"),
         *(key_use if table_keys else []),
     ]
 
@@ -166,6 +176,23 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
 
     work = SqsWorkQueue("work", SqsWorkQueueArgs(settings=cfg.queue, tags=tags))
     table_name, table_arn, table_keys = results_table(cfg, account, tags)
+    alerts = AlertTopic(
+        "alerts",
+        AlertTopicArgs(emails=cfg.aws.alert_emails, account_id=account, region=region, tags=tags),
+    )
+    SqsWorkflowAlarms(
+        "work-alarms",
+        WorkflowAlarmsArgs(
+            queue_name=work.queue_name,
+            dlq_name=work.dlq_name,
+            max_message_age_seconds=cfg.aws.max_message_age_seconds,
+            topic_arn=alerts.topic_arn,
+        ),
+    )
+    DynamoTableAlarms(
+        "results-alarms",
+        TableAlarmsArgs(table_name=table_name, operations=TABLE_WRITES, topic_arn=alerts.topic_arn),
+    )
 
     zones = get_availability_zones(
         state="available",
@@ -274,6 +301,8 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         "queueUrl": work.queue_url,
         "deadLetterQueueUrl": work.dlq_url,
         "tableName": table_name,
+        # Attach your own receivers (chat, pager) to it; e-mails come from edw:alertEmails.
+        "alertTopicArn": alerts.topic_arn,
         "clusterName": cluster.cluster_name,
         "kubeconfig": cluster.kubeconfig,
         "consumerNamespace": consumer.namespace,

@@ -96,6 +96,7 @@ AZURE_UNSUPPORTED = {
     "(7 days by default); leave it unset",
     "resultTtlDays": "the Cosmos DB for Table resource has no time-to-live setting; leave it 0",
 }
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 AWS_REGION_RE = re.compile(r"^(us|eu|ap|ca|sa|me|af|il|mx)-[a-z]+-\d$")
 # Commercial AWS regions where DynamoDB global tables can place replicas (AWS Regional Services).
 AWS_REGIONS = frozenset(
@@ -251,6 +252,20 @@ SETTINGS: tuple[Setting, ...] = (
         "array",
         [],
         "Regions the results table is replicated to (DynamoDB global table replicas).",
+        "aws",
+    ),
+    Setting(
+        "alertEmails",
+        "array",
+        [],
+        "E-mail addresses the stack's alarms notify (each confirms its subscription once).",
+        "aws",
+    ),
+    Setting(
+        "maxMessageAgeSeconds",
+        "integer",
+        900,
+        "A work queue whose oldest message is older than this raises an alarm (not draining).",
         "aws",
     ),
     Setting(
@@ -435,6 +450,13 @@ class _Parser:
             self.fail(key, f"lists {repeated} more than once")
         return names
 
+    def emails(self, key: str) -> tuple[str, ...]:
+        emails = tuple(self.raw(key))
+        bad = [e for e in emails if not EMAIL_RE.match(e)]
+        if bad:
+            self.fail(key, f"has addresses that are not name@domain.tld: {bad}")
+        return emails
+
     def existing_table(self, cloud: str | None) -> str:
         value = self.raw("existingResultsTable")
         pattern = EXISTING_TABLE_RE.get(cloud or "")
@@ -594,6 +616,8 @@ class _Parser:
             cluster_admin_arns=self.arns("clusterAdminArns"),
             control_plane_log_retention_days=self.retention("controlPlaneLogRetentionDays"),
             replica_regions=self.replicas("replicaRegions", region, AWS_REGIONS),
+            alert_emails=self.emails("alertEmails"),
+            max_message_age_seconds=self.integer("maxMessageAgeSeconds", 60, 1_209_600),
             create_spot_service_linked_role=self.raw("createSpotServiceLinkedRole"),
         )
 
@@ -669,6 +693,13 @@ class _Parser:
                 f"edw:processingTimeoutSeconds {consumer.processing_timeout_seconds}s + "
                 f"{DRAIN_MARGIN_SECONDS}s drain), or a message being finished during shutdown "
                 f"would be redelivered; got {queue.visibility_timeout_seconds}",
+            )
+        age = config.aws.max_message_age_seconds if config.aws else 0
+        if age >= queue.message_retention_seconds:
+            self.fail(
+                "maxMessageAgeSeconds",
+                f"must be below edw:messageRetentionSeconds ({queue.message_retention_seconds}): "
+                f"a message is deleted at that age, so the alarm could never fire; got {age}",
             )
         replicas = (config.aws.replica_regions if config.aws else ()) or (
             config.azure.replica_locations if config.azure else ()

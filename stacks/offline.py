@@ -351,6 +351,15 @@ class ProviderMocks(pulumi_mocks.Mocks):
             n = named(i, name)
             return {"name": n, "arn": f"arn:aws:events:{region}:{acct}:rule/{n}", "__id": n}
 
+        def topic(_t: str, name: str, i: Props) -> Props:
+            n = named(i, name)
+            arn = f"arn:aws:sns:{region}:{acct}:{n}"
+            return {"name": n, "arn": arn, "__id": arn}  # a topic's id is its ARN
+
+        def metric_alarm(_t: str, name: str, i: Props) -> Props:
+            n = named(i, name)
+            return {"name": n, "arn": f"arn:aws:cloudwatch:{region}:{acct}:alarm:{n}", "__id": n}
+
         def node_group(_t: str, name: str, i: Props) -> Props:
             n = i.get("nodeGroupName") or f"{name}-{_suffix(name)}"
             return {
@@ -425,6 +434,8 @@ class ProviderMocks(pulumi_mocks.Mocks):
             "aws:ec2/securityGroup:SecurityGroup": ec2("sg", "security-group"),
             "aws:ec2/eip:Eip": eip,
             "aws:cloudwatch/eventRule:EventRule": event_rule,
+            "aws:sns/topic:Topic": topic,
+            "aws:cloudwatch/metricAlarm:MetricAlarm": metric_alarm,
             "aws:eks/nodeGroup:NodeGroup": node_group,
             "eks:index:Cluster": eks_cluster,
             "docker-build:index:Image": image,

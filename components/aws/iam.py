@@ -35,13 +35,13 @@ def assume_role_trust(principal: Mapping[str, str]) -> pulumi.Output[str]:
     return document([{"Effect": "Allow", "Principal": dict(principal), "Action": "sts:AssumeRole"}])
 
 
-def deny_insecure_transport(resource_arn: pulumi.Input[str]) -> Statement:
+def deny_insecure_transport(resource_arn: pulumi.Input[str], service: str = "sqs") -> Statement:
     """Refuse any request that does not use TLS."""
     return {
         "Sid": "DenyInsecureTransport",
         "Effect": "Deny",
         "Principal": "*",
-        "Action": "sqs:*",
+        "Action": f"{service}:*",
         "Resource": resource_arn,
         "Condition": {"Bool": {"aws:SecureTransport": "false"}},
     }

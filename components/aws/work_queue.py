@@ -29,6 +29,8 @@ class SqsWorkQueue(pulumi.ComponentResource):
     queue_arn: pulumi.Output[str]
     dlq_url: pulumi.Output[str]
     dlq_arn: pulumi.Output[str]
+    queue_name: pulumi.Output[str]
+    dlq_name: pulumi.Output[str]
 
     def __init__(
         self, name: str, args: SqsWorkQueueArgs, opts: pulumi.ResourceOptions | None = None
@@ -76,6 +78,7 @@ class SqsWorkQueue(pulumi.ComponentResource):
             )
         self.queue_url, self.queue_arn = queue.url, queue.arn
         self.dlq_url, self.dlq_arn = dlq.url, dlq.arn
+        self.queue_name, self.dlq_name = queue.name, dlq.name
         self.register_outputs(
             {
                 "queue_url": self.queue_url,

@@ -170,7 +170,7 @@ def test_nat_gateway_per_az_when_configured():
 
 def test_cluster_uses_api_auth_oidc_logging_kms_and_restricted_endpoint(aws_run: StackRun):
     cluster = aws_run.one("eks:index:Cluster").inputs
-    key = aws_run.one("aws:kms/key:Key")
+    key = aws_run.one("aws:kms/key:Key", "cluster-secrets-key")
     assert cluster["name"] == "edw-aws"
     assert cluster["authenticationMode"] == "API"
     assert cluster["createOidcProvider"] is True

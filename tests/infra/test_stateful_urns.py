@@ -18,6 +18,7 @@ STATEFUL_TYPES = {
     "aws:dynamodb/table:Table",
     "aws:ecr/repository:Repository",
     "aws:kms/key:Key",
+    "aws:sns/topic:Topic",  # its e-mail subscribers confirmed this topic, not a new one
     "aws:sqs/queue:Queue",
     "azure-native:containerregistry:Registry",
     "azure-native:cosmosdb:DatabaseAccount",
@@ -39,6 +40,8 @@ PINNED = {
         "::consumer-image-repo",
         "urn:pulumi:aws::edw::edw:aws:KarpenterNodeAutoscaling$aws:sqs/queue:Queue"
         "::karpenter-interruption",
+        "urn:pulumi:aws::edw::edw:aws:AlertTopic$aws:kms/key:Key::alerts-key",
+        "urn:pulumi:aws::edw::edw:aws:AlertTopic$aws:sns/topic:Topic::alerts-topic",
     },
     "dev": {
         "urn:pulumi:dev::edw::pulumi:pulumi:Stack$azure-native:resources:ResourceGroup"

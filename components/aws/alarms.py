@@ -1,0 +1,226 @@
+"""CloudWatch alarms that reach a person: an encrypted alert topic with e-mail subscribers, the
+alarms of a workflow's queues and those of the results table. Every alarm notifies on the way in
+(ALARM) and on the way out (OK)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_aws import cloudwatch, kms, sns
+
+from components.aws.iam import allow, deny_insecure_transport, document
+
+CLOUDWATCH = {"Service": "cloudwatch.amazonaws.com"}
+
+
+@dataclass
+class AlertTopicArgs:
+    emails: Sequence[str]
+    account_id: str
+    region: str
+    tags: Mapping[str, str]
+
+
+class AlertTopic(pulumi.ComponentResource):
+    """SNS topic under a customer managed key CloudWatch may use (alarms cannot publish to a topic
+    under the AWS managed key: its policy cannot be changed), TLS-only, published to only by this
+    account's alarms; one e-mail subscription per address (each must be confirmed)."""
+
+    topic_arn: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: AlertTopicArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("edw:aws:AlertTopic", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        from_this_account = {"StringEquals": {"aws:SourceAccount": args.account_id}}
+        key = kms.Key(
+            f"{name}-key",
+            description="Alert topic encryption (CloudWatch alarms publish through it)",
+            enable_key_rotation=True,
+            deletion_window_in_days=7,
+            policy=document(
+                [
+                    allow(
+                        ["kms:*"],
+                        ["*"],
+                        "AccountAdministersTheKey",
+                        Principal={"AWS": f"arn:aws:iam::{args.account_id}:root"},
+                    ),
+                    # SNS developer guide, "Enable compatibility between event sources from AWS
+                    # services and encrypted topics": CloudWatch needs these two on the key.
+                    allow(
+                        ["kms:Decrypt", "kms:GenerateDataKey*"],
+                        ["*"],
+                        "CloudWatchAlarmsPublish",
+                        Principal=CLOUDWATCH,
+                        Condition=from_this_account,
+                    ),
+                ]
+            ),
+            tags=dict(args.tags),
+            opts=child,
+        )
+        topic = sns.Topic(
+            f"{name}-topic", kms_master_key_id=key.arn, tags=dict(args.tags), opts=child
+        )
+        alarms = f"arn:aws:cloudwatch:{args.region}:{args.account_id}:alarm:*"
+        sns.TopicPolicy(
+            f"{name}-policy",
+            arn=topic.arn,
+            policy=document(
+                [
+                    deny_insecure_transport(topic.arn, service="sns"),
+                    allow(
+                        ["sns:Publish"],
+                        [topic.arn],
+                        "ThisAccountsAlarmsPublish",
+                        Principal=CLOUDWATCH,
+                        Condition={"ArnLike": {"aws:SourceArn": alarms}, **from_this_account},
+                    ),
+                ]
+            ),
+            opts=child,
+        )
+        for email in args.emails:
+            # Named by the address, not its position: reordering the list changes nothing.
+            digest = hashlib.sha256(email.lower().encode()).hexdigest()[:8]
+            sns.TopicSubscription(
+                f"{name}-email-{digest}",
+                topic=topic.arn,
+                protocol="email",
+                endpoint=email,
+                opts=child,
+            )
+        self.topic_arn = topic.arn
+        self.register_outputs({"topic_arn": self.topic_arn})
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """One CloudWatch alarm on one metric: above ``threshold`` for ``periods`` periods."""
+
+    suffix: str
+    description: str
+    namespace: str
+    metric: str
+    dimensions: Mapping[str, pulumi.Input[str]]
+    statistic: str
+    threshold: float
+    period_seconds: int = 60
+    periods: int = 1
+
+
+def create_alarms(
+    name: str, alarms: Sequence[Alarm], topic_arn: pulumi.Input[str], parent: pulumi.Resource
+) -> None:
+    for a in alarms:
+        cloudwatch.MetricAlarm(
+            f"{name}-{a.suffix}",
+            alarm_description=a.description,
+            namespace=a.namespace,
+            metric_name=a.metric,
+            dimensions=dict(a.dimensions),
+            statistic=a.statistic,
+            period=a.period_seconds,
+            evaluation_periods=a.periods,
+            threshold=a.threshold,
+            comparison_operator="GreaterThanThreshold",
+            # No data is no trouble: an idle queue or table publishes nothing.
+            treat_missing_data="notBreaching",
+            alarm_actions=[topic_arn],
+            ok_actions=[topic_arn],
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
+
+
+@dataclass
+class WorkflowAlarmsArgs:
+    queue_name: pulumi.Input[str]
+    dlq_name: pulumi.Input[str]
+    max_message_age_seconds: int
+    topic_arn: pulumi.Input[str]
+
+
+class SqsWorkflowAlarms(pulumi.ComponentResource):
+    """A workflow's queues: anything dead-lettered, and a backlog that stops draining."""
+
+    def __init__(
+        self, name: str, args: WorkflowAlarmsArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("edw:aws:SqsWorkflowAlarms", name, None, opts)
+        # Metric names and dimensions: SQS developer guide, "Available CloudWatch metrics for
+        # Amazon SQS" (dimension QueueName; reported every minute).
+        alarms = [
+            Alarm(
+                "dead-letters",
+                "Messages were set aside on the dead-letter queue: read their reason, then redrive",
+                "AWS/SQS",
+                "ApproximateNumberOfMessagesVisible",
+                {"QueueName": args.dlq_name},
+                "Maximum",
+                0,
+            ),
+            Alarm(
+                "backlog-age",
+                f"The oldest message waits over {args.max_message_age_seconds}s: the workflow "
+                "is not draining",
+                "AWS/SQS",
+                "ApproximateAgeOfOldestMessage",
+                {"QueueName": args.queue_name},
+                "Maximum",
+                args.max_message_age_seconds,
+                periods=3,  # three minutes in a row: not a single slow batch
+            ),
+        ]
+        create_alarms(name, alarms, args.topic_arn, self)
+        self.register_outputs({})
+
+
+@dataclass
+class TableAlarmsArgs:
+    table_name: pulumi.Input[str]
+    # The write operations the consumer calls (its IAM policy allows exactly these).
+    operations: Sequence[str]
+    topic_arn: pulumi.Input[str]
+
+
+class DynamoTableAlarms(pulumi.ComponentResource):
+    """The results table: throttled writes, and server errors on the consumer's writes."""
+
+    def __init__(
+        self, name: str, args: TableAlarmsArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("edw:aws:DynamoTableAlarms", name, None, opts)
+        # DynamoDB developer guide, "DynamoDB Metrics and dimensions": WriteThrottleEvents by
+        # TableName; SystemErrors by TableName and Operation.
+        alarms = [
+            Alarm(
+                "write-throttles",
+                "Writes to the results table are throttled",
+                "AWS/DynamoDB",
+                "WriteThrottleEvents",
+                {"TableName": args.table_name},
+                "Sum",
+                0,
+                period_seconds=300,
+            ),
+            *(
+                Alarm(
+                    f"system-errors-{op.lower()}",
+                    f"DynamoDB answers {op} on the results table with server errors",
+                    "AWS/DynamoDB",
+                    "SystemErrors",
+                    {"TableName": args.table_name, "Operation": op},
+                    "Sum",
+                    0,
+                    period_seconds=300,
+                )
+                for op in args.operations
+            ),
+        ]
+        create_alarms(name, alarms, args.topic_arn, self)
+        self.register_outputs({})

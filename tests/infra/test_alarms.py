@@ -1,0 +1,159 @@
+"""Alarms that reach a person (AWS): the alert topic, its subscribers and key, and each alarm's
+metric, dimensions (this stack's own queue and table names), threshold and actions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import pytest
+
+from stacks.config import ConfigError, EdwConfig
+from stacks.offline import ACCOUNT, RecordedResource, StackRun, run_stack
+
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+EMAILS = ["oncall@example.com", "platform@example.org"]
+
+
+def alarms(run: StackRun) -> dict[str, dict[str, Any]]:
+    return {a.name: a.inputs for a in run.of_type(ALARM)}
+
+
+def queue(run: StackRun, name: str) -> RecordedResource:
+    return run.one("aws:sqs/queue:Queue", name)
+
+
+def test_every_alarm_pages_the_alert_topic_on_the_way_in_and_out(aws_run: StackRun) -> None:
+    topic = aws_run.one("aws:sns/topic:Topic", "alerts-topic")
+    found = alarms(aws_run)
+    assert set(found) == {
+        "work-alarms-dead-letters",
+        "work-alarms-backlog-age",
+        "results-alarms-write-throttles",
+        "results-alarms-system-errors-putitem",
+        "results-alarms-system-errors-batchwriteitem",
+    }
+    for inputs in found.values():
+        assert inputs["alarmActions"] == inputs["okActions"] == [topic.outputs["arn"]]
+        assert inputs["treatMissingData"] == "notBreaching"
+    assert aws_run.outputs["alertTopicArn"] == topic.outputs["arn"]
+
+
+def test_queue_alarms_watch_this_stacks_queues(aws_run: StackRun) -> None:
+    found = alarms(aws_run)
+    dead = found["work-alarms-dead-letters"]
+    assert (dead["namespace"], dead["metricName"]) == (
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+    )
+    assert dead["dimensions"] == {"QueueName": queue(aws_run, "work-dlq").outputs["name"]}
+    assert (dead["statistic"], dead["threshold"], dead["comparisonOperator"]) == (
+        "Maximum",
+        0,
+        "GreaterThanThreshold",
+    )
+    age = found["work-alarms-backlog-age"]
+    assert age["metricName"] == "ApproximateAgeOfOldestMessage"
+    assert age["dimensions"] == {"QueueName": queue(aws_run, "work-queue").outputs["name"]}
+    assert (age["threshold"], age["period"], age["evaluationPeriods"]) == (900, 60, 3)
+
+
+def test_the_age_threshold_comes_from_the_config() -> None:
+    age = alarms(run_stack("aws", {"maxMessageAgeSeconds": "300"}))["work-alarms-backlog-age"]
+    assert age["threshold"] == 300
+
+
+def test_table_alarms_watch_the_consumers_writes_on_this_table(aws_run: StackRun) -> None:
+    table = aws_run.one("aws:dynamodb/table:Table").outputs["name"]
+    found = alarms(aws_run)
+    assert found["results-alarms-write-throttles"]["dimensions"] == {"TableName": table}
+    assert found["results-alarms-write-throttles"]["metricName"] == "WriteThrottleEvents"
+    granted = set()
+    for op in ("PutItem", "BatchWriteItem"):
+        errors = found[f"results-alarms-system-errors-{op.lower()}"]
+        assert errors["metricName"] == "SystemErrors"
+        assert errors["dimensions"] == {"TableName": table, "Operation": op}
+        granted.add(f"dynamodb:{op}")
+    role = aws_run.one("aws:iam/role:Role", "consumer-identity-role")
+    [policy] = [
+        p
+        for p in aws_run.of_type("aws:iam/rolePolicy:RolePolicy")
+        if p.inputs["role"] == role.outputs["name"]
+    ]
+    writes = {s["Sid"]: s for s in json.loads(policy.inputs["policy"])["Statement"]}["WriteResults"]
+    assert set(writes["Action"]) == granted  # the alarms watch exactly what the consumer calls
+
+
+def test_a_recovery_stack_watches_the_replicated_table() -> None:
+    run = run_stack("aws", {"existingResultsTable": "results-table-abc"})
+    assert alarms(run)["results-alarms-write-throttles"]["dimensions"] == {
+        "TableName": "results-table-abc"
+    }
+
+
+def test_each_address_gets_a_subscription_named_by_the_address() -> None:
+    run = run_stack("aws", {"alertEmails": json.dumps(EMAILS)})
+    topic = run.one("aws:sns/topic:Topic", "alerts-topic").outputs["arn"]
+    subs = {s.name: s.inputs for s in run.of_type("aws:sns/topicSubscription:TopicSubscription")}
+    expected = {
+        f"alerts-email-{hashlib.sha256(e.encode()).hexdigest()[:8]}": e for e in EMAILS
+    }  # fmt: skip
+    assert {n: s["endpoint"] for n, s in subs.items()} == expected
+    assert all(s["protocol"] == "email" and s["topic"] == topic for s in subs.values())
+    reordered = run_stack("aws", {"alertEmails": json.dumps(EMAILS[::-1])})
+    names = {s.name for s in reordered.of_type("aws:sns/topicSubscription:TopicSubscription")}
+    assert names == set(subs)
+
+
+def test_the_topic_is_encrypted_tls_only_and_published_to_by_this_accounts_alarms(
+    aws_run: StackRun,
+) -> None:
+    key = aws_run.one("aws:kms/key:Key", "alerts-key")
+    topic = aws_run.one("aws:sns/topic:Topic", "alerts-topic")
+    assert topic.inputs["kmsMasterKeyId"] == key.outputs["arn"]
+    key_policy = {s["Sid"]: s for s in json.loads(key.inputs["policy"])["Statement"]}
+    cloudwatch = key_policy["CloudWatchAlarmsPublish"]
+    assert cloudwatch["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert cloudwatch["Action"] == ["kms:Decrypt", "kms:GenerateDataKey*"]
+    assert cloudwatch["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
+    assert key.inputs["enableKeyRotation"] is True
+    policy = aws_run.one("aws:sns/topicPolicy:TopicPolicy")
+    assert policy.inputs["arn"] == topic.outputs["arn"]
+    statements = {s["Sid"]: s for s in json.loads(policy.inputs["policy"])["Statement"]}
+    tls = statements["DenyInsecureTransport"]
+    assert (tls["Effect"], tls["Action"]) == ("Deny", "sns:*")
+    publish = statements["ThisAccountsAlarmsPublish"]
+    assert publish["Resource"] == [topic.outputs["arn"]]
+    assert publish["Condition"]["ArnLike"] == {
+        "aws:SourceArn": f"arn:aws:cloudwatch:us-east-1:{ACCOUNT}:alarm:*"
+    }
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (
+            {"alertEmails": '["oncall"]'},
+            "edw:alertEmails has addresses that are not name@domain.tld: ['oncall']",
+        ),
+        ({"maxMessageAgeSeconds": "10"}, "edw:maxMessageAgeSeconds must be between 60 and"),
+        (
+            {"maxMessageAgeSeconds": "7200", "messageRetentionSeconds": "3600"},
+            "edw:maxMessageAgeSeconds must be below edw:messageRetentionSeconds (3600)",
+        ),
+        (
+            {"cloud": "azure", "alertEmails": '["a@b.co"]', "disableLocalAccounts": "false"},
+            "edw:alertEmails only applies to cloud aws, not azure",
+        ),
+    ],
+)
+def test_alert_settings_are_checked(values: dict[str, str], expected: str) -> None:
+    provider = (
+        {"azure-native:location": "westeurope"}
+        if values.get("cloud") == "azure"
+        else {"aws:region": "us-east-1"}
+    )
+    with pytest.raises(ConfigError) as info:
+        EdwConfig.parse({"cloud": "aws", **values}, stack="t", provider_values=provider)
+    assert expected in str(info.value)
