@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pulumi_policy import Policy
 
-from . import aws, azure, kubernetes, resilience, scaling, stack
+from . import alarms, aws, azure, kubernetes, resilience, scaling, stack
 
 PACK_NAME = "edw-policy"
 POLICIES: list[Policy] = [
     *aws.POLICIES,
     *azure.POLICIES,
+    *alarms.POLICIES,
     *kubernetes.POLICIES,
     *resilience.POLICIES,
     *scaling.POLICIES,

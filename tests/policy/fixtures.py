@@ -464,6 +464,22 @@ def nodepool(name: str, capacity: list[str] | None, limits: dict[str, Any] | Non
     return custom("karpenter.sh/v1", "NodePool", name, spec)
 
 
+def alarm(name: str, metric: str, queue: Rec, **changes: Any) -> Rec:
+    topic = f"arn:aws:sns:{REGION}:{ACCOUNT}:alerts"
+    inputs = {
+        "namespace": "AWS/SQS",
+        "metricName": metric,
+        "dimensions": {"QueueName": queue.inputs["name"]},
+        "alarmActions": [topic],
+        "okActions": [topic],
+    }
+    return (
+        Rec("aws:cloudwatch/metricAlarm:MetricAlarm", name, inputs)
+        .with_inputs(**changes)
+        .depends_on(queue)
+    )
+
+
 def aws_graph() -> list[Rec]:
     """The AWS stack's policy-relevant resources, all compliant."""
     dead, interruption = dlq(), interruption_queue()
@@ -473,6 +489,8 @@ def aws_graph() -> list[Rec]:
         dead,
         work,
         interruption,
+        alarm("dead-letters", "ApproximateNumberOfMessagesVisible", dead),
+        alarm("backlog-age", "ApproximateAgeOfOldestMessage", work),
         queue_policy(work),
         queue_policy(dead),
         queue_policy(interruption),

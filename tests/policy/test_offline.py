@@ -191,7 +191,12 @@ def test_pack_version_matches_pulumipolicy_yaml() -> None:
 def test_values_unknown_in_preview_make_a_rule_inconclusive_not_a_crash() -> None:
     # A DLQ's ARN is computed, so a new work queue's redrivePolicy is unknown in a first preview.
     work = f.work_queue(f.dlq()).with_inputs(redrivePolicy=UNKNOWN_STRING_VALUE)
-    violations = evaluate([f.dlq(), work, f.queue_policy(work), f.queue_policy(f.dlq())])
+    alarms = [
+        f.alarm("depth", "ApproximateNumberOfMessagesVisible", f.dlq()),
+        f.alarm("age", "ApproximateAgeOfOldestMessage", work),
+    ]
+    graph = [f.dlq(), work, f.queue_policy(work), f.queue_policy(f.dlq()), *alarms]
+    violations = evaluate(graph)
     assert [(v.policy, v.level, v.message) for v in violations] == [
         (
             "aws-sqs-redrive-to-dlq",
@@ -209,7 +214,11 @@ def test_stack_rules_stay_conclusive_when_only_some_values_are_unknown() -> None
         f.azure_queue(n).with_inputs(accountName=UNKNOWN_STRING_VALUE)
         for n in ("edw-dev-work", "edw-dev-work-poison")
     ]
-    graph = [queue, f.queue_policy(queue), f.dlq(), f.queue_policy(f.dlq()), *azure]
+    alarms = [
+        f.alarm("depth", "ApproximateNumberOfMessagesVisible", f.dlq()),
+        f.alarm("age", "ApproximateAgeOfOldestMessage", queue),
+    ]
+    graph = [queue, f.queue_policy(queue), f.dlq(), f.queue_policy(f.dlq()), *alarms, *azure]
     assert [v.policy for v in evaluate(graph)] == []
 
 

@@ -558,6 +558,45 @@ CASES = [
         None,
         (),
     ),
+    # --- alarms
+    *[
+        (rule, f.aws_graph, None, ())
+        for rule in ("dead-letter-queue-alarmed", "work-queue-age-alarmed", "alarm-has-actions")
+    ],
+    (
+        "dead-letter-queue-alarmed",
+        lambda: [f.dlq(), f.work_queue(f.dlq())],
+        None,
+        ("dead-letter queue 'edw-aws-dlq' has no alarm on ApproximateNumberOfMessagesVisible",),
+    ),
+    (
+        "dead-letter-queue-alarmed",  # an alarm on another metric of the DLQ does not count
+        lambda: [
+            dead := f.dlq(),
+            f.work_queue(dead),
+            f.alarm("age", "ApproximateAgeOfOldestMessage", dead),
+        ],
+        None,
+        ("dead-letter queue 'edw-aws-dlq' has no alarm",),
+    ),
+    (
+        "work-queue-age-alarmed",
+        lambda: [dead := f.dlq(), f.work_queue(dead), f.interruption_queue()],
+        None,
+        ("work queue 'edw-aws-work' has no alarm on ApproximateAgeOfOldestMessage",),
+    ),
+    (
+        "alarm-has-actions",
+        lambda: [
+            f.alarm("silent", "ApproximateAgeOfOldestMessage", f.work_queue(), alarmActions=[]),
+            f.alarm("no-ok", "ApproximateAgeOfOldestMessage", f.work_queue(), okActions=None),
+        ],
+        None,
+        (
+            "alarm 'silent' has no alarm action: it would notify nobody",
+            "alarm 'no-ok' has no OK action",
+        ),
+    ),
     # --- resilience
     ("results-table-replicated", lambda: [f.table(), f.cosmos_account()], None, ()),
     (

@@ -93,6 +93,7 @@ EXPECTED_KINDS = {
         "k8s:keda.sh:ScaledObject",
         "k8s:keda.sh:TriggerAuthentication",
         "k8s:karpenter.sh:NodePool",
+        "aws:cloudwatch/metricAlarm:MetricAlarm",
     },
     "dev": {
         "azure-native:storage:StorageAccount",
@@ -194,6 +195,24 @@ def shared_keys_on(graph: list[Copy]) -> None:
     )
 
 
+def drop_alarms_on(metric: str) -> Callable[[list[Copy]], None]:
+    def drop(graph: list[Copy]) -> None:
+        graph[:] = [c for c in graph if c.inputs.get("metricName") != metric]
+
+    drop.__name__ = f"drop_alarms_on_{metric}"
+    return drop
+
+
+drop_backlog_age_alarm = drop_alarms_on("ApproximateAgeOfOldestMessage")
+drop_dead_letter_alarm = drop_alarms_on("ApproximateNumberOfMessagesVisible")
+
+
+def silence_an_alarm(graph: list[Copy]) -> None:
+    first(graph, "aws:cloudwatch/metricAlarm:MetricAlarm").change(
+        lambda p: p.update(alarmActions=[])
+    )
+
+
 def drop_poison_queue(graph: list[Copy]) -> None:
     graph[:] = [c for c in graph if not str(c.inputs.get("queueName", "")).endswith("-poison")]
 
@@ -206,6 +225,9 @@ BREAKS = {
         (wildcard_iam_action, {"aws-iam-no-wildcard-actions"}),
         (loosen_irsa_subject, {"aws-iam-irsa-trust-scoped"}),
         (drop_redrive_policy, {"aws-sqs-redrive-to-dlq", "queue-has-dead-letter"}),
+        (drop_backlog_age_alarm, {"work-queue-age-alarmed"}),
+        (drop_dead_letter_alarm, {"dead-letter-queue-alarmed"}),
+        (silence_an_alarm, {"alarm-has-actions"}),
     ],
     "dev": [
         (drop_nodepool_limits, {"karpenter-nodepool-limits"}),
