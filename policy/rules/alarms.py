@@ -7,11 +7,21 @@ never by the name itself, which is unknown before the first deploy of an auto-na
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from .aws import QUEUE_ROLES
-from .common import Config, Node, StackFinding, Subject, as_list, known, of_kind, resource_rule
-from .common import stack_rule as rule
+from .common import (
+    Config,
+    Node,
+    StackCheck,
+    StackFinding,
+    Subject,
+    as_list,
+    known,
+    of_kind,
+    resource_rule,
+    stack_rule,
+)
 from .stack import dead_letter_queues, work_queues
 
 METRIC_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
@@ -19,31 +29,25 @@ DEPTH = "ApproximateNumberOfMessagesVisible"
 AGE = "ApproximateAgeOfOldestMessage"
 
 
-def _watched(queue: Node, nodes: list[Node], metric: str) -> bool:
-    return any(
-        a.depends_on(queue) and known(a.subject.props, "metricName") == metric
-        for a in of_kind(nodes, METRIC_ALARM)
-    )
+def _alarmed_on(
+    metric: str, queues: Callable[[list[Node], Config], list[Node]], what: str, unnoticed: str
+) -> StackCheck:
+    """A check that each queue ``queues`` selects has an alarm on ``metric`` built from it."""
 
+    def check(nodes: list[Node], config: Config) -> Iterator[StackFinding]:
+        alarms = of_kind(nodes, METRIC_ALARM)
+        for queue in queues(nodes, config):
+            if not any(
+                a.depends_on(queue) and known(a.subject.props, "metricName") == metric
+                for a in alarms
+            ):
+                yield (
+                    f"{what} {queue.subject.label!r} has no alarm on {metric}: {unnoticed} "
+                    "would go unnoticed",
+                    queue.subject.urn,
+                )
 
-def _dead_letters_alarmed(nodes: list[Node], config: Config) -> Iterator[StackFinding]:
-    for queue in dead_letter_queues(nodes, config):
-        if not _watched(queue, nodes, DEPTH):
-            yield (
-                f"dead-letter queue {queue.subject.label!r} has no alarm on {DEPTH}: messages "
-                "set aside there would go unnoticed",
-                queue.subject.urn,
-            )
-
-
-def _backlog_age_alarmed(nodes: list[Node], config: Config) -> Iterator[StackFinding]:
-    for queue in work_queues(nodes, config):
-        if not _watched(queue, nodes, AGE):
-            yield (
-                f"work queue {queue.subject.label!r} has no alarm on {AGE}: a backlog that stops "
-                "draining would go unnoticed",
-                queue.subject.urn,
-            )
+    return check
 
 
 def _has_action(alarm: Subject, _config: Config) -> Iterator[str]:
@@ -54,16 +58,16 @@ def _has_action(alarm: Subject, _config: Config) -> Iterator[str]:
 
 
 POLICIES = [
-    rule(
+    stack_rule(
         "dead-letter-queue-alarmed",
         f"Every dead-letter queue must have a CloudWatch alarm on {DEPTH} built from it.",
-        _dead_letters_alarmed,
+        _alarmed_on(DEPTH, dead_letter_queues, "dead-letter queue", "messages set aside there"),
         config=QUEUE_ROLES,
     ),
-    rule(
+    stack_rule(
         "work-queue-age-alarmed",
         f"Every work queue must have a CloudWatch alarm on {AGE} built from it.",
-        _backlog_age_alarmed,
+        _alarmed_on(AGE, work_queues, "work queue", "a backlog that stops draining"),
         config=QUEUE_ROLES,
     ),
     resource_rule(
