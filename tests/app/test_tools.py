@@ -19,6 +19,7 @@ from kubernetes import client as k8s
 from app.backend import Received, open_queue
 from bench.emulators import AWS_TEST_ENV, REPO, Target, child_env
 from tests.app.conftest import provision
+from tests.http_replies import reply
 from tools import demo, loadtest, replay
 
 RECORDED = Path(__file__).with_name("recorded")
@@ -209,12 +210,7 @@ class RecordedApi:
                 path = self.path.split("?", 1)[0]
                 api.paths.append(path)
                 name = api.ROUTES.get(path)
-                body = (RECORDED / name).read_bytes() if name else b"{}"
-                self.send_response(200 if name else 404)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                reply(self, 200 if name else 404, (RECORDED / name).read_bytes() if name else {})
 
             def log_message(self, *args: object) -> None:
                 pass

@@ -9,7 +9,6 @@ now mutated by the webhook.
 from __future__ import annotations
 
 import base64
-import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -20,6 +19,7 @@ import yaml
 from components.azure import keda_token
 from components.azure.keda_token import ensure_operator_token, has_token
 from stacks.offline import StackRun
+from tests.http_replies import reply
 
 SELECTOR = {"app": "keda-operator"}
 APPS = "/apis/apps/v1/namespaces/kube-system"
@@ -59,34 +59,26 @@ class FakeApiServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def _send(self, status: int, body: Any) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
             def do_GET(self) -> None:
                 server.calls.append(("GET", self.path, self.headers.get("Authorization")))
                 if self.path == "/apis/apps/v1/namespaces/kube-system/deployments/keda-operator":
-                    self._send(200, {"spec": {"selector": {"matchLabels": SELECTOR}}})
+                    reply(self, 200, {"spec": {"selector": {"matchLabels": SELECTOR}}})
                 elif (
                     self.path
                     == "/api/v1/namespaces/kube-system/pods?labelSelector=app%3Dkeda-operator"
                 ):
-                    self._send(200, {"items": server.pods})
+                    reply(self, 200, {"items": server.pods})
                     for p in server.pods:  # a new pod becomes ready after one listing
                         p["status"]["conditions"][0]["status"] = "True"
                 else:
-                    self._send(404, {})
+                    reply(self, 404, {})
 
             def do_DELETE(self) -> None:
                 server.calls.append(("DELETE", self.path, self.headers.get("Authorization")))
                 name = self.path.rsplit("/", 1)[-1]
                 server.pods = [p for p in server.pods if p["metadata"]["name"] != name]
                 server.pods.append(pod(f"{name}-new", token=True, ready=False))
-                self._send(200, {})
+                reply(self, 200, {})
 
             def log_message(self, *args: object) -> None:
                 pass

@@ -17,6 +17,7 @@ from azure import identity
 from components.azure import readiness
 from components.azure.readiness import Answer, NotReadyError, poll
 from stacks.offline import RecordedResource, StackRun, run_stack
+from tests.http_replies import reply
 
 DYNAMIC = "pulumi-python:dynamic:Resource"
 HARDENED = {
@@ -97,13 +98,7 @@ class Server:
                         "body": json.loads(self.rfile.read(length)) if length else None,
                     }
                 )
-                status, body = server.answers.pop(0)
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                reply(self, *server.answers.pop(0))
 
             do_GET = do_POST = _answer  # noqa: N815
 
