@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 
 from app.backend import Backend, Received, RowRejected
 from app.events import Event
-from app.settings import SQS_MAX_VISIBILITY_SECONDS, Settings
+from app.settings import DEFAULT_WORKFLOW, SQS_MAX_VISIBILITY_SECONDS, Settings
 
 log = logging.getLogger("edw.aws")
 SQS_BATCH = 10
@@ -214,13 +214,17 @@ def item_bytes(item: dict[str, dict[str, str]]) -> int:
 
 
 class DynamoTable:
-    def __init__(self, client: Any, name: str, ttl_days: int = 0) -> None:
+    def __init__(
+        self, client: Any, name: str, ttl_days: int = 0, workflow: str = DEFAULT_WORKFLOW
+    ) -> None:
         self.client = client
         self.name = name
         self.ttl_seconds = ttl_days * 86_400
+        self.workflow = workflow
 
     def item(self, event: Event) -> dict[str, dict[str, str]]:
-        item = {name: {"S": value} for name, value in event.row().items()}
+        row = {**event.row(), "workflow": self.workflow}
+        item = {name: {"S": value} for name, value in row.items()}
         if self.ttl_seconds:
             # DynamoDB's TTL deletes the row some time after this epoch second.
             item[TTL_ATTRIBUTE] = {"N": str(int(time.time()) + self.ttl_seconds)}
@@ -273,7 +277,9 @@ def build(settings: Settings) -> Backend:
     return Backend(
         queue=SqsQueue(sqs, settings.queue, receiver),
         dead_letters=SqsQueue(sqs, settings.dead_letter_queue),
-        table=DynamoTable(dynamodb, settings.table, settings.result_ttl_days),
+        table=DynamoTable(
+            dynamodb, settings.table, settings.result_ttl_days, workflow=settings.workflow
+        ),
         close=close,
     )
 

@@ -30,7 +30,7 @@ from requests.adapters import HTTPAdapter
 
 from app.backend import Backend, Received, RowRejected
 from app.events import Event
-from app.settings import Settings
+from app.settings import DEFAULT_WORKFLOW, Settings
 
 AZURE_BATCH = 32  # the most one Get Messages call returns
 TRANSACTION_LIMIT = 100
@@ -180,8 +180,8 @@ def poison_envelope(
     return text if message_bytes(text) <= MAX_MESSAGE_BYTES else None
 
 
-def _entity(event: Event) -> dict[str, str]:
-    row = event.row()
+def _entity(event: Event, workflow: str) -> dict[str, str]:
+    row = {**event.row(), "workflow": workflow}
     row["RowKey"] = row.pop("id")
     row["PartitionKey"] = partition_key(event.id)
     return row
@@ -196,12 +196,13 @@ def _refused(exc: BaseException) -> bool:
 
 
 class CosmosTable:
-    def __init__(self, client: TableClient, pool: _Pool) -> None:
+    def __init__(self, client: TableClient, pool: _Pool, workflow: str = DEFAULT_WORKFLOW) -> None:
         self.client = client
         self.pool = pool
+        self.workflow = workflow
 
     def refusal(self, event: Event) -> str | None:
-        entity = _entity(event)
+        entity = _entity(event, self.workflow)
         for name, value in entity.items():
             units = _utf16_units(value)
             if units > MAX_PROPERTY_UTF16_UNITS:
@@ -220,7 +221,7 @@ class CosmosTable:
     def write(self, events: Sequence[Event]) -> None:
         groups: dict[str, list[tuple[str, dict[str, str], dict[str, Any]]]] = defaultdict(list)
         for event in events:
-            entity = _entity(event)
+            entity = _entity(event, self.workflow)
             groups[entity["PartitionKey"]].append(("upsert", entity, {"mode": UpdateMode.REPLACE}))
         transactions = [
             ops[i : i + TRANSACTION_LIMIT]
@@ -308,7 +309,7 @@ def build(settings: Settings) -> Backend:
     return Backend(
         queue=StorageQueue(queue, pool),
         dead_letters=StorageQueue(poison, pool),
-        table=CosmosTable(table, pool),
+        table=CosmosTable(table, pool, settings.workflow),
         close=close,
     )
 

@@ -25,6 +25,9 @@ AZURE_QUEUE_RE = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 AZURE_ACCOUNT_RE = re.compile(r"^[a-z0-9]{3,24}$")
 TABLE_RE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 AZURE_TABLE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+# The stack's workflow names (stacks/config.py ITEM_NAME_RE); "work" is the one of a default stack.
+WORKFLOW_RE = re.compile(r"^[a-z](?!.*--)[a-z0-9-]{1,18}[a-z0-9]$")
+DEFAULT_WORKFLOW = "work"
 
 ENV_VARS: tuple[str, ...] = (
     "EDW_CLOUD",
@@ -44,6 +47,7 @@ ENV_VARS: tuple[str, ...] = (
     "EDW_RECEIVE_WAIT_SECONDS",
     "EDW_LOG_LEVEL",
     "EDW_RESULT_TTL_DAYS",
+    "EDW_WORKFLOW",
 )
 
 
@@ -70,6 +74,7 @@ class Settings:
     receive_wait_seconds: int = 10
     log_level: str = "INFO"
     result_ttl_days: int = 0
+    workflow: str = DEFAULT_WORKFLOW  # written into every row: which workflow processed it
 
     @property
     def queue_account_url(self) -> str:
@@ -156,6 +161,12 @@ def _account(value: str) -> str | None:
     return None if AZURE_ACCOUNT_RE.match(value) else "is not a storage account name (3-24 a-z0-9)"
 
 
+def _workflow(value: str) -> str | None:
+    if WORKFLOW_RE.match(value):
+        return None
+    return "must be a workflow name: 3-20 of a-z 0-9 and single hyphens, starting with a letter"
+
+
 def _https_url(value: str) -> str | None:
     return None if re.match(r"^https?://[^/\s]+/?$", value) else "is not an endpoint URL"
 
@@ -208,6 +219,7 @@ def load(env: Mapping[str, str]) -> Settings:
         receive_wait_seconds=r.integer("EDW_RECEIVE_WAIT_SECONDS", 10, 0, SQS_MAX_WAIT_SECONDS),
         log_level=r.choice("EDW_LOG_LEVEL", LOG_LEVELS, "INFO") or "INFO",
         result_ttl_days=r.integer("EDW_RESULT_TTL_DAYS", 0, 0, 3650),
+        workflow=r.text("EDW_WORKFLOW", required=False, check=_workflow) or DEFAULT_WORKFLOW,
     )
     if settings.receive_wait_seconds >= settings.shutdown_timeout_seconds:
         # A receive started just before SIGTERM must return with time left to finish its batch.

@@ -10,7 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from components.routing import EventFilter
+
 Cloud = Literal["aws", "azure"]
+# The workflow of the single-queue releases: its resources keep the names they had then, so an
+# existing stack updates in place (../docs/routing.md, "Names").
+DEFAULT_WORKFLOW = "work"
 # Seconds the pod keeps after its last batch's processing timeout to delete and exit.
 DRAIN_MARGIN_SECONDS = 15
 
@@ -43,6 +48,36 @@ class ConsumerSettings:
     def termination_grace_seconds(self) -> int:
         """Drain time: the longest batch plus the margin to delete it and exit."""
         return self.processing_timeout_seconds + DRAIN_MARGIN_SECONDS
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """One queue-driven workflow: what the router sends it and how its consumer runs, with the
+    stack-wide settings and the workflow's overrides already resolved."""
+
+    name: str
+    filter: EventFilter
+    consumer: ConsumerSettings
+    queue: QueueSettings
+
+    def resource_name(self, base: str) -> str:
+        """Logical name of one of the workflow's resources: the default workflow keeps the
+        names it had before workflows existed, every other one is prefixed by its name."""
+        return base if self.name == DEFAULT_WORKFLOW else f"{self.name}-{base}"
+
+    @property
+    def k8s_name(self) -> str:
+        """Its Deployment, ScaledObject and service account (same rule as resource_name)."""
+        return "edw-consumer" if self.name == DEFAULT_WORKFLOW else f"edw-{self.name}-consumer"
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """A partner's HTTPS endpoint and the events it subscribed to."""
+
+    name: str
+    url: str
+    filter: EventFilter
 
 
 @dataclass(frozen=True)

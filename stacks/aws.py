@@ -1,4 +1,5 @@
-"""Stack `aws`: SQS + DLQ, DynamoDB, EKS, Karpenter and KEDA, and the consumer on top."""
+"""Stack `aws`: the SNS router, per workflow an SQS queue + DLQ and its consumer, DynamoDB, EKS,
+Karpenter and KEDA."""
 
 from __future__ import annotations
 
@@ -34,11 +35,19 @@ from components.aws.network import (
     EksNetworkArgs,
 )
 from components.aws.results_table import DynamoResultsTable, DynamoResultsTableArgs
+from components.aws.router import (
+    QueueSubscriptionArgs,
+    SnsEventRouter,
+    SnsEventRouterArgs,
+    SnsQueueSubscription,
+    SnsWebhook,
+    WebhookArgs,
+)
 from components.aws.work_queue import SqsWorkQueue, SqsWorkQueueArgs
 from components.k8s.consumer import (
-    SERVICE_ACCOUNT,
     ConsumerDeployment,
     ConsumerDeploymentArgs,
+    ConsumerNamespace,
     QueueTrigger,
 )
 from stacks.config import ConfigError, EdwConfig
@@ -174,21 +183,55 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
     create_spot_role = preflight(cfg, caller.arn)
     tags = {"project": "edw", "stack": cfg.stack, **cfg.tags}
 
-    work = SqsWorkQueue("work", SqsWorkQueueArgs(settings=cfg.queue, tags=tags))
+    router = SnsEventRouter(
+        "router",
+        SnsEventRouterArgs(
+            publisher_arns=cfg.router_publishers, account_id=account, region=region, tags=tags
+        ),
+    )
+    queues = {
+        w.name: SqsWorkQueue(
+            w.name,
+            SqsWorkQueueArgs(
+                settings=w.queue,
+                tags={**tags, "edw/workflow": w.name},
+                router_topic_arn=router.topic_arn,
+            ),
+        )
+        for w in cfg.workflows
+    }
+    for w in cfg.workflows:
+        SnsQueueSubscription(
+            w.resource_name("route"),
+            QueueSubscriptionArgs(
+                topic_arn=router.topic_arn,
+                queue_arn=queues[w.name].queue_arn,
+                dlq_arn=queues[w.name].dlq_arn,
+                filter=w.filter,
+            ),
+        )
+    webhooks = {
+        hook.name: SnsWebhook(
+            f"webhook-{hook.name}",
+            WebhookArgs(topic_arn=router.topic_arn, url=hook.url, filter=hook.filter, tags=tags),
+        )
+        for hook in cfg.webhooks
+    }
     table_name, table_arn, table_keys = results_table(cfg, account, tags)
     alerts = AlertTopic(
         "alerts",
         AlertTopicArgs(emails=cfg.aws.alert_emails, account_id=account, region=region, tags=tags),
     )
-    SqsWorkflowAlarms(
-        "work-alarms",
-        WorkflowAlarmsArgs(
-            queue_name=work.queue_name,
-            dlq_name=work.dlq_name,
-            max_message_age_seconds=cfg.aws.max_message_age_seconds,
-            topic_arn=alerts.topic_arn,
-        ),
-    )
+    for w in cfg.workflows:
+        SqsWorkflowAlarms(
+            f"{w.name}-alarms",
+            WorkflowAlarmsArgs(
+                queue_name=queues[w.name].queue_name,
+                dlq_name=queues[w.name].dlq_name,
+                max_message_age_seconds=cfg.aws.max_message_age_seconds,
+                topic_arn=alerts.topic_arn,
+            ),
+        )
     DynamoTableAlarms(
         "results-alarms",
         TableAlarmsArgs(table_name=table_name, operations=TABLE_WRITES, topic_arn=alerts.topic_arn),
@@ -244,67 +287,83 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         "keda",
         KedaOperatorArgs(
             oidc=cluster.oidc,
-            queue_arn=work.queue_arn,
+            queue_arns=[q.queue_arn for q in queues.values()],
             system_nodes=cluster.system_nodes,
             tags=tags,
         ),
         opts=on_cluster,
     )
-    identity = IrsaRole(
-        "consumer-identity",
-        IrsaRoleArgs(
-            oidc=cluster.oidc,
-            namespace=cfg.consumer.namespace,
-            service_account=SERVICE_ACCOUNT,
-            statements=consumer_statements(
-                work.queue_arn, work.dlq_arn, table_arn, table_keys, region
-            ),
-            tags=tags,
-        ),
-    )
     image: pulumi.Input[str] = cfg.consumer.image or (
         EcrConsumerImage("consumer-image", EcrConsumerImageArgs(tags=tags)).image_ref
     )
-
-    consumer = ConsumerDeployment(
-        "consumer",
-        ConsumerDeploymentArgs(
-            cloud="aws",
-            consumer=cfg.consumer,
-            queue=cfg.queue,
-            image=image,
-            backend_env={
-                "EDW_QUEUE": work.queue_url,
-                "EDW_DEAD_LETTER_QUEUE": work.dlq_url,
-                "EDW_TABLE": table_name,
-                "AWS_REGION": region,
-                "EDW_RESULT_TTL_DAYS": str(cfg.result_ttl_days),
-            },
-            trigger=QueueTrigger(
-                type="aws-sqs-queue",
-                metadata={
-                    "queueURL": work.queue_url,
-                    "awsRegion": region,
-                    "scaleOnInFlight": "true",
-                },
-                # KEDA reads the queue with its own IRSA role (only sqs:GetQueueAttributes).
-                pod_identity={"provider": "aws", "identityOwner": "keda"},
+    namespace = ConsumerNamespace("consumer", cfg.consumer.namespace, opts=on_cluster)
+    consumers = {}
+    for w in cfg.workflows:
+        queue = queues[w.name]
+        identity = IrsaRole(
+            w.resource_name("consumer-identity"),
+            IrsaRoleArgs(
+                oidc=cluster.oidc,
+                namespace=cfg.consumer.namespace,
+                service_account=w.k8s_name,
+                statements=consumer_statements(
+                    queue.queue_arn, queue.dlq_arn, table_arn, table_keys, region
+                ),
+                tags=tags,
             ),
-            service_account_annotations={"eks.amazonaws.com/role-arn": identity.role_arn},
-            platform=[keda, karpenter.node_pools, identity],
-        ),
-        opts=on_cluster,
-    )
+        )
+        consumers[w.name] = ConsumerDeployment(
+            w.resource_name("consumer"),
+            ConsumerDeploymentArgs(
+                cloud="aws",
+                workflow=w,
+                namespace=namespace.namespace,
+                image=image,
+                backend_env={
+                    "EDW_QUEUE": queue.queue_url,
+                    "EDW_DEAD_LETTER_QUEUE": queue.dlq_url,
+                    "EDW_TABLE": table_name,
+                    "AWS_REGION": region,
+                    "EDW_RESULT_TTL_DAYS": str(cfg.result_ttl_days),
+                },
+                trigger=QueueTrigger(
+                    type="aws-sqs-queue",
+                    metadata={
+                        "queueURL": queue.queue_url,
+                        "awsRegion": region,
+                        "scaleOnInFlight": "true",
+                    },
+                    # KEDA reads the queue with its own IRSA role (only sqs:GetQueueAttributes).
+                    pod_identity={"provider": "aws", "identityOwner": "keda"},
+                ),
+                service_account_annotations={"eks.amazonaws.com/role-arn": identity.role_arn},
+                platform=[keda, karpenter.node_pools, identity],
+            ),
+            opts=on_cluster,
+        )
 
+    first = queues[cfg.workflows[0].name]
     return {
         "region": region,
-        "queueUrl": work.queue_url,
-        "deadLetterQueueUrl": work.dlq_url,
+        # The first workflow's queue: what single-queue tools and earlier releases read.
+        "queueUrl": first.queue_url,
+        "deadLetterQueueUrl": first.dlq_url,
+        "routerTopicArn": router.topic_arn,
+        "workflows": {
+            w.name: {
+                "queueUrl": queues[w.name].queue_url,
+                "queueArn": queues[w.name].queue_arn,
+                "deadLetterQueueUrl": queues[w.name].dlq_url,
+                "consumer": consumers[w.name].deployment_name,
+            }
+            for w in cfg.workflows
+        },
+        "webhookDeadLetterQueueUrls": {name: hook.dlq_url for name, hook in webhooks.items()},
         "tableName": table_name,
         # Attach your own receivers (chat, pager) to it; e-mails come from edw:alertEmails.
         "alertTopicArn": alerts.topic_arn,
         "clusterName": cluster.cluster_name,
         "kubeconfig": cluster.kubeconfig,
-        "consumerNamespace": consumer.namespace,
+        "consumerNamespace": namespace.namespace,
         "image": image,
     }

@@ -33,16 +33,29 @@ from components.azure.roles import (
     cosmos_table_scope,
     role_definition_id,
 )
-from components.azure.work_queue import StorageWorkQueue, StorageWorkQueueArgs
+from components.azure.router import (
+    DeadLetterTarget,
+    EventGridQueueSubscription,
+    EventGridRouter,
+    EventGridRouterArgs,
+    EventGridWebhook,
+    QueueSubscriptionArgs,
+)
+from components.azure.router import WebhookArgs as EventGridWebhookArgs
+from components.azure.work_queue import (
+    QueueAccount,
+    QueueAccountArgs,
+    StorageWorkQueue,
+    StorageWorkQueueArgs,
+)
 from components.k8s.consumer import (
-    SERVICE_ACCOUNT,
     ConsumerDeployment,
     ConsumerDeploymentArgs,
+    ConsumerNamespace,
     QueueTrigger,
 )
 from stacks.config import EdwConfig
 
-QUEUE = "work"
 TABLE = "results"
 # The AKS KEDA add-on runs the operator as kube-system/keda-operator.
 KEDA_NAMESPACE = "kube-system"
@@ -114,19 +127,32 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
     group = resources.ResourceGroup(
         "resource-group", resource_group_name=f"{cfg.name}-rg", location=az.location, tags=tags
     )
-    work = StorageWorkQueue(
-        "work",
-        StorageWorkQueueArgs(
+    account = QueueAccount(
+        "queues",
+        QueueAccountArgs(
             resource_group_name=group.name,
             resource_group_id=group.id,
             subscription_id=subscription,
             stack_name=cfg.name,
             location=az.location,
             account_name=globally_unique(cfg, subscription, 24),
-            queue_name=QUEUE,
             network_default_action=az.storage_network_default_action,
             tags=tags,
         ),
+    )
+    queues = {
+        w.name: StorageWorkQueue(
+            w.name,
+            StorageWorkQueueArgs(
+                resource_group_name=group.name,
+                account_name=account.account_name,
+                queue_name=w.name,
+            ),
+        )
+        for w in cfg.workflows
+    }
+    router = event_router(
+        cfg, subscription, group=group.name, account=account, queues=queues, tags=tags
     )
     results = results_table(cfg, subscription, group.name, tags)
     cluster = AksCluster(
@@ -153,17 +179,23 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         opts=on_cluster,
     )
 
-    consumer_identity, keda_identity = workload_identities(
+    identity = IdentityFactory(
         location=az.location,
-        consumer_namespace=cfg.consumer.namespace,
         subscription=subscription,
-        message_updater=work.message_updater_role_id,
         resource_group_name=group.name,
         oidc_issuer=cluster.oidc_issuer,
-        work=work,
-        results=results,
         tags=tags,
         id_namespace=f"{subscription}/{cfg.name}",
+    )
+    keda_identity = identity(
+        "keda-identity",
+        KEDA_NAMESPACE,
+        KEDA_SERVICE_ACCOUNT,
+        # Reader on each work queue, nothing else.
+        roles=[
+            identity.role(w.resource_name("queue-reader"), STORAGE_QUEUE_DATA_READER, q.queue_id)
+            for w, q in ((w, queues[w.name]) for w in cfg.workflows)
+        ],
     )
 
     # The add-on's operator must run with the KEDA identity's token before it can scale.
@@ -187,55 +219,91 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         ).image_ref
     )
 
-    consumer = ConsumerDeployment(
-        "consumer",
-        ConsumerDeploymentArgs(
-            cloud="azure",
-            consumer=cfg.consumer,
-            queue=cfg.queue,
-            image=image,
-            backend_env={
-                "EDW_QUEUE": work.queue_name,
-                "EDW_DEAD_LETTER_QUEUE": work.poison_queue_name,
-                "EDW_TABLE": results.table_name,
-                "EDW_STORAGE_ACCOUNT": work.account_name,
-                "EDW_TABLE_ENDPOINT": results.table_endpoint,
-            },
-            trigger=QueueTrigger(
-                type="azure-queue",
-                metadata={
-                    "accountName": work.account_name,
-                    "queueName": work.queue_name,
-                    # ApproximateMessagesCount: includes in-flight (invisible) messages.
-                    "queueLengthStrategy": "all",
-                    "cloud": "AzurePublicCloud",
-                },
-                # The add-on's operator exchanges its own token for the KEDA identity.
-                pod_identity={"provider": "azure-workload", "identityId": keda_identity.client_id},
-            ),
-            service_account_annotations={
-                "azure.workload.identity/client-id": consumer_identity.client_id
-            },
-            service_account_labels=WORKLOAD_IDENTITY_USE,
-            pod_labels=WORKLOAD_IDENTITY_USE,
-            platform=[
-                nap.node_pools,
-                consumer_identity,
-                keda_identity,
-                keda_token,
-                cluster.acr_pull,
+    namespace = ConsumerNamespace("consumer", cfg.consumer.namespace, opts=on_cluster)
+    consumer_identities = {}
+    for w in cfg.workflows:
+        queue = queues[w.name]
+        consumer_identity = identity(
+            w.resource_name("consumer-identity"),
+            cfg.consumer.namespace,
+            w.k8s_name,
+            # Drain its own queue, set aside to its own poison queue, write results.
+            roles=[
+                identity.role(
+                    "queue-processor", STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR, queue.queue_id
+                ),
+                RoleGrant("queue-updater", account.message_updater_role_id, queue.queue_id),
+                identity.role(
+                    "poison-sender", STORAGE_QUEUE_DATA_MESSAGE_SENDER, queue.poison_queue_id
+                ),
             ],
-        ),
-        opts=on_cluster,
-    )
+            table_roles=[table_writer(results)],
+        )
+        consumer_identities[w.name] = consumer_identity
+        ConsumerDeployment(
+            w.resource_name("consumer"),
+            ConsumerDeploymentArgs(
+                cloud="azure",
+                workflow=w,
+                namespace=namespace.namespace,
+                image=image,
+                backend_env={
+                    "EDW_QUEUE": queue.queue_name,
+                    "EDW_DEAD_LETTER_QUEUE": queue.poison_queue_name,
+                    "EDW_TABLE": results.table_name,
+                    "EDW_STORAGE_ACCOUNT": account.account_name,
+                    "EDW_TABLE_ENDPOINT": results.table_endpoint,
+                },
+                trigger=QueueTrigger(
+                    type="azure-queue",
+                    metadata={
+                        "accountName": account.account_name,
+                        "queueName": queue.queue_name,
+                        # ApproximateMessagesCount: includes in-flight (invisible) messages.
+                        "queueLengthStrategy": "all",
+                        "cloud": "AzurePublicCloud",
+                    },
+                    # The add-on's operator exchanges its own token for the KEDA identity.
+                    pod_identity={
+                        "provider": "azure-workload",
+                        "identityId": keda_identity.client_id,
+                    },
+                ),
+                service_account_annotations={
+                    "azure.workload.identity/client-id": consumer_identity.client_id
+                },
+                service_account_labels=WORKLOAD_IDENTITY_USE,
+                pod_labels=WORKLOAD_IDENTITY_USE,
+                platform=[
+                    nap.node_pools,
+                    consumer_identity,
+                    keda_identity,
+                    keda_token,
+                    cluster.acr_pull,
+                ],
+            ),
+            opts=on_cluster,
+        )
 
+    first = cfg.workflows[0].name
     return {
         "location": az.location,
         "subscriptionId": subscription,
         "resourceGroup": group.name,
-        "storageAccount": work.account_name,
-        "queueName": work.queue_name,
-        "poisonQueueName": work.poison_queue_name,
+        "storageAccount": account.account_name,
+        # The first workflow's queue: what single-queue tools and earlier releases read.
+        "queueName": queues[first].queue_name,
+        "poisonQueueName": queues[first].poison_queue_name,
+        "routerEndpoint": router.endpoint,
+        "routerTopicId": router.topic_id,
+        "workflows": {
+            w.name: {
+                "queueName": queues[w.name].queue_name,
+                "poisonQueueName": queues[w.name].poison_queue_name,
+                "consumerClientId": consumer_identities[w.name].client_id,
+            }
+            for w in cfg.workflows
+        },
         "tableEndpoint": results.table_endpoint,
         "tableName": results.table_name,
         # What a recovery stack's edw:existingResultsTable takes (docs/resilience.md).
@@ -245,33 +313,40 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         "nodeResourceGroup": cluster.node_resource_group,
         "kubeconfig": cluster.kubeconfig,
         "registry": cluster.registry_login_server,
-        "consumerNamespace": consumer.namespace,
-        "consumerClientId": consumer_identity.client_id,
+        "consumerNamespace": namespace.namespace,
+        "consumerClientId": consumer_identities[first].client_id,
         "kedaClientId": keda_identity.client_id,
         "image": image,
     }
 
 
-def workload_identities(
-    *,
-    location: str,
-    consumer_namespace: str,
-    subscription: str,
-    message_updater: pulumi.Input[str],
-    resource_group_name: pulumi.Input[str],
-    oidc_issuer: pulumi.Input[str],
-    work: StorageWorkQueue,
-    results: TableRef,
-    tags: Mapping[str, str],
-    id_namespace: str,
-) -> tuple[WorkloadIdentity, WorkloadIdentity]:
-    """The consumer's identity (drain the queue, set aside to poison, write results) and KEDA's
-    (read the queue length: Reader on the work queue, nothing else)."""
+def table_writer(results: TableRef) -> CosmosTableGrant:
+    return CosmosTableGrant(
+        "table-writer",
+        results.account_name,
+        cosmos_table_role_definition_id(results.account_id, COSMOS_TABLE_DATA_CONTRIBUTOR),
+        cosmos_table_scope(results.account_id, results.table_name),
+        results.resource_group_name,
+    )
 
-    def role(name: str, guid: str, scope: pulumi.Input[str]) -> RoleGrant:
-        return RoleGrant(name, role_definition_id(subscription, guid), scope)
 
-    def identity(
+@dataclass(frozen=True)
+class IdentityFactory:
+    """Workload identities of this stack: the consumers' (each drains its own queue, sets aside
+    to its own poison queue, writes results) and KEDA's (reads the queue lengths)."""
+
+    location: str
+    subscription: str
+    resource_group_name: pulumi.Input[str]
+    oidc_issuer: pulumi.Input[str]
+    tags: Mapping[str, str]
+    id_namespace: str
+
+    def role(self, name: str, guid: str, scope: pulumi.Input[str]) -> RoleGrant:
+        return RoleGrant(name, role_definition_id(self.subscription, guid), scope)
+
+    def __call__(
+        self,
         name: str,
         namespace: str,
         service_account: str,
@@ -281,41 +356,76 @@ def workload_identities(
         return WorkloadIdentity(
             name,
             WorkloadIdentityArgs(
-                resource_group_name=resource_group_name,
-                location=location,
-                oidc_issuer=oidc_issuer,
+                resource_group_name=self.resource_group_name,
+                location=self.location,
+                oidc_issuer=self.oidc_issuer,
                 namespace=namespace,
                 service_account=service_account,
                 roles=roles,
                 table_roles=table_roles,
-                tags=tags,
-                id_namespace=id_namespace,
+                tags=self.tags,
+                id_namespace=self.id_namespace,
             ),
         )
 
-    consumer = identity(
-        "consumer-identity",
-        consumer_namespace,
-        SERVICE_ACCOUNT,
-        roles=[
-            role("queue-processor", STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR, work.queue_id),
-            RoleGrant("queue-updater", message_updater, work.queue_id),
-            role("poison-sender", STORAGE_QUEUE_DATA_MESSAGE_SENDER, work.poison_queue_id),
-        ],
-        table_roles=[
-            CosmosTableGrant(
-                "table-writer",
-                results.account_name,
-                cosmos_table_role_definition_id(results.account_id, COSMOS_TABLE_DATA_CONTRIBUTOR),
-                cosmos_table_scope(results.account_id, results.table_name),
-                results.resource_group_name,
-            )
-        ],
+
+def event_router(
+    cfg: EdwConfig,
+    subscription: str,
+    *,
+    group: pulumi.Input[str],
+    account: QueueAccount,
+    queues: Mapping[str, StorageWorkQueue],
+    tags: Mapping[str, str],
+) -> EventGridRouter:
+    """The Event Grid topic, each workflow's subscription to its queue and the webhooks."""
+    assert cfg.azure is not None
+    dead_letters = DeadLetterTarget(
+        account.account_id, account.dead_letter_container, account.dead_letter_container_id
     )
-    keda = identity(
-        "keda-identity",
-        KEDA_NAMESPACE,
-        KEDA_SERVICE_ACCOUNT,
-        roles=[role("queue-reader", STORAGE_QUEUE_DATA_READER, work.queue_id)],
+    router = EventGridRouter(
+        "router",
+        EventGridRouterArgs(
+            resource_group_name=group,
+            location=cfg.azure.location,
+            topic_name=globally_unique(cfg, subscription, 50, "-"),
+            subscription_id=subscription,
+            publisher_object_ids=cfg.router_publishers,
+            dead_letters=dead_letters,
+            # Follows the storage account's network default (Deny is refused until private
+            # endpoints exist, see stacks/config.py).
+            public_network="Enabled"
+            if cfg.azure.storage_network_default_action == "Allow"
+            else "Disabled",
+            tags=tags,
+        ),
     )
-    return consumer, keda
+    for w in cfg.workflows:
+        EventGridQueueSubscription(
+            w.resource_name("route"),
+            QueueSubscriptionArgs(
+                topic_id=router.topic_id,
+                topic_principal_id=router.principal_id,
+                subscription_id=subscription,
+                subscription_name=w.name,
+                account_id=account.account_id,
+                queue_name=queues[w.name].queue_name,
+                queue_id=queues[w.name].queue_id,
+                dead_letters=dead_letters,
+                filter=w.filter,
+                ready=[router.dead_letter_grant],
+            ),
+        )
+    for hook in cfg.webhooks:
+        EventGridWebhook(
+            f"webhook-{hook.name}",
+            EventGridWebhookArgs(
+                topic_id=router.topic_id,
+                subscription_name=f"webhook-{hook.name}",
+                url=hook.url,
+                dead_letters=dead_letters,
+                filter=hook.filter,
+                ready=[router.dead_letter_grant],
+            ),
+        )
+    return router

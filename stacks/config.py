@@ -14,8 +14,11 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
+from components.routing import EventFilter, FilterError, parse_filter
 from components.settings import (
+    DEFAULT_WORKFLOW,
     DRAIN_MARGIN_SECONDS,
     AwsSettings,
     AzureSettings,
@@ -23,6 +26,8 @@ from components.settings import (
     ConsumerSettings,
     NodePoolSettings,
     QueueSettings,
+    Webhook,
+    Workflow,
 )
 
 PROJECT = "edw"
@@ -128,6 +133,30 @@ INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 IAM_PRINCIPAL_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
 IMAGE_RE = re.compile(r"^[\w.\-/:]+(@sha256:[0-9a-f]{64}|:[\w.\-]+)$")
 SQS_MAX_VISIBILITY = 43_200
+GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+# Workflow and webhook names: DNS labels short enough for every name derived from them (Azure
+# queue names allow no double hyphen).
+ITEM_NAME_RE = re.compile(r"^[a-z](?!.*--)[a-z0-9-]{1,18}[a-z0-9]$")
+# Settings a workflow may override (the others are the stack's or the cluster's).
+WORKFLOW_OVERRIDES = (
+    "minReplicas",
+    "maxReplicas",
+    "queueLengthTarget",
+    "consumerConcurrency",
+    "processingTimeoutSeconds",
+    "visibilityTimeoutSeconds",
+    "maxReceiveCount",
+    "simulatedWorkMs",
+    "consumerCpuRequest",
+    "consumerMemoryRequest",
+    "consumerCpuLimit",
+    "consumerMemoryLimit",
+)
+# The settings each cross-check compares a key with.
+CROSS_CHECKED = {
+    "maxReplicas": ("minReplicas",),
+    "visibilityTimeoutSeconds": ("processingTimeoutSeconds",),
+}
 # The retention values CloudWatch Logs accepts (PutRetentionPolicy, retentionInDays).
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
                       2192, 2557, 2922, 3288, 3653)  # fmt: skip
@@ -144,6 +173,7 @@ class Setting:
     default: Any
     description: str
     cloud: Cloud | None = None  # None: used by both stacks
+    items: Literal["string", "object"] = "string"  # of an array
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -216,6 +246,27 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "Use this results table instead of creating one (a recovery stack): AWS, the table "
         "name; Azure, the Cosmos DB table's resource id.",
+    ),
+    Setting(
+        "workflows",
+        "array",
+        [{"name": DEFAULT_WORKFLOW}],
+        "The workflows behind the router: name, optional filter and per-workflow overrides "
+        "(docs/routing.md).",
+        items="object",
+    ),
+    Setting(
+        "webhooks",
+        "array",
+        [],
+        "Partner HTTPS endpoints the router delivers to: name, url, filter (docs/routing.md).",
+        items="object",
+    ),
+    Setting(
+        "routerPublishers",
+        "array",
+        [],
+        "Who may publish to the router: AWS, IAM role/user ARNs; Azure, Entra object ids.",
     ),
     # AWS
     Setting("vpcCidr", "string", "10.42.0.0/16", "CIDR of the new VPC.", "aws"),
@@ -343,6 +394,9 @@ class EdwConfig:
     queue: QueueSettings
     consumer: ConsumerSettings
     nodes: NodePoolSettings
+    workflows: tuple[Workflow, ...] = ()
+    webhooks: tuple[Webhook, ...] = ()
+    router_publishers: tuple[str, ...] = ()
     aws: AwsSettings | None = None
     azure: AzureSettings | None = None
 
@@ -395,8 +449,9 @@ class _Parser:
         if type(value) is not kind:
             self.fail(key, f"must be {_article(setting.type)}; got {text!r}")
             return setting.default
-        if setting.type == "array" and not all(isinstance(v, str) for v in value):
-            self.fail(key, f"must be a list of strings; got {text!r}")
+        item = {"string": str, "object": dict}[setting.items]
+        if setting.type == "array" and not all(isinstance(v, item) for v in value):
+            self.fail(key, f"must be a list of {setting.items}s; got {text!r}")
             return setting.default
         return value
 
@@ -520,6 +575,9 @@ class _Parser:
             queue=self.queue(),
             consumer=self.consumer(),
             nodes=self.nodes(cloud),
+            workflows=self.workflows(),
+            webhooks=self.webhooks(),
+            router_publishers=self.publishers(cloud),
             aws=self.aws() if cloud == "aws" else None,
             azure=self.azure() if cloud == "azure" else None,
         )
@@ -677,8 +735,120 @@ class _Parser:
             )
         return locations
 
-    def cross_checks(self, config: EdwConfig) -> None:
-        consumer, queue = config.consumer, config.queue
+    def workflows(self) -> tuple[Workflow, ...]:
+        """Each workflow with the stack-wide settings under its own overrides, checked by the
+        same rules as the stack-wide ones (errors name the workflow)."""
+        items = self.raw("workflows")
+        if not items:
+            self.fail("workflows", "must list at least one workflow")
+        names = [item.get("name") for item in items]
+        workflows = []
+        for i, item in enumerate(items):
+            label = f"workflows[{i}]"
+            unknown = sorted(set(item) - {"name", "filter", *WORKFLOW_OVERRIDES})
+            if unknown:
+                self.fail(
+                    label,
+                    f"has unknown keys {unknown}; allowed: name, filter, "
+                    f"{', '.join(WORKFLOW_OVERRIDES)}",
+                )
+            name = self.item_name(label, item.get("name"))
+            if names.count(name) > 1:
+                self.fail(label, f"repeats the name {name!r}; workflow names must be unique")
+            overrides = {k: v for k, v in item.items() if k in WORKFLOW_OVERRIDES}
+            consumer, queue = self.overridden(f"{label} ({name})", overrides)
+            workflows.append(
+                Workflow(name, self.item_filter(label, item.get("filter")), consumer, queue)
+            )
+        return tuple(workflows)
+
+    def overridden(
+        self, label: str, overrides: Mapping[str, Any]
+    ) -> tuple[ConsumerSettings, QueueSettings]:
+        """Consumer and queue settings with ``overrides``, validated by a parser of its own."""
+        values = dict(self.values)
+        for key, value in overrides.items():
+            wanted = {"string": str, "integer": int}[SETTINGS_BY_KEY[key].type]
+            if type(value) is not wanted:
+                self.fail(f"{label}.{key}", f"must be {_article(SETTINGS_BY_KEY[key].type)}")
+                continue
+            values[key] = value if isinstance(value, str) else json.dumps(value)
+        sub = _Parser(values, self.provider)
+        consumer, queue = sub.consumer(), sub.queue()
+        sub.workload_checks(consumer, queue)
+        # The stack-wide values are reported once, by this parser; the rest are the overrides'.
+        ours = set(self.errors)
+        for error in sub.errors:
+            if error not in ours and not self.stack_wide_error(error, overrides):
+                self.errors.append(f"edw:{label}.{error.removeprefix('edw:')}")
+        return consumer, queue
+
+    @staticmethod
+    def stack_wide_error(error: str, overrides: Mapping[str, Any]) -> bool:
+        """A cross-check of stack-wide values is reported by the stack-wide check."""
+        key = error.removeprefix("edw:").split(" ", 1)[0]
+        related = {key, *CROSS_CHECKED.get(key, ())}
+        return not related & set(overrides)
+
+    def item_name(self, label: str, name: Any) -> str:
+        if not isinstance(name, str) or not ITEM_NAME_RE.match(name):
+            self.fail(
+                f"{label}.name",
+                "must be 3-20 of a-z 0-9 and single hyphens, starting with a letter and not "
+                f"ending with a hyphen; got {json.dumps(name)}",
+            )
+            return str(name)
+        return name
+
+    def item_filter(self, label: str, raw: Any) -> EventFilter:
+        try:
+            return parse_filter(raw)
+        except FilterError as exc:
+            self.fail(f"{label}.filter", str(exc))
+            return EventFilter()
+
+    def webhooks(self) -> tuple[Webhook, ...]:
+        items = self.raw("webhooks")
+        names = [item.get("name") for item in items]
+        hooks = []
+        for i, item in enumerate(items):
+            label = f"webhooks[{i}]"
+            unknown = sorted(set(item) - {"name", "url", "filter"})
+            if unknown:
+                self.fail(label, f"has unknown keys {unknown}; allowed: name, url, filter")
+            name = self.item_name(label, item.get("name"))
+            if names.count(name) > 1:
+                self.fail(label, f"repeats the name {name!r}; webhook names must be unique")
+            url = item.get("url")
+            parsed = urlsplit(url) if isinstance(url, str) else None
+            if parsed is None or parsed.scheme != "https" or not parsed.hostname:
+                self.fail(f"{label}.url", f"must be an https:// URL; got {json.dumps(url)}")
+            elif parsed.username or parsed.password:
+                # Credentials in the URL would sit in plain text in the stack's config and state.
+                self.fail(
+                    f"{label}.url",
+                    "must not carry credentials (user:password@); verify the router's "
+                    "signature or token instead (docs/routing.md)",
+                )
+            event_filter = self.item_filter(label, item.get("filter"))
+            if "filter" not in item or event_filter.matches_everything:
+                self.fail(
+                    f"{label}.filter",
+                    "is required: a partner receives only the events it subscribed to",
+                )
+            hooks.append(Webhook(name, str(url), event_filter))
+        return tuple(hooks)
+
+    def publishers(self, cloud: str | None) -> tuple[str, ...]:
+        if cloud == "aws":
+            return self.arns("routerPublishers")
+        publishers = tuple(self.raw("routerPublishers"))
+        bad = [p for p in publishers if not GUID_RE.match(p)]
+        if bad:
+            self.fail("routerPublishers", f"must be Entra object ids (GUIDs) on azure; got {bad}")
+        return publishers
+
+    def workload_checks(self, consumer: ConsumerSettings, queue: QueueSettings) -> None:
         if consumer.max_replicas < consumer.min_replicas:
             self.fail(
                 "maxReplicas",
@@ -694,6 +864,10 @@ class _Parser:
                 f"{DRAIN_MARGIN_SECONDS}s drain), or a message being finished during shutdown "
                 f"would be redelivered; got {queue.visibility_timeout_seconds}",
             )
+
+    def cross_checks(self, config: EdwConfig) -> None:
+        consumer, queue = config.consumer, config.queue
+        self.workload_checks(consumer, queue)
         age = config.aws.max_message_age_seconds if config.aws else 0
         if age >= queue.message_retention_seconds:
             self.fail(

@@ -56,6 +56,7 @@ class RecordedResource:
     custom: bool
     provider: str
     retain_on_delete: bool = False
+    aliases: tuple[str, ...] = ()  # the URNs this resource had before (what the engine matches)
 
 
 @dataclass
@@ -356,6 +357,13 @@ class ProviderMocks(pulumi_mocks.Mocks):
             arn = f"arn:aws:sns:{region}:{acct}:{n}"
             return {"name": n, "arn": arn, "__id": arn}  # a topic's id is its ARN
 
+        def subscription(_t: str, name: str, i: Props) -> Props:
+            # SNS names a subscription by its topic plus a UUID; an unconfirmed HTTPS one
+            # reports "pending confirmation" until the partner confirms it.
+            arn = f"{i['topic']}:{_guid(name, 'subscription')}"
+            pending = i.get("protocol") in ("http", "https")
+            return {"arn": arn, "__id": arn, "pendingConfirmation": pending}
+
         def metric_alarm(_t: str, name: str, i: Props) -> Props:
             n = named(i, name)
             return {"name": n, "arn": f"arn:aws:cloudwatch:{region}:{acct}:alarm:{n}", "__id": n}
@@ -435,6 +443,7 @@ class ProviderMocks(pulumi_mocks.Mocks):
             "aws:ec2/eip:Eip": eip,
             "aws:cloudwatch/eventRule:EventRule": event_rule,
             "aws:sns/topic:Topic": topic,
+            "aws:sns/topicSubscription:TopicSubscription": subscription,
             "aws:cloudwatch/metricAlarm:MetricAlarm": metric_alarm,
             "aws:eks/nodeGroup:NodeGroup": node_group,
             "eks:index:Cluster": eks_cluster,
@@ -474,6 +483,30 @@ class ProviderMocks(pulumi_mocks.Mocks):
             q = named(i, name, "queueName")
             acct = f"Microsoft.Storage/storageAccounts/{i['accountName']}"
             return {"name": q, "__id": provider_id(i, acct, f"queueServices/default/queues/{q}")}
+
+        def blob_container(_t: str, name: str, i: Props) -> Props:
+            c = named(i, name, "containerName")
+            acct = f"Microsoft.Storage/storageAccounts/{i['accountName']}"
+            return {"name": c, "__id": provider_id(i, acct, f"blobServices/default/containers/{c}")}
+
+        def event_grid_topic(_t: str, name: str, i: Props) -> Props:
+            n, region = named(i, name, "topicName"), i.get("location", location)
+            # Event Grid gives a topic one endpoint per region, and its own identity.
+            identity = dict(i.get("identity") or {})
+            if identity.get("type") == "SystemAssigned":
+                identity.update(principalId=_guid(n, "principal"), tenantId=TENANT)
+            return {
+                "name": n,
+                "__id": provider_id(i, "Microsoft.EventGrid/topics", n),
+                "endpoint": f"https://{n}.{region}-1.eventgrid.azure.net/api/events",
+                "identity": identity,
+                "provisioningState": "Succeeded",
+            }
+
+        def event_subscription(_t: str, name: str, i: Props) -> Props:
+            n = named(i, name, "eventSubscriptionName")
+            rid = f"{i['scope']}/providers/Microsoft.EventGrid/eventSubscriptions/{n}"
+            return {"name": n, "__id": rid, "provisioningState": "Succeeded"}
 
         def cosmos_account(_t: str, name: str, i: Props) -> Props:
             acct = named(i, name, "accountName")
@@ -560,6 +593,9 @@ class ProviderMocks(pulumi_mocks.Mocks):
             "azure-native:resources:ResourceGroup": resource_group,
             "azure-native:storage:StorageAccount": storage_account,
             "azure-native:storage:Queue": queue,
+            "azure-native:storage:BlobContainer": blob_container,
+            "azure-native:eventgrid:Topic": event_grid_topic,
+            "azure-native:eventgrid:EventSubscription": event_subscription,
             "azure-native:cosmosdb:DatabaseAccount": cosmos_account,
             "azure-native:cosmosdb:TableResourceTable": cosmos_child("tables", "tableName"),
             "azure-native:cosmosdb:TableResourceTableRoleAssignment": cosmos_child(
@@ -734,9 +770,19 @@ def _recorded(monitor: RecordingMonitor) -> list[RecordedResource]:
                 custom=custom,
                 provider=request.provider,
                 retain_on_delete=bool(request.retainOnDelete),
+                aliases=tuple(_alias_urn(monitor, request, a) for a in request.aliases),
             )
         )
     return resources
+
+
+def _alias_urn(monitor: RecordingMonitor, request: Any, alias: Any) -> str:
+    """An alias as the URN it names, built the way the mock monitor builds URNs."""
+    if alias.urn:
+        return alias.urn
+    spec = alias.spec
+    parent = "" if spec.noParent else (spec.parentUrn or request.parent)
+    return monitor.make_urn(parent, spec.type or request.type, spec.name or request.name)
 
 
 @contextlib.contextmanager

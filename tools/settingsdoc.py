@@ -31,7 +31,7 @@ def pulumi_config(settings: Sequence[Setting] = SETTINGS) -> dict[str, Any]:
         only = f" ({s.cloud} only)" if s.cloud else ""
         spec: dict[str, Any] = {"type": s.type, "description": s.description + only}
         if s.type == "array":
-            spec["items"] = {"type": "string"}
+            spec["items"] = {"type": s.items}
         if s.default is not None:
             spec["default"] = s.default
         block[s.key] = spec

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -20,7 +20,7 @@ SERVICE_ACCOUNT = "keda-operator"
 @dataclass(frozen=True)
 class KedaOperatorArgs:
     oidc: ClusterOidc
-    queue_arn: pulumi.Input[str]
+    queue_arns: Sequence[pulumi.Input[str]]  # every workflow's work queue
     system_nodes: pulumi.Resource
     tags: Mapping[str, str]
 
@@ -41,7 +41,9 @@ class KedaOperator(pulumi.ComponentResource):
                 oidc=args.oidc,
                 namespace=NAMESPACE,
                 service_account=SERVICE_ACCOUNT,
-                statements=[allow(["sqs:GetQueueAttributes"], [args.queue_arn], "ReadQueueDepth")],
+                statements=[
+                    allow(["sqs:GetQueueAttributes"], list(args.queue_arns), "ReadQueueDepth")
+                ],
                 tags=args.tags,
             ),
             opts=pulumi.ResourceOptions(parent=self),

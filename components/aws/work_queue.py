@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_aws import sqs
 
-from components.aws.iam import deny_insecure_transport, document
+from components.aws.iam import Statement, allow, deny_insecure_transport, document
 from components.settings import QueueSettings
 
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600  # the SQS maximum: time to inspect and redrive
@@ -20,6 +20,8 @@ LONG_POLL_SECONDS = 20
 class SqsWorkQueueArgs:
     settings: QueueSettings
     tags: Mapping[str, str]
+    # The router topic that delivers to the queue, and dead-letters what it cannot deliver.
+    router_topic_arn: pulumi.Input[str] | None = None
 
 
 class SqsWorkQueue(pulumi.ComponentResource):
@@ -69,11 +71,19 @@ class SqsWorkQueue(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        topic = args.router_topic_arn
         for label, q in (("queue", queue), ("dlq", dlq)):
+            # The name predates the router statement; renaming would replace the policy, and
+            # deleting the old one after creating the new would leave the queue with none.
             sqs.QueuePolicy(
                 f"{name}-{label}-tls-only",
                 queue_url=q.url,
-                policy=document([deny_insecure_transport(q.arn)]),
+                policy=document(
+                    [
+                        deny_insecure_transport(q.arn),
+                        *([router_sends(q.arn, topic)] if topic else []),
+                    ]
+                ),
                 opts=child,
             )
         self.queue_url, self.queue_arn = queue.url, queue.arn
@@ -87,3 +97,14 @@ class SqsWorkQueue(pulumi.ComponentResource):
                 "dlq_arn": self.dlq_arn,
             }
         )
+
+
+def router_sends(queue_arn: pulumi.Input[str], topic_arn: pulumi.Input[str]) -> Statement:
+    """SNS may send to the queue on behalf of exactly one topic (the confused-deputy guard)."""
+    return allow(
+        ["sqs:SendMessage"],
+        [queue_arn],
+        "RouterTopicDelivers",
+        Principal={"Service": "sns.amazonaws.com"},
+        Condition={"ArnEquals": {"aws:SourceArn": topic_arn}},
+    )

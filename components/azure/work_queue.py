@@ -1,9 +1,10 @@
-"""The work queue on Azure: a locked-down storage account with the queue and its poison queue."""
+"""The work queues on Azure: a locked-down storage account, and per workflow a queue and its
+poison queue."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -16,39 +17,47 @@ from components.azure.roles import QUEUE_MESSAGE_WRITE, role_definition_id
 POISON_SUFFIX = "-poison"
 
 
+# The Event Grid router dead-letters what it cannot deliver here (one container per account).
+DEAD_LETTER_CONTAINER = "router-dead-letters"
+# Where the account and its custom role lived when the stack had one queue (docs/routing.md).
+LEGACY_OWNER = ("work", "edw:azure:StorageWorkQueue")
+
+
 @dataclass(frozen=True)
-class StorageWorkQueueArgs:
+class QueueAccountArgs:
     resource_group_name: pulumi.Input[str]
     resource_group_id: pulumi.Input[str]
     subscription_id: str
     stack_name: str  # <prefix>-<stack>, names the custom role
     location: str
     account_name: str  # globally unique, 3-24 chars of a-z0-9
-    queue_name: str
     network_default_action: Literal["Allow", "Deny"]
     tags: Mapping[str, str]
 
 
-class StorageWorkQueue(pulumi.ComponentResource):
-    """StorageV2 account (Entra-only, TLS 1.2, infrastructure encryption) + work and poison queue.
-
-    Storage queues have no redrive: the consumer moves a message whose dequeue count exceeds
-    EDW_MAX_DELIVERIES to `<queue>-poison` (the name the Azure Functions convention uses), and
-    sets the visibility timeout on every receive.
-    """
+class QueueAccount(pulumi.ComponentResource):
+    """StorageV2 account (Entra-only, TLS 1.2, infrastructure encryption) that holds every
+    workflow's queues and the router's dead-letter container, plus the one-action custom role
+    the consumers extend visibility with."""
 
     account_name: pulumi.Output[str]
-    queue_name: pulumi.Output[str]
-    queue_id: pulumi.Output[str]
-    poison_queue_name: pulumi.Output[str]
-    poison_queue_id: pulumi.Output[str]
+    account_id: pulumi.Output[str]
+    dead_letter_container: pulumi.Output[str]
+    dead_letter_container_id: pulumi.Output[str]
     message_updater_role_id: pulumi.Output[str]
 
     def __init__(
-        self, name: str, args: StorageWorkQueueArgs, opts: pulumi.ResourceOptions | None = None
+        self, name: str, args: QueueAccountArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("edw:azure:StorageWorkQueue", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        super().__init__("edw:azure:QueueAccount", name, None, opts)
+        old_parent = pulumi.create_urn(*LEGACY_OWNER)
+
+        def moved(old_name: str) -> pulumi.ResourceOptions:
+            # Same resource, new parent and name: updated in place, never replaced.
+            return pulumi.ResourceOptions(
+                parent=self, aliases=[pulumi.Alias(name=old_name, parent=old_parent)]
+            )
+
         # Queues get infrastructure (double) encryption only with account-scoped keys.
         encrypted = storage.EncryptionServiceArgs(enabled=True, key_type="Account")
         account = storage.StorageAccount(
@@ -74,66 +83,115 @@ class StorageWorkQueue(pulumi.ComponentResource):
                 default_action=args.network_default_action, bypass="AzureServices"
             ),
             tags=dict(args.tags),
-            opts=child,
+            opts=moved(f"{LEGACY_OWNER[0]}-account"),
         )
+        container = storage.BlobContainer(
+            f"{name}-dead-letters",
+            account_name=account.name,
+            resource_group_name=args.resource_group_name,
+            container_name=DEAD_LETTER_CONTAINER,
+            public_access=storage.PublicAccess.NONE,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.message_updater_role_id = self._message_updater(name, args, moved)
+        self.account_name, self.account_id = account.name, account.id
+        self.dead_letter_container, self.dead_letter_container_id = container.name, container.id
+        self.register_outputs(
+            {
+                "account_name": self.account_name,
+                "account_id": self.account_id,
+                "dead_letter_container": self.dead_letter_container,
+                "message_updater_role_id": self.message_updater_role_id,
+            }
+        )
+
+    def _message_updater(
+        self,
+        name: str,
+        args: QueueAccountArgs,
+        moved: Callable[[str], pulumi.ResourceOptions],
+    ) -> pulumi.Output[str]:
+        """A custom role with only Update Message, which the consumer needs to extend a
+        message's visibility and no built-in queue role short of Data Contributor includes.
+
+        Custom roles cannot be assignable at a single queue, so the definition lists the
+        resource group; its assignments are still scoped to one work queue each.
+        """
+        sub = args.subscription_id
+        guid = uuid.uuid5(uuid.NAMESPACE_URL, f"edw/{sub}/{args.stack_name}/queue-message-updater")
+        legacy = f"{LEGACY_OWNER[0]}-message-updater"
+        definition = authorization.RoleDefinition(
+            f"{name}-message-updater",
+            role_definition_id=str(guid),
+            # Role names are unique per tenant: name the stack and its subscription.
+            role_name=f"{args.stack_name} queue message updater ({sub[:8]})",
+            description="Update messages (visibility) of the EDW work queues.",
+            scope=args.resource_group_id,
+            assignable_scopes=[args.resource_group_id],
+            permissions=[authorization.PermissionArgs(data_actions=[QUEUE_MESSAGE_WRITE])],
+            opts=moved(legacy),
+        )
+        # Role definitions propagate: an assignment made right away can be refused.
+        visible = role_definition_visible(
+            f"{name}-message-updater-visible",
+            definition.id,
+            pulumi.ResourceOptions.merge(
+                moved(f"{legacy}-visible"), pulumi.ResourceOptions(depends_on=[definition])
+            ),
+        )
+        return pulumi.Output.all(definition.name, visible.attempts).apply(
+            lambda a: role_definition_id(sub, a[0])
+        )
+
+
+@dataclass(frozen=True)
+class StorageWorkQueueArgs:
+    resource_group_name: pulumi.Input[str]
+    account_name: pulumi.Input[str]
+    queue_name: str
+
+
+class StorageWorkQueue(pulumi.ComponentResource):
+    """A workflow's work queue and its poison queue, in the stack's queue account.
+
+    Storage queues have no redrive: the consumer moves a message whose dequeue count exceeds
+    EDW_MAX_DELIVERIES to `<queue>-poison` (the name the Azure Functions convention uses), and
+    sets the visibility timeout on every receive.
+    """
+
+    queue_name: pulumi.Output[str]
+    queue_id: pulumi.Output[str]
+    poison_queue_name: pulumi.Output[str]
+    poison_queue_id: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: StorageWorkQueueArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("edw:azure:StorageWorkQueue", name, None, opts)
         queues = {
             role: storage.Queue(
                 f"{name}-{role}",
-                account_name=account.name,
+                account_name=args.account_name,
                 resource_group_name=args.resource_group_name,
                 queue_name=queue_name,
                 # Queue metadata names must be C# identifiers: letters, digits, underscores.
                 metadata={"edw_role": role},
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self),
             )
             for role, queue_name in (
                 ("work", args.queue_name),
                 ("poison", f"{args.queue_name}{POISON_SUFFIX}"),
             )
         }
-        self.message_updater_role_id = self._message_updater(name, args)
-        self.account_name = account.name
         self.queue_name = queues["work"].name
         self.queue_id = queues["work"].id
         self.poison_queue_name = queues["poison"].name
         self.poison_queue_id = queues["poison"].id
         self.register_outputs(
             {
-                "account_name": self.account_name,
                 "queue_name": self.queue_name,
                 "queue_id": self.queue_id,
                 "poison_queue_name": self.poison_queue_name,
                 "poison_queue_id": self.poison_queue_id,
-                "message_updater_role_id": self.message_updater_role_id,
             }
-        )
-
-    def _message_updater(self, name: str, args: StorageWorkQueueArgs) -> pulumi.Output[str]:
-        """A custom role with only Update Message, which the consumer needs to extend a
-        message's visibility and no built-in queue role short of Data Contributor includes.
-
-        Custom roles cannot be assignable at a single queue, so the definition lists the
-        resource group; its assignment is still scoped to the work queue.
-        """
-        sub = args.subscription_id
-        guid = uuid.uuid5(uuid.NAMESPACE_URL, f"edw/{sub}/{args.stack_name}/queue-message-updater")
-        definition = authorization.RoleDefinition(
-            f"{name}-message-updater",
-            role_definition_id=str(guid),
-            # Role names are unique per tenant: name the stack and its subscription.
-            role_name=f"{args.stack_name} queue message updater ({sub[:8]})",
-            description="Update messages (visibility) of the EDW work queue.",
-            scope=args.resource_group_id,
-            assignable_scopes=[args.resource_group_id],
-            permissions=[authorization.PermissionArgs(data_actions=[QUEUE_MESSAGE_WRITE])],
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        # Role definitions propagate: an assignment made right away can be refused.
-        visible = role_definition_visible(
-            f"{name}-message-updater-visible",
-            definition.id,
-            pulumi.ResourceOptions(parent=self, depends_on=[definition]),
-        )
-        return pulumi.Output.all(definition.name, visible.attempts).apply(
-            lambda a: role_definition_id(sub, a[0])
         )

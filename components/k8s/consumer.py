@@ -1,5 +1,6 @@
-"""The consumer workload, cloud-neutral: namespace, service account, Deployment, PDB and the
-KEDA ScaledObject + TriggerAuthentication that scale it on queue depth.
+"""The consumer workloads, cloud-neutral: the namespace they share and, per workflow, a service
+account, Deployment, PDB, network policy and the KEDA ScaledObject + TriggerAuthentication that
+scale it on its queue's depth.
 
 Each cloud stack supplies what differs: the image, the backend env, the identity annotations and
 labels, and the KEDA trigger (type, metadata, pod identity).
@@ -15,11 +16,9 @@ import pulumi
 from pulumi_kubernetes import apiextensions, apps, core, meta, networking, policy
 
 from components.k8s.nodepools import CONSUMER_NODE_LABEL, SPOT_TAINT
-from components.settings import ConsumerSettings, QueueSettings
+from components.settings import ConsumerSettings, Workflow
 from components.versions import KEDA_API
 
-SERVICE_ACCOUNT = "edw-consumer"
-DEPLOYMENT = "edw-consumer"
 HTTP_PORT = 8080
 RUN_AS = 10001
 
@@ -33,11 +32,53 @@ class QueueTrigger:
     pod_identity: Mapping[str, pulumi.Input[str]]
 
 
+PART_OF = {"app.kubernetes.io/part-of": "edw"}
+# What the namespace carried when it belonged to the single consumer (kept: no label churn).
+NAMESPACE_LABELS = {"app.kubernetes.io/name": "edw-consumer", **PART_OF}
+# The namespace and its default-deny policy once belonged to the ConsumerDeployment "consumer".
+LEGACY_OWNER = ("consumer", "edw:k8s:ConsumerDeployment")
+
+
+class ConsumerNamespace(pulumi.ComponentResource):
+    """The namespace every workflow's consumer runs in, closed by default (deny all traffic;
+    each consumer opens exactly what it needs)."""
+
+    namespace: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, namespace: str, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("edw:k8s:ConsumerNamespace", name, None, opts)
+        # Aliases to the URNs these had as the single consumer's children: updated in place,
+        # never deleted (deleting a namespace deletes everything in it).
+        moved = pulumi.ResourceOptions(
+            parent=self,
+            aliases=[pulumi.Alias(parent=pulumi.create_urn(*LEGACY_OWNER))],
+        )
+        ns = core.v1.Namespace(
+            f"{name}-ns",
+            metadata=meta.v1.ObjectMetaArgs(name=namespace, labels=NAMESPACE_LABELS),
+            opts=moved,
+        )
+        networking.v1.NetworkPolicy(
+            f"{name}-default-deny",
+            metadata=meta.v1.ObjectMetaArgs(
+                name="default-deny", namespace=ns.metadata.name, labels=NAMESPACE_LABELS
+            ),
+            spec=networking.v1.NetworkPolicySpecArgs(
+                pod_selector=meta.v1.LabelSelectorArgs(), policy_types=["Ingress", "Egress"]
+            ),
+            opts=pulumi.ResourceOptions.merge(moved, pulumi.ResourceOptions(depends_on=[ns])),
+        )
+        self.namespace = ns.metadata.name
+        self.register_outputs({"namespace": self.namespace})
+
+
 @dataclass(frozen=True)
 class ConsumerDeploymentArgs:
     cloud: str
-    consumer: ConsumerSettings
-    queue: QueueSettings
+    workflow: Workflow
+    namespace: pulumi.Input[str]
     image: pulumi.Input[str]
     backend_env: Mapping[str, pulumi.Input[str]]
     trigger: QueueTrigger
@@ -60,22 +101,17 @@ class ConsumerDeployment(pulumi.ComponentResource):
         self, name: str, args: ConsumerDeploymentArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("edw:k8s:ConsumerDeployment", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        settings = args.consumer
-        labels = {"app.kubernetes.io/name": "edw-consumer", "app.kubernetes.io/part-of": "edw"}
-
-        ns = core.v1.Namespace(
-            f"{name}-ns",
-            metadata=meta.v1.ObjectMetaArgs(name=settings.namespace, labels=labels),
-            opts=child,
-        )
-        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
-        namespace = ns.metadata.name
+        workflow = args.workflow
+        settings = workflow.consumer
+        k8s_name = workflow.k8s_name
+        labels = {"app.kubernetes.io/name": k8s_name, **PART_OF}
+        namespace = args.namespace
+        in_ns = pulumi.ResourceOptions(parent=self)
 
         sa = core.v1.ServiceAccount(
             f"{name}-sa",
             metadata=meta.v1.ObjectMetaArgs(
-                name=SERVICE_ACCOUNT,
+                name=k8s_name,
                 namespace=namespace,
                 labels={**labels, **args.service_account_labels},
                 annotations=dict(args.service_account_annotations),
@@ -83,11 +119,11 @@ class ConsumerDeployment(pulumi.ComponentResource):
             automount_service_account_token=False,
             opts=in_ns,
         )
-        network_policies(name, namespace, labels, in_ns)
+        consumer_network_policy(name, k8s_name, namespace, labels, in_ns)
 
         deployment = apps.v1.Deployment(
             f"{name}-deployment",
-            metadata=meta.v1.ObjectMetaArgs(name=DEPLOYMENT, namespace=namespace, labels=labels),
+            metadata=meta.v1.ObjectMetaArgs(name=k8s_name, namespace=namespace, labels=labels),
             spec=_deployment_spec(args, labels, sa.metadata.name),
             # The HPA that KEDA creates owns spec.replicas; never fight it on `up`.
             opts=pulumi.ResourceOptions(
@@ -97,7 +133,7 @@ class ConsumerDeployment(pulumi.ComponentResource):
 
         policy.v1.PodDisruptionBudget(
             f"{name}-pdb",
-            metadata=meta.v1.ObjectMetaArgs(name=DEPLOYMENT, namespace=namespace, labels=labels),
+            metadata=meta.v1.ObjectMetaArgs(name=k8s_name, namespace=namespace, labels=labels),
             # Consolidation and spot rebalancing drain nodes; keep most consumers working.
             spec=policy.v1.PodDisruptionBudgetSpecArgs(
                 max_unavailable="25%",
@@ -110,16 +146,16 @@ class ConsumerDeployment(pulumi.ComponentResource):
             f"{name}-trigger-auth",
             api_version=KEDA_API,
             kind="TriggerAuthentication",
-            metadata=meta.v1.ObjectMetaArgs(name=f"{DEPLOYMENT}-queue", namespace=namespace),
+            metadata=meta.v1.ObjectMetaArgs(name=f"{k8s_name}-queue", namespace=namespace),
             spec={"podIdentity": dict(args.trigger.pod_identity)},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, *args.platform]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*args.platform]),
         )
 
         scaled = apiextensions.CustomResource(
             f"{name}-scaled-object",
             api_version=KEDA_API,
             kind="ScaledObject",
-            metadata=meta.v1.ObjectMetaArgs(name=DEPLOYMENT, namespace=namespace, labels=labels),
+            metadata=meta.v1.ObjectMetaArgs(name=k8s_name, namespace=namespace, labels=labels),
             spec=_scaled_object_spec(
                 settings, args.trigger, deployment.metadata.name, auth.metadata["name"]
             ),
@@ -146,26 +182,19 @@ DNS_PORTS = [
 ]
 
 
-def network_policies(
+def consumer_network_policy(
     name: str,
+    k8s_name: str,
     namespace: pulumi.Input[str],
     labels: Mapping[str, str],
     opts: pulumi.ResourceOptions,
 ) -> None:
-    """Deny everything in the namespace, then let consumer pods take probes and scrapes on
-    their HTTP port and reach only cluster DNS and HTTPS (the queue, table and identity APIs).
-    Enforced by the VPC CNI's network policy agent on EKS and by Cilium on AKS."""
-    networking.v1.NetworkPolicy(
-        f"{name}-default-deny",
-        metadata=meta.v1.ObjectMetaArgs(name="default-deny", namespace=namespace, labels=labels),
-        spec=networking.v1.NetworkPolicySpecArgs(
-            pod_selector=meta.v1.LabelSelectorArgs(), policy_types=["Ingress", "Egress"]
-        ),
-        opts=opts,
-    )
+    """Open the namespace's default deny for one consumer's pods: probes and scrapes on their
+    HTTP port in, only cluster DNS and HTTPS (the queue, table and identity APIs) out. Enforced
+    by the VPC CNI's network policy agent on EKS and by Cilium on AKS."""
     networking.v1.NetworkPolicy(
         f"{name}-network-policy",
-        metadata=meta.v1.ObjectMetaArgs(name=DEPLOYMENT, namespace=namespace, labels=labels),
+        metadata=meta.v1.ObjectMetaArgs(name=k8s_name, namespace=namespace, labels=labels),
         spec=networking.v1.NetworkPolicySpecArgs(
             pod_selector=meta.v1.LabelSelectorArgs(match_labels=dict(labels)),
             policy_types=["Ingress", "Egress"],
@@ -201,13 +230,14 @@ def _consumer_env(
     args: ConsumerDeploymentArgs,
 ) -> list[core.v1.EnvVarArgs]:
     """The settings app/ reads (see app/settings.py), common part first, then the backend's."""
-    c = args.consumer
+    c, queue = args.workflow.consumer, args.workflow.queue
     common: dict[str, pulumi.Input[str]] = {
         "EDW_CLOUD": args.cloud,
+        "EDW_WORKFLOW": args.workflow.name,
         "EDW_CONCURRENCY": str(c.concurrency),
-        "EDW_VISIBILITY_TIMEOUT_SECONDS": str(args.queue.visibility_timeout_seconds),
+        "EDW_VISIBILITY_TIMEOUT_SECONDS": str(queue.visibility_timeout_seconds),
         "EDW_PROCESSING_TIMEOUT_SECONDS": str(c.processing_timeout_seconds),
-        "EDW_MAX_DELIVERIES": str(args.queue.max_receive_count),
+        "EDW_MAX_DELIVERIES": str(queue.max_receive_count),
         "EDW_SIMULATED_WORK_MS": str(c.simulated_work_ms),
         "EDW_HTTP_PORT": str(HTTP_PORT),
         # Leave the kubelet a few seconds between our exit and its SIGKILL.
@@ -220,7 +250,7 @@ def _consumer_env(
 def _deployment_spec(
     args: ConsumerDeploymentArgs, labels: Mapping[str, str], service_account: pulumi.Input[str]
 ) -> apps.v1.DeploymentSpecArgs:
-    c = args.consumer
+    c = args.workflow.consumer
     probe: dict[str, Any] = {"port": "http"}
     container = core.v1.ContainerArgs(
         name="consumer",
@@ -253,7 +283,8 @@ def _deployment_spec(
         ),
         volume_mounts=[core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")],
     )
-    pod_labels = {**labels, **args.pod_labels}
+    # The workflow label is on the pods only: a Deployment's selector cannot change in place.
+    pod_labels = {**labels, **args.pod_labels, "edw/workflow": args.workflow.name}
     return apps.v1.DeploymentSpecArgs(
         selector=meta.v1.LabelSelectorArgs(match_labels=dict(labels)),
         strategy=apps.v1.DeploymentStrategyArgs(

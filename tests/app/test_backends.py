@@ -56,16 +56,23 @@ def test_azure_partition_key_is_stable_and_spreads_ids() -> None:
     assert min(counts.values()) > 2000 / azure.PARTITIONS * 0.8
 
 
-def test_azure_entity_is_keyed_by_event_id() -> None:
+def test_azure_entity_is_keyed_by_event_id_and_names_its_workflow() -> None:
     event = parse('{"specversion":"1.0","id":"o-1","source":"s","type":"t","data":{"a":1}}')
-    entity = azure._entity(event)
+    entity = azure._entity(event, "orders")
     assert entity == {
         "RowKey": "o-1",
         "PartitionKey": azure.partition_key("o-1"),
         "source": "s",
         "type": "t",
         "data": '{"a":1}',
+        "workflow": "orders",
     }
+
+
+def test_dynamodb_item_names_its_workflow() -> None:
+    assert aws.DynamoTable(None, "events").item(EVENTS[0])["workflow"] == {"S": "work"}
+    item = aws.DynamoTable(None, "events", workflow="orders").item(EVENTS[0])
+    assert item["workflow"] == {"S": "orders"}
 
 
 def _dynamo_with_canned_responses(responses: list[dict[str, object]]) -> tuple[object, Stubber]:

@@ -123,7 +123,7 @@ def test_pulumi_yaml_declares_every_setting_with_type_default_and_description():
         assert spec.get("default") == s.default, s.key
         assert spec["description"].startswith(s.description), s.key
         if s.type == "array":
-            assert spec["items"] == {"type": "string"}, s.key
+            assert spec["items"] == {"type": s.items}, s.key
 
 
 def test_stack_files_hold_only_declared_settings():

@@ -176,7 +176,7 @@ def checks(run: StackRun) -> dict[str, RecordedResource]:
 
 
 def test_the_custom_role_is_assigned_only_once_it_reads_back(dev_run: StackRun) -> None:
-    check = checks(dev_run)["work-message-updater-visible"]
+    check = checks(dev_run)["queues-message-updater-visible"]
     definition = dev_run.one("azure-native:authorization:RoleDefinition")
     assert check.inputs["url"] == (
         f"https://management.azure.com{definition.id}?api-version=2022-04-01"

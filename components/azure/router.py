@@ -1,0 +1,226 @@
+"""The event router on Azure: one Event Grid custom topic (CloudEvents 1.0 input, Entra-only) that
+sends each event, by its content, to the workflows' Storage queues and to partners' webhooks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pulumi
+from pulumi_azure_native import authorization, eventgrid
+
+from components.azure.roles import (
+    EVENTGRID_DATA_SENDER,
+    STORAGE_BLOB_DATA_CONTRIBUTOR,
+    STORAGE_QUEUE_DATA_MESSAGE_SENDER,
+    role_definition_id,
+)
+from components.routing import EventFilter, event_grid_filters
+
+CLOUD_EVENTS = "CloudEventSchemaV1_0"
+# Event Grid's defaults, stated: 30 tries over at most a day, then the dead-letter container.
+RETRY = eventgrid.RetryPolicyArgs(max_delivery_attempts=30, event_time_to_live_in_minutes=1440)
+TOPIC_IDENTITY = eventgrid.EventSubscriptionIdentityArgs(type="SystemAssigned")
+
+
+@dataclass(frozen=True)
+class DeadLetterTarget:
+    """The blob container the router dead-letters to, in the stack's queue account."""
+
+    account_id: pulumi.Input[str]
+    container_name: pulumi.Input[str]
+    container_id: pulumi.Input[str]
+
+
+@dataclass(frozen=True)
+class EventGridRouterArgs:
+    resource_group_name: pulumi.Input[str]
+    location: str
+    topic_name: str
+    subscription_id: str
+    publisher_object_ids: Sequence[str]
+    dead_letters: DeadLetterTarget
+    public_network: Literal["Enabled", "Disabled"]
+    tags: Mapping[str, str]
+
+
+class EventGridRouter(pulumi.ComponentResource):
+    """Custom topic: CloudEvents 1.0 only (the router refuses anything else), local (key) auth
+    off, TLS 1.2, a system-assigned identity that delivers and dead-letters (it may write to
+    exactly the dead-letter container), and "EventGrid Data Sender" for exactly the publishers
+    named."""
+
+    topic_id: pulumi.Output[str]
+    endpoint: pulumi.Output[str]
+    principal_id: pulumi.Output[str]
+    dead_letter_grant: authorization.RoleAssignment
+
+    def __init__(
+        self, name: str, args: EventGridRouterArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("edw:azure:EventGridRouter", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        topic = eventgrid.Topic(
+            f"{name}-topic",
+            topic_name=args.topic_name,
+            resource_group_name=args.resource_group_name,
+            location=args.location,
+            input_schema=CLOUD_EVENTS,
+            disable_local_auth=True,
+            minimum_tls_version_allowed="1.2",
+            public_network_access=args.public_network,
+            identity=eventgrid.IdentityInfoArgs(type="SystemAssigned"),
+            tags=dict(args.tags),
+            opts=child,
+        )
+        for object_id in args.publisher_object_ids:
+            authorization.RoleAssignment(
+                f"{name}-publisher-{object_id[:8]}",
+                principal_id=object_id,
+                role_definition_id=role_definition_id(args.subscription_id, EVENTGRID_DATA_SENDER),
+                scope=topic.id,
+                opts=child,
+            )
+        self.principal_id = topic.identity.apply(lambda i: i.principal_id if i else "")
+        self.dead_letter_grant = authorization.RoleAssignment(
+            f"{name}-dead-letter-writer",
+            principal_id=self.principal_id,
+            principal_type="ServicePrincipal",
+            role_definition_id=role_definition_id(
+                args.subscription_id, STORAGE_BLOB_DATA_CONTRIBUTOR
+            ),
+            scope=args.dead_letters.container_id,
+            opts=child,
+        )
+        self.topic_id = topic.id
+        self.endpoint = topic.endpoint
+        self.register_outputs(
+            {
+                "topic_id": self.topic_id,
+                "endpoint": self.endpoint,
+                "principal_id": self.principal_id,
+            }
+        )
+
+
+def advanced_filter(f: Mapping[str, Any]) -> Any:
+    if f["operatorType"] == "StringBeginsWith":
+        return eventgrid.StringBeginsWithAdvancedFilterArgs(
+            key=f["key"], operator_type="StringBeginsWith", values=f["values"]
+        )
+    return eventgrid.StringInAdvancedFilterArgs(
+        key=f["key"], operator_type="StringIn", values=f["values"]
+    )
+
+
+def subscription_filter(event_filter: EventFilter) -> eventgrid.EventSubscriptionFilterArgs | None:
+    if event_filter.matches_everything:
+        return None
+    return eventgrid.EventSubscriptionFilterArgs(
+        advanced_filters=[advanced_filter(f) for f in event_grid_filters(event_filter)]
+    )
+
+
+def dead_letter(target: DeadLetterTarget) -> eventgrid.DeadLetterWithResourceIdentityArgs:
+    return eventgrid.DeadLetterWithResourceIdentityArgs(
+        identity=TOPIC_IDENTITY,
+        dead_letter_destination=eventgrid.StorageBlobDeadLetterDestinationArgs(
+            endpoint_type="StorageBlob",
+            resource_id=target.account_id,
+            blob_container_name=target.container_name,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class QueueSubscriptionArgs:
+    topic_id: pulumi.Input[str]
+    topic_principal_id: pulumi.Input[str]
+    subscription_id: str
+    subscription_name: str
+    account_id: pulumi.Input[str]
+    queue_name: pulumi.Input[str]
+    queue_id: pulumi.Input[str]
+    dead_letters: DeadLetterTarget
+    filter: EventFilter
+    # What must exist before the first delivery: the router's dead-letter grant.
+    ready: Sequence[pulumi.Resource] = ()
+
+
+class EventGridQueueSubscription(pulumi.ComponentResource):
+    """A workflow's subscription: its filter, delivery to its queue and dead-lettering to the
+    container, both with the topic's identity, which may send to exactly that queue. Event Grid
+    writes each event as one Base64-encoded queue message (docs/routing.md); the consumer reads
+    both that and plain JSON."""
+
+    def __init__(
+        self, name: str, args: QueueSubscriptionArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("edw:azure:EventGridQueueSubscription", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        grant = authorization.RoleAssignment(
+            f"{name}-queue-sender",
+            principal_id=args.topic_principal_id,
+            principal_type="ServicePrincipal",
+            role_definition_id=role_definition_id(
+                args.subscription_id, STORAGE_QUEUE_DATA_MESSAGE_SENDER
+            ),
+            scope=args.queue_id,
+            opts=child,
+        )
+        eventgrid.EventSubscription(
+            f"{name}-subscription",
+            scope=args.topic_id,
+            event_subscription_name=args.subscription_name,
+            event_delivery_schema=CLOUD_EVENTS,
+            delivery_with_resource_identity=eventgrid.DeliveryWithResourceIdentityArgs(
+                identity=TOPIC_IDENTITY,
+                destination=eventgrid.StorageQueueEventSubscriptionDestinationArgs(
+                    endpoint_type="StorageQueue",
+                    resource_id=args.account_id,
+                    queue_name=args.queue_name,
+                ),
+            ),
+            filter=subscription_filter(args.filter),
+            retry_policy=RETRY,
+            dead_letter_with_resource_identity=dead_letter(args.dead_letters),
+            # Event Grid checks its rights on the first delivery: grant them first.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[grant, *args.ready]),
+        )
+        self.register_outputs({})
+
+
+@dataclass(frozen=True)
+class WebhookArgs:
+    topic_id: pulumi.Input[str]
+    subscription_name: str
+    url: str
+    dead_letters: DeadLetterTarget
+    filter: EventFilter
+    ready: Sequence[pulumi.Resource] = ()
+
+
+class EventGridWebhook(pulumi.ComponentResource):
+    """A partner's endpoint: the events its filter selects, one per request, Event Grid's retries
+    and dead-lettering with the topic's identity. The endpoint must answer Event Grid's
+    validation handshake when the subscription is created (docs/routing.md)."""
+
+    def __init__(
+        self, name: str, args: WebhookArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("edw:azure:EventGridWebhook", name, None, opts)
+        eventgrid.EventSubscription(
+            f"{name}-subscription",
+            scope=args.topic_id,
+            event_subscription_name=args.subscription_name,
+            event_delivery_schema=CLOUD_EVENTS,
+            destination=eventgrid.WebHookEventSubscriptionDestinationArgs(
+                endpoint_type="WebHook", endpoint_url=args.url, max_events_per_batch=1
+            ),
+            filter=subscription_filter(args.filter),
+            retry_policy=RETRY,
+            dead_letter_with_resource_identity=dead_letter(args.dead_letters),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.ready)),
+        )
+        self.register_outputs({})
