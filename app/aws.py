@@ -14,14 +14,14 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from app.backend import Backend, Received, RowRejected
+from app.backend import Backend, Received, RowRejected, batches, row_key
 from app.events import Event
 from app.settings import DEFAULT_WORKFLOW, SQS_MAX_VISIBILITY_SECONDS, Settings
 
@@ -29,6 +29,8 @@ log = logging.getLogger("edw.aws")
 SQS_BATCH = 10
 # SQS: a message, and a whole SendMessageBatch, may hold at most 1 MiB (body plus attributes).
 SQS_BATCH_BYTES = 1_048_576
+# SNS PublishBatch: the messages of one call total at most 256 KiB (SNS API reference).
+SNS_BATCH_BYTES = 262_144
 DYNAMO_BATCH = 25
 # DynamoDB: an item may hold at most 400 KB, counting attribute names and values (UTF-8).
 DYNAMO_ITEM_BYTES = 400 * 1024
@@ -89,22 +91,6 @@ def _entry_bytes(entry: dict[str, Any]) -> int:
         size += len(name.encode()) + len(attribute["DataType"].encode())
         size += len(attribute.get("StringValue", "").encode())
     return size
-
-
-def _size_batches(entries: Sequence[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    """Batches of at most 10 entries and 1 MiB in total (a lone larger entry is its own batch:
-    SQS refuses it, and the caller counts it as failed)."""
-    batch: list[dict[str, Any]] = []
-    size = 0
-    for entry in entries:
-        entry_size = _entry_bytes(entry)
-        if batch and (len(batch) == SQS_BATCH or size + entry_size > SQS_BATCH_BYTES):
-            yield batch
-            batch, size = [], 0
-        batch.append(entry)
-        size += entry_size
-    if batch:
-        yield batch
 
 
 class SqsQueue:
@@ -170,7 +156,7 @@ class SqsQueue:
     def _send_entries(self, entries: list[dict[str, Any]]) -> list[bool]:
         """Send in batches of 10 within 1 MiB; whether each entry was accepted, in order."""
         accepted: list[bool] = []
-        for batch in _size_batches(entries):
+        for batch in batches(entries, SQS_BATCH, SQS_BATCH_BYTES, _entry_bytes):
             numbered = [{"Id": str(i), **entry} for i, entry in enumerate(batch)]
             try:
                 response = self.client.send_message_batch(QueueUrl=self.url, Entries=numbered)
@@ -224,6 +210,7 @@ class DynamoTable:
 
     def item(self, event: Event) -> dict[str, dict[str, str]]:
         row = {**event.row(), "workflow": self.workflow}
+        row["id"] = row_key(self.workflow, event.id)
         item = {name: {"S": value} for name, value in row.items()}
         if self.ttl_seconds:
             # DynamoDB's TTL deletes the row some time after this epoch second.
@@ -282,6 +269,40 @@ def build(settings: Settings) -> Backend:
         ),
         close=close,
     )
+
+
+class SnsRouter:
+    """The stack's router topic, for publishing only (the producer): SNS PublishBatch, 10 events
+    and 256 KiB a call. The topic fans each event out to the workflows whose filter it passes."""
+
+    max_batch = SQS_BATCH
+
+    def __init__(self, client: Any, topic_arn: str) -> None:
+        self.client = client
+        self.topic_arn = topic_arn
+
+    def send(self, bodies: Sequence[str]) -> int:
+        failed = 0
+        entries = [{"Message": body} for body in bodies]
+        for batch in batches(
+            entries, SQS_BATCH, SNS_BATCH_BYTES, lambda e: len(e["Message"].encode())
+        ):
+            numbered = [{"Id": str(i), **entry} for i, entry in enumerate(batch)]
+            try:
+                response = self.client.publish_batch(
+                    TopicArn=self.topic_arn, PublishBatchRequestEntries=numbered
+                )
+                failed += len(_failed_ids("publish", response))
+            except Exception as exc:
+                log.warning("publish failed", extra={"fields": {"error": _short(exc)}})
+                failed += len(numbered)
+        return failed
+
+
+def open_router(topic_arn: str, pool_size: int) -> SnsRouter:
+    """The router of a stack, in the topic's own region."""
+    region = topic_arn.split(":")[3] if topic_arn.count(":") >= 5 else ""
+    return SnsRouter(_client("sns", pool_size, read_timeout=30, region=region), topic_arn)
 
 
 def open_queue(url: str, pool_size: int) -> SqsQueue:

@@ -6,12 +6,14 @@ are imported only for the chosen cloud (an AWS pod never loads the Azure SDK and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from app.events import Event
-from app.settings import Settings
+from app.settings import DEFAULT_WORKFLOW, Settings
+
+T = TypeVar("T")
 
 
 @dataclass(eq=False)
@@ -24,6 +26,13 @@ class Received:
     deliveries: int  # this delivery's number: SQS ApproximateReceiveCount, Azure dequeue count
 
 
+def row_key(workflow: str, event_id: str) -> str:
+    """A row's key: the event id, prefixed with ``<workflow>:`` for every workflow but the
+    default one (whose rows keep the keys of the single-queue releases). One event routed to
+    several workflows leaves one row per workflow; a redelivery overwrites its own row."""
+    return event_id if workflow == DEFAULT_WORKFLOW else f"{workflow}:{event_id}"
+
+
 class RowRejected(Exception):  # noqa: N818 - reads as "raise RowRejected(reason)"
     """The table refused this row for what it holds (too large, invalid): retrying cannot help.
 
@@ -31,8 +40,17 @@ class RowRejected(Exception):  # noqa: N818 - reads as "raise RowRejected(reason
     rows until the refused one is alone, so only it is dead-lettered, with this text as reason."""
 
 
-class WorkQueue(Protocol):
+class Sender(Protocol):
+    """Where the producer sends: a work queue, or the router in front of the workflows."""
+
     max_batch: int
+
+    def send(self, bodies: Sequence[str]) -> int:
+        """Send bodies in as few calls as the API allows; returns how many failed."""
+        ...
+
+
+class WorkQueue(Sender, Protocol):
     long_polls: bool  # False: an empty receive returns at once and the caller backs off
     max_visibility_seconds: int  # the most a message may stay hidden (SQS: 12 h; Azure: 7 days)
 
@@ -44,10 +62,6 @@ class WorkQueue(Protocol):
 
     def extend(self, messages: Sequence[Received], seconds: int) -> list[Received]:
         """Set each message's visibility to ``seconds`` from now; returns those that failed."""
-        ...
-
-    def send(self, bodies: Sequence[str]) -> int:
-        """Send bodies in as few calls as the API allows; returns how many failed."""
         ...
 
     def send_dead_letters(self, rejects: Sequence[tuple[Received, str]]) -> list[Received]:
@@ -84,6 +98,36 @@ def build(settings: Settings) -> Backend:
     from app import azure  # noqa: PLC0415 - load only the SDK of the chosen cloud
 
     return azure.build(settings)
+
+
+def batches(
+    items: Sequence[T], max_count: int, max_bytes: int, measure: Callable[[T], int]
+) -> Iterator[list[T]]:
+    """Send batches in order: at most ``max_count`` items and ``max_bytes`` in total (a lone
+    larger item is its own batch: the service refuses it, and the caller counts it failed)."""
+    batch: list[T] = []
+    size = 0
+    for item in items:
+        item_size = measure(item)
+        if batch and (len(batch) == max_count or size + item_size > max_bytes):
+            yield batch
+            batch, size = [], 0
+        batch.append(item)
+        size += item_size
+    if batch:
+        yield batch
+
+
+def open_router(cloud: str, address: str, *, pool_size: int = 10) -> Sender:
+    """The stack's router for publishing (the producer): an SNS topic ARN on aws, an Event Grid
+    topic endpoint on azure."""
+    if cloud == "aws":
+        from app import aws  # noqa: PLC0415 - load only the SDK of the chosen cloud
+
+        return aws.open_router(address, pool_size)
+    from app import azure  # noqa: PLC0415 - load only the SDK of the chosen cloud
+
+    return azure.open_router(address, pool_size)
 
 
 def open_queue(

@@ -1,11 +1,14 @@
-"""Load generator: send realistic CloudEvents to the work queue of a deployed stack or emulator.
+"""Load generator: publish realistic CloudEvents to a deployed stack's router or one workflow's
+queue (or an emulator's).
 
     python -m app.producer --stack aws --count 10000 --rate 500 --pattern ramp
+    python -m app.producer --stack aws --target queue --workflow orders --count 100
 
 The target comes from flags, else from the environment (the consumer's EDW_* variables), else from
-``pulumi stack output --json`` of ``--stack``. Sends are batched (10 per SQS call; Azure has no
-batch send, so calls run in parallel), paced by the chosen pattern, with a progress bar (rich) on
-stderr and a summary on stdout.
+``pulumi stack output --json`` of ``--stack``. Sends are batched (10 per SNS PublishBatch or SQS
+call; Event Grid takes up to 1 MB of events a request; Storage queues have no batch send, so
+calls run in parallel), paced by the chosen pattern, with a progress bar (rich) on stderr and a
+summary on stdout.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -31,16 +35,13 @@ from rich.progress import (
 )
 
 from app import events
-from app.backend import WorkQueue, open_queue
+from app.backend import Sender, open_queue, open_router
 
 PATTERNS = ("steady", "burst", "ramp")
 # Stack outputs the producer understands (exported by the Pulumi program).
-OUTPUT_KEYS = {
-    "cloud": "cloud",
-    "aws": "queueUrl",
-    "azure": "queueName",
-    "account": "storageAccount",
-}
+QUEUE_OUTPUTS = {"aws": "queueUrl", "azure": "queueName"}
+ROUTER_OUTPUTS = {"aws": "routerTopicArn", "azure": "routerEndpoint"}
+TARGETS = ("router", "queue")
 
 
 class TargetError(ValueError):
@@ -50,9 +51,10 @@ class TargetError(ValueError):
 @dataclass(frozen=True)
 class Target:
     cloud: str
-    queue: str
+    address: str  # router: topic ARN / Event Grid endpoint; queue: SQS URL / queue name
     connection_string: str | None = None
     storage_account: str | None = None
+    kind: str = "queue"
 
 
 @dataclass(frozen=True)
@@ -79,17 +81,33 @@ class Schedule:
 
 
 def resolve_target(
-    args: argparse.Namespace, env: Mapping[str, str], outputs: Mapping[str, str] | None
+    args: argparse.Namespace, env: Mapping[str, str], outputs: Mapping[str, Any] | None
 ) -> Target:
-    """Flags win over the environment, which wins over the stack outputs."""
+    """Flags win over the environment, which wins over the stack outputs. The router is the
+    default whenever one is known and no queue was named (--queue, EDW_QUEUE, --workflow)."""
     stack = outputs or {}
-    cloud = args.cloud or env.get("EDW_CLOUD") or stack.get(OUTPUT_KEYS["cloud"])
+    cloud = args.cloud or env.get("EDW_CLOUD") or stack.get("cloud")
     if cloud not in ("aws", "azure"):
         raise TargetError(f"cloud {cloud!r} is not one of: aws, azure (use --cloud or --stack)")
-    queue = args.queue or env.get("EDW_QUEUE") or stack.get(OUTPUT_KEYS[cloud])
+    workflow = getattr(args, "workflow", None)
+    named_queue = args.queue or env.get("EDW_QUEUE")
+    router = (
+        getattr(args, "router", None) or env.get("EDW_ROUTER") or stack.get(ROUTER_OUTPUTS[cloud])
+    )
+    kind = getattr(args, "target", None) or (
+        "router" if router and not (named_queue or workflow) else "queue"
+    )
+    if kind == "router":
+        if not router:
+            raise TargetError(
+                f"no router: use --router, EDW_ROUTER or a stack output {ROUTER_OUTPUTS[cloud]} "
+                "(or --target queue)"
+            )
+        return Target(cloud, router, kind="router")
+    queue = named_queue or workflow_queue(stack, cloud, workflow)
     if not queue:
         raise TargetError(
-            f"no queue: use --queue, EDW_QUEUE or a stack output {OUTPUT_KEYS[cloud]}"
+            f"no queue: use --queue, EDW_QUEUE or a stack output {QUEUE_OUTPUTS[cloud]}"
         )
     connection = args.connection_string or env.get("EDW_AZURE_CONNECTION_STRING")
     account = args.storage_account or env.get("EDW_STORAGE_ACCOUNT") or stack.get("storageAccount")
@@ -101,7 +119,19 @@ def resolve_target(
     return Target(cloud, queue, connection, account)
 
 
-def stack_outputs(stack: str) -> dict[str, str]:
+def workflow_queue(stack: Mapping[str, Any], cloud: str, workflow: str | None) -> str | None:
+    """One workflow's queue from the stack's ``workflows`` output; without a workflow, the
+    stack's first (its ``queueUrl`` / ``queueName``)."""
+    if workflow is None:
+        return stack.get(QUEUE_OUTPUTS[cloud])
+    workflows = stack.get("workflows") or {}
+    if workflow not in workflows:
+        known = ", ".join(sorted(workflows)) or "none (use --stack)"
+        raise TargetError(f"no workflow {workflow!r} in the stack outputs; known: {known}")
+    return workflows[workflow][QUEUE_OUTPUTS[cloud]]
+
+
+def stack_outputs(stack: str) -> dict[str, Any]:
     try:
         result = subprocess.run(
             ["pulumi", "stack", "output", "--json", "--stack", stack],
@@ -113,8 +143,7 @@ def stack_outputs(stack: str) -> dict[str, str]:
         raise TargetError("the pulumi CLI is not installed; pass --cloud and --queue") from exc
     except subprocess.CalledProcessError as exc:
         raise TargetError(f"pulumi stack output failed: {exc.stderr.strip()}") from exc
-    outputs = json.loads(result.stdout)
-    return {k: v for k, v in outputs.items() if isinstance(v, str)}
+    return json.loads(result.stdout)
 
 
 def body(seq: int, payload_bytes: int, source: str, type_: str) -> str:
@@ -153,7 +182,7 @@ class Run:
         return time.monotonic() - self.started
 
 
-def _sender(run: Run, queue: WorkQueue, schedule: Schedule, args: argparse.Namespace) -> None:
+def _sender(run: Run, queue: Sender, schedule: Schedule, args: argparse.Namespace) -> None:
     while (seqs := run.claim()) is not None:
         while schedule.due(run.elapsed()) < seqs.stop:
             time.sleep(0.005)
@@ -191,12 +220,17 @@ def _progress(run: Run, done: threading.Event) -> None:
 
 def produce(target: Target, args: argparse.Namespace, run: Run | None = None) -> dict[str, float]:
     """Send ``args.count`` events; ``run`` lets a caller (the demo) watch the counters live."""
-    queue = open_queue(
-        target.cloud,
-        target.queue,
-        connection_string=target.connection_string,
-        storage_account=target.storage_account,
-        pool_size=args.concurrency * 8,
+    pool = args.concurrency * 8
+    queue = (
+        open_router(target.cloud, target.address, pool_size=pool)
+        if target.kind == "router"
+        else open_queue(
+            target.cloud,
+            target.address,
+            connection_string=target.connection_string,
+            storage_account=target.storage_account,
+            pool_size=pool,
+        )
     )
     run = run or Run(args.count, queue.max_batch)
     schedule = Schedule(args.pattern, args.rate, args.ramp_seconds, args.burst_seconds)
@@ -239,6 +273,14 @@ def parser() -> argparse.ArgumentParser:
     where = p.add_argument_group("target (flags > EDW_* environment > stack outputs)")
     where.add_argument("--stack", help="read the target from `pulumi stack output --json`")
     where.add_argument("--cloud", choices=("aws", "azure"))
+    where.add_argument(
+        "--target",
+        choices=TARGETS,
+        help="router: publish to the router (the default when the stack has one); queue: send "
+        "to one workflow's queue",
+    )
+    where.add_argument("--workflow", help="with --target queue: the workflow whose queue to use")
+    where.add_argument("--router", help="SNS topic ARN (aws) or Event Grid endpoint (azure)")
     where.add_argument("--queue", help="SQS queue URL (aws) or queue name (azure)")
     where.add_argument("--connection-string", help="Azure storage connection string (Azurite)")
     where.add_argument("--storage-account", help="Azure storage account (DefaultAzureCredential)")

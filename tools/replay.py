@@ -64,6 +64,7 @@ def replay(source: WorkQueue, destination: WorkQueue, limit: int) -> Moved:
 def side(args: argparse.Namespace, which: str, env: Mapping[str, str]) -> Target:
     stack = getattr(args, f"{which}_stack")
     flags = argparse.Namespace(
+        target="queue",
         cloud=args.cloud,
         queue=getattr(args, f"{which}_queue"),
         connection_string=args.connection_string,
@@ -77,7 +78,7 @@ def side(args: argparse.Namespace, which: str, env: Mapping[str, str]) -> Target
 def connect(target: Target) -> WorkQueue:
     return open_queue(
         target.cloud,
-        target.queue,
+        target.address,
         connection_string=target.connection_string,
         storage_account=target.storage_account,
     )
@@ -102,15 +103,15 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
     except TargetError as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 2
-    if (source.cloud, source.queue, source.storage_account) == (
+    if (source.cloud, source.address, source.storage_account) == (
         destination.cloud,
-        destination.queue,
+        destination.address,
         destination.storage_account,
     ):
         print("replay: the source and the destination are the same queue", file=sys.stderr)
         return 2
     result = replay(connect(source), connect(destination), args.limit)
-    print(f"moved {result.moved} messages from {source.queue} to {destination.queue}")
+    print(f"moved {result.moved} messages from {source.address} to {destination.address}")
     if result.error:
         print(f"replay: {result.error}", file=sys.stderr)
         return 1

@@ -56,11 +56,11 @@ def test_azure_partition_key_is_stable_and_spreads_ids() -> None:
     assert min(counts.values()) > 2000 / azure.PARTITIONS * 0.8
 
 
-def test_azure_entity_is_keyed_by_event_id_and_names_its_workflow() -> None:
+def test_azure_entity_is_keyed_by_workflow_and_event_id() -> None:
     event = parse('{"specversion":"1.0","id":"o-1","source":"s","type":"t","data":{"a":1}}')
     entity = azure._entity(event, "orders")
     assert entity == {
-        "RowKey": "o-1",
+        "RowKey": "orders:o-1",
         "PartitionKey": azure.partition_key("o-1"),
         "source": "s",
         "type": "t",
@@ -73,6 +73,9 @@ def test_dynamodb_item_names_its_workflow() -> None:
     assert aws.DynamoTable(None, "events").item(EVENTS[0])["workflow"] == {"S": "work"}
     item = aws.DynamoTable(None, "events", workflow="orders").item(EVENTS[0])
     assert item["workflow"] == {"S": "orders"}
+    # Another workflow's row of the same event has a key of its own.
+    assert item["id"] == {"S": f"orders:{EVENTS[0].id}"}
+    assert aws.DynamoTable(None, "events").item(EVENTS[0])["id"] == {"S": EVENTS[0].id}
 
 
 def _dynamo_with_canned_responses(responses: list[dict[str, object]]) -> tuple[object, Stubber]:

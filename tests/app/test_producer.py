@@ -47,12 +47,12 @@ def test_bodies_are_valid_cloudevents_of_the_requested_size(size: int) -> None:
 def test_flags_win_over_environment_over_stack_outputs() -> None:
     outputs = {"cloud": "azure", "queueName": "from-stack", "storageAccount": "stackacct"}
     args = parser().parse_args([])
-    assert resolve_target(args, {}, outputs).queue == "from-stack"
+    assert resolve_target(args, {}, outputs).address == "from-stack"
     env = {"EDW_CLOUD": "azure", "EDW_QUEUE": "from-env"}
-    assert resolve_target(args, env, outputs).queue == "from-env"
+    assert resolve_target(args, env, outputs).address == "from-env"
     flagged = parser().parse_args(["--queue", "from-flag", "--storage-account", "flagacct"])
     target = resolve_target(flagged, env, outputs)
-    assert (target.cloud, target.queue, target.storage_account) == (
+    assert (target.cloud, target.address, target.storage_account) == (
         "azure",
         "from-flag",
         "flagacct",
@@ -62,7 +62,55 @@ def test_flags_win_over_environment_over_stack_outputs() -> None:
 def test_aws_target_from_stack_outputs() -> None:
     url = "https://sqs.us-east-1.amazonaws.com/123456789012/edw-work"
     target = resolve_target(parser().parse_args([]), {}, {"cloud": "aws", "queueUrl": url})
-    assert (target.cloud, target.queue) == ("aws", url)
+    assert (target.cloud, target.address) == ("aws", url)
+
+
+TOPIC = "arn:aws:sns:eu-west-1:123456789012:router-topic-1a2b3c4"
+ROUTED = {
+    "cloud": "aws",
+    "queueUrl": "https://sqs.eu-west-1.amazonaws.com/123456789012/work-queue",
+    "routerTopicArn": TOPIC,
+    "workflows": {
+        "work": {"queueUrl": "https://sqs.eu-west-1.amazonaws.com/123456789012/work-queue"},
+        "orders": {"queueUrl": "https://sqs.eu-west-1.amazonaws.com/123456789012/orders-queue"},
+    },
+}
+
+
+def test_a_stack_with_a_router_is_published_to_through_it() -> None:
+    target = resolve_target(parser().parse_args([]), {}, ROUTED)
+    assert (target.kind, target.address) == ("router", TOPIC)
+
+
+def test_a_workflow_queue_is_named_by_the_workflow() -> None:
+    args = parser().parse_args(["--target", "queue", "--workflow", "orders"])
+    target = resolve_target(args, {}, ROUTED)
+    assert (target.kind, target.address) == ("queue", ROUTED["workflows"]["orders"]["queueUrl"])
+    # --workflow alone means the queue too; without it, the stack's first workflow.
+    alone = resolve_target(parser().parse_args(["--workflow", "orders"]), {}, ROUTED)
+    assert alone.address == ROUTED["workflows"]["orders"]["queueUrl"]
+    first = resolve_target(parser().parse_args(["--target", "queue"]), {}, ROUTED)
+    assert first.address == ROUTED["queueUrl"]
+
+
+def test_a_consumers_environment_names_its_queue_not_the_router() -> None:
+    env = {"EDW_CLOUD": "aws", "EDW_QUEUE": "https://sqs.eu-west-1.amazonaws.com/1/q"}
+    target = resolve_target(parser().parse_args([]), env, ROUTED)
+    assert (target.kind, target.address) == ("queue", env["EDW_QUEUE"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "outputs", "message"),
+    [
+        (["--workflow", "payments"], ROUTED, "no workflow 'payments'.*known: orders, work"),
+        (["--target", "router"], {"cloud": "aws", "queueUrl": "q"}, "no router: use --router"),
+    ],
+)
+def test_unknown_workflow_or_missing_router_is_a_clear_error(
+    argv: list[str], outputs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(TargetError, match=message):
+        resolve_target(parser().parse_args(argv), {}, outputs)
 
 
 @pytest.mark.parametrize(
@@ -96,7 +144,7 @@ def fake_pulumi(tmp_path: Path, script: str, monkeypatch: pytest.MonkeyPatch) ->
 def test_stack_outputs_come_from_the_pulumi_cli(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    outputs = {"cloud": "aws", "queueUrl": "https://q", "replicas": 3}
+    outputs = {"cloud": "aws", "queueUrl": "https://q", "workflows": {"work": {"queueUrl": "q"}}}
     # The fake CLI echoes its arguments into the output so the test sees how it was called.
     fake_pulumi(
         tmp_path,
@@ -104,11 +152,8 @@ def test_stack_outputs_come_from_the_pulumi_cli(
         monkeypatch,
     )
     got = stack_outputs("aws")
-    assert got == {
-        "cloud": "aws",
-        "queueUrl": "https://q",
-        "argv": "stack output --json --stack aws",
-    }
+    # Structured outputs (the workflows) are kept: the producer looks a workflow up in them.
+    assert got == {**outputs, "argv": "stack output --json --stack aws"}
 
 
 def test_stack_output_failure_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
