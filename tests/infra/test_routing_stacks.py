@@ -1,0 +1,273 @@
+"""The router's wiring on both clouds, with two workflows and a partner webhook: which filter
+reaches which queue, who may send to what, and what each workflow's consumer is given."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from components.azure.roles import (
+    EVENTGRID_DATA_SENDER,
+    STORAGE_BLOB_DATA_CONTRIBUTOR,
+    STORAGE_QUEUE_DATA_MESSAGE_SENDER,
+)
+from stacks.offline import StackRun, run_stack
+
+ORDERS_FILTER = {"type": ["com.example.order.created"], "data.region": ["eu", "us"]}
+PARTNER_FILTER = {"type": {"prefix": "com.example.order."}}
+PARTNER_URL = "https://partner.example.com/hooks/edw"
+PUBLISHER_ARN = "arn:aws:iam::123456789012:role/checkout"
+PUBLISHER_ID = "11111111-2222-4333-8444-555555555555"
+
+
+def routed(stack: str, publisher: str) -> StackRun:
+    return run_stack(
+        stack,
+        {
+            "workflows": json.dumps(
+                [{"name": "work"}, {"name": "orders", "filter": ORDERS_FILTER, "maxReplicas": 5}]
+            ),
+            "webhooks": json.dumps(
+                [{"name": "partner", "url": PARTNER_URL, "filter": PARTNER_FILTER}]
+            ),
+            "routerPublishers": json.dumps([publisher]),
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def aws() -> StackRun:
+    return routed("aws", PUBLISHER_ARN)
+
+
+@pytest.fixture(scope="module")
+def dev() -> StackRun:
+    return routed("dev", PUBLISHER_ID)
+
+
+def statements(document: str) -> dict[str, dict[str, Any]]:
+    return {s["Sid"]: s for s in json.loads(document)["Statement"]}
+
+
+def test_aws_the_router_is_encrypted_tls_only_and_published_to_by_the_granted_role(
+    aws: StackRun,
+) -> None:
+    key = aws.one("aws:kms/key:Key", "router-key")
+    topic = aws.one("aws:sns/topic:Topic", "router-topic")
+    assert topic.inputs["kmsMasterKeyId"] == key.outputs["arn"]
+    assert topic.inputs["signatureVersion"] == 2
+    key_policy = statements(key.inputs["policy"])
+    assert key_policy["PublishersUseTheKeyThroughSns"]["Principal"] == {"AWS": [PUBLISHER_ARN]}
+    assert key_policy["PublishersUseTheKeyThroughSns"]["Condition"] == {
+        "StringEquals": {"kms:ViaService": "sns.us-east-1.amazonaws.com"}
+    }
+    policy = statements(
+        aws.one("aws:sns/topicPolicy:TopicPolicy", "router-policy").inputs["policy"]
+    )
+    assert set(policy) == {"DenyInsecureTransport", "GrantedPublishers"}
+    assert policy["GrantedPublishers"]["Principal"] == {"AWS": [PUBLISHER_ARN]}
+    assert policy["GrantedPublishers"]["Action"] == ["sns:Publish"]
+    assert aws.outputs["routerTopicArn"] == topic.outputs["arn"]
+
+
+def test_aws_each_workflow_queue_gets_its_filter_raw_with_failures_in_its_own_dlq(
+    aws: StackRun,
+) -> None:
+    topic = aws.one("aws:sns/topic:Topic", "router-topic").outputs["arn"]
+    subs = {s.name: s.inputs for s in aws.of_type("aws:sns/topicSubscription:TopicSubscription")}
+    queue = {q.name: q.outputs for q in aws.of_type("aws:sqs/queue:Queue")}
+    work, orders = subs["route-subscription"], subs["orders-route-subscription"]
+    for sub, name in ((work, "work"), (orders, "orders")):
+        assert (sub["topic"], sub["protocol"], sub["rawMessageDelivery"]) == (topic, "sqs", True)
+        assert sub["endpoint"] == queue[f"{name}-queue"]["arn"]
+        assert json.loads(sub["redrivePolicy"]) == {
+            "deadLetterTargetArn": queue[f"{name}-dlq"]["arn"]
+        }
+    assert "filterPolicy" not in work  # the default workflow receives everything
+    assert json.loads(orders["filterPolicy"]) == {
+        "type": ["com.example.order.created"],
+        "data": {"region": ["eu", "us"]},
+    }
+    assert orders["filterPolicyScope"] == "MessageBody"
+
+
+def test_aws_a_workflow_queue_accepts_only_the_router_topic(aws: StackRun) -> None:
+    topic = aws.one("aws:sns/topic:Topic", "router-topic").outputs["arn"]
+    for name in ("orders-queue-tls-only", "orders-dlq-tls-only", "work-queue-tls-only"):
+        policy = statements(aws.one("aws:sqs/queuePolicy:QueuePolicy", name).inputs["policy"])
+        sends = policy["RouterTopicDelivers"]
+        assert sends["Principal"] == {"Service": "sns.amazonaws.com"}
+        assert sends["Action"] == ["sqs:SendMessage"]
+        assert sends["Condition"] == {"ArnEquals": {"aws:SourceArn": topic}}
+
+
+def test_aws_the_partner_webhook_is_https_filtered_retried_and_dead_lettered(
+    aws: StackRun,
+) -> None:
+    topic = aws.one("aws:sns/topic:Topic", "router-topic").outputs["arn"]
+    hook = aws.one("aws:sns/topicSubscription:TopicSubscription", "webhook-partner-subscription")
+    dlq = aws.one("aws:sqs/queue:Queue", "webhook-partner-dlq")
+    assert (hook.inputs["protocol"], hook.inputs["endpoint"]) == ("https", PARTNER_URL)
+    assert json.loads(hook.inputs["filterPolicy"]) == {"type": [{"prefix": "com.example.order."}]}
+    retry = json.loads(hook.inputs["deliveryPolicy"])["healthyRetryPolicy"]
+    assert retry["backoffFunction"] == "exponential"
+    assert retry["numRetries"] == 20
+    assert json.loads(hook.inputs["redrivePolicy"]) == {"deadLetterTargetArn": dlq.outputs["arn"]}
+    policy = statements(
+        aws.one("aws:sqs/queuePolicy:QueuePolicy", "webhook-partner-dlq-policy").inputs["policy"]
+    )
+    assert policy["RouterTopicDelivers"]["Condition"] == {"ArnEquals": {"aws:SourceArn": topic}}
+    assert aws.outputs["webhookDeadLetterQueueUrls"] == {"partner": dlq.outputs["url"]}
+
+
+def test_aws_each_workflow_consumer_has_its_own_identity_queue_and_scaling(
+    aws: StackRun,
+) -> None:
+    queue = {q.name: q.outputs for q in aws.of_type("aws:sqs/queue:Queue")}
+    policy = statements(
+        aws.one("aws:iam/rolePolicy:RolePolicy", "orders-consumer-identity-policy").inputs["policy"]
+    )
+    assert policy["ConsumeWorkQueue"]["Resource"] == [queue["orders-queue"]["arn"]]
+    assert policy["SetAsideToDeadLetter"]["Resource"] == [queue["orders-dlq"]["arn"]]
+    trust = json.loads(
+        aws.one("aws:iam/role:Role", "orders-consumer-identity-role").inputs["assumeRolePolicy"]
+    )
+    subjects = [
+        v
+        for k, v in trust["Statement"][0]["Condition"]["StringEquals"].items()
+        if k.endswith(":sub")
+    ]
+    assert subjects == ["system:serviceaccount:edw:edw-orders-consumer"]
+    scaled = {
+        s.inputs["metadata"]["name"]: s.inputs["spec"] for s in aws.custom_resources("ScaledObject")
+    }
+    assert set(scaled) == {"edw-consumer", "edw-orders-consumer"}
+    orders = scaled["edw-orders-consumer"]
+    assert orders["maxReplicaCount"] == 5
+    assert scaled["edw-consumer"]["maxReplicaCount"] == 30
+    assert orders["triggers"][0]["metadata"]["queueURL"] == queue["orders-queue"]["url"]
+    keda = statements(
+        aws.one("aws:iam/rolePolicy:RolePolicy", "keda-operator-policy").inputs["policy"]
+    )
+    assert sorted(keda["ReadQueueDepth"]["Resource"]) == sorted(
+        [queue["work-queue"]["arn"], queue["orders-queue"]["arn"]]
+    )
+    assert aws.outputs["workflows"]["orders"]["queueUrl"] == queue["orders-queue"]["url"]
+
+
+def deployment_env(run: StackRun, name: str) -> dict[str, str]:
+    (deployment,) = [
+        d
+        for d in run.of_type("kubernetes:apps/v1:Deployment")
+        if d.inputs["metadata"]["name"] == name
+    ]
+    container = deployment.inputs["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e["value"] for e in container["env"]}
+
+
+@pytest.mark.parametrize("stack", ["aws", "dev"])
+def test_each_consumer_is_told_its_workflow_and_queue(
+    stack: str, request: pytest.FixtureRequest
+) -> None:
+    run: StackRun = request.getfixturevalue(stack)
+    queue_key = "queueUrl" if stack == "aws" else "queueName"
+    for name, k8s in (("work", "edw-consumer"), ("orders", "edw-orders-consumer")):
+        env = deployment_env(run, k8s)
+        assert env["EDW_WORKFLOW"] == name
+        assert env["EDW_QUEUE"] == run.outputs["workflows"][name][queue_key]
+
+
+def role_assignments(run: StackRun) -> dict[str, dict[str, Any]]:
+    return {r.name: r.inputs for r in run.of_type("azure-native:authorization:RoleAssignment")}
+
+
+def test_azure_the_router_takes_only_cloud_events_from_entra_publishers(dev: StackRun) -> None:
+    topic = dev.one("azure-native:eventgrid:Topic")
+    assert topic.inputs["inputSchema"] == "CloudEventSchemaV1_0"
+    assert topic.inputs["disableLocalAuth"] is True
+    assert topic.inputs["minimumTlsVersionAllowed"] == "1.2"
+    assert topic.inputs["identity"] == {"type": "SystemAssigned"}
+    (publisher,) = [
+        a
+        for a in role_assignments(dev).values()
+        if a["roleDefinitionId"].endswith(EVENTGRID_DATA_SENDER)
+    ]
+    assert (publisher["principalId"], publisher["scope"]) == (PUBLISHER_ID, topic.id)
+    assert dev.outputs["routerEndpoint"] == topic.outputs["endpoint"]
+
+
+def test_azure_each_workflow_subscription_filters_and_delivers_with_the_topic_identity(
+    dev: StackRun,
+) -> None:
+    topic = dev.one("azure-native:eventgrid:Topic")
+    account = dev.one("azure-native:storage:StorageAccount")
+    container = dev.one("azure-native:storage:BlobContainer")
+    subs = {s.name: s.inputs for s in dev.of_type("azure-native:eventgrid:EventSubscription")}
+    orders = subs["orders-route-subscription"]
+    assert orders["scope"] == topic.id
+    assert orders["eventDeliverySchema"] == "CloudEventSchemaV1_0"
+    delivery = orders["deliveryWithResourceIdentity"]
+    assert delivery["identity"] == {"type": "SystemAssigned"}
+    assert delivery["destination"] == {
+        "endpointType": "StorageQueue",
+        "resourceId": account.id,
+        "queueName": "orders",
+    }
+    assert orders["filter"]["advancedFilters"] == [
+        {"key": "type", "operatorType": "StringIn", "values": ["com.example.order.created"]},
+        {"key": "data.region", "operatorType": "StringIn", "values": ["eu", "us"]},
+    ]
+    assert "filter" not in subs["route-subscription"]
+    for sub in subs.values():
+        dead = sub["deadLetterWithResourceIdentity"]
+        assert dead["identity"] == {"type": "SystemAssigned"}
+        assert dead["deadLetterDestination"]["blobContainerName"] == container.outputs["name"]
+    hook = subs["webhook-partner-subscription"]
+    assert hook["destination"]["endpointUrl"] == PARTNER_URL
+    assert hook["filter"]["advancedFilters"] == [
+        {"key": "type", "operatorType": "StringBeginsWith", "values": ["com.example.order."]}
+    ]
+
+
+def test_azure_the_topic_identity_may_send_to_exactly_each_queue_and_write_dead_letters(
+    dev: StackRun,
+) -> None:
+    principal = dev.one("azure-native:eventgrid:Topic").outputs["identity"]["principalId"]
+    queues = {q.name: q.id for q in dev.of_type("azure-native:storage:Queue")}
+    container = dev.one("azure-native:storage:BlobContainer").id
+    granted = sorted(
+        (a["roleDefinitionId"].rsplit("/", 1)[1], a["scope"])
+        for a in role_assignments(dev).values()
+        if a["principalId"] == principal
+    )
+    assert granted == sorted(
+        [
+            (STORAGE_QUEUE_DATA_MESSAGE_SENDER, queues["work-work"]),
+            (STORAGE_QUEUE_DATA_MESSAGE_SENDER, queues["orders-work"]),
+            (STORAGE_BLOB_DATA_CONTRIBUTOR, container),
+        ]
+    )
+    subscription = dev.one("azure-native:eventgrid:EventSubscription", "orders-route-subscription")
+    sender = dev.one("azure-native:authorization:RoleAssignment", "orders-route-queue-sender")
+    assert dev.depends_on(subscription, sender)
+
+
+def test_azure_each_consumer_identity_reaches_only_its_own_queues(dev: StackRun) -> None:
+    queues = {q.name: q.id for q in dev.of_type("azure-native:storage:Queue")}
+    grants = role_assignments(dev)
+    scopes = {
+        name.removeprefix("orders-consumer-identity-"): inputs["scope"]
+        for name, inputs in grants.items()
+        if name.startswith("orders-consumer-identity-")
+    }
+    assert scopes == {
+        "queue-processor": queues["orders-work"],
+        "queue-updater": queues["orders-work"],
+        "poison-sender": queues["orders-poison"],
+    }
+    reader_scopes = sorted(
+        inputs["scope"] for name, inputs in grants.items() if name.startswith("keda-identity-")
+    )
+    assert reader_scopes == sorted([queues["work-work"], queues["orders-work"]])
