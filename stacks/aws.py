@@ -232,6 +232,16 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
                 topic_arn=alerts.topic_arn,
             ),
         )
+    for name, hook in webhooks.items():
+        SqsWorkflowAlarms(
+            f"webhook-{name}-alarms",
+            WorkflowAlarmsArgs(
+                queue_name=None,
+                dlq_name=hook.dlq_name,
+                max_message_age_seconds=cfg.aws.max_message_age_seconds,
+                topic_arn=alerts.topic_arn,
+            ),
+        )
     DynamoTableAlarms(
         "results-alarms",
         TableAlarmsArgs(table_name=table_name, operations=TABLE_WRITES, topic_arn=alerts.topic_arn),

@@ -139,14 +139,15 @@ def create_alarms(
 
 @dataclass
 class WorkflowAlarmsArgs:
-    queue_name: pulumi.Input[str]
+    queue_name: pulumi.Input[str] | None  # None: a webhook's, which has only a dead-letter queue
     dlq_name: pulumi.Input[str]
     max_message_age_seconds: int
     topic_arn: pulumi.Input[str]
 
 
 class SqsWorkflowAlarms(pulumi.ComponentResource):
-    """A workflow's queues: anything dead-lettered, and a backlog that stops draining."""
+    """A workflow's queues (or a webhook's DLQ): anything dead-lettered, and a backlog that
+    stops draining."""
 
     def __init__(
         self, name: str, args: WorkflowAlarmsArgs, opts: pulumi.ResourceOptions | None = None
@@ -163,19 +164,22 @@ class SqsWorkflowAlarms(pulumi.ComponentResource):
                 {"QueueName": args.dlq_name},
                 "Maximum",
                 0,
-            ),
-            Alarm(
-                "backlog-age",
-                f"The oldest message waits over {args.max_message_age_seconds}s: the workflow "
-                "is not draining",
-                "AWS/SQS",
-                "ApproximateAgeOfOldestMessage",
-                {"QueueName": args.queue_name},
-                "Maximum",
-                args.max_message_age_seconds,
-                periods=3,  # three minutes in a row: not a single slow batch
-            ),
+            )
         ]
+        if args.queue_name is not None:
+            alarms.append(
+                Alarm(
+                    "backlog-age",
+                    f"The oldest message waits over {args.max_message_age_seconds}s: the "
+                    "workflow is not draining",
+                    "AWS/SQS",
+                    "ApproximateAgeOfOldestMessage",
+                    {"QueueName": args.queue_name},
+                    "Maximum",
+                    args.max_message_age_seconds,
+                    periods=3,  # three minutes in a row: not a single slow batch
+                )
+            )
         create_alarms(name, alarms, args.topic_arn, self)
         self.register_outputs({})
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pulumi_policy import Policy
 
-from . import alarms, aws, azure, kubernetes, resilience, scaling, stack
+from . import alarms, aws, azure, kubernetes, resilience, routing, scaling, stack
 
 PACK_NAME = "edw-policy"
 POLICIES: list[Policy] = [
@@ -13,6 +13,7 @@ POLICIES: list[Policy] = [
     *alarms.POLICIES,
     *kubernetes.POLICIES,
     *resilience.POLICIES,
+    *routing.POLICIES,
     *scaling.POLICIES,
     *stack.POLICIES,
 ]

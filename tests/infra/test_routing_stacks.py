@@ -13,6 +13,7 @@ from components.azure.roles import (
     STORAGE_BLOB_DATA_CONTRIBUTOR,
     STORAGE_QUEUE_DATA_MESSAGE_SENDER,
 )
+from policy.offline import STACK_CONFIG_DIR, PackConfig, evaluate
 from stacks.offline import StackRun, run_stack
 
 ORDERS_FILTER = {"type": ["com.example.order.created"], "data.region": ["eu", "us"]}
@@ -271,3 +272,15 @@ def test_azure_each_consumer_identity_reaches_only_its_own_queues(dev: StackRun)
         inputs["scope"] for name, inputs in grants.items() if name.startswith("keda-identity-")
     )
     assert reader_scopes == sorted([queues["work-work"], queues["orders-work"]])
+
+
+@pytest.mark.parametrize("stack", ["aws", "dev"])
+def test_a_routed_stack_breaks_no_mandatory_rule(
+    stack: str, request: pytest.FixtureRequest
+) -> None:
+    """Two workflows and a webhook: every new queue, subscription and DLQ is as the pack wants
+    (the webhook's DLQ alarmed too)."""
+    run: StackRun = request.getfixturevalue(stack)
+    config = PackConfig.load(STACK_CONFIG_DIR / f"{stack}.json")
+    mandatory = [v for v in evaluate(run.resources, config) if v.mandatory]
+    assert mandatory == []

@@ -537,3 +537,125 @@ def azure_graph() -> list[Rec]:
         nodepool("spot", ["spot"], {"cpu": "64", "memory": "256Gi"}),
         nodepool("on-demand", ["on-demand"], {"cpu": "32", "memory": "128Gi"}),
     ]
+
+
+# --- Router ------------------------------------------------------------------------------------
+
+TOPIC_ARN = f"arn:aws:sns:{REGION}:{ACCOUNT}:edw-aws-router"
+EVENT_GRID_TOPIC_ID = f"{RESOURCE_GROUP}/providers/Microsoft.EventGrid/topics/edw-dev-router"
+ACCOUNT_ID = f"{RESOURCE_GROUP}/providers/Microsoft.Storage/storageAccounts/edwdevstore"
+
+
+def topic() -> Rec:
+    return Rec(
+        "aws:sns/topic:Topic",
+        "edw-aws-router",
+        {"name": "edw-aws-router", "kmsMasterKeyId": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1"},
+    )
+
+
+def topic_policy(of: Rec, **deny_changes: Any) -> Rec:
+    deny = {**deny_insecure_transport(TOPIC_ARN), "Action": "sns:*", **deny_changes}
+    return Rec(
+        "aws:sns/topicPolicy:TopicPolicy",
+        f"{of.name}-policy",
+        {"arn": TOPIC_ARN, "policy": doc(deny)},
+    ).depends_on(of)
+
+
+def router_sends(queue: Rec, condition: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "Sid": "RouterTopicDelivers",
+        "Effect": "Allow",
+        "Principal": {"Service": "sns.amazonaws.com"},
+        "Action": ["sqs:SendMessage"],
+        "Resource": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue.inputs['name']}",
+        **({"Condition": condition} if condition is not None else {}),
+    }
+
+
+PINNED_TO_TOPIC = {"ArnEquals": {"aws:SourceArn": TOPIC_ARN}}
+
+
+def subscription(queue: Rec, dead_letter: Rec, **changes: Any) -> Rec:
+    return (
+        Rec(
+            "aws:sns/topicSubscription:TopicSubscription",
+            f"{queue.name}-subscription",
+            {
+                "topic": TOPIC_ARN,
+                "protocol": "sqs",
+                "endpoint": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue.inputs['name']}",
+                "rawMessageDelivery": True,
+                "redrivePolicy": json.dumps({"deadLetterTargetArn": "arn:dlq"}),
+            },
+        )
+        .with_inputs(**changes)
+        .depends_on(queue, dead_letter)
+    )
+
+
+def routed_graph(condition: dict[str, Any] | None = PINNED_TO_TOPIC) -> list[Rec]:
+    """A topic, a work queue + DLQ subscribed to it, each queue's policy letting the topic in."""
+    router, dead = topic(), dlq()
+    work = work_queue(dead)
+    return [
+        router,
+        topic_policy(router),
+        dead,
+        work,
+        queue_policy(work, router_sends(work, condition)),
+        queue_policy(dead, router_sends(dead, condition)),
+        subscription(work, dead).depends_on(router),
+    ]
+
+
+def event_grid_topic(**changes: Any) -> Rec:
+    return Rec(
+        "azure-native:eventgrid:Topic",
+        "router-topic",
+        {
+            "topicName": "edw-dev-router",
+            "inputSchema": "CloudEventSchemaV1_0",
+            "disableLocalAuth": True,
+            "minimumTlsVersionAllowed": "1.2",
+            "identity": {"type": "SystemAssigned"},
+        },
+    ).with_inputs(**changes)
+
+
+DEAD_LETTER = {
+    "identity": {"type": "SystemAssigned"},
+    "deadLetterDestination": {
+        "endpointType": "StorageBlob",
+        "resourceId": ACCOUNT_ID,
+        "blobContainerName": "router-dead-letters",
+    },
+}
+
+
+def event_subscription(**changes: Any) -> Rec:
+    return Rec(
+        "azure-native:eventgrid:EventSubscription",
+        "orders-route-subscription",
+        {
+            "scope": EVENT_GRID_TOPIC_ID,
+            "eventSubscriptionName": "orders",
+            "deliveryWithResourceIdentity": {
+                "identity": {"type": "SystemAssigned"},
+                "destination": {
+                    "endpointType": "StorageQueue",
+                    "resourceId": ACCOUNT_ID,
+                    "queueName": "orders",
+                },
+            },
+            "deadLetterWithResourceIdentity": DEAD_LETTER,
+        },
+    ).with_inputs(**changes)
+
+
+def webhook_subscription(url: str = "https://partner.example.com/hook") -> Rec:
+    return event_subscription(
+        deliveryWithResourceIdentity=None,
+        destination={"endpointType": "WebHook", "endpointUrl": url},
+    )

@@ -64,6 +64,9 @@ AZURE_TYPES = [
     "authorization/role_assignment.py",
     "managedidentity/user_assigned_identity.py",
     "managedidentity/federated_identity_credential.py",
+    "storage/blob_container.py",
+    "eventgrid/topic.py",
+    "eventgrid/event_subscription.py",
 ]
 
 

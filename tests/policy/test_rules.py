@@ -597,6 +597,84 @@ CASES = [
             "alarm 'no-ok' has no OK action",
         ),
     ),
+    # --- router
+    ("aws-sns-topic-encrypted", one(f.topic()), None, ()),
+    (
+        "aws-sns-topic-encrypted",
+        one(f.topic().with_inputs(kmsMasterKeyId=None)),
+        None,
+        ("topic 'edw-aws-router' is not encrypted at rest",),
+    ),
+    ("aws-sns-topic-tls-only", f.routed_graph, None, ()),
+    (
+        "aws-sns-topic-tls-only",
+        lambda: [router := f.topic(), f.topic_policy(router, Effect="Allow")],
+        None,
+        ("topic 'edw-aws-router' has no topic policy denying requests without TLS",),
+    ),
+    ("aws-sns-topic-tls-only", one(f.topic()), None, ("has no topic policy denying",)),
+    ("aws-sns-subscription-raw-and-redriven", f.routed_graph, None, ()),
+    (
+        "aws-sns-subscription-raw-and-redriven",
+        lambda: [
+            f.subscription(f.work_queue(), f.dlq(), rawMessageDelivery=False, redrivePolicy=None)
+        ],
+        None,
+        ("does not use raw message delivery", "has no redrive policy"),
+    ),
+    (
+        "aws-sns-subscription-raw-and-redriven",
+        lambda: [f.subscription(f.work_queue(), f.dlq(), protocol="http", endpoint="http://p")],
+        None,
+        ("delivers over plain http: use https",),
+    ),
+    ("aws-sqs-subscribed-queue-accepts-only-its-topic", f.routed_graph, None, ()),
+    (
+        "aws-sqs-subscribed-queue-accepts-only-its-topic",
+        lambda: f.routed_graph(condition=None),
+        None,
+        (
+            "queue 'edw-aws-work' lets SNS or anyone send without an aws:SourceArn condition",
+            "queue 'edw-aws-dlq' lets SNS or anyone send without an aws:SourceArn condition",
+        ),
+    ),
+    (
+        "aws-sqs-subscribed-queue-accepts-only-its-topic",
+        lambda: [r for r in f.routed_graph() if r.name != "edw-aws-dlq-policy"],
+        None,
+        ("queue 'edw-aws-dlq' is subscribed to a topic but its queue policy does not let SNS",),
+    ),
+    ("azure-eventgrid-topic-entra-only", one(f.event_grid_topic()), None, ()),
+    (
+        "azure-eventgrid-topic-entra-only",
+        one(f.event_grid_topic(disableLocalAuth=False, minimumTlsVersionAllowed="1.0")),
+        None,
+        ("accepts access keys: set disableLocalAuth", "allows TLS below 1.2"),
+    ),
+    (
+        "azure-eventgrid-subscription-identity-and-dead-letter",
+        lambda: [f.event_subscription(), f.webhook_subscription()],
+        None,
+        (),
+    ),
+    (
+        "azure-eventgrid-subscription-identity-and-dead-letter",
+        one(
+            f.event_subscription(
+                deliveryWithResourceIdentity=None,
+                destination={"endpointType": "StorageQueue", "queueName": "orders"},
+                deadLetterWithResourceIdentity=None,
+            )
+        ),
+        None,
+        ("does not dead-letter with the topic's identity", "delivers to a queue without"),
+    ),
+    (
+        "azure-eventgrid-subscription-identity-and-dead-letter",
+        one(f.webhook_subscription("http://partner.example.com/hook")),
+        None,
+        ("delivers to a webhook over plain http: use https",),
+    ),
     # --- resilience
     ("results-table-replicated", lambda: [f.table(), f.cosmos_account()], None, ()),
     (
