@@ -72,6 +72,7 @@ lock: $(VENV)/.installed
 
 bench: deps
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.router
 
 policy-check: $(VENV)/.installed
 	$(BIN)/python -m policy.offline --stack $(STACK)

@@ -221,3 +221,15 @@ def test_a_queue_message_as_event_grid_writes_it_is_processed(
     (dead,) = target.dead_letters()
     assert dead.body == base64.b64encode(b"not an event").decode()
     assert "JSON" in dead.reason or "json" in dead.reason
+
+
+def test_the_router_hop_benchmark_times_both_paths_to_the_row() -> None:
+    """`make bench` part two: each timed event really reaches its row through its path (the
+    clock stops only when the row reads back), so both medians are of delivered events."""
+    from bench.router import router_hop  # noqa: PLC0415 - starts its own moto
+
+    row = router_hop(per_path=3)
+    assert row["events_per_path"] == 3
+    assert row["queue_median_ms"] > 0
+    assert row["router_median_ms"] > 0
+    assert row["router_over_queue"] == round(row["router_median_ms"] / row["queue_median_ms"], 2)
