@@ -14,7 +14,7 @@ import pytest
 from botocore.stub import Stubber
 
 from app import aws
-from app.backend import Received
+from app.backend import Received, batches
 from app.consumer import Consumer
 from tests.app.fakes import (
     FakeQueue,
@@ -279,4 +279,37 @@ def test_sqs_batches_respect_ten_messages_and_one_mebibyte(
     sizes: list[int], expected: list[int]
 ) -> None:
     entries = [{"MessageBody": "x" * size} for size in sizes]
-    assert [len(b) for b in aws._size_batches(entries)] == expected
+    found = batches(entries, aws.SQS_BATCH, aws.SQS_BATCH_BYTES, aws._entry_bytes)
+    assert [len(b) for b in found] == expected
+
+
+@pytest.mark.parametrize(
+    ("sizes", "expected"),
+    [
+        ([100] * 25, [10, 10, 5]),
+        ([100_000] * 4, [2, 2]),  # 256 KiB per PublishBatch call
+    ],
+)
+def test_router_publish_batches_respect_ten_messages_and_256_kib(
+    sizes: list[int], expected: list[int]
+) -> None:
+    client = boto3.session.Session(region_name="us-east-1").client(
+        "sns", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    stubber = Stubber(client)
+    bodies = ["x" * size for size in sizes]
+    topic = "arn:aws:sns:us-east-1:123456789012:router"
+    start = 0
+    for batch in expected:
+        entries = [
+            {"Id": str(i), "Message": b} for i, b in enumerate(bodies[start : start + batch])
+        ]
+        stubber.add_response(
+            "publish_batch",
+            {"Successful": [{"Id": e["Id"], "MessageId": f"m{e['Id']}"} for e in entries]},
+            expected_params={"TopicArn": topic, "PublishBatchRequestEntries": entries},
+        )
+        start += batch
+    stubber.activate()
+    assert aws.SnsRouter(client, topic).send(bodies) == 0
+    stubber.assert_no_pending_responses()  # one call per expected batch, no more

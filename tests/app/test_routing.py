@@ -24,6 +24,7 @@ from app import azure, events
 from app.aws import open_router
 from app.azure import EventGridRouter, _session
 from bench.emulators import REPO, AwsTarget, MotoEmulator, child_env
+from bench.router import router_hop
 from components.routing import parse_filter, sns_filter_policy
 from tests.app.conftest import ConsumerProcess, provision, wait_until
 from tests.http_replies import reply
@@ -226,8 +227,6 @@ def test_a_queue_message_as_event_grid_writes_it_is_processed(
 def test_the_router_hop_benchmark_times_both_paths_to_the_row() -> None:
     """`make bench` part two: each timed event really reaches its row through its path (the
     clock stops only when the row reads back), so both medians are of delivered events."""
-    from bench.router import router_hop  # noqa: PLC0415 - starts its own moto
-
     row = router_hop(per_path=3)
     assert row["events_per_path"] == 3
     assert row["queue_median_ms"] > 0
