@@ -9,9 +9,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
-from pulumi_aws import cloudwatch, kms, sns
+from pulumi_aws import cloudwatch, sns
 
-from components.aws.iam import allow, deny_insecure_transport, document
+from components.aws.iam import allow
+from components.aws.topic import encrypted_topic
 
 CLOUDWATCH = {"Service": "cloudwatch.amazonaws.com"}
 
@@ -37,54 +38,34 @@ class AlertTopic(pulumi.ComponentResource):
         super().__init__("edw:aws:AlertTopic", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         from_this_account = {"StringEquals": {"aws:SourceAccount": args.account_id}}
-        key = kms.Key(
-            f"{name}-key",
-            description="Alert topic encryption (CloudWatch alarms publish through it)",
-            enable_key_rotation=True,
-            deletion_window_in_days=7,
-            policy=document(
-                [
-                    allow(
-                        ["kms:*"],
-                        ["*"],
-                        "AccountAdministersTheKey",
-                        Principal={"AWS": f"arn:aws:iam::{args.account_id}:root"},
-                    ),
-                    # SNS developer guide, "Enable compatibility between event sources from AWS
-                    # services and encrypted topics": CloudWatch needs these two on the key.
-                    allow(
-                        ["kms:Decrypt", "kms:GenerateDataKey*"],
-                        ["*"],
-                        "CloudWatchAlarmsPublish",
-                        Principal=CLOUDWATCH,
-                        Condition=from_this_account,
-                    ),
-                ]
-            ),
-            tags=dict(args.tags),
-            opts=child,
-        )
-        topic = sns.Topic(
-            f"{name}-topic", kms_master_key_id=key.arn, tags=dict(args.tags), opts=child
-        )
         alarms = f"arn:aws:cloudwatch:{args.region}:{args.account_id}:alarm:*"
-        sns.TopicPolicy(
-            f"{name}-policy",
-            arn=topic.arn,
-            policy=document(
-                [
-                    deny_insecure_transport(topic.arn, service="sns"),
-                    allow(
-                        ["sns:Publish"],
-                        [topic.arn],
-                        "ThisAccountsAlarmsPublish",
-                        Principal=CLOUDWATCH,
-                        Condition={"ArnLike": {"aws:SourceArn": alarms}, **from_this_account},
-                    ),
-                ]
-            ),
-            opts=child,
-        )
+        topic = encrypted_topic(
+            name,
+            self,
+            description="Alert topic encryption (CloudWatch alarms publish through it)",
+            account_id=args.account_id,
+            # SNS developer guide, "Enable compatibility between event sources from AWS
+            # services and encrypted topics": CloudWatch needs these two on the key.
+            key_users=[
+                allow(
+                    ["kms:Decrypt", "kms:GenerateDataKey*"],
+                    ["*"],
+                    "CloudWatchAlarmsPublish",
+                    Principal=CLOUDWATCH,
+                    Condition=from_this_account,
+                )
+            ],
+            publishers=lambda arn: [
+                allow(
+                    ["sns:Publish"],
+                    [arn],
+                    "ThisAccountsAlarmsPublish",
+                    Principal=CLOUDWATCH,
+                    Condition={"ArnLike": {"aws:SourceArn": alarms}, **from_this_account},
+                )
+            ],
+            tags=args.tags,
+        ).topic
         for email in args.emails:
             # Named by the address, not its position: reordering the list changes nothing.
             digest = hashlib.sha256(email.lower().encode()).hexdigest()[:8]

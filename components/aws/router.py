@@ -8,10 +8,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
-from pulumi_aws import kms, sns, sqs
+from pulumi_aws import sns, sqs
 
 from components.aws.iam import allow, deny_insecure_transport, document
-from components.aws.work_queue import DLQ_RETENTION_SECONDS, LONG_POLL_SECONDS, router_sends
+from components.aws.topic import encrypted_topic
+from components.aws.work_queue import dead_letter_queue, router_sends
 from components.routing import EventFilter, sns_filter_policy
 
 # SNS developer guide, "Amazon SNS message delivery retries" (HTTP/S delivery policy): three quick
@@ -51,72 +52,35 @@ class SnsEventRouter(pulumi.ComponentResource):
         self, name: str, args: SnsEventRouterArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("edw:aws:SnsEventRouter", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        publishers = {"AWS": list(args.publisher_arns)}
+        granted = {"AWS": list(args.publisher_arns)}
         # SNS developer guide, "Encryption at rest" / key management: a publisher to an encrypted
         # topic needs GenerateDataKey* and Decrypt on its key, used through SNS.
         via_sns = {"StringEquals": {"kms:ViaService": f"sns.{args.region}.amazonaws.com"}}
-        key = kms.Key(
-            f"{name}-key",
+        some = bool(args.publisher_arns)
+        encrypted = encrypted_topic(
+            name,
+            self,
             description="Event router topic encryption",
-            enable_key_rotation=True,
-            deletion_window_in_days=7,
-            policy=document(
-                [
-                    allow(
-                        ["kms:*"],
-                        ["*"],
-                        "AccountAdministersTheKey",
-                        Principal={"AWS": f"arn:aws:iam::{args.account_id}:root"},
-                    ),
-                    *(
-                        [
-                            allow(
-                                ["kms:Decrypt", "kms:GenerateDataKey*"],
-                                ["*"],
-                                "PublishersUseTheKeyThroughSns",
-                                Principal=publishers,
-                                Condition=via_sns,
-                            )
-                        ]
-                        if args.publisher_arns
-                        else []
-                    ),
-                ]
+            account_id=args.account_id,
+            key_users=[
+                allow(
+                    ["kms:Decrypt", "kms:GenerateDataKey*"],
+                    ["*"],
+                    "PublishersUseTheKeyThroughSns",
+                    Principal=granted,
+                    Condition=via_sns,
+                )
+            ]
+            if some
+            else [],
+            publishers=lambda arn: (
+                [allow(["sns:Publish"], [arn], "GrantedPublishers", Principal=granted)]
+                if some
+                else []
             ),
-            tags=dict(args.tags),
-            opts=child,
+            tags=args.tags,
         )
-        topic = sns.Topic(
-            f"{name}-topic",
-            kms_master_key_id=key.arn,
-            # SHA256 signatures on what SNS signs (a webhook's subscription confirmation).
-            signature_version=2,
-            tags=dict(args.tags),
-            opts=child,
-        )
-        sns.TopicPolicy(
-            f"{name}-policy",
-            arn=topic.arn,
-            policy=document(
-                [
-                    deny_insecure_transport(topic.arn, service="sns"),
-                    *(
-                        [
-                            allow(
-                                ["sns:Publish"],
-                                [topic.arn],
-                                "GrantedPublishers",
-                                Principal=publishers,
-                            )
-                        ]
-                        if args.publisher_arns
-                        else []
-                    ),
-                ]
-            ),
-            opts=child,
-        )
+        topic, key = encrypted.topic, encrypted.key
         self.topic_arn = topic.arn
         self.key_arn = key.arn
         self.register_outputs({"topic_arn": self.topic_arn, "key_arn": self.key_arn})
@@ -182,8 +146,7 @@ class WebhookArgs:
 class SnsWebhook(pulumi.ComponentResource):
     """A partner's HTTPS subscription: raw delivery of the events its filter selects, retries
     with exponential backoff and a throttle, and what never arrives kept in its own DLQ for
-    14 days. The partner confirms the subscription once and verifies each message's signature
-    (docs/routing.md)."""
+    14 days. The partner verifies and confirms the subscription once (docs/routing.md)."""
 
     subscription_arn: pulumi.Output[str]
     dlq_url: pulumi.Output[str]
@@ -194,14 +157,7 @@ class SnsWebhook(pulumi.ComponentResource):
     ) -> None:
         super().__init__("edw:aws:SnsWebhook", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        dlq = sqs.Queue(
-            f"{name}-dlq",
-            message_retention_seconds=DLQ_RETENTION_SECONDS,
-            receive_wait_time_seconds=LONG_POLL_SECONDS,
-            sqs_managed_sse_enabled=True,
-            tags={**args.tags, "edw/role": "dead-letter"},
-            opts=child,
-        )
+        dlq = dead_letter_queue(f"{name}-dlq", args.tags, child)
         sqs.QueuePolicy(
             f"{name}-dlq-policy",
             queue_url=dlq.url,

@@ -40,14 +40,7 @@ class SqsWorkQueue(pulumi.ComponentResource):
         super().__init__("edw:aws:SqsWorkQueue", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         s = args.settings
-        dlq = sqs.Queue(
-            f"{name}-dlq",
-            message_retention_seconds=DLQ_RETENTION_SECONDS,
-            sqs_managed_sse_enabled=True,
-            receive_wait_time_seconds=LONG_POLL_SECONDS,
-            tags={**args.tags, "edw/role": "dead-letter"},
-            opts=child,
-        )
+        dlq = dead_letter_queue(f"{name}-dlq", args.tags, child)
         queue = sqs.Queue(
             f"{name}-queue",
             visibility_timeout_seconds=s.visibility_timeout_seconds,
@@ -107,4 +100,18 @@ def router_sends(queue_arn: pulumi.Input[str], topic_arn: pulumi.Input[str]) -> 
         "RouterTopicDelivers",
         Principal={"Service": "sns.amazonaws.com"},
         Condition={"ArnEquals": {"aws:SourceArn": topic_arn}},
+    )
+
+
+def dead_letter_queue(
+    name: str, tags: Mapping[str, str], opts: pulumi.ResourceOptions
+) -> sqs.Queue:
+    """A DLQ: kept the SQS maximum (time to inspect and redrive), encrypted, long-polled."""
+    return sqs.Queue(
+        name,
+        message_retention_seconds=DLQ_RETENTION_SECONDS,
+        sqs_managed_sse_enabled=True,
+        receive_wait_time_seconds=LONG_POLL_SECONDS,
+        tags={**tags, "edw/role": "dead-letter"},
+        opts=opts,
     )
