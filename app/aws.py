@@ -103,10 +103,12 @@ class SqsQueue:
         self.receiver = receiver or client  # long polls need a longer read timeout
         self.url = url
 
-    def receive(self, wait_seconds: int, visibility_seconds: int) -> list[Received]:
+    def receive(
+        self, wait_seconds: int, visibility_seconds: int, max_messages: int
+    ) -> list[Received]:
         response = self.receiver.receive_message(
             QueueUrl=self.url,
-            MaxNumberOfMessages=SQS_BATCH,
+            MaxNumberOfMessages=min(max_messages, SQS_BATCH),
             WaitTimeSeconds=wait_seconds,
             VisibilityTimeout=visibility_seconds,
             # The delivery number, so the consumer can dead-letter with a reason before the

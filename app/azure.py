@@ -123,10 +123,13 @@ class StorageQueue:
         self.client = client
         self.pool = pool
 
-    def receive(self, wait_seconds: int, visibility_seconds: int) -> list[Received]:
+    def receive(
+        self, wait_seconds: int, visibility_seconds: int, max_messages: int
+    ) -> list[Received]:
+        count = min(max_messages, AZURE_BATCH)
         pages = self.client.receive_messages(
-            messages_per_page=AZURE_BATCH,
-            max_messages=AZURE_BATCH,
+            messages_per_page=count,
+            max_messages=count,
             visibility_timeout=visibility_seconds,
             **CALL,
         ).by_page()

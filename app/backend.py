@@ -54,7 +54,11 @@ class WorkQueue(Sender, Protocol):
     long_polls: bool  # False: an empty receive returns at once and the caller backs off
     max_visibility_seconds: int  # the most a message may stay hidden (SQS: 12 h; Azure: 7 days)
 
-    def receive(self, wait_seconds: int, visibility_seconds: int) -> list[Received]: ...
+    def receive(
+        self, wait_seconds: int, visibility_seconds: int, max_messages: int
+    ) -> list[Received]:
+        """At most ``max_messages`` (no more than ``max_batch``), hidden for the timeout."""
+        ...
 
     def delete(self, messages: Sequence[Received]) -> list[Received]:
         """Delete messages; returns those that could not be deleted (they will come back)."""

@@ -20,6 +20,12 @@ The contract, message by message:
   ``EDW_PROCESSING_TIMEOUT_SECONDS`` is released (visible at once to other consumers); its worker
   then touches none of its messages.
 
+Job mode (a KEDA ScaledJob's pod): with ``EDW_MAX_MESSAGES`` the workers take no more than that
+many messages in all and the process exits once they are settled; with
+``EDW_EXIT_WHEN_IDLE_SECONDS`` it exits after that long with nothing received and nothing in
+flight. Either way it drains like on SIGTERM and exits 0 only when every message it took was
+settled (stored and deleted, set aside, or released).
+
 Run it with ``python -m app.consumer``; settings come from the environment (docs/app.md).
 """
 
@@ -49,6 +55,7 @@ IDLE_BACKOFF = (0.05, 1.0)  # no long polling (Azure, or a wait of 0): back off 
 ERROR_BACKOFF_SECONDS = 1.0
 RETRY_BACKOFF = (0.1, 2.0)  # in-place retries: first and largest pause (full jitter)
 EXIT_BAD_SETTINGS = 2
+JOB_CHECK_SECONDS = 0.2  # how often the main thread asks whether a job is done
 # A worker or the heartbeat that shows no progress for this long past its longest legitimate
 # wait (a receive plus a whole batch) is stuck: liveness fails and the kubelet restarts the pod.
 STALL_MARGIN_SECONDS = 30.0
@@ -98,6 +105,12 @@ class Consumer:
         )
         self._batches: set[Batch] = set()
         self._batches_lock = threading.Lock()
+        # Job mode: how many more messages this process may take (None: no limit), and when it
+        # last had work, for EDW_EXIT_WHEN_IDLE_SECONDS.
+        self._quota = settings.max_messages or None
+        self._quota_lock = threading.Lock()
+        self._busy_at = time.monotonic()
+        self._retired: set[str] = set()  # workers that stopped because the quota was spent
         self._progress: dict[str, float] = {}
         self._workers = [
             threading.Thread(target=self._work, name=f"worker-{i}", daemon=True)
@@ -131,9 +144,34 @@ class Consumer:
             return True  # draining is healthy; the kubelet must not restart us mid-drain
         now = time.monotonic()
         return all(
-            t.is_alive() and now - self._progress.get(t.name, now) <= self.stall_seconds
+            t.name in self._retired
+            or (t.is_alive() and now - self._progress.get(t.name, now) <= self.stall_seconds)
             for t in self._threads()
         )
+
+    def job_done(self) -> bool:
+        """Job mode: the quota is settled (every worker retired), or nothing was received and
+        nothing was in flight for EDW_EXIT_WHEN_IDLE_SECONDS. Never true for a service."""
+        if self._quota is not None and len(self._retired) == len(self._workers):
+            return True
+        idle = self.settings.exit_when_idle_seconds
+        with self._batches_lock:
+            in_flight = bool(self._batches)
+        return bool(idle) and not in_flight and time.monotonic() - self._busy_at >= idle
+
+    def _claim(self, wanted: int) -> int:
+        """Reserve up to ``wanted`` messages of the quota (all of it without a quota)."""
+        with self._quota_lock:
+            if self._quota is None:
+                return wanted
+            claimed = min(wanted, self._quota)
+            self._quota -= claimed
+            return claimed
+
+    def _unclaim(self, count: int) -> None:
+        with self._quota_lock:
+            if self._quota is not None:
+                self._quota += count
 
     def _mark(self) -> None:
         self._progress[threading.current_thread().name] = time.monotonic()
@@ -160,18 +198,28 @@ class Consumer:
         idle = IDLE_BACKOFF[0]
         while not self.stopping.is_set():
             self._mark()
+            wanted = self._claim(queue.max_batch)
+            if not wanted:
+                self._retired.add(threading.current_thread().name)
+                return  # the job's quota is taken; the others settle the rest
             try:
                 messages = queue.receive(
-                    self.settings.receive_wait_seconds, self.settings.visibility_timeout_seconds
+                    self.settings.receive_wait_seconds,
+                    self.settings.visibility_timeout_seconds,
+                    wanted,
                 )
             except Exception as exc:
                 log.warning("receive failed", extra={"fields": {"error": _short(exc)}})
+                self._unclaim(wanted)
                 self.stopping.wait(ERROR_BACKOFF_SECONDS)
                 continue
             self._mark()
+            self._unclaim(wanted - len(messages))
             if messages:
                 idle = IDLE_BACKOFF[0]
+                self._busy_at = time.monotonic()
                 self.process(messages)
+                self._busy_at = time.monotonic()
             elif backs_off:
                 self.stopping.wait(idle)
                 idle = min(idle * 2, IDLE_BACKOFF[1])
@@ -448,9 +496,12 @@ def run(settings: Settings) -> int:
     consumer.start()
     server.start()  # after the workers, so liveness never sees them not yet started
     log.info("serving health and metrics", extra={"fields": {"port": server.port}})
-    while not stop.wait(1.0):
-        pass
-    log.info("signal received; draining in-flight batches")
+    while not stop.wait(JOB_CHECK_SECONDS):
+        if consumer.job_done():
+            log.info("job done: quota settled or idle", extra={"fields": {"job": True}})
+            break
+    else:
+        log.info("signal received; draining in-flight batches")
     # Keep a second of the budget for closing the clients and the HTTP server.
     drained = consumer.drain(max(0.5, settings.shutdown_timeout_seconds - 1))
     server.stop()

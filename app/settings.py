@@ -48,6 +48,8 @@ ENV_VARS: tuple[str, ...] = (
     "EDW_LOG_LEVEL",
     "EDW_RESULT_TTL_DAYS",
     "EDW_WORKFLOW",
+    "EDW_EXIT_WHEN_IDLE_SECONDS",
+    "EDW_MAX_MESSAGES",
 )
 
 
@@ -75,6 +77,11 @@ class Settings:
     log_level: str = "INFO"
     result_ttl_days: int = 0
     workflow: str = DEFAULT_WORKFLOW  # written into every row: which workflow processed it
+    # Job mode (a KEDA ScaledJob's pod): exit 0 after this long with nothing received and
+    # nothing in flight (0: never, the service), and after settling this many messages (0: no
+    # limit), so one job never holds a message past its deadline.
+    exit_when_idle_seconds: int = 0
+    max_messages: int = 0
 
     @property
     def queue_account_url(self) -> str:
@@ -220,6 +227,8 @@ def load(env: Mapping[str, str]) -> Settings:
         log_level=r.choice("EDW_LOG_LEVEL", LOG_LEVELS, "INFO") or "INFO",
         result_ttl_days=r.integer("EDW_RESULT_TTL_DAYS", 0, 0, 3650),
         workflow=r.text("EDW_WORKFLOW", required=False, check=_workflow) or DEFAULT_WORKFLOW,
+        exit_when_idle_seconds=r.integer("EDW_EXIT_WHEN_IDLE_SECONDS", 0, 0, 86_400),
+        max_messages=r.integer("EDW_MAX_MESSAGES", 0, 0, 1_000_000),
     )
     if settings.receive_wait_seconds >= settings.shutdown_timeout_seconds:
         # A receive started just before SIGTERM must return with time left to finish its batch.

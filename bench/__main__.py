@@ -192,8 +192,10 @@ class CountingQueue:
         self.long_polls = inner.long_polls
         self.max_visibility_seconds = inner.max_visibility_seconds
 
-    def receive(self, wait_seconds: int, visibility_seconds: int) -> list[Received]:
-        return self.inner.receive(wait_seconds, visibility_seconds)
+    def receive(
+        self, wait_seconds: int, visibility_seconds: int, max_messages: int
+    ) -> list[Received]:
+        return self.inner.receive(wait_seconds, visibility_seconds, max_messages)
 
     def delete(self, messages: Sequence[Received]) -> list[Received]:
         failed = self.inner.delete(messages)

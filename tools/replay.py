@@ -39,7 +39,9 @@ def replay(source: WorkQueue, destination: WorkQueue, limit: int) -> Moved:
     """Move up to ``limit`` messages until the source answers empty."""
     result = Moved()
     while result.moved < limit:
-        batch = source.receive(WAIT_SECONDS if source.long_polls else 0, VISIBILITY_SECONDS)
+        batch = source.receive(
+            WAIT_SECONDS if source.long_polls else 0, VISIBILITY_SECONDS, source.max_batch
+        )
         batch = batch[: limit - result.moved]
         if not batch:
             return result

@@ -45,12 +45,15 @@ class FakeQueue:
         self.inbox.extend(messages)
         return messages
 
-    def receive(self, wait_seconds: int, visibility_seconds: int) -> list[Received]:
+    def receive(
+        self, wait_seconds: int, visibility_seconds: int, max_messages: int
+    ) -> list[Received]:
         self.receives += 1
         if self.block_receive is not None:
             self.block_receive.wait()
+        take = min(self.max_batch, max_messages)
         with self.lock:
-            batch, self.inbox = self.inbox[: self.max_batch], self.inbox[self.max_batch :]
+            batch, self.inbox = self.inbox[:take], self.inbox[take:]
         return batch
 
     def delete(self, messages: Sequence[Received]) -> list[Received]:

@@ -260,7 +260,7 @@ def _received_bodies(target: Target) -> list[str]:
         connection_string=target.env.get("EDW_AZURE_CONNECTION_STRING"),
     )
     bodies: list[str] = []
-    while batch := queue.receive(1 if queue.long_polls else 0, 60):
+    while batch := queue.receive(1 if queue.long_polls else 0, 60, queue.max_batch):
         bodies += [m.body for m in batch]
     return bodies
 
@@ -292,9 +292,12 @@ class FakeQueue:
     deleted: list[str] = field(default_factory=list)
     sent: list[str] = field(default_factory=list)
     long_polls: bool = True
+    max_batch: int = 10
 
-    def receive(self, wait_seconds: int, visibility_seconds: int) -> list[Received]:
-        batch, self.held = self.held[:10], self.held[10:]
+    def receive(
+        self, wait_seconds: int, visibility_seconds: int, max_messages: int
+    ) -> list[Received]:
+        batch, self.held = self.held[:max_messages], self.held[max_messages:]
         return [Received(b, b, b, 1) for b in batch]
 
     def send(self, bodies: Sequence[str]) -> int:
