@@ -186,3 +186,19 @@ def event_grid_filters(event_filter: EventFilter) -> list[dict[str, Any]]:
         else {"key": c.key, "operatorType": "StringIn", "values": list(c.values)}
         for c in conditions
     ]
+
+
+def matches(event_filter: EventFilter, event: Mapping[str, Any]) -> bool:
+    """Whether a structured CloudEvent passes the filter, exact case (as SNS decides; Event Grid
+    also ignores case). The stack checks with it that a workflow's schedule reaches it."""
+    for c in event_filter.conditions:
+        value: Any = event
+        for part in c.path:
+            value = value.get(part) if isinstance(value, Mapping) else None
+        if not isinstance(value, str):
+            return False
+        if c.prefix is not None and not value.startswith(c.prefix):
+            return False
+        if c.prefix is None and value not in c.values:
+            return False
+    return True

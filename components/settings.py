@@ -16,6 +16,8 @@ Cloud = Literal["aws", "azure"]
 # The workflow of the single-queue releases: its resources keep the names they had then, so an
 # existing stack updates in place (../docs/routing.md, "Names").
 DEFAULT_WORKFLOW = "work"
+# The source of every scheduled event (the CronJob's producer).
+SCHEDULE_SOURCE = "urn:edw:schedule"
 # Seconds the pod keeps after its last batch's processing timeout to delete and exit.
 DRAIN_MARGIN_SECONDS = 15
 
@@ -59,11 +61,18 @@ class Workflow:
     filter: EventFilter
     consumer: ConsumerSettings
     queue: QueueSettings
+    mode: Literal["service", "job"] = "service"
+    capacity: Literal["spot-first", "on-demand"] = "spot-first"
+    schedule: str = ""  # cron, UTC: publish a scheduled event to the router ("" = none)
 
     def resource_name(self, base: str) -> str:
         """Logical name of one of the workflow's resources: the default workflow keeps the
         names it had before workflows existed, every other one is prefixed by its name."""
         return base if self.name == DEFAULT_WORKFLOW else f"{self.name}-{base}"
+
+    def scheduled_event_type(self, prefix: str) -> str:
+        """The type of the event the workflow's schedule publishes."""
+        return f"{prefix}.schedule.{self.name}"
 
     @property
     def k8s_name(self) -> str:

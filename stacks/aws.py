@@ -50,6 +50,7 @@ from components.k8s.consumer import (
     ConsumerNamespace,
     QueueTrigger,
 )
+from components.k8s.schedule import ScheduledEvent, ScheduledEventArgs
 from stacks.config import ConfigError, EdwConfig
 
 # EC2's service-linked role for spot requests (IAM: AWSServiceRoleForEC2Spot, service
@@ -92,6 +93,22 @@ def consumer_statements(
         allow(["sqs:SendMessage", "sqs:GetQueueAttributes"], [dlq_arn], "SetAsideToDeadLetter"),
         allow([f"dynamodb:{op}" for op in TABLE_WRITES], [table_arn], "WriteResults"),
         *(key_use if table_keys else []),
+    ]
+
+
+def publisher_statements(
+    topic_arn: pulumi.Input[str], key_arn: pulumi.Input[str], region: str
+) -> list[Statement]:
+    """Publish to the router and nothing else (a schedule's CronJob): the topic, and its key
+    through SNS only."""
+    return [
+        allow(["sns:Publish"], [topic_arn], "PublishToTheRouter"),
+        allow(
+            ["kms:Decrypt", "kms:GenerateDataKey*"],
+            [key_arn],
+            "UseTheRouterKeyThroughSns",
+            Condition={"StringEquals": {"kms:ViaService": f"sns.{region}.amazonaws.com"}},
+        ),
     ]
 
 
@@ -351,6 +368,33 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             ),
             opts=on_cluster,
         )
+        if w.schedule:
+            schedule_identity = IrsaRole(
+                w.resource_name("schedule-identity"),
+                IrsaRoleArgs(
+                    oidc=cluster.oidc,
+                    namespace=cfg.consumer.namespace,
+                    service_account=f"{w.k8s_name}-schedule",
+                    statements=publisher_statements(router.topic_arn, router.key_arn, region),
+                    tags=tags,
+                ),
+            )
+            ScheduledEvent(
+                w.resource_name("schedule"),
+                ScheduledEventArgs(
+                    cloud="aws",
+                    workflow=w,
+                    event_type=w.scheduled_event_type(cfg.prefix),
+                    namespace=namespace.namespace,
+                    image=image,
+                    router_env={"EDW_ROUTER": router.topic_arn, "AWS_REGION": region},
+                    service_account_annotations={
+                        "eks.amazonaws.com/role-arn": schedule_identity.role_arn
+                    },
+                    platform=[karpenter.node_pools, schedule_identity],
+                ),
+                opts=on_cluster,
+            )
 
     first = queues[cfg.workflows[0].name]
     return {

@@ -26,6 +26,7 @@ from components.azure.nap import NapNodeAutoscaling, NapNodeAutoscalingArgs
 from components.azure.results_table import CosmosResultsTable, CosmosResultsTableArgs
 from components.azure.roles import (
     COSMOS_TABLE_DATA_CONTRIBUTOR,
+    EVENTGRID_DATA_SENDER,
     STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR,
     STORAGE_QUEUE_DATA_MESSAGE_SENDER,
     STORAGE_QUEUE_DATA_READER,
@@ -54,6 +55,7 @@ from components.k8s.consumer import (
     ConsumerNamespace,
     QueueTrigger,
 )
+from components.k8s.schedule import ScheduledEvent, ScheduledEventArgs
 from stacks.config import EdwConfig
 
 TABLE = "results"
@@ -284,6 +286,32 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             ),
             opts=on_cluster,
         )
+        if w.schedule:
+            schedule_identity = identity(
+                w.resource_name("schedule-identity"),
+                cfg.consumer.namespace,
+                f"{w.k8s_name}-schedule",
+                # Publish to the router and nothing else.
+                roles=[identity.role("router-sender", EVENTGRID_DATA_SENDER, router.topic_id)],
+            )
+            ScheduledEvent(
+                w.resource_name("schedule"),
+                ScheduledEventArgs(
+                    cloud="azure",
+                    workflow=w,
+                    event_type=w.scheduled_event_type(cfg.prefix),
+                    namespace=namespace.namespace,
+                    image=image,
+                    router_env={"EDW_ROUTER": router.endpoint},
+                    service_account_annotations={
+                        "azure.workload.identity/client-id": schedule_identity.client_id
+                    },
+                    service_account_labels=WORKLOAD_IDENTITY_USE,
+                    pod_labels=WORKLOAD_IDENTITY_USE,
+                    platform=[nap.node_pools, schedule_identity, cluster.acr_pull],
+                ),
+                opts=on_cluster,
+            )
 
     first = cfg.workflows[0].name
     return {

@@ -16,10 +16,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from components.routing import EventFilter, FilterError, parse_filter
+from croniter import croniter
+
+from components.routing import EventFilter, FilterError, matches, parse_filter
 from components.settings import (
     DEFAULT_WORKFLOW,
     DRAIN_MARGIN_SECONDS,
+    SCHEDULE_SOURCE,
     AwsSettings,
     AzureSettings,
     Cloud,
@@ -152,6 +155,11 @@ WORKFLOW_OVERRIDES = (
     "consumerCpuLimit",
     "consumerMemoryLimit",
 )
+WORKFLOW_KEYS = ("name", "filter", "mode", "capacity", "schedule")
+MODES = ("service", "job")
+CAPACITIES = ("spot-first", "on-demand")
+# The macros a Kubernetes CronJob schedule accepts besides five fields (robfig/cron).
+CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 # The settings each cross-check compares a key with.
 CROSS_CHECKED = {
     "maxReplicas": ("minReplicas",),
@@ -745,11 +753,11 @@ class _Parser:
         workflows = []
         for i, item in enumerate(items):
             label = f"workflows[{i}]"
-            unknown = sorted(set(item) - {"name", "filter", *WORKFLOW_OVERRIDES})
+            unknown = sorted(set(item) - {*WORKFLOW_KEYS, *WORKFLOW_OVERRIDES})
             if unknown:
                 self.fail(
                     label,
-                    f"has unknown keys {unknown}; allowed: name, filter, "
+                    f"has unknown keys {unknown}; allowed: {', '.join(WORKFLOW_KEYS)}, "
                     f"{', '.join(WORKFLOW_OVERRIDES)}",
                 )
             name = self.item_name(label, item.get("name"))
@@ -757,10 +765,55 @@ class _Parser:
                 self.fail(label, f"repeats the name {name!r}; workflow names must be unique")
             overrides = {k: v for k, v in item.items() if k in WORKFLOW_OVERRIDES}
             consumer, queue = self.overridden(f"{label} ({name})", overrides)
-            workflows.append(
-                Workflow(name, self.item_filter(label, item.get("filter")), consumer, queue)
+            workflow = Workflow(
+                name,
+                self.item_filter(label, item.get("filter")),
+                consumer,
+                queue,
+                mode=self.item_choice(f"{label}.mode", item.get("mode", "service"), MODES),
+                capacity=self.item_choice(
+                    f"{label}.capacity", item.get("capacity", "spot-first"), CAPACITIES
+                ),
+                schedule=self.schedule(f"{label}.schedule", item.get("schedule", "")),
             )
+            self.schedule_reaches(label, workflow)
+            workflows.append(workflow)
         return tuple(workflows)
+
+    def item_choice(self, key: str, value: Any, allowed: tuple[str, ...]) -> Any:
+        if value not in allowed:
+            self.fail(key, f"must be one of {', '.join(allowed)}; got {json.dumps(value)}")
+            return allowed[0]
+        return value
+
+    def schedule(self, key: str, value: Any) -> str:
+        """A Kubernetes CronJob schedule: five fields or a macro (no seconds, no time zone)."""
+        if value == "":
+            return ""
+        fields = value.split() if isinstance(value, str) else []
+        shape = len(fields) == 5 or (len(fields) == 1 and fields[0] in CRON_MACROS)
+        if not (shape and croniter.is_valid(value)):
+            self.fail(
+                key,
+                "must be a cron expression in UTC with five fields (minute hour day month "
+                f"weekday) or one of {', '.join(CRON_MACROS)}; got {json.dumps(value)}",
+            )
+            return ""
+        return value
+
+    def schedule_reaches(self, label: str, workflow: Workflow) -> None:
+        """A scheduled event is routed like any other: the workflow's filter must let it in."""
+        if not workflow.schedule:
+            return
+        prefix = self.values.get("prefix") or SETTINGS_BY_KEY["prefix"].default
+        event_type = workflow.scheduled_event_type(prefix)
+        event = {"type": event_type, "source": SCHEDULE_SOURCE, "data": {}}
+        if not matches(workflow.filter, event):
+            self.fail(
+                f"{label}.filter",
+                f"does not let the workflow's own scheduled event in (type {event_type!r}, "
+                f"source {SCHEDULE_SOURCE!r}): add the type to the filter's type list",
+            )
 
     def overridden(
         self, label: str, overrides: Mapping[str, Any]

@@ -8,6 +8,7 @@ labels, and the KEDA trigger (type, metadata, pod identity).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,15 @@ from components.settings import ConsumerSettings, Workflow
 from components.versions import KEDA_API
 
 HTTP_PORT = 8080
+# Karpenter's pod annotation that blocks voluntary disruption (consolidation, drift, expiry) of
+# the node while the pod runs; AKS NAP is Karpenter and honours it too.
+DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
+# Job workflows (KEDA ScaledJob): the pod exits after this long idle; deadlines add up from it.
+JOB_EXIT_WHEN_IDLE_SECONDS = 30
+JOB_STARTUP_SECONDS = 120  # image pull and node start on a fresh Karpenter/NAP node
+JOB_BACKOFF_LIMIT = 1  # a failed pod is retried once; its messages are back in the queue anyway
+JOB_TTL_SECONDS = 3600  # finished Jobs are garbage-collected after an hour
+JOB_HISTORY = {"succeeded": 3, "failed": 5}
 RUN_AS = 10001
 
 
@@ -119,28 +129,7 @@ class ConsumerDeployment(pulumi.ComponentResource):
             automount_service_account_token=False,
             opts=in_ns,
         )
-        consumer_network_policy(name, k8s_name, namespace, labels, in_ns)
-
-        deployment = apps.v1.Deployment(
-            f"{name}-deployment",
-            metadata=meta.v1.ObjectMetaArgs(name=k8s_name, namespace=namespace, labels=labels),
-            spec=_deployment_spec(args, labels, sa.metadata.name),
-            # The HPA that KEDA creates owns spec.replicas; never fight it on `up`.
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[sa, *args.platform], ignore_changes=["spec.replicas"]
-            ),
-        )
-
-        policy.v1.PodDisruptionBudget(
-            f"{name}-pdb",
-            metadata=meta.v1.ObjectMetaArgs(name=k8s_name, namespace=namespace, labels=labels),
-            # Consolidation and spot rebalancing drain nodes; keep most consumers working.
-            spec=policy.v1.PodDisruptionBudgetSpecArgs(
-                max_unavailable="25%",
-                selector=meta.v1.LabelSelectorArgs(match_labels=labels),
-            ),
-            opts=in_ns,
-        )
+        workload_network_policy(name, k8s_name, namespace, labels, in_ns)
 
         auth = apiextensions.CustomResource(
             f"{name}-trigger-auth",
@@ -150,21 +139,55 @@ class ConsumerDeployment(pulumi.ComponentResource):
             spec={"podIdentity": dict(args.trigger.pod_identity)},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*args.platform]),
         )
-
-        scaled = apiextensions.CustomResource(
-            f"{name}-scaled-object",
-            api_version=KEDA_API,
-            kind="ScaledObject",
-            metadata=meta.v1.ObjectMetaArgs(name=k8s_name, namespace=namespace, labels=labels),
-            spec=_scaled_object_spec(
-                settings, args.trigger, deployment.metadata.name, auth.metadata["name"]
-            ),
-            # Deleted before KEDA itself, so its finalizer is served.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment, auth, *args.platform]),
-        )
+        template = _pod_template(args, labels, sa.metadata.name)
+        # Deleted before KEDA itself, so its finalizer is served.
+        scaler_opts = pulumi.ResourceOptions(parent=self, depends_on=[sa, auth, *args.platform])
+        if workflow.mode == "job":
+            scaled = apiextensions.CustomResource(
+                f"{name}-scaled-job",
+                api_version=KEDA_API,
+                kind="ScaledJob",
+                metadata=meta.v1.ObjectMetaArgs(name=k8s_name, namespace=namespace, labels=labels),
+                spec=_scaled_job_spec(workflow, args.trigger, template, auth.metadata["name"]),
+                opts=scaler_opts,
+            )
+            workload_name = scaled.metadata["name"]
+        else:
+            deployment = apps.v1.Deployment(
+                f"{name}-deployment",
+                metadata=meta.v1.ObjectMetaArgs(name=k8s_name, namespace=namespace, labels=labels),
+                spec=_deployment_spec(labels, template),
+                # The HPA that KEDA creates owns spec.replicas; never fight it on `up`.
+                opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=[sa, *args.platform], ignore_changes=["spec.replicas"]
+                ),
+            )
+            policy.v1.PodDisruptionBudget(
+                f"{name}-pdb",
+                metadata=meta.v1.ObjectMetaArgs(name=k8s_name, namespace=namespace, labels=labels),
+                # Consolidation and spot rebalancing drain nodes; keep most consumers working.
+                spec=policy.v1.PodDisruptionBudgetSpecArgs(
+                    max_unavailable="25%",
+                    selector=meta.v1.LabelSelectorArgs(match_labels=labels),
+                ),
+                opts=in_ns,
+            )
+            scaled = apiextensions.CustomResource(
+                f"{name}-scaled-object",
+                api_version=KEDA_API,
+                kind="ScaledObject",
+                metadata=meta.v1.ObjectMetaArgs(name=k8s_name, namespace=namespace, labels=labels),
+                spec=_scaled_object_spec(
+                    settings, args.trigger, deployment.metadata.name, auth.metadata["name"]
+                ),
+                opts=pulumi.ResourceOptions.merge(
+                    scaler_opts, pulumi.ResourceOptions(depends_on=[deployment])
+                ),
+            )
+            workload_name = deployment.metadata.name
 
         self.namespace = namespace
-        self.deployment_name = deployment.metadata.name
+        self.deployment_name = workload_name
         self.service_account_name = sa.metadata.name
         self.scaled_object_name = scaled.metadata["name"]
         self.register_outputs(
@@ -177,21 +200,47 @@ class ConsumerDeployment(pulumi.ComponentResource):
         )
 
 
+# The hardening every pod of ours carries: non-root, read-only root, no privilege, no
+# capabilities, the runtime's seccomp profile, a small writable /tmp.
+CONTAINER_SECURITY = core.v1.SecurityContextArgs(
+    run_as_non_root=True,
+    run_as_user=RUN_AS,
+    run_as_group=RUN_AS,
+    read_only_root_filesystem=True,
+    allow_privilege_escalation=False,
+    capabilities=core.v1.CapabilitiesArgs(drop=["ALL"]),
+)
+POD_SECURITY = core.v1.PodSecurityContextArgs(
+    run_as_non_root=True,
+    fs_group=RUN_AS,
+    seccomp_profile=core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+)
+TMP_MOUNT = core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")
+TMP_VOLUME = core.v1.VolumeArgs(
+    name="tmp", empty_dir=core.v1.EmptyDirVolumeSourceArgs(size_limit="64Mi")
+)
+SPOT_TOLERATION = core.v1.TolerationArgs(
+    key=SPOT_TAINT["key"], operator="Equal", value=SPOT_TAINT["value"], effect=SPOT_TAINT["effect"]
+)
+
 DNS_PORTS = [
     networking.v1.NetworkPolicyPortArgs(protocol=protocol, port=53) for protocol in ("UDP", "TCP")
 ]
 
 
-def consumer_network_policy(
+def workload_network_policy(
     name: str,
     k8s_name: str,
     namespace: pulumi.Input[str],
     labels: Mapping[str, str],
     opts: pulumi.ResourceOptions,
+    *,
+    ingress_port: int | None = HTTP_PORT,
 ) -> None:
-    """Open the namespace's default deny for one consumer's pods: probes and scrapes on their
-    HTTP port in, only cluster DNS and HTTPS (the queue, table and identity APIs) out. Enforced
-    by the VPC CNI's network policy agent on EKS and by Cilium on AKS."""
+    """Open the namespace's default deny for one kind of our pods: probes and scrapes on their
+    HTTP port in (none for a pod that serves nothing), only cluster DNS and HTTPS (the queue,
+    router, table and identity APIs) out. Enforced by the VPC CNI's network policy agent on EKS
+    and by Cilium on AKS."""
     networking.v1.NetworkPolicy(
         f"{name}-network-policy",
         metadata=meta.v1.ObjectMetaArgs(name=k8s_name, namespace=namespace, labels=labels),
@@ -200,9 +249,11 @@ def consumer_network_policy(
             policy_types=["Ingress", "Egress"],
             ingress=[
                 networking.v1.NetworkPolicyIngressRuleArgs(
-                    ports=[networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=HTTP_PORT)]
+                    ports=[networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=ingress_port)]
                 )
-            ],
+            ]
+            if ingress_port
+            else [],
             egress=[
                 networking.v1.NetworkPolicyEgressRuleArgs(
                     to=[
@@ -243,14 +294,21 @@ def _consumer_env(
         # Leave the kubelet a few seconds between our exit and its SIGKILL.
         "EDW_SHUTDOWN_TIMEOUT_SECONDS": str(c.termination_grace_seconds - 5),
     }
+    if args.workflow.mode == "job":
+        # Each job settles at most one slice of the backlog (the scaler's target), then exits.
+        common["EDW_MAX_MESSAGES"] = str(c.queue_length_target)
+        common["EDW_EXIT_WHEN_IDLE_SECONDS"] = str(JOB_EXIT_WHEN_IDLE_SECONDS)
     merged = {**common, **args.backend_env}
     return [core.v1.EnvVarArgs(name=k, value=v) for k, v in sorted(merged.items())]
 
 
-def _deployment_spec(
+def _pod_template(
     args: ConsumerDeploymentArgs, labels: Mapping[str, str], service_account: pulumi.Input[str]
-) -> apps.v1.DeploymentSpecArgs:
-    c = args.workflow.consumer
+) -> core.v1.PodTemplateSpecArgs:
+    """The consumer pod, the same hardened pod for a service's Deployment and a job's Jobs."""
+    workflow = args.workflow
+    c = workflow.consumer
+    job = workflow.mode == "job"
     probe: dict[str, Any] = {"port": "http"}
     container = core.v1.ContainerArgs(
         name="consumer",
@@ -273,97 +331,132 @@ def _deployment_spec(
             period_seconds=10,
             failure_threshold=3,
         ),
-        security_context=core.v1.SecurityContextArgs(
-            run_as_non_root=True,
-            run_as_user=RUN_AS,
-            run_as_group=RUN_AS,
-            read_only_root_filesystem=True,
-            allow_privilege_escalation=False,
-            capabilities=core.v1.CapabilitiesArgs(drop=["ALL"]),
-        ),
-        volume_mounts=[core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")],
+        security_context=CONTAINER_SECURITY,
+        volume_mounts=[TMP_MOUNT],
     )
     # The workflow label is on the pods only: a Deployment's selector cannot change in place.
-    pod_labels = {**labels, **args.pod_labels, "edw/workflow": args.workflow.name}
+    pod_labels = {**labels, **args.pod_labels, "edw/workflow": workflow.name}
+    annotations = {"prometheus.io/scrape": "true", "prometheus.io/port": str(HTTP_PORT)}
+    if job:
+        # Karpenter (and NAP, which is Karpenter) never consolidates or drifts a node away
+        # from under a running job; a spot interruption still can (docs/batch.md).
+        annotations[DO_NOT_DISRUPT] = "true"
+    return core.v1.PodTemplateSpecArgs(
+        metadata=meta.v1.ObjectMetaArgs(labels=pod_labels, annotations=annotations),
+        spec=core.v1.PodSpecArgs(
+            service_account_name=service_account,
+            # A job's pod runs once: its messages come back to the queue if it fails.
+            restart_policy="Never" if job else None,
+            # The consumer never calls the Kubernetes API. The identity webhooks (EKS pod
+            # identity for IRSA, Azure workload identity) project their own audience-bound
+            # token volume whatever this says, so the API token stays out of the pod.
+            automount_service_account_token=False,
+            termination_grace_period_seconds=c.termination_grace_seconds,
+            security_context=POD_SECURITY,
+            containers=[container],
+            volumes=[TMP_VOLUME],
+            tolerations=[SPOT_TOLERATION],
+            affinity=node_affinity(workflow.capacity),
+            topology_spread_constraints=[
+                core.v1.TopologySpreadConstraintArgs(
+                    max_skew=1,
+                    topology_key="topology.kubernetes.io/zone",
+                    when_unsatisfiable="ScheduleAnyway",
+                    label_selector=meta.v1.LabelSelectorArgs(match_labels=dict(labels)),
+                )
+            ],
+        ),
+    )
+
+
+def _deployment_spec(
+    labels: Mapping[str, str], template: core.v1.PodTemplateSpecArgs
+) -> apps.v1.DeploymentSpecArgs:
     return apps.v1.DeploymentSpecArgs(
         selector=meta.v1.LabelSelectorArgs(match_labels=dict(labels)),
         strategy=apps.v1.DeploymentStrategyArgs(
             type="RollingUpdate",
             rolling_update=apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge="25%"),
         ),
-        template=core.v1.PodTemplateSpecArgs(
-            metadata=meta.v1.ObjectMetaArgs(
-                labels=pod_labels,
-                annotations={"prometheus.io/scrape": "true", "prometheus.io/port": str(HTTP_PORT)},
-            ),
-            spec=core.v1.PodSpecArgs(
-                service_account_name=service_account,
-                # The consumer never calls the Kubernetes API. The identity webhooks (EKS pod
-                # identity for IRSA, Azure workload identity) project their own audience-bound
-                # token volume whatever this says, so the API token stays out of the pod.
-                automount_service_account_token=False,
-                termination_grace_period_seconds=c.termination_grace_seconds,
-                security_context=core.v1.PodSecurityContextArgs(
-                    run_as_non_root=True,
-                    fs_group=RUN_AS,
-                    seccomp_profile=core.v1.SeccompProfileArgs(type="RuntimeDefault"),
-                ),
-                containers=[container],
-                volumes=[
-                    core.v1.VolumeArgs(
-                        name="tmp", empty_dir=core.v1.EmptyDirVolumeSourceArgs(size_limit="64Mi")
-                    )
-                ],
-                tolerations=[
-                    core.v1.TolerationArgs(
-                        key=SPOT_TAINT["key"],
-                        operator="Equal",
-                        value=SPOT_TAINT["value"],
-                        effect=SPOT_TAINT["effect"],
-                    )
-                ],
-                affinity=_node_affinity(),
-                topology_spread_constraints=[
-                    core.v1.TopologySpreadConstraintArgs(
-                        max_skew=1,
-                        topology_key="topology.kubernetes.io/zone",
-                        when_unsatisfiable="ScheduleAnyway",
-                        label_selector=meta.v1.LabelSelectorArgs(match_labels=dict(labels)),
-                    )
-                ],
-            ),
-        ),
+        template=template,
     )
 
 
-def _node_affinity() -> core.v1.AffinityArgs:
-    """Only on the consumer NodePools (never system nodes); spot preferred."""
+def job_deadline_seconds(workflow: Workflow) -> int:
+    """How long one job may run: start-up, then at worst one message per batch (each batch at
+    most the processing timeout) for its share of EDW_MAX_MESSAGES per worker, the idle exit
+    and the drain. The job takes no more than that, so it ends before the deadline kills it."""
+    c = workflow.consumer
+    batches = math.ceil(c.queue_length_target / c.concurrency)
+    return (
+        JOB_STARTUP_SECONDS
+        + batches * c.processing_timeout_seconds
+        + JOB_EXIT_WHEN_IDLE_SECONDS
+        + c.termination_grace_seconds
+    )
+
+
+def _scaled_job_spec(
+    workflow: Workflow,
+    trigger: QueueTrigger,
+    template: core.v1.PodTemplateSpecArgs,
+    auth: pulumi.Input[str],
+) -> dict[str, Any]:
+    c = workflow.consumer
+    return {
+        "jobTargetRef": {
+            "parallelism": 1,
+            "completions": 1,
+            "activeDeadlineSeconds": job_deadline_seconds(workflow),
+            "backoffLimit": JOB_BACKOFF_LIMIT,
+            "ttlSecondsAfterFinished": JOB_TTL_SECONDS,
+            "template": template,
+        },
+        "pollingInterval": c.polling_interval_seconds,
+        "minReplicaCount": 0,
+        "maxReplicaCount": c.max_replicas,
+        "successfulJobsHistoryLimit": JOB_HISTORY["succeeded"],
+        "failedJobsHistoryLimit": JOB_HISTORY["failed"],
+        # The trigger counts in-flight messages (SQS scaleOnInFlight, Azure's approximate count
+        # includes invisible ones), so "default" (jobs = ceil(length/target) - running jobs)
+        # starts jobs only for what no running job holds (docs/batch.md).
+        "scalingStrategy": {"strategy": "default"},
+        "triggers": [_trigger(c, trigger, auth)],
+    }
+
+
+def node_affinity(capacity: str) -> core.v1.AffinityArgs:
+    """Only on the consumer NodePools (never system nodes); spot preferred, or on-demand only
+    when the workflow asks (a long job that a spot interruption must not cut)."""
     key, value = next(iter(CONSUMER_NODE_LABEL.items()))
+    required = [core.v1.NodeSelectorRequirementArgs(key=key, operator="In", values=[value])]
+    preferred = []
+    capacity_type = "karpenter.sh/capacity-type"
+    if capacity == "on-demand":
+        required.append(
+            core.v1.NodeSelectorRequirementArgs(
+                key=capacity_type, operator="In", values=["on-demand"]
+            )
+        )
+    else:
+        preferred.append(
+            core.v1.PreferredSchedulingTermArgs(
+                weight=100,
+                preference=core.v1.NodeSelectorTermArgs(
+                    match_expressions=[
+                        core.v1.NodeSelectorRequirementArgs(
+                            key=capacity_type, operator="In", values=["spot"]
+                        )
+                    ]
+                ),
+            )
+        )
     return core.v1.AffinityArgs(
         node_affinity=core.v1.NodeAffinityArgs(
             required_during_scheduling_ignored_during_execution=core.v1.NodeSelectorArgs(
-                node_selector_terms=[
-                    core.v1.NodeSelectorTermArgs(
-                        match_expressions=[
-                            core.v1.NodeSelectorRequirementArgs(
-                                key=key, operator="In", values=[value]
-                            )
-                        ]
-                    )
-                ]
+                node_selector_terms=[core.v1.NodeSelectorTermArgs(match_expressions=required)]
             ),
-            preferred_during_scheduling_ignored_during_execution=[
-                core.v1.PreferredSchedulingTermArgs(
-                    weight=100,
-                    preference=core.v1.NodeSelectorTermArgs(
-                        match_expressions=[
-                            core.v1.NodeSelectorRequirementArgs(
-                                key="karpenter.sh/capacity-type", operator="In", values=["spot"]
-                            )
-                        ]
-                    ),
-                )
-            ],
+            preferred_during_scheduling_ignored_during_execution=preferred or None,
         )
     )
 
@@ -401,18 +494,20 @@ def _scaled_object_spec(
                 }
             }
         },
-        "triggers": [
-            {
-                "type": trigger.type,
-                "name": "work-queue",
-                # Active while anything is queued or in flight (> 0): scaling to zero can never
-                # strand a message, and in-flight work keeps its pod.
-                "metadata": {
-                    **trigger.metadata,
-                    "queueLength": str(c.queue_length_target),
-                    "activationQueueLength": "0",
-                },
-                "authenticationRef": {"name": auth, "kind": "TriggerAuthentication"},
-            }
-        ],
+        "triggers": [_trigger(c, trigger, auth)],
+    }
+
+
+def _trigger(c: ConsumerSettings, trigger: QueueTrigger, auth: pulumi.Input[str]) -> dict[str, Any]:
+    return {
+        "type": trigger.type,
+        "name": "work-queue",
+        # Active while anything is queued or in flight (> 0): scaling to zero can never strand
+        # a message, and in-flight work keeps its pod.
+        "metadata": {
+            **trigger.metadata,
+            "queueLength": str(c.queue_length_target),
+            "activationQueueLength": "0",
+        },
+        "authenticationRef": {"name": auth, "kind": "TriggerAuthentication"},
     }

@@ -255,6 +255,7 @@ WORKLOAD_KINDS = (
     "k8s:apps:ReplicaSet",
     "k8s:batch:Job",
     "k8s:batch:CronJob",
+    "k8s:keda.sh:ScaledJob",  # its pods: spec.jobTargetRef.template
     "k8s:core:Pod",
 )
 LONG_RUNNING_KINDS = (*WORKLOAD_KINDS[:4], "k8s:core:Pod")  # not Jobs: they finish
@@ -267,6 +268,8 @@ def pod_spec(subject: Subject) -> Mapping[str, Any]:
         spec = dig(props, "spec")
     elif subject.kind == "k8s:batch:CronJob":
         spec = dig(props, "spec", "jobTemplate", "spec", "template", "spec")
+    elif subject.kind == "k8s:keda.sh:ScaledJob":
+        spec = dig(props, "spec", "jobTargetRef", "template", "spec")
     else:
         spec = dig(props, "spec", "template", "spec")
     return spec if isinstance(spec, Mapping) else {}

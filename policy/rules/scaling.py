@@ -8,6 +8,9 @@ from .common import Config, Subject, dig, quantity, resource_rule
 
 NODEPOOL = "k8s:karpenter.sh:NodePool"
 SCALED_OBJECT = "k8s:keda.sh:ScaledObject"
+SCALED_JOB = "k8s:keda.sh:ScaledJob"
+# Karpenter's (and AKS NAP's) pod annotation against voluntary disruption of its node.
+DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
 GI = 2**30
 
 
@@ -35,14 +38,31 @@ def _scaled_object_max(scaled: Subject, config: Config) -> Iterator[str]:
     spec = dig(scaled.props, "spec") or {}
     maximum = spec.get("maxReplicaCount")
     bound = config["maxReplicas"]
+    kind = scaled.kind.rsplit(":", 1)[-1]
     if maximum is None:
-        yield f"ScaledObject {scaled.label!r} has no maxReplicaCount (KEDA defaults to 100)"
+        yield f"{kind} {scaled.label!r} has no maxReplicaCount (KEDA defaults to 100)"
         return
     if maximum > bound:
-        yield f"ScaledObject {scaled.label!r} maxReplicaCount {maximum:g} exceeds {bound:g}"
+        yield f"{kind} {scaled.label!r} maxReplicaCount {maximum:g} exceeds {bound:g}"
     minimum = spec.get("minReplicaCount") or 0
     if minimum > maximum:
-        yield f"ScaledObject {scaled.label!r} minReplicaCount {minimum:g} exceeds {maximum:g}"
+        yield f"{kind} {scaled.label!r} minReplicaCount {minimum:g} exceeds {maximum:g}"
+
+
+def _scaled_job_safe(job: Subject, _: Config) -> Iterator[str]:
+    target = dig(job.props, "spec", "jobTargetRef") or {}
+    deadline = target.get("activeDeadlineSeconds")
+    if not isinstance(deadline, int | float) or deadline <= 0:
+        yield (
+            f"ScaledJob {job.label!r} has no jobTargetRef.activeDeadlineSeconds: a stuck job "
+            "would hold its messages and its node forever"
+        )
+    annotations = dig(target, "template", "metadata", "annotations") or {}
+    if annotations.get(DO_NOT_DISRUPT) != "true":
+        yield (
+            f'ScaledJob {job.label!r} pods lack the {DO_NOT_DISRUPT}: "true" annotation: '
+            "consolidation or drift could evict a job half way"
+        )
 
 
 POLICIES = [
@@ -69,9 +89,9 @@ POLICIES = [
     ),
     resource_rule(
         "keda-scaledobject-max-replicas",
-        "Every ScaledObject must set maxReplicaCount within the team's bound, so a queue backlog "
-        "cannot scale consumers (and nodes) without limit.",
-        [SCALED_OBJECT],
+        "Every ScaledObject and ScaledJob must set maxReplicaCount within the team's bound, so a "
+        "queue backlog cannot scale consumers (and nodes) without limit.",
+        [SCALED_OBJECT, SCALED_JOB],
         _scaled_object_max,
         config={
             "maxReplicas": {
@@ -81,5 +101,12 @@ POLICIES = [
                 "description": "Highest allowed maxReplicaCount.",
             }
         },
+    ),
+    resource_rule(
+        "keda-scaledjob-deadline-and-undisrupted",
+        "Every ScaledJob must bound each job with activeDeadlineSeconds and mark its pods "
+        f"{DO_NOT_DISRUPT}, so a job is never evicted half way by consolidation or drift.",
+        [SCALED_JOB],
+        _scaled_job_safe,
     ),
 ]

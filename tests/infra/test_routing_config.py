@@ -119,7 +119,8 @@ def test_a_workflow_overrides_only_its_own_consumer_and_queue_settings() -> None
         ({"workflows": [{"name": "or--ders"}]}, r"edw:workflows\[0\].name must be"),
         (
             {"workflows": [{"name": "orders", "image": "x"}]},
-            r"edw:workflows\[0\] has unknown keys \['image'\]; allowed: name, filter, minReplicas",
+            r"edw:workflows\[0\] has unknown keys \['image'\]; allowed: name, filter, mode, "
+            "capacity, schedule, minReplicas",
         ),
         (
             {"workflows": [{"name": "orders", "maxReplicas": "5"}]},

@@ -659,3 +659,29 @@ def webhook_subscription(url: str = "https://partner.example.com/hook") -> Rec:
         deliveryWithResourceIdentity=None,
         destination={"endpointType": "WebHook", "endpointUrl": url},
     )
+
+
+def scaled_job(**target_changes: Any) -> Rec:
+    """A job workflow's ScaledJob: bounded, each job under a deadline, its pods undisruptable."""
+    target: dict[str, Any] = {
+        "parallelism": 1.0,
+        "completions": 1.0,
+        "activeDeadlineSeconds": 585.0,
+        "backoffLimit": 1.0,
+        "template": {
+            "metadata": {"annotations": {"karpenter.sh/do-not-disrupt": "true"}},
+            "spec": {"restartPolicy": "Never", "containers": [container()]},
+        },
+    }
+    for key, value in target_changes.items():
+        if value is None:
+            target.pop(key, None)
+        else:
+            target[key] = value
+    spec = {
+        "jobTargetRef": target,
+        "maxReplicaCount": 4.0,
+        "scalingStrategy": {"strategy": "default"},
+        "triggers": [{"type": "aws-sqs-queue", "metadata": {"queueLength": "50"}}],
+    }
+    return custom("keda.sh/v1alpha1", "ScaledJob", "nightly", spec, namespace="edw")

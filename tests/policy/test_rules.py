@@ -597,6 +597,41 @@ CASES = [
             "alarm 'no-ok' has no OK action",
         ),
     ),
+    # --- job workflows
+    ("keda-scaledjob-deadline-and-undisrupted", one(f.scaled_job()), None, ()),
+    (
+        "keda-scaledjob-deadline-and-undisrupted",
+        one(
+            f.scaled_job(
+                activeDeadlineSeconds=None,
+                template={"metadata": {}, "spec": {"containers": [f.container()]}},
+            )
+        ),
+        None,
+        (
+            "ScaledJob 'nightly' has no jobTargetRef.activeDeadlineSeconds",
+            "ScaledJob 'nightly' pods lack the karpenter.sh/do-not-disrupt",
+        ),
+    ),
+    ("keda-scaledobject-max-replicas", one(f.scaled_job()), None, ()),
+    (
+        "keda-scaledobject-max-replicas",
+        one(set_deep(f.scaled_job(), "spec.maxReplicaCount", 500.0)),
+        None,
+        ("ScaledJob 'nightly' maxReplicaCount 500 exceeds 100",),
+    ),
+    (
+        "k8s-read-only-root-filesystem",  # job pods are workloads like any other
+        one(
+            set_deep(
+                f.scaled_job(),
+                "spec.jobTargetRef.template.spec.containers.0.securityContext.readOnlyRootFilesystem",
+                False,
+            )
+        ),
+        None,
+        ("does not set readOnlyRootFilesystem=true",),
+    ),
     # --- router
     ("aws-sns-topic-encrypted", one(f.topic()), None, ()),
     (

@@ -1,0 +1,130 @@
+"""A workflow's schedule: a CronJob that publishes one CloudEvent to the router at each tick.
+
+The event is routed like any other (a scheduled batch is a workflow whose filter matches it). The
+pod is as hardened as the consumer's, runs the app image's ``app.schedule`` (the producer's own
+router code) under an identity that may only publish to the router, and may only reach DNS and
+HTTPS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+from pulumi_kubernetes import batch, core, meta
+
+from components.k8s.consumer import (
+    CONTAINER_SECURITY,
+    PART_OF,
+    POD_SECURITY,
+    SPOT_TOLERATION,
+    TMP_MOUNT,
+    TMP_VOLUME,
+    node_affinity,
+    workload_network_policy,
+)
+from components.settings import SCHEDULE_SOURCE, Workflow
+
+# A missed tick is not made up after this long (a cluster down at 02:00 does not fire at 09:00).
+STARTING_DEADLINE_SECONDS = 300
+RUN_DEADLINE_SECONDS = 120  # one publish; anything longer is stuck
+HISTORY = 3
+
+
+@dataclass(frozen=True)
+class ScheduledEventArgs:
+    cloud: str
+    workflow: Workflow
+    event_type: str
+    namespace: pulumi.Input[str]
+    image: pulumi.Input[str]
+    router_env: Mapping[str, pulumi.Input[str]]  # EDW_ROUTER and what the cloud's SDK needs
+    service_account_annotations: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    service_account_labels: Mapping[str, str] = field(default_factory=dict)
+    pod_labels: Mapping[str, str] = field(default_factory=dict)
+    platform: Sequence[pulumi.Resource] = ()
+
+
+class ScheduledEvent(pulumi.ComponentResource):
+    """CronJob (UTC, Forbid, a starting deadline, history limits) + its service account and
+    network policy."""
+
+    cron_job_name: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: ScheduledEventArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("edw:k8s:ScheduledEvent", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        k8s_name = f"{args.workflow.k8s_name}-schedule"
+        labels = {"app.kubernetes.io/name": k8s_name, **PART_OF}
+        sa = core.v1.ServiceAccount(
+            f"{name}-sa",
+            metadata=meta.v1.ObjectMetaArgs(
+                name=k8s_name,
+                namespace=args.namespace,
+                labels={**labels, **args.service_account_labels},
+                annotations=dict(args.service_account_annotations),
+            ),
+            automount_service_account_token=False,
+            opts=child,
+        )
+        workload_network_policy(name, k8s_name, args.namespace, labels, child, ingress_port=None)
+        env = {
+            "EDW_CLOUD": args.cloud,
+            "EDW_WORKFLOW": args.workflow.name,
+            "EDW_SCHEDULE_TYPE": args.event_type,
+            "EDW_SCHEDULE_SOURCE": SCHEDULE_SOURCE,
+            **args.router_env,
+        }
+        container = core.v1.ContainerArgs(
+            name="schedule",
+            image=args.image,
+            image_pull_policy="IfNotPresent",
+            command=["python", "-m", "app.schedule"],
+            env=[core.v1.EnvVarArgs(name=k, value=v) for k, v in sorted(env.items())],
+            resources=core.v1.ResourceRequirementsArgs(
+                requests={"cpu": "50m", "memory": "96Mi"}, limits={"cpu": "250m", "memory": "192Mi"}
+            ),
+            security_context=CONTAINER_SECURITY,
+            volume_mounts=[TMP_MOUNT],
+        )
+        pod = core.v1.PodTemplateSpecArgs(
+            metadata=meta.v1.ObjectMetaArgs(
+                labels={**labels, **args.pod_labels, "edw/workflow": args.workflow.name}
+            ),
+            spec=core.v1.PodSpecArgs(
+                service_account_name=sa.metadata.name,
+                automount_service_account_token=False,
+                restart_policy="Never",
+                security_context=POD_SECURITY,
+                containers=[container],
+                volumes=[TMP_VOLUME],
+                tolerations=[SPOT_TOLERATION],
+                affinity=node_affinity("spot-first"),
+            ),
+        )
+        cron = batch.v1.CronJob(
+            f"{name}-cronjob",
+            metadata=meta.v1.ObjectMetaArgs(name=k8s_name, namespace=args.namespace, labels=labels),
+            spec=batch.v1.CronJobSpecArgs(
+                schedule=args.workflow.schedule,
+                time_zone="Etc/UTC",
+                concurrency_policy="Forbid",
+                starting_deadline_seconds=STARTING_DEADLINE_SECONDS,
+                successful_jobs_history_limit=HISTORY,
+                failed_jobs_history_limit=HISTORY,
+                job_template=batch.v1.JobTemplateSpecArgs(
+                    spec=batch.v1.JobSpecArgs(
+                        backoff_limit=2,
+                        active_deadline_seconds=RUN_DEADLINE_SECONDS,
+                        ttl_seconds_after_finished=3600,
+                        template=pod,
+                    )
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[sa, *args.platform]),
+        )
+        self.cron_job_name = cron.metadata.name
+        self.register_outputs({"cron_job_name": self.cron_job_name})
