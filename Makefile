@@ -15,7 +15,7 @@ POLICY = --policy-pack policy --policy-pack-config policy/stack-config/$(STACK).
 PULUMI_BACKEND_URL ?= $(shell pulumi whoami >/dev/null 2>&1 || echo file://$(HOME)/.pulumi-edw)
 export PULUMI_BACKEND_URL
 
-.PHONY: test lint deps docs lock stack up preview destroy e2e demo loadtest policy-check bench clean
+.PHONY: test lint deps docs lock stack up preview destroy e2e demo loadtest policy-check bench cost clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,10 @@ lock: $(VENV)/.installed
 bench: deps
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.router
+
+# What the stack costs idle and per million events (docs/cost.md); e.g. make cost STACK=dev.
+cost: $(VENV)/.installed
+	$(BIN)/python -m tools.cost --stack $(STACK)
 
 policy-check: $(VENV)/.installed
 	$(BIN)/python -m policy.offline --stack $(STACK)

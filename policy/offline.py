@@ -289,13 +289,14 @@ def format_report(violations: Sequence[Violation], stack: str) -> str:
     return "\n".join(lines)
 
 
-def _overrides(pairs: Sequence[str]) -> dict[str, str]:
+def parse_overrides(pairs: Sequence[str]) -> dict[str, str]:
     parsed = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise PackConfigError(f"--override must look like key=value; got {pair!r}")
-        parsed[key if key.startswith("edw:") else f"edw:{key}"] = value
+        # A provider key (aws:region) as it is; a bare one is the project's (edw:).
+        parsed[key if ":" in key else f"edw:{key}"] = value
     return parsed
 
 
@@ -318,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parser.parse_args(argv)
     try:
         config = PackConfig.load(options.config or STACK_CONFIG_DIR / f"{options.stack}.json")
-        overrides = _overrides(options.override)
+        overrides = parse_overrides(options.override)
     except PackConfigError as error:
         print(error, file=sys.stderr)
         return 2

@@ -1,0 +1,157 @@
+"""The cost model: quantities follow the graph, the arithmetic matches a hand computation per
+cloud, and every price carries its unit, source and date."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from tools import cost
+from tools.cost import PriceBook, PriceError, Volume, estimate
+
+PRICED_DEFAULTS = {"aws": "us-east-1", "azure": "westeurope"}
+VOLUME = Volume(messages_per_month=10_000_000, message_bytes=512)
+
+
+def report(stack: str, **overrides: Any) -> dict[str, Any]:
+    raw = {k: v if isinstance(v, str) else json.dumps(v) for k, v in overrides.items()}
+    run = cost.run_stack(stack, raw or None)
+    region = PRICED_DEFAULTS["aws" if stack == "aws" else "azure"]
+    return estimate(run, region, VOLUME)
+
+
+def line(found: dict[str, Any], prefix: str) -> dict[str, Any]:
+    (item,) = [i for i in found["lineItems"] if i["name"].startswith(prefix)]
+    return item
+
+
+@pytest.mark.parametrize("cloud", ["aws", "azure"])
+def test_every_price_has_a_unit_a_source_and_a_date(cloud: str) -> None:
+    table = json.loads((cost.PRICES / f"{cloud}.json").read_text())
+    assert table["currency"] == "USD"
+    assert PRICED_DEFAULTS[cloud] in table["regions"]
+    for region, prices in table["regions"].items():
+        for key, price in prices.items():
+            where = f"{cloud} {region} {key}"
+            assert isinstance(price["price"], int | float), where
+            assert price["price"] >= 0, where
+            assert price["unit"], where
+            assert price["source"].startswith("https://"), where
+            assert re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", price["date"]), where
+            if key.split(":", 1)[0] in ("ec2", "spot", "vm"):
+                assert price["vcpu"] > 0, where
+                assert price["memoryGiB"] > 0, where
+
+
+def test_an_unpriced_region_is_an_error_naming_the_priced_ones() -> None:
+    with pytest.raises(
+        PriceError, match=r"no prices for aws region 'ap-south-1'; priced: eu-west-1"
+    ):
+        PriceBook("aws", "ap-south-1")
+
+
+def test_aws_arithmetic_matches_a_hand_computation() -> None:
+    found = report("aws")
+    # Idle: EKS 730 h x 0.10, one NAT gateway and its IPv4, 2 m6i.large with 20 GB gp3 each,
+    # 3 KMS keys, 5 alarms, 0.25 GB of image, KEDA's reads every 5 s (525,600 a month).
+    idle = 73 + 32.85 + 3.65 + 2 * 730 * 0.096 + 40 * 0.08 + 3 + 0.5 + 0.025 + 0.5256 * 0.4
+    assert found["totals"]["idleMonthly"] == pytest.approx(idle, abs=0.01)
+    # Per million events of 512 B, one workflow: SQS send + receive/10 + delete/10, a
+    # PublishBatch per 10, 1 WRU per 640 B row, 0.64 GB stored and backed up, 2 KB per event
+    # through NAT, and the pod-hours of the measured rate on the cheapest spot node (c6a.large,
+    # $0.0319/h: a quarter vCPU of its two).
+    rate = next(
+        r
+        for r in json.loads(cost.BENCH.read_text())
+        if r["cloud"] == "aws" and r["latency_ms"] == 15
+    )
+    pod_hours = 1e6 / rate["consumer_msgs_per_s"] / 3600
+    per_million = (
+        1.2 * 0.40 + 0.1 * 0.50 + 1 * 0.625 + 0.64 * 0.25 + 0.64 * 0.20 + 2.048 * 0.045
+        + pod_hours * 0.125 * 0.0319
+    )  # fmt: skip
+    assert found["totals"]["perMillionEvents"] == pytest.approx(per_million, abs=1e-3)
+    assert found["totals"]["monthlyAtVolume"] == pytest.approx(idle + 10 * per_million, abs=0.02)
+
+
+def test_azure_arithmetic_matches_a_hand_computation() -> None:
+    found = report("dev")
+    # Idle: AKS Standard tier, 2 D4ds_v5 system nodes, the outbound load balancer and its IP,
+    # ACR Standard by the day, KEDA's queue-metadata reads (class 2, per 10,000).
+    idle = 73 + 2 * 730 * 0.264 + 18.25 + 3.65 + 730 / 24 * 0.667 + 52.56 * 0.004
+    assert found["totals"]["idleMonthly"] == pytest.approx(idle, abs=0.01)
+    rate = next(
+        r
+        for r in json.loads(cost.BENCH.read_text())
+        if r["cloud"] == "azure" and r["latency_ms"] == 15
+    )
+    pod_hours = 1e6 / rate["consumer_msgs_per_s"] / 3600
+    # Event Grid publish + delivery, 2 queue writes (put, delete) and 1/32 read per event,
+    # 5.5 RU per row, storage, load balancer data, pods on F2s_v2 spot.
+    per_million = (
+        2 * 0.60 + 200 * 0.065 + 100 / 32 * 0.004 + 5.5 * 0.25 + 0.64 * 0.25 + 2.048 * 0.005
+        + pod_hours * 0.125 * 0.0195
+    )  # fmt: skip
+    assert found["totals"]["perMillionEvents"] == pytest.approx(per_million, abs=1e-3)
+
+
+def test_one_nat_gateway_per_zone_triples_the_nat_line() -> None:
+    one, three = report("aws"), report("aws", natGatewayPerAz=True)
+    assert line(three, "NAT gateways")["quantity"] == 3 * line(one, "NAT gateways")["quantity"]
+    assert line(three, "public IPv4")["quantity"] == 3 * line(one, "public IPv4")["quantity"]
+
+
+@pytest.mark.parametrize(
+    ("stack", "per_workflow"),
+    [
+        ("aws", ["SQS requests", "DynamoDB writes"]),
+        ("dev", ["queue writes", "Cosmos DB request units"]),
+    ],
+)
+def test_a_second_workflow_adds_its_deliveries(stack: str, per_workflow: list[str]) -> None:
+    one = report(stack)
+    two = report(stack, workflows=[{"name": "work"}, {"name": "orders"}])
+    for name in per_workflow:
+        assert line(two, name)["quantity"] == pytest.approx(2 * line(one, name)["quantity"])
+    if stack == "dev":  # Event Grid also bills each delivery attempt
+        assert line(two, "Event Grid operations")["quantity"] == pytest.approx(30.0)
+    pods = [i for i in two["lineItems"] if "consumer pods" in i["name"]]
+    assert len(pods) == 2
+
+
+@pytest.mark.parametrize("stack", ["aws", "dev"])
+def test_max_replicas_leaves_idle_alone_and_scale_to_zero_has_no_idle_compute(stack: str) -> None:
+    base = report(stack)
+    assert report(stack, maxReplicas=300)["totals"]["idleMonthly"] == base["totals"]["idleMonthly"]
+    assert not [
+        i for i in base["lineItems"] if "consumer pods" in i["name"] and i["kind"] == "fixed"
+    ]
+    warm = report(stack, minReplicas=2)
+    (kept,) = [i for i in warm["lineItems"] if "minReplicas" in i["name"]]
+    assert kept["kind"] == "fixed"
+    assert kept["quantity"] == 2 * 730
+    assert warm["totals"]["idleMonthly"] == pytest.approx(
+        base["totals"]["idleMonthly"] + kept["monthly"], abs=0.01
+    )
+
+
+def test_the_command_prints_the_documented_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cost.main(["--stack", "aws", "--json", "--messages-per-month", "1000000"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert {"stack", "region", "currency", "lineItems", "totals"} <= set(found)
+    assert found["region"] == "us-east-1"
+    assert set(found["totals"]) == {"idleMonthly", "monthlyAtVolume", "perMillionEvents"}
+    for item in found["lineItems"]:
+        assert set(item) == {"name", "kind", "quantity", "unit", "unitPrice", "monthly"}
+        assert item["kind"] in ("fixed", "variable")
+    assert found["alternatives"], "the on-demand price of the consumer pods is shown beside"
+
+
+def test_an_unpriced_region_fails_the_command_with_the_priced_ones_named(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cost.main(["--stack", "aws", "--override", "aws:region=ap-south-1"]) == 2
+    assert "priced: eu-west-1, us-east-1, us-west-2" in capsys.readouterr().err

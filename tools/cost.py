@@ -1,0 +1,471 @@
+"""What a stack costs: fixed per month (idle) and per million events, from its own resource graph.
+
+    python -m tools.cost --stack aws [--messages-per-month N] [--message-bytes B] [--json]
+    make cost STACK=aws
+
+The program runs offline through the same mocks as the policy check (``--override key=value``
+like ``policy.offline``), so what is priced is what ``pulumi up`` would create for that config.
+Unit prices come from ``tools/prices/<cloud>.json`` (data: each price with its unit, source page
+and date); throughput per consumer pod from ``bench/results/latest.json`` (``make bench``).
+The model and its assumptions: docs/cost.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from rich.console import Console
+from rich.table import Table
+
+from policy.offline import parse_overrides
+from policy.rules.common import quantity
+from stacks.offline import StackRun, run_stack
+
+REPO = Path(__file__).resolve().parents[1]
+PRICES = REPO / "tools" / "prices"
+BENCH = REPO / "bench" / "results" / "latest.json"
+BENCH_CONCURRENCY = 4  # bench/__main__.py CONCURRENCY: the measured pod's worker threads
+BENCH_LATENCY_MS = 15  # the bench row closest to a cloud API round trip
+SECONDS_PER_MONTH = 730 * 3600
+CHUNK = 64 * 1024  # SQS, SNS and Event Grid bill each 64 KB of a request as one
+SQS_BATCH, AZURE_RECEIVE = 10, 32  # the consumer's receive batches (app/aws.py, app/azure.py)
+# What the model assumes where the graph cannot say (docs/cost.md).
+IMAGE_GB = 0.25  # the consumer image in the registry
+NODE_DISK_GB = 20  # an EKS managed node group's default root volume
+ENVELOPE_BYTES = 1024  # request and response framing per event on the wire
+ROW_OVERHEAD_BYTES = 128  # a row's attribute names, key and workflow beside the event
+COSMOS_RU_PER_KB_WRITE = 5.5  # Cosmos DB: a 1 KB upsert costs about 5-6 RU
+
+Kind = Literal["fixed", "variable"]
+
+
+class PriceError(ValueError):
+    """A price the table does not have (an unpriced region or size)."""
+
+
+@dataclass(frozen=True)
+class LineItem:
+    name: str
+    kind: Kind
+    quantity: float
+    unit: str
+    unit_price: float
+
+    @property
+    def monthly(self) -> float:
+        return self.quantity * self.unit_price
+
+
+@dataclass(frozen=True)
+class Volume:
+    messages_per_month: int
+    message_bytes: int
+
+    @property
+    def millions(self) -> float:
+        return self.messages_per_month / 1e6
+
+    @property
+    def chunks(self) -> int:
+        """64 KB request units one event occupies."""
+        return max(1, math.ceil(self.message_bytes / CHUNK))
+
+    @property
+    def row_bytes(self) -> int:
+        return self.message_bytes + ROW_OVERHEAD_BYTES
+
+    @property
+    def wire_gb(self) -> float:
+        """Bytes one event moves through the cluster's egress per workflow: in, out, framing."""
+        return self.messages_per_month * (2 * self.message_bytes + ENVELOPE_BYTES) / 1e9
+
+
+class PriceBook:
+    """One region's prices; every lookup names the region and what is priced when it fails."""
+
+    def __init__(self, cloud: str, region: str, table: Mapping[str, Any] | None = None) -> None:
+        data = table or json.loads((PRICES / f"{cloud}.json").read_text())
+        regions = data["regions"]
+        if region not in regions:
+            raise PriceError(
+                f"no prices for {cloud} region {region!r}; priced: {', '.join(sorted(regions))} "
+                f"(add it to tools/prices/{cloud}.json)"
+            )
+        self.cloud, self.region, self.data = cloud, region, data
+        self.prices: Mapping[str, Mapping[str, Any]] = regions[region]
+        self.hours = float(data["hoursPerMonth"])
+
+    def item(self, name: str, kind: Kind, key: str, quantity: float) -> LineItem:
+        if key not in self.prices:
+            raise PriceError(f"no price {key!r} for {self.cloud} {self.region}")
+        price = self.prices[key]
+        return LineItem(name, kind, quantity, price["unit"], float(price["price"]))
+
+    def hourly(self, name: str, key: str, count: float) -> LineItem:
+        """Something billed by the hour all month."""
+        return self.item(name, "fixed", key, count * self.hours)
+
+    def cheapest_node(self, prefix: str, sizes: Sequence[str]) -> tuple[str, Mapping[str, Any]]:
+        priced = [
+            (s, self.prices[f"{prefix}:{s}"]) for s in sizes if f"{prefix}:{s}" in self.prices
+        ]
+        if not priced:
+            known = sorted(k.split(":", 1)[1] for k in self.prices if k.startswith(f"{prefix}:"))
+            raise PriceError(
+                f"none of {list(sizes)} is priced as {prefix} in {self.region}; priced: {known}"
+            )
+        return min(priced, key=lambda p: p[1]["price"] / p[1]["vcpu"])
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A workflow's consumer as the graph renders it."""
+
+    name: str
+    min_replicas: int
+    polling_seconds: float
+    cpu: float
+    memory_gib: float
+    concurrency: int
+    simulated_work_ms: int
+
+
+def workloads(run: StackRun) -> list[Workload]:
+    found = []
+    for scaler in [*run.custom_resources("ScaledObject"), *run.custom_resources("ScaledJob")]:
+        spec = scaler.inputs["spec"]
+        name = scaler.inputs["metadata"]["name"]
+        if "jobTargetRef" in spec:
+            template = spec["jobTargetRef"]["template"]
+        else:
+            (deployment,) = [
+                d
+                for d in run.of_type("kubernetes:apps/v1:Deployment")
+                if d.inputs["metadata"]["name"] == spec["scaleTargetRef"]["name"]
+            ]
+            template = deployment.inputs["spec"]["template"]
+        (container,) = template["spec"]["containers"]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        requests = container["resources"]["requests"]
+        found.append(
+            Workload(
+                name,
+                int(spec.get("minReplicaCount") or 0),
+                float(spec.get("pollingInterval") or 30),
+                quantity(requests["cpu"]),
+                quantity(requests["memory"]) / 2**30,
+                int(env["EDW_CONCURRENCY"]),
+                int(env.get("EDW_SIMULATED_WORK_MS", "0")),
+            )
+        )
+    return found
+
+
+def pod_seconds_per_event(cloud: str, w: Workload) -> float:
+    """From the consumer's measured rate at 4 workers, scaled to the workflow's workers, plus
+    its simulated work spread over them."""
+    rows = json.loads(BENCH.read_text())
+    (row,) = [r for r in rows if r["cloud"] == cloud and r["latency_ms"] == BENCH_LATENCY_MS]
+    rate = row["consumer_msgs_per_s"] * w.concurrency / BENCH_CONCURRENCY
+    return 1 / rate + w.simulated_work_ms / 1000 / w.concurrency
+
+
+def pod_share_per_hour(node: Mapping[str, Any], w: Workload) -> float:
+    """What one pod costs an hour on a node: its larger share of the node's CPU or memory."""
+    share = max(w.cpu / node["vcpu"], w.memory_gib / node["memoryGiB"])
+    return float(node["price"]) * share
+
+
+def families(run: StackRun, key: str) -> list[str]:
+    values: set[str] = set()
+    for pool in run.custom_resources("NodePool"):
+        for requirement in pool.inputs["spec"]["template"]["spec"]["requirements"]:
+            if requirement["key"] == key:
+                values.update(requirement["values"])
+    return sorted(values)
+
+
+def compute_items(
+    book: PriceBook, run: StackRun, volume: Volume, sizes: Sequence[str]
+) -> tuple[list[LineItem], list[LineItem]]:
+    """Consumer compute: spot (what spot-first NodePools buy) in the totals, on-demand beside."""
+    cloud = book.cloud
+    spot_size, spot = book.cheapest_node("spot", sizes)
+    demand_prefix = "ec2" if cloud == "aws" else "vm"
+    demand_size, demand = book.cheapest_node(demand_prefix, sizes)
+    items, alternatives = [], []
+    for w in workloads(run):
+        hours = volume.messages_per_month * pod_seconds_per_event(cloud, w) / 3600
+        for node, size, target, label in (
+            (spot, spot_size, items, "spot"),
+            (demand, demand_size, alternatives, "on-demand"),
+        ):
+            name = f"{w.name} consumer pods ({label} {size})"
+            target.append(
+                LineItem(name, "variable", hours, "pod-hour", pod_share_per_hour(node, w))
+            )
+            if w.min_replicas:
+                idle = w.min_replicas * book.hours
+                target.append(
+                    LineItem(
+                        f"{name}, minReplicas",
+                        "fixed",
+                        idle,
+                        "pod-hour",
+                        pod_share_per_hour(node, w),
+                    )
+                )
+    return items, alternatives
+
+
+def keda_polls(book: PriceBook, run: StackRun, key: str, per_unit: float) -> LineItem:
+    """KEDA reads every workflow's queue length at its polling interval, idle or not."""
+    calls = sum(SECONDS_PER_MONTH / w.polling_seconds for w in workloads(run))
+    return book.item("KEDA queue-length reads", "fixed", key, calls / per_unit)
+
+
+def aws_items(
+    book: PriceBook, run: StackRun, volume: Volume
+) -> tuple[list[LineItem], list[LineItem]]:
+    items = [
+        book.hourly("EKS control plane", "eks-cluster", len(run.of_type("eks:index:Cluster"))),
+        book.hourly(
+            "NAT gateways", "nat-gateway", len(run.of_type("aws:ec2/natGateway:NatGateway"))
+        ),
+        book.hourly("public IPv4 (NAT)", "public-ipv4", len(run.of_type("aws:ec2/eip:Eip"))),
+    ]
+    for group in run.of_type("aws:eks/nodeGroup:NodeGroup"):
+        size = group.inputs["instanceTypes"][0]
+        count = group.inputs["scalingConfig"]["desiredSize"]
+        items.append(book.hourly(f"system nodes ({size} on-demand)", f"ec2:{size}", count))
+        items.append(book.item("system node disks", "fixed", "ebs-gp3", count * NODE_DISK_GB))
+    keys = len(run.of_type("aws:kms/key:Key")) + len(run.of_type("aws:kms/replicaKey:ReplicaKey"))
+    alarms = len(run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm"))
+    repos = len(run.of_type("aws:ecr/repository:Repository"))
+    items += [
+        book.item("KMS keys", "fixed", "kms-key", keys),
+        book.item("CloudWatch alarms", "fixed", "cloudwatch-alarm", alarms),
+        book.item("ECR image storage", "fixed", "ecr-storage", repos * IMAGE_GB),
+        keda_polls(book, run, "sqs-requests", 1e6),
+    ]
+    subscriptions = run.of_type("aws:sns/topicSubscription:TopicSubscription")
+    to_queues = [s for s in subscriptions if s.inputs["protocol"] == "sqs"]
+    to_partners = [s for s in subscriptions if s.inputs["protocol"] == "https"]
+    flows = max(1, len(to_queues))  # each workflow's queue receives the event (an upper bound)
+    m = volume.millions
+    # Each workflow: one send (by SNS) per chunk, a receive and a delete per batch of 10.
+    requests = m * flows * (volume.chunks + 2 / SQS_BATCH)
+    items.append(book.item("SQS requests", "variable", "sqs-requests", requests))
+    if to_queues:
+        # PublishBatch: ten events share a request while they fit in 64 KB.
+        per_call = max(1, math.ceil(SQS_BATCH * volume.message_bytes / CHUNK))
+        items.append(
+            book.item("router publishes", "variable", "sns-publishes", m * per_call / SQS_BATCH)
+        )
+    if to_partners:
+        partners = m * len(to_partners) * volume.chunks
+        items.append(book.item("partner webhook deliveries", "variable", "sns-https", partners))
+    wru = math.ceil(volume.row_bytes / 1024)
+    replicas = sum(
+        len(t.inputs.get("replicas") or []) for t in run.of_type("aws:dynamodb/table:Table")
+    )
+    items.append(
+        book.item(
+            "DynamoDB writes", "variable", "dynamodb-writes", m * flows * wru * (1 + replicas)
+        )
+    )
+    stored_gb = volume.messages_per_month * flows * volume.row_bytes / 1e9
+    items.append(book.item("DynamoDB storage added", "variable", "dynamodb-storage", stored_gb))
+    items.append(book.item("DynamoDB backups (PITR) added", "variable", "dynamodb-pitr", stored_gb))
+    items.append(book.item("NAT data processed", "variable", "nat-data", flows * volume.wire_gb))
+    sizes = [f"{family}.large" for family in families(run, "karpenter.k8s.aws/instance-family")]
+    compute, alternatives = compute_items(book, run, volume, sizes)
+    return items + compute, alternatives
+
+
+def azure_items(
+    book: PriceBook, run: StackRun, volume: Volume
+) -> tuple[list[LineItem], list[LineItem]]:
+    cluster = run.one("azure-native:containerservice:ManagedCluster").inputs
+    items = []
+    if (cluster.get("sku") or {}).get("tier") == "Standard":
+        items.append(book.hourly("AKS control plane (Standard tier)", "aks-standard", 1))
+    for pool in cluster["agentPoolProfiles"]:
+        size, count = pool["vmSize"], pool["count"]
+        items.append(book.hourly(f"system pool ({size})", f"vm:{size}", count))
+    if (cluster.get("networkProfile") or {}).get("outboundType") == "loadBalancer":
+        items.append(book.hourly("outbound load balancer", "load-balancer", 1))
+        items.append(book.hourly("outbound public IP", "public-ip", 1))
+    registries = run.of_type("azure-native:containerregistry:Registry")
+    items.append(
+        book.item(
+            "container registry (Standard)",
+            "fixed",
+            "acr-standard",
+            len(registries) * book.hours / 24,
+        )
+    )
+    items.append(keda_polls(book, run, "queue-read-ops", 1e4))
+    serverless = []
+    for account in run.of_type("azure-native:cosmosdb:DatabaseAccount"):
+        capabilities = {c["name"] for c in account.inputs.get("capabilities") or []}
+        if "EnableServerless" in capabilities:
+            serverless.append(account)
+        else:
+            regions = len(account.inputs.get("locations") or [None])
+            throughput = sum(
+                (t.inputs.get("options") or {}).get("throughput", 400)
+                for t in run.of_type("azure-native:cosmosdb:TableResourceTable")
+            )
+            items.append(
+                book.hourly(
+                    "Cosmos DB throughput", "cosmos-provisioned", throughput / 100 * regions
+                )
+            )
+    subscriptions = run.of_type("azure-native:eventgrid:EventSubscription")
+    to_queues = [s for s in subscriptions if "deliveryWithResourceIdentity" in s.inputs]
+    to_partners = [s for s in subscriptions if "deliveryWithResourceIdentity" not in s.inputs]
+    flows = max(1, len(to_queues))
+    m = volume.millions
+    if subscriptions:
+        # A publish per 64 KB, and one delivery attempt per subscription the event reaches.
+        ops = m * volume.chunks * (1 + len(to_queues) + len(to_partners))
+        items.append(book.item("Event Grid operations", "variable", "eventgrid-operations", ops))
+    # Per workflow: the put (Event Grid), one delete per message; a receive per 32.
+    items.append(book.item("queue writes", "variable", "queue-write-ops", m * flows * 2 * 100))
+    items.append(
+        book.item("queue reads", "variable", "queue-read-ops", m * flows / AZURE_RECEIVE * 100)
+    )
+    if serverless:
+        ru = COSMOS_RU_PER_KB_WRITE * math.ceil(volume.row_bytes / 1024)
+        items.append(
+            book.item("Cosmos DB request units", "variable", "cosmos-serverless-ru", m * flows * ru)
+        )
+    stored_gb = volume.messages_per_month * flows * volume.row_bytes / 1e9
+    items.append(book.item("Cosmos DB storage added", "variable", "cosmos-storage", stored_gb))
+    items.append(
+        book.item("load balancer data", "variable", "load-balancer-data", flows * volume.wire_gb)
+    )
+    sizes = [
+        book.data["familySizes"][family]
+        for family in families(run, "karpenter.azure.com/sku-family")
+        if family in book.data["familySizes"]
+    ]
+    compute, alternatives = compute_items(book, run, volume, sizes)
+    return items + compute, alternatives
+
+
+Model = Callable[[PriceBook, StackRun, Volume], tuple[list[LineItem], list[LineItem]]]
+MODELS: dict[str, Model] = {"aws": aws_items, "azure": azure_items}
+
+
+def cloud_of(run: StackRun) -> str:
+    return "azure" if run.of_type("azure-native:containerservice:ManagedCluster") else "aws"
+
+
+def estimate(
+    run: StackRun, region: str, volume: Volume, table: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    cloud = cloud_of(run)
+    book = PriceBook(cloud, region, table)
+    items, alternatives = MODELS[cloud](book, run, volume)
+    idle = sum(i.monthly for i in items if i.kind == "fixed")
+    variable = sum(i.monthly for i in items if i.kind == "variable")
+    per_million = variable / volume.millions if volume.messages_per_month else 0.0
+
+    def rows(found: list[LineItem]) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": i.name,
+                "kind": i.kind,
+                "quantity": round(i.quantity, 6),
+                "unit": i.unit,
+                "unitPrice": i.unit_price,
+                "monthly": round(i.monthly, 4),
+            }
+            for i in found
+        ]
+
+    return {
+        "stack": run.stack,
+        "cloud": cloud,
+        "region": region,
+        "currency": book.data["currency"],
+        "messagesPerMonth": volume.messages_per_month,
+        "messageBytes": volume.message_bytes,
+        "lineItems": rows(items),
+        # What the consumers would cost on on-demand nodes only (not in the totals).
+        "alternatives": rows(alternatives),
+        "totals": {
+            "idleMonthly": round(idle, 2),
+            "monthlyAtVolume": round(idle + variable, 2),
+            "perMillionEvents": round(per_million, 4),
+        },
+    }
+
+
+def show(report: Mapping[str, Any], console: Console) -> None:
+    table = Table(title=f"{report['stack']} ({report['region']}), {report['currency']}")
+    for column in ("line item", "kind", "quantity", "unit", "unit price", "monthly"):
+        table.add_column(
+            column, justify="left" if column in ("line item", "unit", "kind") else "right"
+        )
+    for i in report["lineItems"]:
+        table.add_row(
+            i["name"],
+            i["kind"],
+            f"{i['quantity']:,.3f}",
+            i["unit"],
+            f"{i['unitPrice']:g}",
+            f"{i['monthly']:,.2f}",
+        )
+    console.print(table)
+    t = report["totals"]
+    console.print(
+        f"idle: {t['idleMonthly']:,.2f}/month   at {report['messagesPerMonth']:,} events "
+        f"of {report['messageBytes']} B: {t['monthlyAtVolume']:,.2f}/month   "
+        f"per million events: {t['perMillionEvents']:,.4f}"
+    )
+    demand = sum(i["monthly"] for i in report["alternatives"] if i["kind"] == "variable")
+    console.print(f"(consumer pods on on-demand nodes only: {demand:,.2f}/month at that volume)")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tools.cost", description=__doc__.split("\n")[0])
+    p.add_argument("--stack", required=True, help="aws or dev (a Pulumi.<stack>.yaml)")
+    p.add_argument("--messages-per-month", type=int, default=10_000_000)
+    p.add_argument("--message-bytes", type=int, default=512, help="the producer's default")
+    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.messages_per_month < 0 or args.message_bytes < 1:
+        parser().error("--messages-per-month must be >= 0 and --message-bytes >= 1")
+    overrides = parse_overrides(args.override)
+    run = run_stack(args.stack, overrides or None)
+    # The region the program itself reports (aws:region / azure-native:location).
+    region = str(run.outputs.get("region") or run.outputs.get("location") or "")
+    try:
+        report = estimate(run, region, Volume(args.messages_per_month, args.message_bytes))
+    except PriceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        show(report, Console())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
