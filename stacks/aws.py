@@ -18,11 +18,14 @@ from components.aws.alarms import (
     AlertTopic,
     AlertTopicArgs,
     DynamoTableAlarms,
+    RouterAlarmsArgs,
+    SnsRouterAlarms,
     SqsWorkflowAlarms,
     TableAlarmsArgs,
     WorkflowAlarmsArgs,
 )
 from components.aws.cluster import EksCluster, EksClusterArgs
+from components.aws.dashboard import CloudWatchDashboard, DashboardArgs, WorkflowQueues
 from components.aws.iam import Statement, allow
 from components.aws.image import EcrConsumerImage, EcrConsumerImageArgs
 from components.aws.irsa import IrsaRole, IrsaRoleArgs
@@ -259,9 +262,26 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
                 topic_arn=alerts.topic_arn,
             ),
         )
+    SnsRouterAlarms(
+        "router-alarms",
+        RouterAlarmsArgs(topic_name=router.topic_name, topic_arn=alerts.topic_arn),
+    )
     DynamoTableAlarms(
         "results-alarms",
         TableAlarmsArgs(table_name=table_name, operations=TABLE_WRITES, topic_arn=alerts.topic_arn),
+    )
+    dashboard = CloudWatchDashboard(
+        "dashboard",
+        DashboardArgs(
+            dashboard_name=cfg.name,
+            region=region,
+            workflows=[
+                WorkflowQueues(w.name, queues[w.name].queue_name, queues[w.name].dlq_name)
+                for w in cfg.workflows
+            ],
+            topic_name=router.topic_name,
+            table_name=table_name,
+        ),
     )
 
     zones = get_availability_zones(
@@ -416,6 +436,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         "tableName": table_name,
         # Attach your own receivers (chat, pager) to it; e-mails come from edw:alertEmails.
         "alertTopicArn": alerts.topic_arn,
+        "dashboardUrl": dashboard.url,
         "clusterName": cluster.cluster_name,
         "kubeconfig": cluster.kubeconfig,
         "consumerNamespace": namespace.namespace,

@@ -364,6 +364,11 @@ class ProviderMocks(pulumi_mocks.Mocks):
             pending = i.get("protocol") in ("http", "https")
             return {"arn": arn, "__id": arn, "pendingConfirmation": pending}
 
+        def dashboard(_t: str, name: str, i: Props) -> Props:
+            n = named(i, name, "dashboardName")
+            arn = f"arn:aws:cloudwatch::{acct}:dashboard/{n}"
+            return {"dashboardName": n, "dashboardArn": arn, "__id": n}
+
         def metric_alarm(_t: str, name: str, i: Props) -> Props:
             n = named(i, name)
             return {"name": n, "arn": f"arn:aws:cloudwatch:{region}:{acct}:alarm:{n}", "__id": n}
@@ -443,6 +448,7 @@ class ProviderMocks(pulumi_mocks.Mocks):
             "aws:ec2/eip:Eip": eip,
             "aws:cloudwatch/eventRule:EventRule": event_rule,
             "aws:sns/topic:Topic": topic,
+            "aws:cloudwatch/dashboard:Dashboard": dashboard,
             "aws:sns/topicSubscription:TopicSubscription": subscription,
             "aws:cloudwatch/metricAlarm:MetricAlarm": metric_alarm,
             "aws:eks/nodeGroup:NodeGroup": node_group,

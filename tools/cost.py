@@ -248,10 +248,12 @@ def aws_items(
         items.append(book.item("system node disks", "fixed", "ebs-gp3", count * NODE_DISK_GB))
     keys = len(run.of_type("aws:kms/key:Key")) + len(run.of_type("aws:kms/replicaKey:ReplicaKey"))
     alarms = len(run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm"))
+    dashboards = len(run.of_type("aws:cloudwatch/dashboard:Dashboard"))
     repos = len(run.of_type("aws:ecr/repository:Repository"))
     items += [
         book.item("KMS keys", "fixed", "kms-key", keys),
         book.item("CloudWatch alarms", "fixed", "cloudwatch-alarm", alarms),
+        book.item("CloudWatch dashboard", "fixed", "cloudwatch-dashboard", dashboards),
         book.item("ECR image storage", "fixed", "ecr-storage", repos * IMAGE_GB),
         keda_polls(book, run, "sqs-requests", 1e6),
     ]

@@ -166,6 +166,36 @@ class SqsWorkflowAlarms(pulumi.ComponentResource):
 
 
 @dataclass
+class RouterAlarmsArgs:
+    topic_name: pulumi.Input[str]
+    topic_arn: pulumi.Input[str]  # where the alarms notify (the alert topic)
+
+
+class SnsRouterAlarms(pulumi.ComponentResource):
+    """The router: deliveries SNS gave up on (to a queue or a partner). What it could redrive
+    lands in a DLQ, whose own alarm fires too; this one also catches a subscription whose
+    redrive itself failed."""
+
+    def __init__(
+        self, name: str, args: RouterAlarmsArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("edw:aws:SnsRouterAlarms", name, None, opts)
+        # SNS developer guide, "Amazon SNS metrics": NumberOfNotificationsFailed by TopicName.
+        failed = Alarm(
+            "failed-deliveries",
+            "The router failed to deliver events to a workflow queue or a partner endpoint",
+            "AWS/SNS",
+            "NumberOfNotificationsFailed",
+            {"TopicName": args.topic_name},
+            "Sum",
+            0,
+            period_seconds=300,
+        )
+        create_alarms(name, [failed], args.topic_arn, self)
+        self.register_outputs({})
+
+
+@dataclass
 class TableAlarmsArgs:
     table_name: pulumi.Input[str]
     # The write operations the consumer calls (its IAM policy allows exactly these).

@@ -46,6 +46,7 @@ class SnsEventRouter(pulumi.ComponentResource):
     IAM principals (and, through their own IAM policies, this account's administrators)."""
 
     topic_arn: pulumi.Output[str]
+    topic_name: pulumi.Output[str]
     key_arn: pulumi.Output[str]
 
     def __init__(
@@ -81,7 +82,7 @@ class SnsEventRouter(pulumi.ComponentResource):
             tags=args.tags,
         )
         topic, key = encrypted.topic, encrypted.key
-        self.topic_arn = topic.arn
+        self.topic_arn, self.topic_name = topic.arn, topic.name
         self.key_arn = key.arn
         self.register_outputs({"topic_arn": self.topic_arn, "key_arn": self.key_arn})
 

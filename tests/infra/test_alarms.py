@@ -30,6 +30,7 @@ def test_every_alarm_pages_the_alert_topic_on_the_way_in_and_out(aws_run: StackR
     assert set(found) == {
         "work-alarms-dead-letters",
         "work-alarms-backlog-age",
+        "router-alarms-failed-deliveries",
         "results-alarms-write-throttles",
         "results-alarms-system-errors-putitem",
         "results-alarms-system-errors-batchwriteitem",
@@ -165,3 +166,60 @@ def test_alert_settings_are_checked(values: dict[str, str], expected: str) -> No
     with pytest.raises(ConfigError) as info:
         EdwConfig.parse({"cloud": "aws", **values}, stack="t", provider_values=provider)
     assert expected in str(info.value)
+
+
+def test_the_router_alarms_on_failed_deliveries_of_its_own_topic(aws_run: StackRun) -> None:
+    router = aws_run.one("aws:sns/topic:Topic", "router-topic")
+    failed = alarms(aws_run)["router-alarms-failed-deliveries"]
+    assert (failed["namespace"], failed["metricName"]) == ("AWS/SNS", "NumberOfNotificationsFailed")
+    assert failed["dimensions"] == {"TopicName": router.outputs["name"]}
+    assert (failed["statistic"], failed["threshold"]) == ("Sum", 0)
+    assert failed["comparisonOperator"] == "GreaterThanThreshold"
+
+
+def test_the_dashboard_shows_each_workflow_the_router_and_the_table() -> None:
+    run = run_stack("aws", {"workflows": json.dumps([{"name": "work"}, {"name": "orders"}])})
+    names = {q.name: q.outputs["name"] for q in run.of_type("aws:sqs/queue:Queue")}
+    dashboard = run.one("aws:cloudwatch/dashboard:Dashboard")
+    assert dashboard.inputs["dashboardName"] == "edw-aws"
+    widgets = {
+        w["properties"]["title"]: w["properties"]
+        for w in json.loads(dashboard.inputs["dashboardBody"])["widgets"]
+    }
+    for workflow in ("work", "orders"):
+        depth = widgets[f"{workflow}: depth, in flight, dead letters"]["metrics"]
+        assert depth == [
+            [
+                "AWS/SQS",
+                "ApproximateNumberOfMessagesVisible",
+                "QueueName",
+                names[f"{workflow}-queue"],
+            ],
+            [
+                "AWS/SQS",
+                "ApproximateNumberOfMessagesNotVisible",
+                "QueueName",
+                names[f"{workflow}-queue"],
+            ],
+            [
+                "AWS/SQS",
+                "ApproximateNumberOfMessagesVisible",
+                "QueueName",
+                names[f"{workflow}-dlq"],
+            ],
+        ]
+        age = widgets[f"{workflow}: oldest message (s)"]["metrics"]
+        assert age == [
+            ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", names[f"{workflow}-queue"]]
+        ]
+    topic = run.one("aws:sns/topic:Topic", "router-topic").outputs["name"]
+    router = widgets["router: published, delivered, failed"]["metrics"]
+    assert {m[1] for m in router} == {
+        "NumberOfMessagesPublished", "NumberOfNotificationsDelivered", "NumberOfNotificationsFailed"
+    }  # fmt: skip
+    assert {m[3] for m in router} == {topic}
+    table = run.one("aws:dynamodb/table:Table").outputs["name"]
+    assert {m[3] for m in widgets["results table: writes and throttles"]["metrics"]} == {table}
+    assert run.outputs["dashboardUrl"] == (
+        "https://console.aws.amazon.com/cloudwatch/home?region=us-east-1#dashboards/dashboard/edw-aws"
+    )
