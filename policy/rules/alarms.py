@@ -25,8 +25,11 @@ from .common import (
 from .stack import dead_letter_queues, work_queues
 
 METRIC_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+SNS_TOPIC = "aws:sns/topic:Topic"
+SNS_SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"
 DEPTH = "ApproximateNumberOfMessagesVisible"
 AGE = "ApproximateAgeOfOldestMessage"
+FAILED = "NumberOfNotificationsFailed"
 
 
 def _alarmed_on(
@@ -50,6 +53,17 @@ def _alarmed_on(
     return check
 
 
+def routers(nodes: list[Node], _config: Config) -> list[Node]:
+    """Topics that deliver events: a queue or HTTPS subscription depends on them (an alert
+    topic's e-mail subscribers do not make it one)."""
+    delivering = [
+        s
+        for s in of_kind(nodes, SNS_SUBSCRIPTION)
+        if known(s.subject.props, "protocol") in ("sqs", "http", "https")
+    ]
+    return [t for t in of_kind(nodes, SNS_TOPIC) if any(s.depends_on(t) for s in delivering)]
+
+
 def _has_action(alarm: Subject, _config: Config) -> Iterator[str]:
     if not as_list(alarm.props.get("alarmActions")):
         yield f"alarm {alarm.label!r} has no alarm action: it would notify nobody"
@@ -69,6 +83,12 @@ POLICIES = [
         f"Every work queue must have a CloudWatch alarm on {AGE} built from it.",
         _alarmed_on(AGE, work_queues, "work queue", "a backlog that stops draining"),
         config=QUEUE_ROLES,
+    ),
+    stack_rule(
+        "router-delivery-failures-alarmed",
+        f"Every SNS topic that delivers to queues or partners must have an alarm on {FAILED} "
+        "built from it.",
+        _alarmed_on(FAILED, routers, "router topic", "deliveries SNS gave up on"),
     ),
     resource_rule(
         "alarm-has-actions",

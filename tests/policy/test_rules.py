@@ -710,6 +710,19 @@ CASES = [
         None,
         ("delivers to a webhook over plain http: use https",),
     ),
+    (
+        "router-delivery-failures-alarmed",
+        lambda: [*f.routed_graph(), f.alarm("failed", "NumberOfNotificationsFailed", f.topic())],
+        None,
+        (),
+    ),
+    (
+        "router-delivery-failures-alarmed",
+        lambda: [*f.routed_graph(), f.alarm("age", "ApproximateAgeOfOldestMessage", f.topic())],
+        None,
+        ("router topic 'edw-aws-router' has no alarm on NumberOfNotificationsFailed",),
+    ),
+    ("router-delivery-failures-alarmed", lambda: [f.topic()], None, ()),  # delivers nothing
     # --- resilience
     ("results-table-replicated", lambda: [f.table(), f.cosmos_account()], None, ()),
     (
