@@ -372,6 +372,7 @@ def cut_twice(
         proxy.restore()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cloud", ["aws", "azure"])
 def test_network_cuts_lose_nothing_and_dead_letter_nothing(
     cloud: str, request: pytest.FixtureRequest, start_consumer: Start
