@@ -240,7 +240,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
     table_name, table_arn, table_keys = results_table(cfg, account, tags)
     alerts = AlertTopic(
         "alerts",
-        AlertTopicArgs(emails=cfg.aws.alert_emails, account_id=account, region=region, tags=tags),
+        AlertTopicArgs(emails=cfg.alert_emails, account_id=account, region=region, tags=tags),
     )
     for w in cfg.workflows:
         SqsWorkflowAlarms(

@@ -13,6 +13,7 @@ from typing import Any
 import pulumi
 from pulumi_azure_native import authorization, resources
 
+from components.azure.alerts import MonitorAlerts, MonitorAlertsArgs
 from components.azure.cluster import AksCluster, AksClusterArgs, kubelogin_login
 from components.azure.identity import (
     CosmosTableGrant,
@@ -157,6 +158,17 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         cfg, subscription, group=group.name, account=account, queues=queues, tags=tags
     )
     results = results_table(cfg, subscription, group.name, tags)
+    alerts = MonitorAlerts(
+        "alerts",
+        MonitorAlertsArgs(
+            resource_group_name=group.name,
+            stack_name=cfg.name,
+            emails=cfg.alert_emails,
+            router_topic_id=router.topic_id,
+            cosmos_account_id=results.account_id,
+            tags=tags,
+        ),
+    )
     cluster = AksCluster(
         "cluster",
         AksClusterArgs(
@@ -323,6 +335,8 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         "queueName": queues[first].queue_name,
         "poisonQueueName": queues[first].poison_queue_name,
         "routerEndpoint": router.endpoint,
+        # Attach your own receivers (chat, pager) to it; e-mails come from edw:alertEmails.
+        "actionGroupId": alerts.action_group_id,
         "routerTopicId": router.topic_id,
         "workflows": {
             w.name: {

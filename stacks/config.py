@@ -271,6 +271,13 @@ SETTINGS: tuple[Setting, ...] = (
         items="object",
     ),
     Setting(
+        "alertEmails",
+        "array",
+        [],
+        "E-mail addresses the stack's alarms notify (AWS: each confirms its subscription once; "
+        "Azure: the action group's receivers).",
+    ),
+    Setting(
         "routerPublishers",
         "array",
         [],
@@ -311,13 +318,6 @@ SETTINGS: tuple[Setting, ...] = (
         "array",
         [],
         "Regions the results table is replicated to (DynamoDB global table replicas).",
-        "aws",
-    ),
-    Setting(
-        "alertEmails",
-        "array",
-        [],
-        "E-mail addresses the stack's alarms notify (each confirms its subscription once).",
         "aws",
     ),
     Setting(
@@ -405,6 +405,7 @@ class EdwConfig:
     workflows: tuple[Workflow, ...] = ()
     webhooks: tuple[Webhook, ...] = ()
     router_publishers: tuple[str, ...] = ()
+    alert_emails: tuple[str, ...] = ()
     aws: AwsSettings | None = None
     azure: AzureSettings | None = None
 
@@ -586,6 +587,7 @@ class _Parser:
             workflows=self.workflows(),
             webhooks=self.webhooks(),
             router_publishers=self.publishers(cloud),
+            alert_emails=self.emails("alertEmails"),
             aws=self.aws() if cloud == "aws" else None,
             azure=self.azure() if cloud == "azure" else None,
         )
@@ -682,7 +684,6 @@ class _Parser:
             cluster_admin_arns=self.arns("clusterAdminArns"),
             control_plane_log_retention_days=self.retention("controlPlaneLogRetentionDays"),
             replica_regions=self.replicas("replicaRegions", region, AWS_REGIONS),
-            alert_emails=self.emails("alertEmails"),
             max_message_age_seconds=self.integer("maxMessageAgeSeconds", 60, 1_209_600),
             create_spot_service_linked_role=self.raw("createSpotServiceLinkedRole"),
         )

@@ -509,6 +509,13 @@ class ProviderMocks(pulumi_mocks.Mocks):
                 "provisioningState": "Succeeded",
             }
 
+        def monitor_rule(kind: str, key: str) -> Callable[[str, str, Props], Props]:
+            def out(_t: str, name: str, i: Props) -> Props:
+                n = named(i, name, key)
+                return {"name": n, "__id": provider_id(i, f"Microsoft.Insights/{kind}", n)}
+
+            return out
+
         def event_subscription(_t: str, name: str, i: Props) -> Props:
             n = named(i, name, "eventSubscriptionName")
             rid = f"{i['scope']}/providers/Microsoft.EventGrid/eventSubscriptions/{n}"
@@ -602,6 +609,8 @@ class ProviderMocks(pulumi_mocks.Mocks):
             "azure-native:storage:BlobContainer": blob_container,
             "azure-native:eventgrid:Topic": event_grid_topic,
             "azure-native:eventgrid:EventSubscription": event_subscription,
+            "azure-native:monitor:ActionGroup": monitor_rule("actionGroups", "actionGroupName"),
+            "azure-native:monitor:MetricAlert": monitor_rule("metricAlerts", "ruleName"),
             "azure-native:cosmosdb:DatabaseAccount": cosmos_account,
             "azure-native:cosmosdb:TableResourceTable": cosmos_child("tables", "tableName"),
             "azure-native:cosmosdb:TableResourceTableRoleAssignment": cosmos_child(

@@ -315,6 +315,13 @@ def azure_items(
         )
     )
     items.append(keda_polls(book, run, "queue-read-ops", 1e4))
+    series = sum(
+        math.prod(
+            len(d["values"]) for d in rule.inputs["criteria"]["allOf"][0].get("dimensions") or []
+        )
+        for rule in run.of_type("azure-native:monitor:MetricAlert")
+    )
+    items.append(book.item("Azure Monitor metric alerts", "fixed", "monitor-metric-alert", series))
     serverless = []
     for account in run.of_type("azure-native:cosmosdb:DatabaseAccount"):
         capabilities = {c["name"] for c in account.inputs.get("capabilities") or []}

@@ -25,6 +25,7 @@ from .common import (
 from .stack import dead_letter_queues, work_queues
 
 METRIC_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+AZURE_METRIC_ALERT = "azure-native:monitor:MetricAlert"
 SNS_TOPIC = "aws:sns/topic:Topic"
 SNS_SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"
 DEPTH = "ApproximateNumberOfMessagesVisible"
@@ -71,6 +72,16 @@ def _has_action(alarm: Subject, _config: Config) -> Iterator[str]:
         yield f"alarm {alarm.label!r} has no OK action: nobody would hear that it recovered"
 
 
+def _azure_alert_notifies(alert: Subject, _config: Config) -> Iterator[str]:
+    if not as_list(alert.props.get("actions")):
+        yield f"alert {alert.label!r} has no action group: it would notify nobody"
+    if alert.props.get("autoMitigate") is not True:
+        yield (
+            f"alert {alert.label!r} does not auto-mitigate: it would never resolve by itself, "
+            "and nobody would hear that it recovered"
+        )
+
+
 POLICIES = [
     stack_rule(
         "dead-letter-queue-alarmed",
@@ -89,6 +100,13 @@ POLICIES = [
         f"Every SNS topic that delivers to queues or partners must have an alarm on {FAILED} "
         "built from it.",
         _alarmed_on(FAILED, routers, "router topic", "deliveries SNS gave up on"),
+    ),
+    resource_rule(
+        "azure-alert-has-actions",
+        "Every Azure Monitor metric alert must notify an action group and resolve by itself "
+        "(auto-mitigate), so recoveries are heard too.",
+        [AZURE_METRIC_ALERT],
+        _azure_alert_notifies,
     ),
     resource_rule(
         "alarm-has-actions",

@@ -685,3 +685,18 @@ def scaled_job(**target_changes: Any) -> Rec:
         "triggers": [{"type": "aws-sqs-queue", "metadata": {"queueLength": "50"}}],
     }
     return custom("keda.sh/v1alpha1", "ScaledJob", "nightly", spec, namespace="edw")
+
+
+def azure_metric_alert(**changes: Any) -> Rec:
+    return Rec(
+        "azure-native:monitor:MetricAlert",
+        "alerts-router-dead-lettered",
+        {
+            "ruleName": "edw-dev-router-dead-lettered",
+            "scopes": [EVENT_GRID_TOPIC_ID],
+            "autoMitigate": True,
+            "actions": [
+                {"actionGroupId": f"{RESOURCE_GROUP}/providers/Microsoft.Insights/actionGroups/a"}
+            ],
+        },
+    ).with_inputs(**changes)

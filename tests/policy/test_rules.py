@@ -723,6 +723,16 @@ CASES = [
         ("router topic 'edw-aws-router' has no alarm on NumberOfNotificationsFailed",),
     ),
     ("router-delivery-failures-alarmed", lambda: [f.topic()], None, ()),  # delivers nothing
+    ("azure-alert-has-actions", one(f.azure_metric_alert()), None, ()),
+    (
+        "azure-alert-has-actions",
+        one(f.azure_metric_alert(actions=[], autoMitigate=False)),
+        None,
+        (
+            "alert 'alerts-router-dead-lettered' has no action group",
+            "alert 'alerts-router-dead-lettered' does not auto-mitigate",
+        ),
+    ),
     # --- resilience
     ("results-table-replicated", lambda: [f.table(), f.cosmos_account()], None, ()),
     (
