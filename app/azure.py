@@ -266,7 +266,7 @@ class CosmosTable:
             raise
 
 
-def _session(pool_size: int) -> requests.Session:
+def http_session(pool_size: int) -> requests.Session:
     session = requests.Session()
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
     session.mount("https://", adapter)
@@ -274,7 +274,7 @@ def _session(pool_size: int) -> requests.Session:
     return session
 
 
-class _Clients:
+class Clients:
     """Builds every client on one HTTP session and, in the cloud, one shared credential."""
 
     def __init__(self, session: requests.Session, connection: str | None) -> None:
@@ -323,8 +323,8 @@ def build(settings: Settings) -> Backend:
     _quiet_sdk_logs()
     io_threads = max(16, settings.concurrency * 4)
     pool = _Pool(io_threads)
-    session = _session(io_threads + settings.concurrency + 4)
-    clients = _Clients(session, settings.azure_connection_string)
+    session = http_session(io_threads + settings.concurrency + 4)
+    clients = Clients(session, settings.azure_connection_string)
     queue = clients.queue(settings.queue, settings.storage_account)
     poison = clients.queue(settings.dead_letter_queue, settings.storage_account)
     table = clients.table(settings.table, settings.table_endpoint)
@@ -382,12 +382,12 @@ class EventGridRouter:
 def open_router(endpoint: str, pool_size: int) -> EventGridRouter:
     from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - cloud only
 
-    return EventGridRouter(_session(pool_size), endpoint, DefaultAzureCredential())
+    return EventGridRouter(http_session(pool_size), endpoint, DefaultAzureCredential())
 
 
 def open_queue(
     name: str, connection: str | None, account: str | None, pool_size: int
 ) -> StorageQueue:
     _quiet_sdk_logs()
-    clients = _Clients(_session(pool_size + 4), connection)
+    clients = Clients(http_session(pool_size + 4), connection)
     return StorageQueue(clients.queue(name, account), _Pool(pool_size))

@@ -53,8 +53,9 @@ from components.k8s.consumer import (
     ConsumerNamespace,
     QueueTrigger,
 )
-from components.k8s.schedule import ScheduledEvent, ScheduledEventArgs
+from components.k8s.schedule import PeriodicTask, PeriodicTaskArgs
 from stacks.config import ConfigError, EdwConfig
+from stacks.shared import schedule_env, schedule_task
 
 # EC2's service-linked role for spot requests (IAM: AWSServiceRoleForEC2Spot, service
 # spot.amazonaws.com); without it CreateFleet cannot launch spot capacity.
@@ -399,15 +400,17 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
                     tags=tags,
                 ),
             )
-            ScheduledEvent(
+            PeriodicTask(
                 w.resource_name("schedule"),
-                ScheduledEventArgs(
-                    cloud="aws",
-                    workflow=w,
-                    event_type=w.scheduled_event_type(cfg.prefix),
+                PeriodicTaskArgs(
+                    **schedule_task(cfg, w),
                     namespace=namespace.namespace,
                     image=image,
-                    router_env={"EDW_ROUTER": router.topic_arn, "AWS_REGION": region},
+                    env={
+                        **schedule_env("aws", cfg, w),
+                        "EDW_ROUTER": router.topic_arn,
+                        "AWS_REGION": region,
+                    },
                     service_account_annotations={
                         "eks.amazonaws.com/role-arn": schedule_identity.role_arn
                     },

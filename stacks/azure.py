@@ -56,8 +56,9 @@ from components.k8s.consumer import (
     ConsumerNamespace,
     QueueTrigger,
 )
-from components.k8s.schedule import ScheduledEvent, ScheduledEventArgs
+from components.k8s.schedule import PeriodicTask, PeriodicTaskArgs
 from stacks.config import EdwConfig
+from stacks.shared import schedule_env, schedule_task
 
 TABLE = "results"
 # The AKS KEDA add-on runs the operator as kube-system/keda-operator.
@@ -306,15 +307,13 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
                 # Publish to the router and nothing else.
                 roles=[identity.role("router-sender", EVENTGRID_DATA_SENDER, router.topic_id)],
             )
-            ScheduledEvent(
+            PeriodicTask(
                 w.resource_name("schedule"),
-                ScheduledEventArgs(
-                    cloud="azure",
-                    workflow=w,
-                    event_type=w.scheduled_event_type(cfg.prefix),
+                PeriodicTaskArgs(
+                    **schedule_task(cfg, w),
                     namespace=namespace.namespace,
                     image=image,
-                    router_env={"EDW_ROUTER": router.endpoint},
+                    env={**schedule_env("azure", cfg, w), "EDW_ROUTER": router.endpoint},
                     service_account_annotations={
                         "azure.workload.identity/client-id": schedule_identity.client_id
                     },

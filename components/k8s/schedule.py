@@ -1,9 +1,9 @@
-"""A workflow's schedule: a CronJob that publishes one CloudEvent to the router at each tick.
+"""A periodic task in the consumer namespace: a CronJob running one module of the app image.
 
-The event is routed like any other (a scheduled batch is a workflow whose filter matches it). The
-pod is as hardened as the consumer's, runs the app image's ``app.schedule`` (the producer's own
-router code) under an identity that may only publish to the router, and may only reach DNS and
-HTTPS.
+Two uses: a workflow's schedule (``app.schedule`` publishes one CloudEvent to the router at each
+tick, routed like any other) and, on Azure, the per-queue metrics (``app.queue_metrics``). The pod
+is as hardened as the consumer's, runs under an identity allowed only its one task, and may only
+reach DNS and HTTPS.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from components.k8s.consumer import (
     node_affinity,
     workload_network_policy,
 )
-from components.settings import SCHEDULE_SOURCE, Workflow
 
 # A missed tick is not made up after this long (a cluster down at 02:00 does not fire at 09:00).
 STARTING_DEADLINE_SECONDS = 300
@@ -33,31 +32,31 @@ HISTORY = 3
 
 
 @dataclass(frozen=True)
-class ScheduledEventArgs:
-    cloud: str
-    workflow: Workflow
-    event_type: str
+class PeriodicTaskArgs:
+    k8s_name: str  # the CronJob's and its service account's name
+    schedule: str  # cron, UTC
+    module: str  # what the pod runs: python -m <module>
     namespace: pulumi.Input[str]
     image: pulumi.Input[str]
-    router_env: Mapping[str, pulumi.Input[str]]  # EDW_ROUTER and what the cloud's SDK needs
+    env: Mapping[str, pulumi.Input[str]]
     service_account_annotations: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     service_account_labels: Mapping[str, str] = field(default_factory=dict)
     pod_labels: Mapping[str, str] = field(default_factory=dict)
     platform: Sequence[pulumi.Resource] = ()
 
 
-class ScheduledEvent(pulumi.ComponentResource):
+class PeriodicTask(pulumi.ComponentResource):
     """CronJob (UTC, Forbid, a starting deadline, history limits) + its service account and
     network policy."""
 
     cron_job_name: pulumi.Output[str]
 
     def __init__(
-        self, name: str, args: ScheduledEventArgs, opts: pulumi.ResourceOptions | None = None
+        self, name: str, args: PeriodicTaskArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("edw:k8s:ScheduledEvent", name, None, opts)
+        super().__init__("edw:k8s:PeriodicTask", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        k8s_name = f"{args.workflow.k8s_name}-schedule"
+        k8s_name = args.k8s_name
         labels = {"app.kubernetes.io/name": k8s_name, **PART_OF}
         sa = core.v1.ServiceAccount(
             f"{name}-sa",
@@ -71,19 +70,12 @@ class ScheduledEvent(pulumi.ComponentResource):
             opts=child,
         )
         workload_network_policy(name, k8s_name, args.namespace, labels, child, ingress_port=None)
-        env = {
-            "EDW_CLOUD": args.cloud,
-            "EDW_WORKFLOW": args.workflow.name,
-            "EDW_SCHEDULE_TYPE": args.event_type,
-            "EDW_SCHEDULE_SOURCE": SCHEDULE_SOURCE,
-            **args.router_env,
-        }
         container = core.v1.ContainerArgs(
-            name="schedule",
+            name="task",
             image=args.image,
             image_pull_policy="IfNotPresent",
-            command=["python", "-m", "app.schedule"],
-            env=[core.v1.EnvVarArgs(name=k, value=v) for k, v in sorted(env.items())],
+            command=["python", "-m", args.module],
+            env=[core.v1.EnvVarArgs(name=k, value=v) for k, v in sorted(args.env.items())],
             resources=core.v1.ResourceRequirementsArgs(
                 requests={"cpu": "50m", "memory": "96Mi"}, limits={"cpu": "250m", "memory": "192Mi"}
             ),
@@ -91,9 +83,7 @@ class ScheduledEvent(pulumi.ComponentResource):
             volume_mounts=[TMP_MOUNT],
         )
         pod = core.v1.PodTemplateSpecArgs(
-            metadata=meta.v1.ObjectMetaArgs(
-                labels={**labels, **args.pod_labels, "edw/workflow": args.workflow.name}
-            ),
+            metadata=meta.v1.ObjectMetaArgs(labels={**labels, **args.pod_labels}),
             spec=core.v1.PodSpecArgs(
                 service_account_name=sa.metadata.name,
                 automount_service_account_token=False,
@@ -109,7 +99,7 @@ class ScheduledEvent(pulumi.ComponentResource):
             f"{name}-cronjob",
             metadata=meta.v1.ObjectMetaArgs(name=k8s_name, namespace=args.namespace, labels=labels),
             spec=batch.v1.CronJobSpecArgs(
-                schedule=args.workflow.schedule,
+                schedule=args.schedule,
                 time_zone="Etc/UTC",
                 concurrency_policy="Forbid",
                 starting_deadline_seconds=STARTING_DEADLINE_SECONDS,

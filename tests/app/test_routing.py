@@ -13,21 +13,19 @@ import base64
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
 from app import azure, events
 from app.aws import open_router
-from app.azure import EventGridRouter, _session
+from app.azure import EVENT_GRID_SCOPE, EventGridRouter, http_session
 from bench.emulators import REPO, AwsTarget, MotoEmulator, child_env
 from bench.router import router_hop
 from components.routing import parse_filter, sns_filter_policy
 from tests.app.conftest import ConsumerProcess, provision, wait_until
-from tests.http_replies import reply
+from tests.http_replies import FakeCredential, RecordingEndpoint
 
 pytestmark = pytest.mark.emulator
 Start = Callable[[dict[str, str]], ConsumerProcess]
@@ -142,46 +140,16 @@ def test_the_producer_publishes_to_the_router_by_default(
     assert targets["orders"].depth() == targets["audit"].depth() == 0
 
 
-class FakeEventGrid:
-    """An Event Grid topic endpoint: records each publish, answers with ``status``."""
-
-    status: ClassVar[int] = 200
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        grid = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers["Content-Length"])
-                grid.requests.append((dict(self.headers), self.rfile.read(length)))
-                reply(self, grid.status, {} if grid.status == 200 else {"error": "denied"})
-
-            def log_message(self, *_: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/api/events"
-
-
-class FakeCredential:
-    def get_token(self, scope: str) -> Any:
-        assert scope == "https://eventgrid.azure.net/.default"
-        return type("Token", (), {"token": "entra-token"})()
-
-
 @pytest.fixture
-def grid() -> Iterator[FakeEventGrid]:
-    fake = FakeEventGrid()
-    yield fake
-    fake.httpd.shutdown()
+def grid() -> Iterator[RecordingEndpoint]:
+    with RecordingEndpoint("/api/events") as fake:
+        yield fake
 
 
 def test_event_grid_publishing_sends_cloud_events_batches_with_an_entra_token(
-    grid: FakeEventGrid,
+    grid: RecordingEndpoint,
 ) -> None:
-    router = EventGridRouter(_session(4), grid.url, FakeCredential())
+    router = EventGridRouter(http_session(4), grid.url, FakeCredential(EVENT_GRID_SCOPE))
     bodies = [event(n, "t", "urn:s", "eu") for n in range(3)]
     assert router.send(bodies) == 0
     ((headers, payload),) = grid.requests
@@ -191,9 +159,9 @@ def test_event_grid_publishing_sends_cloud_events_batches_with_an_entra_token(
 
 
 def test_event_grid_batches_stay_under_one_megabyte_and_a_refusal_counts_whole(
-    grid: FakeEventGrid,
+    grid: RecordingEndpoint,
 ) -> None:
-    router = EventGridRouter(_session(4), grid.url, FakeCredential())
+    router = EventGridRouter(http_session(4), grid.url, FakeCredential(EVENT_GRID_SCOPE))
     big = [events.make({"pad": "x" * 300_000}, source="urn:s", type_="t") for _ in range(5)]
     assert router.send(big) == 0
     assert [len(json.loads(p)) for _, p in grid.requests] == [3, 2]

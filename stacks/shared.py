@@ -1,0 +1,25 @@
+"""Wiring both cloud stacks share; what differs per cloud stays in stacks/aws.py and azure.py."""
+
+from __future__ import annotations
+
+from components.settings import SCHEDULE_SOURCE, Workflow
+from stacks.config import EdwConfig
+
+
+def schedule_task(cfg: EdwConfig, workflow: Workflow) -> dict[str, str]:
+    """The CronJob of a workflow's schedule: its name, cron and module (both clouds)."""
+    return {
+        "k8s_name": f"{workflow.k8s_name}-schedule",
+        "schedule": workflow.schedule,
+        "module": "app.schedule",
+    }
+
+
+def schedule_env(cloud: str, cfg: EdwConfig, workflow: Workflow) -> dict[str, str]:
+    """What app.schedule reads besides the router and the cloud's SDK settings."""
+    return {
+        "EDW_CLOUD": cloud,
+        "EDW_WORKFLOW": workflow.name,
+        "EDW_SCHEDULE_TYPE": workflow.scheduled_event_type(cfg.prefix),
+        "EDW_SCHEDULE_SOURCE": SCHEDULE_SOURCE,
+    }
