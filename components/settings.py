@@ -115,7 +115,6 @@ class AwsSettings:
     control_plane_log_retention_days: int
     create_spot_service_linked_role: bool
     replica_regions: tuple[str, ...] = ()
-    max_message_age_seconds: int = 900
 
 
 @dataclass(frozen=True)

@@ -249,7 +249,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             WorkflowAlarmsArgs(
                 queue_name=queues[w.name].queue_name,
                 dlq_name=queues[w.name].dlq_name,
-                max_message_age_seconds=cfg.aws.max_message_age_seconds,
+                max_message_age_seconds=cfg.max_message_age_seconds,
                 topic_arn=alerts.topic_arn,
             ),
         )
@@ -259,7 +259,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             WorkflowAlarmsArgs(
                 queue_name=None,
                 dlq_name=hook.dlq_name,
-                max_message_age_seconds=cfg.aws.max_message_age_seconds,
+                max_message_age_seconds=cfg.max_message_age_seconds,
                 topic_arn=alerts.topic_arn,
             ),
         )

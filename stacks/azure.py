@@ -12,6 +12,7 @@ from typing import Any
 
 import pulumi
 from pulumi_azure_native import authorization, resources
+from pulumi_kubernetes import core
 
 from components.azure.alerts import MonitorAlerts, MonitorAlertsArgs
 from components.azure.cluster import AksCluster, AksClusterArgs, kubelogin_login
@@ -28,6 +29,7 @@ from components.azure.results_table import CosmosResultsTable, CosmosResultsTabl
 from components.azure.roles import (
     COSMOS_TABLE_DATA_CONTRIBUTOR,
     EVENTGRID_DATA_SENDER,
+    MONITORING_METRICS_PUBLISHER,
     STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR,
     STORAGE_QUEUE_DATA_MESSAGE_SENDER,
     STORAGE_QUEUE_DATA_READER,
@@ -45,6 +47,7 @@ from components.azure.router import (
 )
 from components.azure.router import WebhookArgs as EventGridWebhookArgs
 from components.azure.work_queue import (
+    POISON_SUFFIX,
     QueueAccount,
     QueueAccountArgs,
     StorageWorkQueue,
@@ -56,7 +59,7 @@ from components.k8s.consumer import (
     ConsumerNamespace,
     QueueTrigger,
 )
-from components.k8s.schedule import PeriodicTask, PeriodicTaskArgs
+from components.k8s.schedule import PeriodicTask, PeriodicTaskArgs, SystemPlacement
 from stacks.config import EdwConfig
 from stacks.shared import schedule_env, schedule_task
 
@@ -66,6 +69,7 @@ KEDA_NAMESPACE = "kube-system"
 KEDA_SERVICE_ACCOUNT = "keda-operator"
 WORKLOAD_IDENTITY_USE = {"azure.workload.identity/use": "true"}
 SUFFIX_LENGTH = 8
+QUEUE_METRICS = "edw-queue-metrics"  # the CronJob and its service account
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,10 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             emails=cfg.alert_emails,
             router_topic_id=router.topic_id,
             cosmos_account_id=results.account_id,
+            queue_account_id=account.account_id,
+            work_queues=[w.name for w in cfg.workflows],
+            poison_queues=[f"{w.name}{POISON_SUFFIX}" for w in cfg.workflows],
+            max_message_age_seconds=cfg.max_message_age_seconds,
             tags=tags,
         ),
     )
@@ -324,6 +332,17 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
                 opts=on_cluster,
             )
 
+    queue_metrics(
+        cfg,
+        identity=identity,
+        account=account,
+        queues=queues,
+        namespace=namespace.namespace,
+        image=image,
+        platform=[cluster.acr_pull],
+        opts=on_cluster,
+    )
+
     first = cfg.workflows[0].name
     return {
         "location": az.location,
@@ -470,3 +489,63 @@ def event_router(
             ),
         )
     return router
+
+
+def queue_metrics(
+    cfg: EdwConfig,
+    *,
+    identity: IdentityFactory,
+    account: QueueAccount,
+    queues: Mapping[str, StorageWorkQueue],
+    namespace: pulumi.Input[str],
+    image: pulumi.Input[str],
+    platform: Sequence[pulumi.Resource],
+    opts: pulumi.ResourceOptions,
+) -> PeriodicTask:
+    """Every minute, each queue's depth and oldest age to Azure Monitor (what the poison-queue
+    and backlog alerts watch): read-only on the queues, publish metrics on the account."""
+    assert cfg.azure is not None
+    names = [n for w in cfg.workflows for n in (w.name, f"{w.name}{POISON_SUFFIX}")]
+    publisher = identity(
+        "queue-metrics-identity",
+        cfg.consumer.namespace,
+        QUEUE_METRICS,
+        roles=[
+            *(
+                identity.role(f"{w.resource_name(kind)}-reader", STORAGE_QUEUE_DATA_READER, q)
+                for w in cfg.workflows
+                for kind, q in (
+                    ("queue", queues[w.name].queue_id),
+                    ("poison", queues[w.name].poison_queue_id),
+                )
+            ),
+            identity.role("metrics-publisher", MONITORING_METRICS_PUBLISHER, account.account_id),
+        ],
+    )
+    return PeriodicTask(
+        "queue-metrics",
+        PeriodicTaskArgs(
+            k8s_name=QUEUE_METRICS,
+            schedule="* * * * *",
+            module="app.queue_metrics",
+            namespace=namespace,
+            image=image,
+            env={
+                "EDW_STORAGE_ACCOUNT": account.account_name,
+                "EDW_QUEUES": ",".join(names),
+                "EDW_METRICS_RESOURCE_ID": account.account_id,
+                "EDW_METRICS_REGION": cfg.azure.location,
+            },
+            service_account_annotations={"azure.workload.identity/client-id": publisher.client_id},
+            service_account_labels=WORKLOAD_IDENTITY_USE,
+            pod_labels=WORKLOAD_IDENTITY_USE,
+            system_nodes=SystemPlacement(
+                node_selector={"kubernetes.azure.com/mode": "system"},
+                toleration=core.v1.TolerationArgs(
+                    key="CriticalAddonsOnly", operator="Exists", effect="NoSchedule"
+                ),
+            ),
+            platform=[publisher, *platform],
+        ),
+        opts=opts,
+    )

@@ -136,6 +136,7 @@ INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 IAM_PRINCIPAL_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
 IMAGE_RE = re.compile(r"^[\w.\-/:]+(@sha256:[0-9a-f]{64}|:[\w.\-]+)$")
 SQS_MAX_VISIBILITY = 43_200
+AZURE_MESSAGE_TTL_SECONDS = 7 * 24 * 3600
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 # Workflow and webhook names: DNS labels short enough for every name derived from them (Azure
 # queue names allow no double hyphen).
@@ -278,6 +279,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Azure: the action group's receivers).",
     ),
     Setting(
+        "maxMessageAgeSeconds",
+        "integer",
+        900,
+        "A work queue whose oldest message is older than this raises an alarm (not draining).",
+    ),
+    Setting(
         "routerPublishers",
         "array",
         [],
@@ -318,13 +325,6 @@ SETTINGS: tuple[Setting, ...] = (
         "array",
         [],
         "Regions the results table is replicated to (DynamoDB global table replicas).",
-        "aws",
-    ),
-    Setting(
-        "maxMessageAgeSeconds",
-        "integer",
-        900,
-        "A work queue whose oldest message is older than this raises an alarm (not draining).",
         "aws",
     ),
     Setting(
@@ -406,6 +406,7 @@ class EdwConfig:
     webhooks: tuple[Webhook, ...] = ()
     router_publishers: tuple[str, ...] = ()
     alert_emails: tuple[str, ...] = ()
+    max_message_age_seconds: int = 900
     aws: AwsSettings | None = None
     azure: AzureSettings | None = None
 
@@ -588,6 +589,7 @@ class _Parser:
             webhooks=self.webhooks(),
             router_publishers=self.publishers(cloud),
             alert_emails=self.emails("alertEmails"),
+            max_message_age_seconds=self.integer("maxMessageAgeSeconds", 60, 1_209_600),
             aws=self.aws() if cloud == "aws" else None,
             azure=self.azure() if cloud == "azure" else None,
         )
@@ -684,7 +686,6 @@ class _Parser:
             cluster_admin_arns=self.arns("clusterAdminArns"),
             control_plane_log_retention_days=self.retention("controlPlaneLogRetentionDays"),
             replica_regions=self.replicas("replicaRegions", region, AWS_REGIONS),
-            max_message_age_seconds=self.integer("maxMessageAgeSeconds", 60, 1_209_600),
             create_spot_service_linked_role=self.raw("createSpotServiceLinkedRole"),
         )
 
@@ -922,12 +923,24 @@ class _Parser:
     def cross_checks(self, config: EdwConfig) -> None:
         consumer, queue = config.consumer, config.queue
         self.workload_checks(consumer, queue)
-        age = config.aws.max_message_age_seconds if config.aws else 0
-        if age >= queue.message_retention_seconds:
+        age = config.max_message_age_seconds
+        # Azure queue messages live 7 days (what Event Grid and the producer send with).
+        retention, what = (
+            (
+                queue.message_retention_seconds,
+                f"edw:messageRetentionSeconds ({queue.message_retention_seconds})",
+            )
+            if config.aws
+            else (
+                AZURE_MESSAGE_TTL_SECONDS,
+                f"a Storage queue message's 7-day lifetime ({AZURE_MESSAGE_TTL_SECONDS})",
+            )
+        )
+        if age >= retention:
             self.fail(
                 "maxMessageAgeSeconds",
-                f"must be below edw:messageRetentionSeconds ({queue.message_retention_seconds}): "
-                f"a message is deleted at that age, so the alarm could never fire; got {age}",
+                f"must be below {what}: a message is deleted at that age, so the alarm could "
+                f"never fire; got {age}",
             )
         replicas = (config.aws.replica_regions if config.aws else ()) or (
             config.azure.replica_locations if config.azure else ()

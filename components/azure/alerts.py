@@ -13,6 +13,9 @@ import pulumi
 from pulumi_azure_native import monitor
 
 SEVERITY_ERROR = 1
+# What app.queue_metrics sends (its NAMESPACE, DEPTH, AGE and DIMENSION).
+QUEUE_METRICS_NAMESPACE = "edw"
+QUEUE_DEPTH, QUEUE_AGE, QUEUE_DIMENSION = "QueueDepth", "OldestMessageAgeSeconds", "Queue"
 EVERY_MINUTE, OVER_FIVE_MINUTES = "PT1M", "PT5M"
 
 
@@ -28,6 +31,8 @@ class MetricRule:
     aggregation: str
     threshold: float = 0
     dimensions: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    # A custom metric exists only once first sent: Azure Monitor must not check it at creation.
+    custom: bool = False
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,11 @@ class MonitorAlertsArgs:
     emails: Sequence[str]
     router_topic_id: pulumi.Input[str]
     cosmos_account_id: pulumi.Input[str]
+    # Per-queue custom metrics (app.queue_metrics) on the queue account.
+    queue_account_id: pulumi.Input[str]
+    work_queues: Sequence[str]
+    poison_queues: Sequence[str]
+    max_message_age_seconds: int
     tags: Mapping[str, str]
 
 
@@ -46,6 +56,28 @@ def rules(args: MonitorAlertsArgs) -> list[MetricRule]:
     grid, cosmos = "Microsoft.EventGrid/topics", "Microsoft.DocumentDB/databaseAccounts"
     topic, account = args.router_topic_id, args.cosmos_account_id
     return [
+        MetricRule(
+            "poison-messages",
+            "Messages were set aside on a poison queue: read their reason, then replay them",
+            args.queue_account_id,
+            QUEUE_METRICS_NAMESPACE,
+            QUEUE_DEPTH,
+            "Maximum",
+            dimensions={QUEUE_DIMENSION: list(args.poison_queues)},
+            custom=True,
+        ),
+        MetricRule(
+            "backlog-age",
+            f"A work queue's oldest message waits over {args.max_message_age_seconds}s: the "
+            "workflow is not draining",
+            args.queue_account_id,
+            QUEUE_METRICS_NAMESPACE,
+            QUEUE_AGE,
+            "Maximum",
+            threshold=args.max_message_age_seconds,
+            dimensions={QUEUE_DIMENSION: list(args.work_queues)},
+            custom=True,
+        ),
         MetricRule(
             "router-dead-lettered",
             "The router dead-lettered events it could not deliver (blob container "
@@ -146,6 +178,7 @@ class MonitorAlerts(pulumi.ComponentResource):
                             operator="GreaterThan",
                             threshold=rule.threshold,
                             time_aggregation=rule.aggregation,
+                            skip_metric_validation=rule.custom or None,
                             dimensions=[
                                 monitor.MetricDimensionArgs(
                                     name=dimension, operator="Include", values=list(values)

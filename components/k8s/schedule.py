@@ -32,6 +32,12 @@ HISTORY = 3
 
 
 @dataclass(frozen=True)
+class SystemPlacement:
+    node_selector: Mapping[str, str]
+    toleration: core.v1.TolerationArgs
+
+
+@dataclass(frozen=True)
 class PeriodicTaskArgs:
     k8s_name: str  # the CronJob's and its service account's name
     schedule: str  # cron, UTC
@@ -40,6 +46,9 @@ class PeriodicTaskArgs:
     image: pulumi.Input[str]
     env: Mapping[str, pulumi.Input[str]]
     service_account_annotations: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    # Frequent tasks run on the always-on system nodes (a minutely pod on the consumer pools
+    # would keep a node from ever being consolidated); None: the consumer pools, spot first.
+    system_nodes: SystemPlacement | None = None
     service_account_labels: Mapping[str, str] = field(default_factory=dict)
     pod_labels: Mapping[str, str] = field(default_factory=dict)
     platform: Sequence[pulumi.Resource] = ()
@@ -91,8 +100,11 @@ class PeriodicTask(pulumi.ComponentResource):
                 security_context=POD_SECURITY,
                 containers=[container],
                 volumes=[TMP_VOLUME],
-                tolerations=[SPOT_TOLERATION],
-                affinity=node_affinity("spot-first"),
+                tolerations=[
+                    args.system_nodes.toleration if args.system_nodes else SPOT_TOLERATION
+                ],
+                node_selector=dict(args.system_nodes.node_selector) if args.system_nodes else None,
+                affinity=None if args.system_nodes else node_affinity("spot-first"),
             ),
         )
         cron = batch.v1.CronJob(

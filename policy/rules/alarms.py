@@ -72,6 +72,38 @@ def _has_action(alarm: Subject, _config: Config) -> Iterator[str]:
         yield f"alarm {alarm.label!r} has no OK action: nobody would hear that it recovered"
 
 
+STORAGE_QUEUE = "azure-native:storage:Queue"
+# What the Azure stack's per-queue metrics are called (app.queue_metrics).
+QUEUE_METRICS = {"poison": "QueueDepth", "work": "OldestMessageAgeSeconds"}
+
+
+def _watched_queues(nodes: list[Node], metric: str) -> set[str]:
+    """Queue names an Azure metric alert on ``metric`` includes in its Queue dimension."""
+    names: set[str] = set()
+    for alert in of_kind(nodes, AZURE_METRIC_ALERT):
+        for criterion in as_list(known(known(alert.subject.props, "criteria"), "allOf")):
+            if known(criterion, "metricName") == metric:
+                for dimension in as_list(known(criterion, "dimensions")):
+                    if known(dimension, "name") == "Queue":
+                        names.update(as_list(known(dimension, "values")))
+    return names
+
+
+def _azure_queues_alerted(nodes: list[Node], _config: Config) -> Iterator[StackFinding]:
+    """Storage has no per-queue metric: the stack sends its own; each queue must be in an
+    alert on it (poison queues on their depth, work queues on their oldest age)."""
+    for queue in of_kind(nodes, STORAGE_QUEUE):
+        role = known(known(queue.subject.props, "metadata"), "edw_role")
+        metric = QUEUE_METRICS.get(str(role))
+        name = known(queue.subject.props, "queueName")
+        if metric and name not in _watched_queues(nodes, metric):
+            yield (
+                f"{role} queue {name!r} is in no alert on {metric}: what lands there would go "
+                "unnoticed",
+                queue.subject.urn,
+            )
+
+
 def _azure_alert_notifies(alert: Subject, _config: Config) -> Iterator[str]:
     if not as_list(alert.props.get("actions")):
         yield f"alert {alert.label!r} has no action group: it would notify nobody"
@@ -100,6 +132,12 @@ POLICIES = [
         f"Every SNS topic that delivers to queues or partners must have an alarm on {FAILED} "
         "built from it.",
         _alarmed_on(FAILED, routers, "router topic", "deliveries SNS gave up on"),
+    ),
+    stack_rule(
+        "azure-queues-alerted",
+        "Every Azure poison queue must be in an alert on its depth and every work queue in one "
+        "on its oldest message's age (the stack's per-queue custom metrics).",
+        _azure_queues_alerted,
     ),
     resource_rule(
         "azure-alert-has-actions",

@@ -152,8 +152,8 @@ def test_the_topic_is_encrypted_tls_only_and_published_to_by_this_accounts_alarm
             "edw:maxMessageAgeSeconds must be below edw:messageRetentionSeconds (3600)",
         ),
         (
-            {"cloud": "azure", "maxMessageAgeSeconds": "600", "disableLocalAccounts": "false"},
-            "edw:maxMessageAgeSeconds only applies to cloud aws, not azure",
+            {"cloud": "azure", "maxMessageAgeSeconds": "700000", "disableLocalAccounts": "false"},
+            "edw:maxMessageAgeSeconds must be below a Storage queue message's 7-day lifetime",
         ),
     ],
 )

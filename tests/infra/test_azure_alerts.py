@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from components.azure.roles import MONITORING_METRICS_PUBLISHER, STORAGE_QUEUE_DATA_READER
 from stacks.offline import StackRun, run_stack
 
 EMAILS = ["oncall@example.com", "platform@example.org"]
@@ -41,6 +42,18 @@ def test_the_action_group_mails_each_address_and_is_an_output(run: StackRun) -> 
 GRID, COSMOS = "Microsoft.EventGrid/topics", "Microsoft.DocumentDB/databaseAccounts"
 STATUS = "StatusCode"
 EXPECTED = {
+    "alerts-backlog-age": (
+        "queues",
+        "edw",
+        "OldestMessageAgeSeconds",
+        [{"name": "Queue", "operator": "Include", "values": ["work"]}],
+    ),
+    "alerts-poison-messages": (
+        "queues",
+        "edw",
+        "QueueDepth",
+        [{"name": "Queue", "operator": "Include", "values": ["work-poison"]}],
+    ),
     "alerts-router-dead-lettered": ("topic", GRID, "DeadLetteredCount", []),
     "alerts-router-dropped": ("topic", GRID, "DroppedEventCount", []),
     "alerts-router-publish-failed": ("topic", GRID, "PublishFailCount", []),
@@ -71,12 +84,14 @@ def test_each_alert_watches_this_stacks_resource_and_notifies_the_group(
     resource = {
         "topic": run.one("azure-native:eventgrid:Topic").id,
         "account": run.one("azure-native:cosmosdb:DatabaseAccount").id,
+        "queues": run.one("azure-native:storage:StorageAccount").id,
     }[target]
     alert = alerts(run)[name]
     assert alert["scopes"] == [resource]
     (criterion,) = alert["criteria"]["allOf"]
     assert (criterion["metricNamespace"], criterion["metricName"]) == (namespace, metric)
-    assert (criterion["operator"], criterion["threshold"]) == ("GreaterThan", 0)
+    threshold = 900 if name == "alerts-backlog-age" else 0  # edw:maxMessageAgeSeconds
+    assert (criterion["operator"], criterion["threshold"]) == ("GreaterThan", threshold)
     assert criterion.get("dimensions", []) == dimensions
     assert alert["actions"] == [{"actionGroupId": run.one("azure-native:monitor:ActionGroup").id}]
     assert alert["autoMitigate"] is True  # resolves, and says so, by itself
@@ -91,3 +106,53 @@ def test_a_recovery_stack_alerts_on_the_replicated_table_it_uses() -> None:
     run = run_stack("dev", {"existingResultsTable": table})
     account = table.split("/tables/", maxsplit=1)[0]
     assert alerts(run)["alerts-table-throttled"]["scopes"] == [account]
+
+
+def test_the_backlog_alert_watches_each_work_queue_at_the_configured_age() -> None:
+    run = run_stack(
+        "dev",
+        {
+            "workflows": json.dumps([{"name": "work"}, {"name": "orders"}]),
+            "maxMessageAgeSeconds": "600",
+        },
+    )
+    age = alerts(run)["alerts-backlog-age"]
+    (criterion,) = age["criteria"]["allOf"]
+    assert (criterion["metricNamespace"], criterion["metricName"]) == (
+        "edw",
+        "OldestMessageAgeSeconds",
+    )
+    assert criterion["threshold"] == 600
+    assert criterion["dimensions"] == [
+        {"name": "Queue", "operator": "Include", "values": ["work", "orders"]}
+    ]
+    assert criterion["skipMetricValidation"] is True  # sent by the CronJob, not Azure
+    assert age["scopes"] == [run.one("azure-native:storage:StorageAccount").id]
+    poison = alerts(run)["alerts-poison-messages"]["criteria"]["allOf"][0]
+    assert poison["dimensions"][0]["values"] == ["work-poison", "orders-poison"]
+
+
+def test_the_queue_metrics_task_runs_minutely_on_system_nodes_reading_only(run: StackRun) -> None:
+    cron = run.one("kubernetes:batch/v1:CronJob", "queue-metrics-cronjob").inputs
+    assert cron["spec"]["schedule"] == "* * * * *"
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"kubernetes.azure.com/mode": "system"}
+    (container,) = pod["containers"]
+    assert container["command"] == ["python", "-m", "app.queue_metrics"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    account = run.one("azure-native:storage:StorageAccount")
+    assert env["EDW_QUEUES"] == "work,work-poison"
+    assert env["EDW_METRICS_RESOURCE_ID"] == account.id
+    grants = sorted(
+        (g.inputs["roleDefinitionId"].rsplit("/", 1)[1], g.inputs["scope"])
+        for g in run.of_type("azure-native:authorization:RoleAssignment")
+        if g.name.startswith("queue-metrics-identity-")
+    )
+    queues = {q.name: q.id for q in run.of_type("azure-native:storage:Queue")}
+    assert grants == sorted(
+        [
+            (STORAGE_QUEUE_DATA_READER, queues["work-work"]),
+            (STORAGE_QUEUE_DATA_READER, queues["work-poison"]),
+            (MONITORING_METRICS_PUBLISHER, account.id),
+        ]
+    )

@@ -209,7 +209,7 @@ def test_federated_credentials_trust_one_service_account(
 
 
 def test_service_account_and_pods_use_the_consumer_identity(run: StackRun) -> None:
-    sa = run.one("kubernetes:core/v1:ServiceAccount").inputs["metadata"]
+    sa = run.one("kubernetes:core/v1:ServiceAccount", "consumer-sa").inputs["metadata"]
     assert sa["name"] == "edw-consumer"
     assert sa["annotations"] == {
         "azure.workload.identity/client-id": _client(run, "consumer-identity")

@@ -99,7 +99,7 @@ def test_job_pods_are_hardened_undisruptable_and_on_demand(run: StackRun) -> Non
 
 
 def test_the_schedule_is_a_utc_cron_job_publishing_to_the_router(run: StackRun) -> None:
-    cron = run.one("kubernetes:batch/v1:CronJob")
+    cron = run.one("kubernetes:batch/v1:CronJob", "nightly-schedule-cronjob")
     spec = cron.inputs["spec"]
     assert spec["schedule"] == "0 2 * * *"
     assert spec["timeZone"] == "Etc/UTC"

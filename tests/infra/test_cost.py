@@ -82,8 +82,9 @@ def test_azure_arithmetic_matches_a_hand_computation() -> None:
     found = report("dev")
     # Idle: AKS Standard tier, 2 D4ds_v5 system nodes, the outbound load balancer and its IP,
     # ACR Standard by the day, KEDA's queue-metadata reads (class 2, per 10,000), and the
-    # alerts' six time series (three router metrics, 429, 500 and 503).
-    idle = 73 + 2 * 730 * 0.264 + 18.25 + 3.65 + 730 / 24 * 0.667 + 52.56 * 0.004 + 6 * 0.10
+    # alerts' eight time series (the poison queue's depth, the work queue's age, three router
+    # metrics, 429, 500 and 503).
+    idle = 73 + 2 * 730 * 0.264 + 18.25 + 3.65 + 730 / 24 * 0.667 + 52.56 * 0.004 + 8 * 0.10
     assert found["totals"]["idleMonthly"] == pytest.approx(idle, abs=0.01)
     rate = next(
         r
@@ -157,3 +158,19 @@ def test_an_unpriced_region_fails_the_command_with_the_priced_ones_named(
 ) -> None:
     assert cost.main(["--stack", "aws", "--override", "aws:region=ap-south-1"]) == 2
     assert "priced: eu-west-1, us-east-1, us-west-2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("stack", "label"), [("aws", "AWS `aws`"), ("dev", "Azure `dev`")])
+def test_the_cost_page_quotes_what_the_command_prints(stack: str, label: str) -> None:
+    page = (cost.REPO / "docs" / "cost.md").read_text()
+    headline = re.search(
+        rf"{re.escape(label)} \([a-z0-9-]+\): \*\*\$([\d.,]+) a month idle, \$([\d.]+) per million",
+        page,
+    )
+    assert headline, f"docs/cost.md has no headline for {label}"
+    totals = cost.estimate(
+        cost.run_stack(stack), PRICED_DEFAULTS["aws" if stack == "aws" else "azure"],
+        Volume(10_000_000, 512),
+    )["totals"]  # fmt: skip
+    assert float(headline[1].replace(",", "")) == totals["idleMonthly"]
+    assert float(headline[2]) == round(totals["perMillionEvents"], 2)

@@ -149,7 +149,7 @@ def test_the_consumer_mounts_no_api_token_yet_keeps_its_identity(
         (dev_run, "azure.workload.identity/client-id"),
     ]
     for run, key in identities:
-        sa = run.one("kubernetes:core/v1:ServiceAccount")
+        sa = run.one("kubernetes:core/v1:ServiceAccount", "consumer-sa")
         pod = run.one("kubernetes:apps/v1:Deployment").inputs["spec"]["template"]
         assert sa.inputs["automountServiceAccountToken"] is False
         assert pod["spec"]["automountServiceAccountToken"] is False

@@ -700,3 +700,18 @@ def azure_metric_alert(**changes: Any) -> Rec:
             ],
         },
     ).with_inputs(**changes)
+
+
+def azure_role_queue(name: str, role: str) -> Rec:
+    """A workflow's Storage queue as the stack creates it, its role in the metadata."""
+    return azure_queue(name).with_inputs(metadata={"edw_role": role})
+
+
+def azure_queue_alert(metric: str, *queues: str) -> Rec:
+    criterion = {
+        "metricName": metric,
+        "metricNamespace": "edw",
+        "dimensions": [{"name": "Queue", "operator": "Include", "values": list(queues)}],
+    }
+    alert = azure_metric_alert().with_inputs(criteria={"allOf": [criterion]})
+    return Rec(alert.type, f"alerts-{metric}-{'-'.join(queues)}", alert.inputs)

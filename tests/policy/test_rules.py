@@ -725,6 +725,31 @@ CASES = [
     ("router-delivery-failures-alarmed", lambda: [f.topic()], None, ()),  # delivers nothing
     ("azure-alert-has-actions", one(f.azure_metric_alert()), None, ()),
     (
+        "azure-queues-alerted",
+        lambda: [
+            f.azure_role_queue("work", "work"),
+            f.azure_role_queue("work-poison", "poison"),
+            f.azure_queue_alert("QueueDepth", "work-poison"),
+            f.azure_queue_alert("OldestMessageAgeSeconds", "work"),
+        ],
+        None,
+        (),
+    ),
+    (
+        "azure-queues-alerted",
+        lambda: [
+            f.azure_role_queue("orders", "work"),
+            f.azure_role_queue("orders-poison", "poison"),
+            f.azure_queue_alert("QueueDepth", "work-poison"),  # another workflow's
+            f.azure_queue_alert("QueueDepth", "orders"),  # the wrong metric for a work queue
+        ],
+        None,
+        (
+            "work queue 'orders' is in no alert on OldestMessageAgeSeconds",
+            "poison queue 'orders-poison' is in no alert on QueueDepth",
+        ),
+    ),
+    (
         "azure-alert-has-actions",
         one(f.azure_metric_alert(actions=[], autoMitigate=False)),
         None,
