@@ -199,4 +199,6 @@ def test_the_router_hop_benchmark_times_both_paths_to_the_row() -> None:
     assert row["events_per_path"] == 3
     assert row["queue_median_ms"] > 0
     assert row["router_median_ms"] > 0
-    assert row["router_over_queue"] == round(row["router_median_ms"] / row["queue_median_ms"], 2)
+    # The ratio is of the unrounded medians; the printed milliseconds are rounded to 0.1 ms.
+    ratio = row["router_median_ms"] / row["queue_median_ms"]
+    assert row["router_over_queue"] == pytest.approx(ratio, abs=0.01)
