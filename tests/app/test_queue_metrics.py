@@ -9,7 +9,7 @@ import time
 import pytest
 
 from app import queue_metrics
-from bench.emulators import AzuriteEmulator
+from bench.emulators import AzuriteEmulator, Target
 from tests.app.conftest import provision
 from tests.http_replies import FakeCredential, RecordingEndpoint
 
@@ -18,6 +18,15 @@ RESOURCE = (
     "/subscriptions/00000000-0000-4000-8000-000000000001/resourceGroups/edw-dev-rg/providers/"
     "Microsoft.Storage/storageAccounts/edwdev1234"
 )
+
+
+def metrics_env(target: Target, *queues: str) -> dict[str, str]:
+    return {
+        "EDW_AZURE_CONNECTION_STRING": target.env["EDW_AZURE_CONNECTION_STRING"],
+        "EDW_QUEUES": ",".join(queues or (target.env["EDW_QUEUE"],)),
+        "EDW_METRICS_RESOURCE_ID": RESOURCE,
+        "EDW_METRICS_REGION": "westeurope",
+    }
 
 
 def run(env: dict[str, str], endpoint: RecordingEndpoint) -> int:
@@ -35,12 +44,7 @@ def test_each_queue_reports_its_own_depth_and_oldest_age(
     target.poison.send_message("set aside")
     time.sleep(1.1)  # an age of at least a second on the oldest message
     work, poison = target.env["EDW_QUEUE"], target.env["EDW_DEAD_LETTER_QUEUE"]
-    env = {
-        "EDW_AZURE_CONNECTION_STRING": target.env["EDW_AZURE_CONNECTION_STRING"],
-        "EDW_QUEUES": f"{work},{poison}",
-        "EDW_METRICS_RESOURCE_ID": RESOURCE,
-        "EDW_METRICS_REGION": "westeurope",
-    }
+    env = metrics_env(target, work, poison)
     with RecordingEndpoint() as monitor:
         assert run(env, monitor) == 0
     (headers, _), _ = monitor.requests
@@ -61,12 +65,7 @@ def test_empty_queues_report_zero_and_a_refusal_exits_one(
     request: pytest.FixtureRequest, azurite: AzuriteEmulator
 ) -> None:
     target = provision(request, "azure")
-    env = {
-        "EDW_AZURE_CONNECTION_STRING": target.env["EDW_AZURE_CONNECTION_STRING"],
-        "EDW_QUEUES": target.env["EDW_QUEUE"],
-        "EDW_METRICS_RESOURCE_ID": RESOURCE,
-        "EDW_METRICS_REGION": "westeurope",
-    }
+    env = metrics_env(target)
     with RecordingEndpoint() as monitor:
         assert run(env, monitor) == 0
         depth, age = monitor.bodies()
@@ -84,12 +83,7 @@ def test_the_request_path_is_the_resources_metrics_endpoint(
     request: pytest.FixtureRequest, azurite: AzuriteEmulator
 ) -> None:
     target = provision(request, "azure")
-    env = {
-        "EDW_AZURE_CONNECTION_STRING": target.env["EDW_AZURE_CONNECTION_STRING"],
-        "EDW_QUEUES": target.env["EDW_QUEUE"],
-        "EDW_METRICS_RESOURCE_ID": RESOURCE,
-        "EDW_METRICS_REGION": "westeurope",
-    }
+    env = metrics_env(target)
     with RecordingEndpoint() as monitor:
         assert run(env, monitor) == 0
     assert json.loads(monitor.requests[0][1])["time"].endswith("Z")
