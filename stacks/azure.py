@@ -53,6 +53,7 @@ from components.azure.work_queue import (
     StorageWorkQueue,
     StorageWorkQueueArgs,
 )
+from components.azure.workbook import StackWorkbook, WorkbookArgs
 from components.k8s.consumer import (
     ConsumerDeployment,
     ConsumerDeploymentArgs,
@@ -332,6 +333,19 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
                 opts=on_cluster,
             )
 
+    workbook = StackWorkbook(
+        "workbook",
+        WorkbookArgs(
+            resource_group_name=group.name,
+            location=az.location,
+            stack_name=cfg.name,
+            id_namespace=f"{subscription}/{cfg.name}",
+            tenant_id=client.tenant_id,
+            queue_account_id=account.account_id,
+            router_topic_id=router.topic_id,
+            cosmos_account_id=results.account_id,
+        ),
+    )
     queue_metrics(
         cfg,
         identity=identity,
@@ -355,6 +369,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         "routerEndpoint": router.endpoint,
         # Attach your own receivers (chat, pager) to it; e-mails come from edw:alertEmails.
         "actionGroupId": alerts.action_group_id,
+        "workbookUrl": workbook.url,
         "routerTopicId": router.topic_id,
         "workflows": {
             w.name: {

@@ -611,6 +611,7 @@ class ProviderMocks(pulumi_mocks.Mocks):
             "azure-native:eventgrid:EventSubscription": event_subscription,
             "azure-native:monitor:ActionGroup": monitor_rule("actionGroups", "actionGroupName"),
             "azure-native:monitor:MetricAlert": monitor_rule("metricAlerts", "ruleName"),
+            "azure-native:applicationinsights:Workbook": monitor_rule("workbooks", "resourceName"),
             "azure-native:cosmosdb:DatabaseAccount": cosmos_account,
             "azure-native:cosmosdb:TableResourceTable": cosmos_child("tables", "tableName"),
             "azure-native:cosmosdb:TableResourceTableRoleAssignment": cosmos_child(

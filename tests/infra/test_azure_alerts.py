@@ -156,3 +156,24 @@ def test_the_queue_metrics_task_runs_minutely_on_system_nodes_reading_only(run: 
             (MONITORING_METRICS_PUBLISHER, account.id),
         ]
     )
+
+
+def test_the_workbook_charts_the_queues_router_and_table_and_is_an_output(run: StackRun) -> None:
+    workbook = run.one("azure-native:applicationinsights:Workbook")
+    assert workbook.inputs["category"] == "workbook"
+    assert workbook.inputs["kind"] == "shared"
+    body = json.loads(workbook.inputs["serializedData"])
+    assert body["version"] == "Notebook/1.0"
+    charts = {i["name"]: i["content"] for i in body["items"] if i["type"] == 10}
+    account = run.one("azure-native:storage:StorageAccount").id
+    depth = charts["queues: depth (work and poison)"]
+    assert depth["resourceIds"] == [account]
+    assert depth["metrics"] == [
+        {"namespace": "edw", "metric": "edw--QueueDepth", "aggregation": 3, "splitBy": "Queue"}
+    ]
+    router = charts["router: published, delivered, dead-lettered, dropped"]
+    assert router["resourceIds"] == [run.one("azure-native:eventgrid:Topic").id]
+    table = charts["results table: requests by status"]
+    assert table["resourceIds"] == [run.one("azure-native:cosmosdb:DatabaseAccount").id]
+    assert run.outputs["workbookUrl"].startswith("https://portal.azure.com/#@")
+    assert run.outputs["workbookUrl"].endswith(f"/resource{workbook.id}/workbook")

@@ -68,6 +68,7 @@ AZURE_TYPES = [
     "eventgrid/topic.py",
     "eventgrid/event_subscription.py",
     "monitor/metric_alert.py",
+    "applicationinsights/workbook.py",
 ]
 # Types whose SDK default is a preview API, accepted on purpose, each with the reason.
 PREVIEW_ACCEPTED = {
