@@ -486,7 +486,7 @@ class Consumer:
 
 def run(settings: Settings) -> int:
     """Serve until SIGTERM/SIGINT, then drain within the shutdown budget. Returns the exit code."""
-    metrics = Metrics(settings.cloud)
+    metrics = Metrics(settings.cloud, settings.workflow)
     backend = backends.build(settings)
     consumer = Consumer(settings, backend, metrics)
     server = HealthServer(settings.http_port, metrics, consumer.alive, consumer.ready)

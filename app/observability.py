@@ -13,6 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from app.settings import DEFAULT_WORKFLOW
+
 # Batch work ranges from milliseconds (emulator) to minutes (simulated work).
 BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
@@ -45,12 +47,14 @@ def setup_logging(level: str) -> None:
 class Metrics:
     """The consumer's metrics in their own registry (several consumers can share a process)."""
 
-    def __init__(self, cloud: str) -> None:
+    def __init__(self, cloud: str, workflow: str = DEFAULT_WORKFLOW) -> None:
         self.registry = CollectorRegistry()
-        labels = {"cloud": cloud}
+        # Workflows share the consumer namespace: the workflow label tells their series apart.
+        labels = {"cloud": cloud, "workflow": workflow}
+        names = list(labels)
 
         def counter(name: str, doc: str) -> Counter:
-            return Counter(name, doc, ["cloud"], registry=self.registry).labels(**labels)
+            return Counter(name, doc, names, registry=self.registry).labels(**labels)
 
         self.received = counter("edw_messages_received", "Messages received from the work queue.")
         self.processed = counter("edw_messages_processed", "Messages stored and deleted.")
@@ -64,21 +68,21 @@ class Metrics:
         self.batch_seconds = Histogram(
             "edw_batch_seconds",
             "Time from receive to delete of one batch.",
-            ["cloud"],
+            names,
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         ).labels(**labels)
         self.end_to_end_seconds = Histogram(
             "edw_end_to_end_seconds",
             "Time from the CloudEvent's time to its row being stored.",
-            ["cloud"],
+            names,
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         ).labels(**labels)
         self.in_flight = Gauge(
             "edw_messages_in_flight",
             "Messages received and not yet settled.",
-            ["cloud"],
+            names,
             registry=self.registry,
         ).labels(**labels)
 

@@ -124,5 +124,5 @@ def metrics() -> Metrics:
 
 
 def count(m: Metrics, name: str) -> float:
-    value = m.registry.get_sample_value(name, {"cloud": "aws"})
+    value = m.registry.get_sample_value(name, {"cloud": "aws", "workflow": "work"})
     return value or 0.0

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from app.observability import Metrics
 from bench.emulators import REPO, child_env
 
 
@@ -40,3 +41,15 @@ def test_bad_settings_fail_at_start_naming_the_variable(env: dict[str, str], nam
     assert result.returncode == 2
     (line,) = result.stdout.splitlines()
     assert named in json.loads(line)["message"]
+
+
+def test_every_consumer_series_names_its_workflow() -> None:
+    """Workflows share the consumer namespace: the alert rules and the dashboard tell their
+    series apart by the workflow label the consumer puts on every one."""
+    metrics = Metrics("azure", "orders")
+    metrics.received.inc(3)
+    text = metrics.exposition().decode()
+    series = [line for line in text.splitlines() if line.startswith("edw_")]
+    assert series
+    assert all('workflow="orders"' in line for line in series)
+    assert 'edw_messages_received_total{cloud="azure",workflow="orders"} 3.0' in text

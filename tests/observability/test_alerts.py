@@ -80,7 +80,7 @@ def test_the_rules_use_only_metrics_the_consumer_exports() -> None:
 
 DASHBOARD = REPO / "components" / "observability" / "consumer-dashboard.json"
 # Grafana's variables, replaced by what Grafana would send, so that promtool can parse the query.
-GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$namespace": ".*"}
+GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$workflow": ".*"}
 
 
 def dashboard_queries(model: dict[str, Any]) -> list[str]:
