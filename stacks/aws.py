@@ -30,12 +30,20 @@ from components.aws.iam import Statement, allow
 from components.aws.image import EcrConsumerImage, EcrConsumerImageArgs
 from components.aws.irsa import IrsaRole, IrsaRoleArgs
 from components.aws.karpenter import KarpenterNodeAutoscaling, KarpenterNodeAutoscalingArgs
+from components.aws.keda import NAMESPACE as KEDA_NAMESPACE
 from components.aws.keda import KedaOperator, KedaOperatorArgs
 from components.aws.network import (
     EKS_UNSUPPORTED_ZONE_IDS,
     STANDARD_ZONE_FILTERS,
     EksNetwork,
     EksNetworkArgs,
+)
+from components.aws.prometheus import (
+    ContainerLogs,
+    ContainerLogsArgs,
+    ManagedPrometheus,
+    ManagedPrometheusArgs,
+    PrometheusWorkspace,
 )
 from components.aws.results_table import DynamoResultsTable, DynamoResultsTableArgs
 from components.aws.router import (
@@ -54,6 +62,7 @@ from components.k8s.consumer import (
     QueueTrigger,
 )
 from components.k8s.schedule import PeriodicTask, PeriodicTaskArgs
+from components.observability.rules import consumer_rules
 from stacks.config import ConfigError, EdwConfig
 from stacks.shared import schedule_env, schedule_task
 
@@ -239,9 +248,17 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         for hook in cfg.webhooks
     }
     table_name, table_arn, table_keys = results_table(cfg, account, tags)
+    full = cfg.observability == "full"
+    prometheus = PrometheusWorkspace("prometheus", cfg.name, tags) if full else None
     alerts = AlertTopic(
         "alerts",
-        AlertTopicArgs(emails=cfg.alert_emails, account_id=account, region=region, tags=tags),
+        AlertTopicArgs(
+            emails=cfg.alert_emails,
+            account_id=account,
+            region=region,
+            tags=tags,
+            prometheus_workspace_arn=prometheus.arn if prometheus else None,
+        ),
     )
     for w in cfg.workflows:
         SqsWorkflowAlarms(
@@ -341,6 +358,36 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         ),
         opts=on_cluster,
     )
+    if prometheus:
+        ManagedPrometheus(
+            "prometheus-collection",
+            ManagedPrometheusArgs(
+                cluster_name=cluster.cluster_name,
+                cluster_arn=f"arn:aws:eks:{region}:{account}:cluster/{cfg.name}",
+                subnet_ids=network.private_subnet_ids,
+                security_group_ids=[cluster.cluster_security_group_id],
+                workspace_arn=prometheus.arn,
+                workspace_id=prometheus.id,
+                rules=consumer_rules(cfg.latency_alert_seconds),
+                alert_topic_arn=alerts.topic_arn,
+                region=region,
+                consumer_namespace=cfg.consumer.namespace,
+                keda_namespace=KEDA_NAMESPACE,
+                tags=tags,
+            ),
+            cluster_opts=on_cluster,
+        )
+        ContainerLogs(
+            "container-logs",
+            ContainerLogsArgs(
+                cluster_name=cfg.name,
+                oidc=cluster.oidc,
+                region=region,
+                account_id=account,
+                retention_days=cfg.aws.control_plane_log_retention_days,
+                tags=tags,
+            ),
+        )
     image: pulumi.Input[str] = cfg.consumer.image or (
         EcrConsumerImage("consumer-image", EcrConsumerImageArgs(tags=tags)).image_ref
     )
@@ -440,6 +487,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         # Attach your own receivers (chat, pager) to it; e-mails come from edw:alertEmails.
         "alertTopicArn": alerts.topic_arn,
         "dashboardUrl": dashboard.url,
+        **({"prometheusWorkspaceArn": prometheus.arn} if prometheus else {}),
         "clusterName": cluster.cluster_name,
         "kubeconfig": cluster.kubeconfig,
         "consumerNamespace": namespace.namespace,

@@ -157,6 +157,7 @@ WORKFLOW_OVERRIDES = (
     "consumerMemoryLimit",
 )
 WORKFLOW_KEYS = ("name", "filter", "mode", "capacity", "schedule")
+OBSERVABILITY_MODES = ("basic", "full")
 MODES = ("service", "job")
 CAPACITIES = ("spot-first", "on-demand")
 # The macros a Kubernetes CronJob schedule accepts besides five fields (robfig/cron).
@@ -285,6 +286,19 @@ SETTINGS: tuple[Setting, ...] = (
         "A work queue whose oldest message is older than this raises an alarm (not draining).",
     ),
     Setting(
+        "observability",
+        "string",
+        "basic",
+        "basic: alarms/alerts and a dashboard; full: adds managed Prometheus scraping the "
+        "consumers with their alert rules, and container logs (docs/operations.md).",
+    ),
+    Setting(
+        "latencyAlertSeconds",
+        "integer",
+        60,
+        "With observability full: a workflow whose p99 end-to-end latency exceeds this pages.",
+    ),
+    Setting(
         "routerPublishers",
         "array",
         [],
@@ -407,6 +421,8 @@ class EdwConfig:
     router_publishers: tuple[str, ...] = ()
     alert_emails: tuple[str, ...] = ()
     max_message_age_seconds: int = 900
+    observability: Literal["basic", "full"] = "basic"
+    latency_alert_seconds: int = 60
     aws: AwsSettings | None = None
     azure: AzureSettings | None = None
 
@@ -590,6 +606,8 @@ class _Parser:
             router_publishers=self.publishers(cloud),
             alert_emails=self.emails("alertEmails"),
             max_message_age_seconds=self.integer("maxMessageAgeSeconds", 60, 1_209_600),
+            observability=self.observability(cloud),
+            latency_alert_seconds=self.integer("latencyAlertSeconds", 1, 86_400),
             aws=self.aws() if cloud == "aws" else None,
             azure=self.azure() if cloud == "azure" else None,
         )
@@ -893,6 +911,18 @@ class _Parser:
                 )
             hooks.append(Webhook(name, str(url), event_filter))
         return tuple(hooks)
+
+    def observability(self, cloud: str | None) -> Any:
+        mode = self.raw("observability")
+        self.one_of("observability", mode, OBSERVABILITY_MODES)
+        if mode == "full" and cloud == "azure":
+            # Refused rather than silently basic: the Azure half of full is not built yet.
+            self.fail(
+                "observability",
+                "full is not built for azure yet (managed Prometheus, Container Insights); "
+                "allowed on azure: basic",
+            )
+        return mode
 
     def publishers(self, cloud: str | None) -> tuple[str, ...]:
         if cloud == "aws":

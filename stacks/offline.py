@@ -168,6 +168,7 @@ class ProviderMocks(pulumi_mocks.Mocks):
         self.invokes: list[tuple[str, Props]] = []
         self._outputs: dict[str, Callable[[str, str, Props], Props]] = {
             **self._aws_outputs(),
+            **self._prometheus_outputs(),
             **self._azure_outputs(),
             **self._kubernetes_outputs(),
         }
@@ -454,6 +455,27 @@ class ProviderMocks(pulumi_mocks.Mocks):
             "aws:eks/nodeGroup:NodeGroup": node_group,
             "eks:index:Cluster": eks_cluster,
             "docker-build:index:Image": image,
+        }
+
+    def _prometheus_outputs(self) -> dict[str, Callable[[str, str, Props], Props]]:
+        """Amazon Managed Service for Prometheus: workspace and managed scraper."""
+        region, acct = self.region, ACCOUNT
+
+        def prometheus_workspace(_t: str, name: str, _i: Props) -> Props:
+            ws = f"ws-{_guid(name, 'workspace')}"
+            arn = f"arn:aws:aps:{region}:{acct}:workspace/{ws}"
+            endpoint = f"https://aps-workspaces.{region}.amazonaws.com/workspaces/{ws}/"
+            return {"arn": arn, "__id": ws, "prometheusEndpoint": endpoint}
+
+        def scraper(_t: str, name: str, _i: Props) -> Props:
+            s = f"s-{_guid(name, 'scraper')}"
+            role = f"arn:aws:iam::{acct}:role/aws-service-role/scraper.aps.amazonaws.com/"
+            role += f"AWSServiceRoleForAmazonPrometheusScraper_{s[2:10]}"
+            return {"arn": f"arn:aws:aps:{region}:{acct}:scraper/{s}", "__id": s, "roleArn": role}
+
+        return {
+            "aws:amp/workspace:Workspace": prometheus_workspace,
+            "aws:amp/scraper:Scraper": scraper,
         }
 
     def _azure_outputs(self) -> dict[str, Callable[[str, str, Props], Props]]:

@@ -15,6 +15,7 @@ from components.aws.iam import allow
 from components.aws.topic import encrypted_topic
 
 CLOUDWATCH = {"Service": "cloudwatch.amazonaws.com"}
+PROMETHEUS = {"Service": "aps.amazonaws.com"}
 
 
 @dataclass
@@ -23,6 +24,8 @@ class AlertTopicArgs:
     account_id: str
     region: str
     tags: Mapping[str, str]
+    # With observability full: the AMP workspace whose alert manager publishes here too.
+    prometheus_workspace_arn: pulumi.Input[str] | None = None
 
 
 class AlertTopic(pulumi.ComponentResource):
@@ -39,13 +42,18 @@ class AlertTopic(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         from_this_account = {"StringEquals": {"aws:SourceAccount": args.account_id}}
         alarms = f"arn:aws:cloudwatch:{args.region}:{args.account_id}:alarm:*"
+        prometheus = args.prometheus_workspace_arn
+        aps_source = {
+            "ArnEquals": {"aws:SourceArn": prometheus},
+            "StringEquals": {"aws:SourceAccount": args.account_id},
+        }
         topic = encrypted_topic(
             name,
             self,
             description="Alert topic encryption (CloudWatch alarms publish through it)",
             account_id=args.account_id,
             # SNS developer guide, "Enable compatibility between event sources from AWS
-            # services and encrypted topics": CloudWatch needs these two on the key.
+            # services and encrypted topics": a publishing service needs these two on the key.
             key_users=[
                 allow(
                     ["kms:Decrypt", "kms:GenerateDataKey*"],
@@ -53,7 +61,20 @@ class AlertTopic(pulumi.ComponentResource):
                     "CloudWatchAlarmsPublish",
                     Principal=CLOUDWATCH,
                     Condition=from_this_account,
-                )
+                ),
+                *(
+                    [
+                        allow(
+                            ["kms:Decrypt", "kms:GenerateDataKey*"],
+                            ["*"],
+                            "PrometheusAlertManagerPublishes",
+                            Principal=PROMETHEUS,
+                            Condition=from_this_account,
+                        )
+                    ]
+                    if prometheus
+                    else []
+                ),
             ],
             publishers=lambda arn: [
                 allow(
@@ -62,7 +83,21 @@ class AlertTopic(pulumi.ComponentResource):
                     "ThisAccountsAlarmsPublish",
                     Principal=CLOUDWATCH,
                     Condition={"ArnLike": {"aws:SourceArn": alarms}, **from_this_account},
-                )
+                ),
+                # AMP user guide, "Set up Amazon SNS for alert manager": this workspace only.
+                *(
+                    [
+                        allow(
+                            ["sns:GetTopicAttributes", "sns:Publish"],
+                            [arn],
+                            "ThisWorkspacesAlertManagerPublishes",
+                            Principal=PROMETHEUS,
+                            Condition=aps_source,
+                        )
+                    ]
+                    if prometheus
+                    else []
+                ),
             ],
             tags=args.tags,
         ).topic

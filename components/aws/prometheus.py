@@ -1,0 +1,307 @@
+"""`edw:observability: full` on AWS: Amazon Managed Service for Prometheus scraping the consumers
+(the managed, agentless collector), the consumer alert rules routed to the alert topic, and
+container logs and metrics through the EKS amazon-cloudwatch-observability add-on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+import yaml
+from pulumi_aws import amp, cloudwatch, eks
+from pulumi_kubernetes import meta, rbac
+
+from components.aws.iam import allow
+from components.aws.irsa import ClusterOidc, IrsaRole, IrsaRoleArgs
+
+# AMP user guide, "Configuring your Amazon EKS cluster" (managed collectors): the scraper acts
+# in the cluster as this user, bound to this role.
+COLLECTOR_USER = "aps-collector-user"
+COLLECTOR_ROLE = "aps-collector-role"
+SCRAPE_INTERVAL = "30s"
+# Container Insights' log groups (EKS user guide, amazon-cloudwatch-observability): created here
+# with a retention, or the add-on would create them keeping logs forever.
+LOG_GROUPS = ("application", "dataplane", "host", "performance")
+CLOUDWATCH_AGENT = ("amazon-cloudwatch", "cloudwatch-agent")  # the add-on's service account
+
+
+def scrape_configuration(consumer_namespace: str, keda_namespace: str) -> str:
+    """The consumers' pods (prometheus.io annotations) and KEDA's operator, whose
+    keda_scaler_metrics_value keeps its own namespace label (honor_labels)."""
+    pods = {"role": "pod"}
+    config = {
+        "global": {"scrape_interval": SCRAPE_INTERVAL},
+        "scrape_configs": [
+            {
+                "job_name": "edw-consumers",
+                "kubernetes_sd_configs": [{**pods, "namespaces": {"names": [consumer_namespace]}}],
+                "relabel_configs": [
+                    {
+                        "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"],
+                        "action": "keep",
+                        "regex": "true",
+                    },
+                    {
+                        "source_labels": [
+                            "__address__",
+                            "__meta_kubernetes_pod_annotation_prometheus_io_port",
+                        ],
+                        "regex": r"([^:]+)(?::\d+)?;(\d+)",
+                        "replacement": "$1:$2",
+                        "target_label": "__address__",
+                    },
+                    {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+                    {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+                ],
+            },
+            {
+                "job_name": "keda-operator",
+                "honor_labels": True,
+                "kubernetes_sd_configs": [{**pods, "namespaces": {"names": [keda_namespace]}}],
+                "relabel_configs": [
+                    {
+                        "source_labels": ["__meta_kubernetes_pod_label_app"],
+                        "action": "keep",
+                        "regex": "keda-operator",
+                    },
+                    {
+                        "source_labels": ["__address__"],
+                        "regex": r"([^:]+)(?::\d+)?",
+                        "replacement": "$1:8080",
+                        "target_label": "__address__",
+                    },
+                ],
+            },
+        ],
+    }
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def alertmanager_definition(topic_arn: str, region: str) -> str:
+    """Every alert, firing and resolved, to the stack's alert topic (AMP alert manager)."""
+    config = {
+        "route": {"receiver": "alert-topic", "group_by": ["alertname", "namespace", "workflow"]},
+        "receivers": [
+            {
+                "name": "alert-topic",
+                "sns_configs": [
+                    {
+                        "topic_arn": topic_arn,
+                        "send_resolved": True,
+                        "sigv4": {"region": region},
+                        "attributes": {"severity": "{{ .CommonLabels.severity }}"},
+                    }
+                ],
+            }
+        ],
+    }
+    return yaml.safe_dump({"alertmanager_config": yaml.safe_dump(config, sort_keys=False)})
+
+
+class PrometheusWorkspace(pulumi.ComponentResource):
+    """The AMP workspace: made first, so the alert topic can let exactly it publish."""
+
+    arn: pulumi.Output[str]
+    id: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        alias: str,
+        tags: Mapping[str, str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("edw:aws:PrometheusWorkspace", name, None, opts)
+        workspace = amp.Workspace(
+            f"{name}-workspace",
+            alias=alias,
+            tags=dict(tags),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.arn, self.id = workspace.arn, workspace.id
+        self.register_outputs({"arn": self.arn})
+
+
+@dataclass(frozen=True)
+class ManagedPrometheusArgs:
+    cluster_name: pulumi.Input[str]
+    cluster_arn: pulumi.Input[str]
+    subnet_ids: pulumi.Input[Sequence[str]]
+    security_group_ids: Sequence[pulumi.Input[str]]
+    workspace_arn: pulumi.Input[str]
+    workspace_id: pulumi.Input[str]
+    rules: str  # the consumer rule groups, bound set (components/observability/rules.py)
+    alert_topic_arn: pulumi.Input[str]
+    region: str
+    consumer_namespace: str
+    keda_namespace: str
+    tags: Mapping[str, str]
+
+
+class ManagedPrometheus(pulumi.ComponentResource):
+    """Rules + alert manager on the workspace, the managed scraper and what it needs in the
+    cluster (an access entry for its role, read-only RBAC for its user)."""
+
+    scraper_arn: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        args: ManagedPrometheusArgs,
+        cluster_opts: pulumi.ResourceOptions,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("edw:aws:ManagedPrometheus", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        amp.RuleGroupNamespace(
+            f"{name}-rules",
+            workspace_id=args.workspace_id,
+            name="edw-consumer",
+            data=args.rules,
+            opts=child,
+        )
+        amp.AlertManagerDefinition(
+            f"{name}-alertmanager",
+            workspace_id=args.workspace_id,
+            definition=pulumi.Output.from_input(args.alert_topic_arn).apply(
+                lambda arn: alertmanager_definition(arn, args.region)
+            ),
+            opts=child,
+        )
+        in_cluster = pulumi.ResourceOptions.merge(cluster_opts, child)
+        role = rbac.v1.ClusterRole(
+            f"{name}-collector-role",
+            metadata=meta.v1.ObjectMetaArgs(name=COLLECTOR_ROLE),
+            rules=[
+                rbac.v1.PolicyRuleArgs(
+                    api_groups=[""],
+                    resources=[
+                        "nodes",
+                        "nodes/proxy",
+                        "nodes/metrics",
+                        "services",
+                        "endpoints",
+                        "pods",
+                    ],
+                    verbs=["get", "list", "watch"],
+                ),
+                rbac.v1.PolicyRuleArgs(non_resource_urls=["/metrics"], verbs=["get"]),
+            ],
+            opts=in_cluster,
+        )
+        rbac.v1.ClusterRoleBinding(
+            f"{name}-collector-binding",
+            metadata=meta.v1.ObjectMetaArgs(name=COLLECTOR_ROLE),
+            role_ref=rbac.v1.RoleRefArgs(
+                api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=role.metadata.name
+            ),
+            subjects=[
+                rbac.v1.SubjectArgs(
+                    kind="User", name=COLLECTOR_USER, api_group="rbac.authorization.k8s.io"
+                )
+            ],
+            opts=in_cluster,
+        )
+        scraper = amp.Scraper(
+            f"{name}-scraper",
+            source=amp.ScraperSourceArgs(
+                eks=amp.ScraperSourceEksArgs(
+                    cluster_arn=args.cluster_arn,
+                    subnet_ids=args.subnet_ids,
+                    security_group_ids=list(args.security_group_ids),
+                )
+            ),
+            destination=amp.ScraperDestinationArgs(
+                amp=amp.ScraperDestinationAmpArgs(workspace_arn=args.workspace_arn)
+            ),
+            scrape_configuration=scrape_configuration(args.consumer_namespace, args.keda_namespace),
+            tags=dict(args.tags),
+            opts=child,
+        )
+        eks.AccessEntry(
+            f"{name}-collector-access",
+            cluster_name=args.cluster_name,
+            principal_arn=scraper.role_arn,
+            type="STANDARD",
+            user_name=COLLECTOR_USER,
+            tags=dict(args.tags),
+            opts=child,
+        )
+        self.scraper_arn = scraper.arn
+        self.register_outputs({"scraper_arn": self.scraper_arn})
+
+
+@dataclass(frozen=True)
+class ContainerLogsArgs:
+    cluster_name: str
+    oidc: ClusterOidc
+    region: str
+    account_id: str
+    retention_days: int
+    tags: Mapping[str, str]
+
+
+class ContainerLogs(pulumi.ComponentResource):
+    """The amazon-cloudwatch-observability add-on (Container Insights and Fluent Bit) under an
+    IRSA role that may write only this cluster's Container Insights log groups, which exist
+    beforehand with a retention."""
+
+    def __init__(
+        self, name: str, args: ContainerLogsArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("edw:aws:ContainerLogs", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        prefix = f"/aws/containerinsights/{args.cluster_name}"
+        groups = [
+            cloudwatch.LogGroup(
+                f"{name}-{kind}",
+                name=f"{prefix}/{kind}",
+                retention_in_days=args.retention_days,
+                tags=dict(args.tags),
+                opts=child,
+            )
+            for kind in LOG_GROUPS
+        ]
+        arn = f"arn:aws:logs:{args.region}:{args.account_id}:log-group:{prefix}/*"
+        namespace, service_account = CLOUDWATCH_AGENT
+        role = IrsaRole(
+            f"{name}-agent-identity",
+            IrsaRoleArgs(
+                oidc=args.oidc,
+                namespace=namespace,
+                service_account=service_account,
+                statements=[
+                    allow(
+                        [
+                            "logs:CreateLogStream",
+                            "logs:DescribeLogStreams",
+                            "logs:PutLogEvents",
+                            "logs:PutRetentionPolicy",
+                        ],
+                        [arn, f"{arn}:log-stream:*"],
+                        "WriteThisClustersContainerInsightsLogs",
+                    ),
+                    # No resource-level permissions for these (the policy pack's allow-list).
+                    allow(
+                        ["cloudwatch:PutMetricData", "ec2:DescribeTags", "ec2:DescribeVolumes"],
+                        ["*"],
+                        "PublishNodeMetrics",
+                    ),
+                ],
+                tags=args.tags,
+            ),
+            opts=child,
+        )
+        eks.Addon(
+            f"{name}-addon",
+            cluster_name=args.cluster_name,
+            # The EKS default version for the cluster's Kubernetes version, as for coredns.
+            addon_name="amazon-cloudwatch-observability",
+            service_account_role_arn=role.role_arn,
+            resolve_conflicts_on_create="OVERWRITE",
+            resolve_conflicts_on_update="OVERWRITE",
+            tags=dict(args.tags),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=groups),
+        )
+        self.register_outputs({})

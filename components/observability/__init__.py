@@ -1,0 +1,1 @@
+"""The consumer's alert rules and dashboard, written once for any Prometheus and Grafana."""

@@ -1,0 +1,152 @@
+"""`edw:observability: full` on AWS: the AMP workspace, its rules (with the stack's latency bound,
+checked by promtool) and alert manager to the alert topic, the managed scraper and what it needs
+in the cluster, and the Container Insights add-on with its own least-privilege role."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.observability.rules import consumer_rules
+from policy.offline import STACK_CONFIG_DIR, PackConfig, evaluate
+from stacks.config import ConfigError, EdwConfig
+from stacks.offline import StackRun, run_stack
+from tests.observability.test_alerts import promtool
+
+
+@pytest.fixture(scope="module")
+def full() -> StackRun:
+    return run_stack("aws", {"observability": "full", "latencyAlertSeconds": "120"})
+
+
+def statements(document: str) -> dict[str, dict[str, Any]]:
+    return {s["Sid"]: s for s in json.loads(document)["Statement"] if "Sid" in s}
+
+
+def test_basic_creates_no_prometheus(aws_run: StackRun) -> None:
+    assert not [r for r in aws_run.resources if r.type.startswith("aws:amp/")]
+    assert "prometheusWorkspaceArn" not in aws_run.outputs
+
+
+def test_the_rules_carry_the_latency_bound_and_pass_promtool(
+    full: StackRun, tmp_path: Path
+) -> None:
+    rules = full.one("aws:amp/ruleGroupNamespace:RuleGroupNamespace").inputs
+    assert rules["workspaceId"] == full.one("aws:amp/workspace:Workspace").id
+    assert rules["data"] == consumer_rules(120)
+    latency = next(
+        r for g in yaml.safe_load(rules["data"])["groups"] for r in g["rules"]
+        if r["alert"] == "EdwEndToEndLatencyHigh"
+    )  # fmt: skip
+    assert latency["expr"].rstrip().endswith("> 120")
+    path = tmp_path / "rules.yaml"
+    path.write_text(rules["data"])
+    checked = promtool("check", "rules", path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_alerts_reach_the_alert_topic_which_lets_exactly_this_workspace_publish(
+    full: StackRun,
+) -> None:
+    workspace = full.one("aws:amp/workspace:Workspace").outputs["arn"]
+    topic = full.one("aws:sns/topic:Topic", "alerts-topic").outputs["arn"]
+    definition = full.one("aws:amp/alertManagerDefinition:AlertManagerDefinition").inputs
+    config = yaml.safe_load(yaml.safe_load(definition["definition"])["alertmanager_config"])
+    (receiver,) = config["receivers"]
+    (sns,) = receiver["sns_configs"]
+    assert (sns["topic_arn"], sns["send_resolved"], sns["sigv4"]) == (
+        topic, True, {"region": "us-east-1"}
+    )  # fmt: skip
+    assert config["route"]["receiver"] == receiver["name"]
+    policy = statements(
+        full.one("aws:sns/topicPolicy:TopicPolicy", "alerts-policy").inputs["policy"]
+    )
+    aps = policy["ThisWorkspacesAlertManagerPublishes"]
+    assert aps["Principal"] == {"Service": "aps.amazonaws.com"}
+    assert aps["Condition"]["ArnEquals"] == {"aws:SourceArn": workspace}
+    key = statements(full.one("aws:kms/key:Key", "alerts-key").inputs["policy"])
+    assert key["PrometheusAlertManagerPublishes"]["Principal"] == {"Service": "aps.amazonaws.com"}
+
+
+def test_the_scraper_reads_the_consumers_and_keda_with_a_read_only_cluster_user(
+    full: StackRun,
+) -> None:
+    scraper = full.one("aws:amp/scraper:Scraper")
+    eks = scraper.inputs["source"]["eks"]
+    assert eks["clusterArn"] == "arn:aws:eks:us-east-1:123456789012:cluster/edw-aws"
+    assert sorted(eks["subnetIds"]) == sorted(
+        s.id for s in full.of_type("aws:ec2/subnet:Subnet") if "private" in s.name
+    )
+    assert (
+        scraper.inputs["destination"]["amp"]["workspaceArn"]
+        == (full.one("aws:amp/workspace:Workspace").outputs["arn"])
+    )
+    jobs = {
+        j["job_name"]: j
+        for j in yaml.safe_load(scraper.inputs["scrapeConfiguration"])["scrape_configs"]
+    }
+    assert jobs["edw-consumers"]["kubernetes_sd_configs"][0]["namespaces"] == {"names": ["edw"]}
+    assert jobs["keda-operator"]["honor_labels"] is True  # keeps the ScaledObject's namespace
+    access = full.one("aws:eks/accessEntry:AccessEntry", "prometheus-collection-collector-access")
+    assert access.inputs["principalArn"] == scraper.outputs["roleArn"]
+    assert access.inputs["userName"] == "aps-collector-user"
+    role = full.one("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole").inputs
+    assert {v for rule in role["rules"] for v in rule["verbs"]} == {"get", "list", "watch"}
+    binding = full.one("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding").inputs
+    assert binding["subjects"] == [
+        {"kind": "User", "name": "aps-collector-user", "apiGroup": "rbac.authorization.k8s.io"}
+    ]
+
+
+def test_container_logs_write_only_this_clusters_log_groups_kept_for_a_while(
+    full: StackRun,
+) -> None:
+    groups = {g.inputs["name"]: g.inputs for g in full.of_type("aws:cloudwatch/logGroup:LogGroup")}
+    prefix = "/aws/containerinsights/edw-aws/"
+    kinds = {n.removeprefix(prefix) for n in groups if n.startswith(prefix)}
+    assert kinds == {"application", "dataplane", "host", "performance"}
+    assert all(g["retentionInDays"] == 30 for n, g in groups.items() if n.startswith(prefix))
+    addon = full.one("aws:eks/addon:Addon", "container-logs-addon").inputs
+    assert addon["addonName"] == "amazon-cloudwatch-observability"
+    role = full.one("aws:iam/role:Role", "container-logs-agent-identity-role")
+    assert addon["serviceAccountRoleArn"] == role.outputs["arn"]
+    trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]["Condition"]["StringEquals"]
+    assert "system:serviceaccount:amazon-cloudwatch:cloudwatch-agent" in trust.values()
+    policy = statements(
+        full.one("aws:iam/rolePolicy:RolePolicy", "container-logs-agent-identity-policy").inputs[
+            "policy"
+        ]
+    )
+    logs = policy["WriteThisClustersContainerInsightsLogs"]["Resource"]
+    assert all(
+        r.startswith(
+            "arn:aws:logs:us-east-1:123456789012:log-group:/aws/containerinsights/edw-aws/"
+        )
+        for r in logs
+    )
+
+
+def test_a_full_stack_breaks_no_mandatory_rule(full: StackRun) -> None:
+    config = PackConfig.load(STACK_CONFIG_DIR / "aws.json")
+    assert [v for v in evaluate(full.resources, config) if v.mandatory] == []
+
+
+@pytest.mark.parametrize(
+    ("values", "provider", "message"),
+    [
+        ({"cloud": "aws", "observability": "everything"}, {"aws:region": "us-east-1"},
+         "edw:observability must be one of basic, full"),
+        ({"cloud": "azure", "observability": "full", "disableLocalAccounts": "false"},
+         {"azure-native:location": "westeurope"},
+         "edw:observability full is not built for azure yet"),
+    ],
+)  # fmt: skip
+def test_bad_observability_is_refused(
+    values: dict[str, str], provider: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        EdwConfig.parse(values, "s", provider)
