@@ -24,6 +24,7 @@ from typing import Any, Literal
 from rich.console import Console
 from rich.table import Table
 
+from app.observability import Metrics
 from policy.offline import parse_overrides
 from policy.rules.common import quantity
 from stacks.offline import StackRun, run_stack
@@ -42,6 +43,8 @@ NODE_DISK_GB = 20  # an EKS managed node group's default root volume
 ENVELOPE_BYTES = 1024  # request and response framing per event on the wire
 ROW_OVERHEAD_BYTES = 128  # a row's attribute names, key and workflow beside the event
 COSMOS_RU_PER_KB_WRITE = 5.5  # Cosmos DB: a 1 KB upsert costs about 5-6 RU
+KEDA_SERIES = 150  # series KEDA's operator exposes for a few ScaledObjects (full observability)
+SCRAPES_PER_HOUR = 3600 / 30  # the managed scraper's interval (components/aws/prometheus.py)
 
 Kind = Literal["fixed", "variable"]
 
@@ -287,9 +290,37 @@ def aws_items(
     items.append(book.item("DynamoDB storage added", "variable", "dynamodb-storage", stored_gb))
     items.append(book.item("DynamoDB backups (PITR) added", "variable", "dynamodb-pitr", stored_gb))
     items.append(book.item("NAT data processed", "variable", "nat-data", flows * volume.wire_gb))
+    items += prometheus_items(book, run, volume)
     sizes = [f"{family}.large" for family in families(run, "karpenter.k8s.aws/instance-family")]
     compute, alternatives = compute_items(book, run, volume, sizes)
     return items + compute, alternatives
+
+
+def consumer_series() -> int:
+    """Series one consumer pod exposes, counted on the real metrics (histograms observed)."""
+    metrics = Metrics("aws")
+    metrics.end_to_end_seconds.observe(1.0)
+    metrics.batch_seconds.observe(1.0)
+    text = metrics.exposition().decode()
+    return sum(1 for line in text.splitlines() if line.startswith("edw_"))
+
+
+def prometheus_items(book: PriceBook, run: StackRun, volume: Volume) -> list[LineItem]:
+    """observability full: the managed collector, KEDA's series all month, the consumers'
+    series while their pods run."""
+    scrapers = len(run.of_type("aws:amp/scraper:Scraper"))
+    if not scrapers:
+        return []
+    idle_samples = KEDA_SERIES * SCRAPES_PER_HOUR * book.hours
+    pod_hours = sum(
+        volume.messages_per_month * pod_seconds_per_event("aws", w) / 3600 for w in workloads(run)
+    )
+    pod_samples = pod_hours * consumer_series() * SCRAPES_PER_HOUR
+    return [
+        book.hourly("managed Prometheus collector", "amp-collector", scrapers),
+        book.item("Prometheus samples (KEDA)", "fixed", "amp-samples", idle_samples / 1e7),
+        book.item("Prometheus samples (consumers)", "variable", "amp-samples", pod_samples / 1e7),
+    ]
 
 
 def azure_items(

@@ -174,3 +174,20 @@ def test_the_cost_page_quotes_what_the_command_prints(stack: str, label: str) ->
     )["totals"]  # fmt: skip
     assert float(headline[1].replace(",", "")) == totals["idleMonthly"]
     assert float(headline[2]) == round(totals["perMillionEvents"], 2)
+
+
+def test_full_observability_adds_the_collector_and_its_samples() -> None:
+    basic, full = report("aws"), report("aws", observability="full")
+    collector = line(full, "managed Prometheus collector")
+    assert (collector["kind"], collector["quantity"]) == ("fixed", 730)
+    keda = line(full, "Prometheus samples (KEDA)")
+    assert keda["quantity"] == pytest.approx(cost.KEDA_SERIES * 120 * 730 / 1e7)
+    pods = sum(i["quantity"] for i in full["lineItems"] if "consumer pods" in i["name"])
+    consumers = line(full, "Prometheus samples (consumers)")
+    assert consumers["quantity"] == pytest.approx(
+        pods * cost.consumer_series() * 120 / 1e7, rel=1e-3
+    )
+    assert full["totals"]["idleMonthly"] == pytest.approx(
+        basic["totals"]["idleMonthly"] + collector["monthly"] + keda["monthly"], abs=0.02
+    )
+    assert not [i for i in basic["lineItems"] if "Prometheus" in i["name"]]
