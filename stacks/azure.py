@@ -25,6 +25,7 @@ from components.azure.identity import (
 from components.azure.image import AcrConsumerImage, AcrConsumerImageArgs
 from components.azure.keda_token import KedaOperatorToken
 from components.azure.nap import NapNodeAutoscaling, NapNodeAutoscalingArgs
+from components.azure.prometheus import AzureManagedPrometheus, AzurePrometheusArgs, LogWorkspace
 from components.azure.results_table import CosmosResultsTable, CosmosResultsTableArgs
 from components.azure.roles import (
     COSMOS_TABLE_DATA_CONTRIBUTOR,
@@ -61,6 +62,7 @@ from components.k8s.consumer import (
     QueueTrigger,
 )
 from components.k8s.schedule import PeriodicTask, PeriodicTaskArgs, SystemPlacement
+from components.observability.rules import consumer_rules
 from stacks.config import EdwConfig
 from stacks.shared import schedule_env, schedule_task
 
@@ -179,6 +181,8 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             tags=tags,
         ),
     )
+    full = cfg.observability == "full"
+    logs = LogWorkspace("logs", group.name, az.location, tags) if full else None
     cluster = AksCluster(
         "cluster",
         AksClusterArgs(
@@ -193,9 +197,29 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             deployer_object_id=client.object_id,
             tags=tags,
             kubelogin_args=kubelogin_login(os.environ),
+            log_analytics_workspace_id=logs.id if logs else None,
         ),
     )
     on_cluster = pulumi.ResourceOptions(providers={"kubernetes": cluster.provider})
+    prometheus = (
+        AzureManagedPrometheus(
+            "prometheus",
+            AzurePrometheusArgs(
+                resource_group_name=group.name,
+                location=az.location,
+                stack_name=cfg.name,
+                cluster_id=cluster.cluster.id,
+                cluster_name=cluster.cluster_name,
+                action_group_id=alerts.action_group_id,
+                rules=consumer_rules(cfg.latency_alert_seconds),
+                consumer_namespace=cfg.consumer.namespace,
+                tags=tags,
+            ),
+            cluster_opts=on_cluster,
+        )
+        if full
+        else None
+    )
 
     nap = NapNodeAutoscaling(
         "nap",
@@ -370,6 +394,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         # Attach your own receivers (chat, pager) to it; e-mails come from edw:alertEmails.
         "actionGroupId": alerts.action_group_id,
         "workbookUrl": workbook.url,
+        **({"prometheusWorkspaceId": prometheus.workspace_id} if prometheus else {}),
         "routerTopicId": router.topic_id,
         "workflows": {
             w.name: {

@@ -606,7 +606,7 @@ class _Parser:
             router_publishers=self.publishers(cloud),
             alert_emails=self.emails("alertEmails"),
             max_message_age_seconds=self.integer("maxMessageAgeSeconds", 60, 1_209_600),
-            observability=self.observability(cloud),
+            observability=self.observability(),
             latency_alert_seconds=self.integer("latencyAlertSeconds", 1, 86_400),
             aws=self.aws() if cloud == "aws" else None,
             azure=self.azure() if cloud == "azure" else None,
@@ -912,16 +912,9 @@ class _Parser:
             hooks.append(Webhook(name, str(url), event_filter))
         return tuple(hooks)
 
-    def observability(self, cloud: str | None) -> Any:
+    def observability(self) -> Any:
         mode = self.raw("observability")
         self.one_of("observability", mode, OBSERVABILITY_MODES)
-        if mode == "full" and cloud == "azure":
-            # Refused rather than silently basic: the Azure half of full is not built yet.
-            self.fail(
-                "observability",
-                "full is not built for azure yet (managed Prometheus, Container Insights); "
-                "allowed on azure: basic",
-            )
         return mode
 
     def publishers(self, cloud: str | None) -> tuple[str, ...]:

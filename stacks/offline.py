@@ -531,10 +531,12 @@ class ProviderMocks(pulumi_mocks.Mocks):
                 "provisioningState": "Succeeded",
             }
 
-        def monitor_rule(kind: str, key: str) -> Callable[[str, str, Props], Props]:
+        def grouped(provider_type: str, key: str) -> Callable[[str, str, Props], Props]:
+            """A resource of the group, named by ``key`` or auto-named."""
+
             def out(_t: str, name: str, i: Props) -> Props:
                 n = named(i, name, key)
-                return {"name": n, "__id": provider_id(i, f"Microsoft.Insights/{kind}", n)}
+                return {"name": n, "__id": provider_id(i, provider_type, n)}
 
             return out
 
@@ -631,9 +633,30 @@ class ProviderMocks(pulumi_mocks.Mocks):
             "azure-native:storage:BlobContainer": blob_container,
             "azure-native:eventgrid:Topic": event_grid_topic,
             "azure-native:eventgrid:EventSubscription": event_subscription,
-            "azure-native:monitor:ActionGroup": monitor_rule("actionGroups", "actionGroupName"),
-            "azure-native:monitor:MetricAlert": monitor_rule("metricAlerts", "ruleName"),
-            "azure-native:applicationinsights:Workbook": monitor_rule("workbooks", "resourceName"),
+            "azure-native:monitor:ActionGroup": grouped(
+                "Microsoft.Insights/actionGroups", "actionGroupName"
+            ),
+            "azure-native:monitor:MetricAlert": grouped(
+                "Microsoft.Insights/metricAlerts", "ruleName"
+            ),
+            "azure-native:applicationinsights:Workbook": grouped(
+                "Microsoft.Insights/workbooks", "resourceName"
+            ),
+            "azure-native:monitor:AzureMonitorWorkspace": grouped(
+                "Microsoft.Monitor/accounts", "azureMonitorWorkspaceName"
+            ),
+            "azure-native:monitor:DataCollectionEndpoint": grouped(
+                "Microsoft.Insights/dataCollectionEndpoints", "dataCollectionEndpointName"
+            ),
+            "azure-native:monitor:DataCollectionRule": grouped(
+                "Microsoft.Insights/dataCollectionRules", "dataCollectionRuleName"
+            ),
+            "azure-native:alertsmanagement:PrometheusRuleGroup": grouped(
+                "Microsoft.AlertsManagement/prometheusRuleGroups", "ruleGroupName"
+            ),
+            "azure-native:operationalinsights:Workspace": grouped(
+                "Microsoft.OperationalInsights/workspaces", "workspaceName"
+            ),
             "azure-native:cosmosdb:DatabaseAccount": cosmos_account,
             "azure-native:cosmosdb:TableResourceTable": cosmos_child("tables", "tableName"),
             "azure-native:cosmosdb:TableResourceTableRoleAssignment": cosmos_child(

@@ -45,6 +45,9 @@ class AksClusterArgs:
     # How kubelogin gets the deployer's token: the same way the provider authenticates
     # (kubelogin_login()); "" for a lab cluster with local accounts.
     kubelogin_args: Sequence[str] = ()
+    # observability full: the Log Analytics workspace Container Insights writes to; set, the
+    # cluster also turns on its managed Prometheus metrics (the AKS metrics profile).
+    log_analytics_workspace_id: pulumi.Input[str] | None = None
 
 
 class AksCluster(pulumi.ComponentResource):
@@ -92,6 +95,7 @@ class AksCluster(pulumi.ComponentResource):
                 keda=containerservice.ManagedClusterWorkloadAutoScalerProfileKedaArgs(enabled=True)
             ),
             oidc_issuer_profile=containerservice.ManagedClusterOIDCIssuerProfileArgs(enabled=True),
+            **monitoring(args.log_analytics_workspace_id),
             security_profile=containerservice.ManagedClusterSecurityProfileArgs(
                 workload_identity=containerservice.ManagedClusterSecurityProfileWorkloadIdentityArgs(
                     enabled=True
@@ -281,3 +285,24 @@ def kubelogin_kubeconfig(kubeconfig_yaml: str, login: Sequence[str]) -> str:
             }
         }
     return json.dumps(config)
+
+
+def monitoring(log_analytics_workspace_id: pulumi.Input[str] | None) -> dict[str, object]:
+    """Managed Prometheus metrics (collected into the Azure Monitor workspace its data collection
+    rule names) and Container Insights logs (Entra auth to the workspace), or nothing."""
+    if log_analytics_workspace_id is None:
+        return {}
+    return {
+        "azure_monitor_profile": containerservice.ManagedClusterAzureMonitorProfileArgs(
+            metrics=containerservice.ManagedClusterAzureMonitorProfileMetricsArgs(enabled=True)
+        ),
+        "addon_profiles": {
+            "omsagent": containerservice.ManagedClusterAddonProfileArgs(
+                enabled=True,
+                config={
+                    "logAnalyticsWorkspaceResourceID": log_analytics_workspace_id,
+                    "useAADAuth": "true",
+                },
+            )
+        },
+    }

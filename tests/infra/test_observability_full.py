@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from components.azure.prometheus import iso_duration
 from components.observability.rules import consumer_rules
 from policy.offline import STACK_CONFIG_DIR, PackConfig, evaluate
 from stacks.config import ConfigError, EdwConfig
@@ -135,18 +136,99 @@ def test_a_full_stack_breaks_no_mandatory_rule(full: StackRun) -> None:
     assert [v for v in evaluate(full.resources, config) if v.mandatory] == []
 
 
-@pytest.mark.parametrize(
-    ("values", "provider", "message"),
-    [
-        ({"cloud": "aws", "observability": "everything"}, {"aws:region": "us-east-1"},
-         "edw:observability must be one of basic, full"),
-        ({"cloud": "azure", "observability": "full", "disableLocalAccounts": "false"},
-         {"azure-native:location": "westeurope"},
-         "edw:observability full is not built for azure yet"),
-    ],
-)  # fmt: skip
-def test_bad_observability_is_refused(
-    values: dict[str, str], provider: dict[str, str], message: str
+def test_bad_observability_is_refused() -> None:
+    with pytest.raises(ConfigError, match="edw:observability must be one of basic, full"):
+        EdwConfig.parse(
+            {"cloud": "aws", "observability": "everything"}, "s", {"aws:region": "us-east-1"}
+        )
+
+
+@pytest.fixture(scope="module")
+def azure_full() -> StackRun:
+    return run_stack("dev", {"observability": "full", "latencyAlertSeconds": "120"})
+
+
+def test_azure_the_cluster_sends_metrics_and_logs_to_the_stacks_workspaces(
+    azure_full: StackRun, dev_run: StackRun
 ) -> None:
-    with pytest.raises(ConfigError, match=message):
-        EdwConfig.parse(values, "s", provider)
+    cluster = azure_full.one("azure-native:containerservice:ManagedCluster")
+    logs = azure_full.one("azure-native:operationalinsights:Workspace")
+    assert cluster.inputs["azureMonitorProfile"] == {"metrics": {"enabled": True}}
+    assert cluster.inputs["addonProfiles"]["omsagent"] == {
+        "enabled": True,
+        "config": {"logAnalyticsWorkspaceResourceID": logs.id, "useAADAuth": "true"},
+    }
+    assert logs.inputs["retentionInDays"] == 30
+    basic = dev_run.one("azure-native:containerservice:ManagedCluster").inputs
+    assert "azureMonitorProfile" not in basic
+    assert "addonProfiles" not in basic
+
+
+def test_azure_prometheus_flows_from_the_cluster_to_the_workspace(azure_full: StackRun) -> None:
+    cluster = azure_full.one("azure-native:containerservice:ManagedCluster")
+    workspace = azure_full.one("azure-native:monitor:AzureMonitorWorkspace")
+    endpoint = azure_full.one("azure-native:monitor:DataCollectionEndpoint")
+    rule = azure_full.one("azure-native:monitor:DataCollectionRule").inputs
+    assert rule["dataCollectionEndpointId"] == endpoint.id
+    (source,) = rule["dataSources"]["prometheusForwarder"]
+    assert source["streams"] == ["Microsoft-PrometheusMetrics"]
+    (destination,) = rule["destinations"]["monitoringAccounts"]
+    assert destination["accountResourceId"] == workspace.id
+    assert rule["dataFlows"] == [
+        {"streams": ["Microsoft-PrometheusMetrics"], "destinations": [destination["name"]]}
+    ]
+    associations = {
+        a.inputs["associationName"]: a.inputs
+        for a in azure_full.of_type("azure-native:monitor:DataCollectionRuleAssociation")
+    }
+    assert associations["configurationAccessEndpoint"]["dataCollectionEndpointId"] == endpoint.id
+    assert associations["edw-dev-prometheus"]["dataCollectionRuleId"] == (
+        azure_full.one("azure-native:monitor:DataCollectionRule").id
+    )
+    assert {a["resourceUri"] for a in associations.values()} == {cluster.id}
+    settings = azure_full.one("kubernetes:core/v1:ConfigMap", "prometheus-scraping").inputs
+    assert settings["metadata"] == {
+        "name": "ama-metrics-settings-configmap",
+        "namespace": "kube-system",
+    }
+    assert (
+        settings["data"]["pod-annotation-based-scraping"] == 'podannotationnamespaceregex = "^edw$"'
+    )
+    assert azure_full.outputs["prometheusWorkspaceId"] == workspace.id
+
+
+def test_azure_the_consumer_rules_notify_the_action_group(azure_full: StackRun) -> None:
+    group = azure_full.one("azure-native:alertsmanagement:PrometheusRuleGroup").inputs
+    workspace = azure_full.one("azure-native:monitor:AzureMonitorWorkspace")
+    cluster = azure_full.one("azure-native:containerservice:ManagedCluster")
+    assert group["scopes"] == [workspace.id, cluster.id]
+    expected = yaml.safe_load(consumer_rules(120))["groups"][0]["rules"]
+    rules = {r["alert"]: r for r in group["rules"]}
+    assert set(rules) == {r["alert"] for r in expected}
+    action = azure_full.one("azure-native:monitor:ActionGroup").id
+    for source in expected:
+        rule = rules[source["alert"]]
+        assert rule["expression"] == source["expr"]
+        assert rule["for"] == "PT" + source["for"].upper()
+        assert rule["severity"] == {"page": 1, "ticket": 3}[source["labels"]["severity"]]
+        assert rule["actions"] == [{"actionGroupId": action}]
+        assert rule["resolveConfiguration"] == {"autoResolved": True, "timeToResolve": "PT10M"}
+    assert rules["EdwEndToEndLatencyHigh"]["expression"].rstrip().endswith("> 120")
+
+
+def test_a_full_azure_stack_breaks_no_mandatory_rule(azure_full: StackRun) -> None:
+    config = PackConfig.load(STACK_CONFIG_DIR / "dev.json")
+    assert [v for v in evaluate(azure_full.resources, config) if v.mandatory] == []
+
+
+@pytest.mark.parametrize(
+    ("prometheus", "iso"), [("10m", "PT10M"), ("1h30m", "PT1H30M"), ("45s", "PT45S")]
+)
+def test_rule_durations_become_iso_8601(prometheus: str, iso: str) -> None:
+    assert iso_duration(prometheus) == iso
+
+
+@pytest.mark.parametrize("bad", ["", "10", "1d", "m10"])
+def test_a_duration_azure_cannot_take_is_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="not a Prometheus duration"):
+        iso_duration(bad)

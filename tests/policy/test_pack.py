@@ -69,6 +69,12 @@ AZURE_TYPES = [
     "eventgrid/event_subscription.py",
     "monitor/metric_alert.py",
     "applicationinsights/workbook.py",
+    "monitor/azure_monitor_workspace.py",
+    "monitor/data_collection_endpoint.py",
+    "monitor/data_collection_rule.py",
+    "monitor/data_collection_rule_association.py",
+    "alertsmanagement/prometheus_rule_group.py",
+    "operationalinsights/workspace.py",
 ]
 # Types whose SDK default is a preview API, accepted on purpose, each with the reason.
 PREVIEW_ACCEPTED = {
