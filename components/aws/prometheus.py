@@ -14,12 +14,12 @@ from pulumi_kubernetes import meta, rbac
 
 from components.aws.iam import allow
 from components.aws.irsa import ClusterOidc, IrsaRole, IrsaRoleArgs
+from components.observability.scrape import SCRAPE_INTERVAL, consumer_job, keda_job
 
 # AMP user guide, "Configuring your Amazon EKS cluster" (managed collectors): the scraper acts
 # in the cluster as this user, bound to this role.
 COLLECTOR_USER = "aps-collector-user"
 COLLECTOR_ROLE = "aps-collector-role"
-SCRAPE_INTERVAL = "30s"
 # Container Insights' log groups (EKS user guide, amazon-cloudwatch-observability): created here
 # with a retention, or the add-on would create them keeping logs forever.
 LOG_GROUPS = ("application", "dataplane", "host", "performance")
@@ -27,53 +27,10 @@ CLOUDWATCH_AGENT = ("amazon-cloudwatch", "cloudwatch-agent")  # the add-on's ser
 
 
 def scrape_configuration(consumer_namespace: str, keda_namespace: str) -> str:
-    """The consumers' pods (prometheus.io annotations) and KEDA's operator, whose
-    keda_scaler_metrics_value keeps its own namespace label (honor_labels)."""
-    pods = {"role": "pod"}
+    """The consumers' pods and KEDA's operator (components/observability/scrape.py)."""
     config = {
         "global": {"scrape_interval": SCRAPE_INTERVAL},
-        "scrape_configs": [
-            {
-                "job_name": "edw-consumers",
-                "kubernetes_sd_configs": [{**pods, "namespaces": {"names": [consumer_namespace]}}],
-                "relabel_configs": [
-                    {
-                        "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"],
-                        "action": "keep",
-                        "regex": "true",
-                    },
-                    {
-                        "source_labels": [
-                            "__address__",
-                            "__meta_kubernetes_pod_annotation_prometheus_io_port",
-                        ],
-                        "regex": r"([^:]+)(?::\d+)?;(\d+)",
-                        "replacement": "$1:$2",
-                        "target_label": "__address__",
-                    },
-                    {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
-                    {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
-                ],
-            },
-            {
-                "job_name": "keda-operator",
-                "honor_labels": True,
-                "kubernetes_sd_configs": [{**pods, "namespaces": {"names": [keda_namespace]}}],
-                "relabel_configs": [
-                    {
-                        "source_labels": ["__meta_kubernetes_pod_label_app"],
-                        "action": "keep",
-                        "regex": "keda-operator",
-                    },
-                    {
-                        "source_labels": ["__address__"],
-                        "regex": r"([^:]+)(?::\d+)?",
-                        "replacement": "$1:8080",
-                        "target_label": "__address__",
-                    },
-                ],
-            },
-        ],
+        "scrape_configs": [consumer_job(consumer_namespace), keda_job(keda_namespace)],
     }
     return yaml.safe_dump(config, sort_keys=False)
 

@@ -16,6 +16,8 @@ import yaml
 from pulumi_azure_native import alertsmanagement, monitor, operationalinsights
 from pulumi_kubernetes import core, meta
 
+from components.observability.scrape import keda_job
+
 PROMETHEUS_STREAM = "Microsoft-PrometheusMetrics"
 DESTINATION = "MonitoringAccount1"
 LOG_RETENTION_DAYS = 30
@@ -24,6 +26,9 @@ SEVERITY = {"page": 1, "ticket": 3}
 # Azure Monitor managed Prometheus: the add-on's settings ConfigMap (ama-metrics-settings-configmap)
 # turns on scraping of pods annotated prometheus.io/scrape in the namespaces matching the regex.
 AMA_SETTINGS = "ama-metrics-settings-configmap"
+# Its custom scrape jobs (the ama-metrics replica set reads key prometheus-config).
+AMA_SCRAPE_JOBS = "ama-metrics-prometheus-config"
+KEDA_ADDON_NAMESPACE = "kube-system"  # where the AKS KEDA add-on runs its operator
 
 
 def iso_duration(prometheus: str) -> str:
@@ -187,6 +192,17 @@ class AzureManagedPrometheus(pulumi.ComponentResource):
             f"{name}-scraping",
             metadata=meta.v1.ObjectMetaArgs(name=AMA_SETTINGS, namespace="kube-system"),
             data=ama_settings(args.consumer_namespace),
+            opts=pulumi.ResourceOptions.merge(cluster_opts, child),
+        )
+        # KEDA's operator is outside the consumer namespace: a custom job, for EdwNoProgress.
+        core.v1.ConfigMap(
+            f"{name}-keda-scraping",
+            metadata=meta.v1.ObjectMetaArgs(name=AMA_SCRAPE_JOBS, namespace="kube-system"),
+            data={
+                "prometheus-config": yaml.safe_dump(
+                    {"scrape_configs": [keda_job(KEDA_ADDON_NAMESPACE)]}, sort_keys=False
+                )
+            },
             opts=pulumi.ResourceOptions.merge(cluster_opts, child),
         )
         for rule_group in azure_rules(args.rules, args.action_group_id):

@@ -232,3 +232,12 @@ def test_rule_durations_become_iso_8601(prometheus: str, iso: str) -> None:
 def test_a_duration_azure_cannot_take_is_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="not a Prometheus duration"):
         iso_duration(bad)
+
+
+def test_azure_scrapes_the_keda_add_on_for_the_no_progress_rule(azure_full: StackRun) -> None:
+    jobs = azure_full.one("kubernetes:core/v1:ConfigMap", "prometheus-keda-scraping").inputs
+    assert jobs["metadata"] == {"name": "ama-metrics-prometheus-config", "namespace": "kube-system"}
+    (job,) = yaml.safe_load(jobs["data"]["prometheus-config"])["scrape_configs"]
+    assert job["job_name"] == "keda-operator"
+    assert job["kubernetes_sd_configs"][0]["namespaces"] == {"names": ["kube-system"]}
+    assert job["honor_labels"] is True
