@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 SCRAPE_INTERVAL = "30s"
-KEDA_METRICS_PORT = (
-    8080  # the operator's Prometheus endpoint (keda.sh, "Integrate with Prometheus")
-)
+# The operator's Prometheus endpoint (keda.sh, "Integrate with Prometheus").
+KEDA_METRICS_PORT = 8080
 
 
 def consumer_job(namespace: str) -> dict[str, Any]:
