@@ -44,7 +44,12 @@ ENVELOPE_BYTES = 1024  # request and response framing per event on the wire
 ROW_OVERHEAD_BYTES = 128  # a row's attribute names, key and workflow beside the event
 COSMOS_RU_PER_KB_WRITE = 5.5  # Cosmos DB: a 1 KB upsert costs about 5-6 RU
 KEDA_SERIES = 150  # series KEDA's operator exposes for a few ScaledObjects (full observability)
-SCRAPES_PER_HOUR = 3600 / 30  # the managed scraper's interval (components/aws/prometheus.py)
+SCRAPES_PER_HOUR = 3600 / 30  # the managed scrapers' interval (components/observability/scrape.py)
+# Orders of magnitude for what observability full collects that the graph cannot tell: measure
+# yours (docs/cost.md). AKS's managed Prometheus also scrapes its default targets (cAdvisor,
+# kubelet, node exporter, kube-state-metrics) per node; container logs of a quiet system node.
+AKS_DEFAULT_SERIES_PER_NODE = 1000
+CONTAINER_LOG_GB_PER_NODE_DAY = 0.1
 
 Kind = Literal["fixed", "variable"]
 
@@ -316,10 +321,44 @@ def prometheus_items(book: PriceBook, run: StackRun, volume: Volume) -> list[Lin
         volume.messages_per_month * pod_seconds_per_event("aws", w) / 3600 for w in workloads(run)
     )
     pod_samples = pod_hours * consumer_series() * SCRAPES_PER_HOUR
+    nodes = sum(
+        g.inputs["scalingConfig"]["desiredSize"] for g in run.of_type("aws:eks/nodeGroup:NodeGroup")
+    )
+    logs_gb = nodes * CONTAINER_LOG_GB_PER_NODE_DAY * book.hours / 24
     return [
         book.hourly("managed Prometheus collector", "amp-collector", scrapers),
         book.item("Prometheus samples (KEDA)", "fixed", "amp-samples", idle_samples / 1e7),
         book.item("Prometheus samples (consumers)", "variable", "amp-samples", pod_samples / 1e7),
+        book.item("container logs (system nodes)", "fixed", "cloudwatch-logs-ingest", logs_gb),
+    ]
+
+
+def azure_monitoring_items(book: PriceBook, run: StackRun, volume: Volume) -> list[LineItem]:
+    """observability full on Azure: managed Prometheus samples (AKS's default targets per
+    system node, KEDA, the consumers while they run) and Container Insights logs."""
+    if not run.of_type("azure-native:monitor:AzureMonitorWorkspace"):
+        return []
+    pools = run.one("azure-native:containerservice:ManagedCluster").inputs["agentPoolProfiles"]
+    nodes = sum(p["count"] for p in pools)
+    idle_series = nodes * AKS_DEFAULT_SERIES_PER_NODE + KEDA_SERIES
+    pod_hours = sum(
+        volume.messages_per_month * pod_seconds_per_event("azure", w) / 3600 for w in workloads(run)
+    )
+    logs_gb = nodes * CONTAINER_LOG_GB_PER_NODE_DAY * book.hours / 24
+    return [
+        book.item(
+            "Prometheus samples (cluster, KEDA)",
+            "fixed",
+            "prometheus-samples",
+            idle_series * SCRAPES_PER_HOUR * book.hours / 1e7,
+        ),
+        book.item(
+            "Prometheus samples (consumers)",
+            "variable",
+            "prometheus-samples",
+            pod_hours * consumer_series() * SCRAPES_PER_HOUR / 1e7,
+        ),
+        book.item("container logs (system pool)", "fixed", "log-analytics-ingest", logs_gb),
     ]
 
 
@@ -393,6 +432,7 @@ def azure_items(
     items.append(
         book.item("load balancer data", "variable", "load-balancer-data", flows * volume.wire_gb)
     )
+    items += azure_monitoring_items(book, run, volume)
     sizes = [
         book.data["familySizes"][family]
         for family in families(run, "karpenter.azure.com/sku-family")

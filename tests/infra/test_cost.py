@@ -187,7 +187,23 @@ def test_full_observability_adds_the_collector_and_its_samples() -> None:
     assert consumers["quantity"] == pytest.approx(
         pods * cost.consumer_series() * 120 / 1e7, rel=1e-3
     )
+    logs = line(full, "container logs (system nodes)")
+    assert logs["quantity"] == pytest.approx(2 * cost.CONTAINER_LOG_GB_PER_NODE_DAY * 730 / 24)
     assert full["totals"]["idleMonthly"] == pytest.approx(
-        basic["totals"]["idleMonthly"] + collector["monthly"] + keda["monthly"], abs=0.02
+        basic["totals"]["idleMonthly"] + collector["monthly"] + keda["monthly"] + logs["monthly"],
+        abs=0.02,
     )
     assert not [i for i in basic["lineItems"] if "Prometheus" in i["name"]]
+
+
+def test_full_observability_on_azure_prices_its_samples_and_logs() -> None:
+    basic, full = report("dev"), report("dev", observability="full")
+    samples = line(full, "Prometheus samples (cluster, KEDA)")
+    series = 2 * cost.AKS_DEFAULT_SERIES_PER_NODE + cost.KEDA_SERIES  # two system nodes
+    assert samples["quantity"] == pytest.approx(series * 120 * 730 / 1e7)
+    logs = line(full, "container logs (system pool)")
+    assert (logs["kind"], logs["unit"]) == ("fixed", "GB")
+    added = samples["monthly"] + logs["monthly"]
+    assert full["totals"]["idleMonthly"] == pytest.approx(
+        basic["totals"]["idleMonthly"] + added, abs=0.02
+    )
