@@ -52,7 +52,8 @@ class MonitorAlertsArgs:
 
 def rules(args: MonitorAlertsArgs) -> list[MetricRule]:
     """Metric names and dimensions: Azure Monitor "Supported metrics" for
-    Microsoft.EventGrid/topics and Microsoft.DocumentDB/databaseAccounts."""
+    Microsoft.EventGrid/topics (also MicrosoftDocs/azure-docs
+    articles/event-grid/monitor-push-reference.md) and Microsoft.DocumentDB/databaseAccounts."""
     grid, cosmos = "Microsoft.EventGrid/topics", "Microsoft.DocumentDB/databaseAccounts"
     topic, account = args.router_topic_id, args.cosmos_account_id
     return [

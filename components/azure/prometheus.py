@@ -23,8 +23,10 @@ DESTINATION = "MonitoringAccount1"
 LOG_RETENTION_DAYS = 30
 # Our severity label -> Azure alert severity (0 critical .. 4 verbose).
 SEVERITY = {"page": 1, "ticket": 3}
-# Azure Monitor managed Prometheus: the add-on's settings ConfigMap (ama-metrics-settings-configmap)
-# turns on scraping of pods annotated prometheus.io/scrape in the namespaces matching the regex.
+# Azure Monitor managed Prometheus: the add-on's settings ConfigMap turns on scraping of pods
+# annotated prometheus.io/scrape in the namespaces matching the regex; its custom scrape jobs go
+# in the other. Names and keys: Azure Monitor docs "Customize scraping of Prometheus metrics"
+# and Azure/prometheus-collector otelcollector/configmaps/ama-metrics-settings-configmap.yaml.
 AMA_SETTINGS = "ama-metrics-settings-configmap"
 # Its custom scrape jobs (the ama-metrics replica set reads key prometheus-config).
 AMA_SCRAPE_JOBS = "ama-metrics-prometheus-config"
@@ -188,23 +190,19 @@ class AzureManagedPrometheus(pulumi.ComponentResource):
             data_collection_endpoint_id=endpoint.id,
             opts=child,
         )
-        core.v1.ConfigMap(
-            f"{name}-scraping",
-            metadata=meta.v1.ObjectMetaArgs(name=AMA_SETTINGS, namespace="kube-system"),
-            data=ama_settings(args.consumer_namespace),
-            opts=pulumi.ResourceOptions.merge(cluster_opts, child),
-        )
         # KEDA's operator is outside the consumer namespace: a custom job, for EdwNoProgress.
-        core.v1.ConfigMap(
-            f"{name}-keda-scraping",
-            metadata=meta.v1.ObjectMetaArgs(name=AMA_SCRAPE_JOBS, namespace="kube-system"),
-            data={
-                "prometheus-config": yaml.safe_dump(
-                    {"scrape_configs": [keda_job(KEDA_ADDON_NAMESPACE)]}, sort_keys=False
-                )
-            },
-            opts=pulumi.ResourceOptions.merge(cluster_opts, child),
-        )
+        keda_jobs = {"scrape_configs": [keda_job(KEDA_ADDON_NAMESPACE)]}
+        for suffix, config_map, data in (
+            ("scraping", AMA_SETTINGS, ama_settings(args.consumer_namespace)),
+            ("keda-scraping", AMA_SCRAPE_JOBS, {"prometheus-config": yaml.safe_dump(keda_jobs)}),
+        ):
+            # The metrics agent reads both from kube-system, by these names.
+            core.v1.ConfigMap(
+                f"{name}-{suffix}",
+                metadata=meta.v1.ObjectMetaArgs(name=config_map, namespace="kube-system"),
+                data=data,
+                opts=pulumi.ResourceOptions.merge(cluster_opts, child),
+            )
         for rule_group in azure_rules(args.rules, args.action_group_id):
             alertsmanagement.PrometheusRuleGroup(
                 f"{name}-{rule_group['name']}",
