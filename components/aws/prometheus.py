@@ -36,7 +36,9 @@ def scrape_configuration(consumer_namespace: str, keda_namespace: str) -> str:
 
 
 def alertmanager_definition(topic_arn: str, region: str) -> str:
-    """Every alert, firing and resolved, to the stack's alert topic (AMP alert manager)."""
+    """Every alert, firing and resolved, to the stack's alert topic. AMP user guide, "Configure
+    alert manager to send messages to your Amazon SNS topic": sigv4 needs its region, and
+    without a subject the default one can be too long for SNS."""
     config = {
         "route": {"receiver": "alert-topic", "group_by": ["alertname", "namespace", "workflow"]},
         "receivers": [
@@ -45,6 +47,7 @@ def alertmanager_definition(topic_arn: str, region: str) -> str:
                 "sns_configs": [
                     {
                         "topic_arn": topic_arn,
+                        "subject": "EDW {{ .Status }}: {{ .GroupLabels.alertname }}",
                         "send_resolved": True,
                         "sigv4": {"region": region},
                         "attributes": {"severity": "{{ .CommonLabels.severity }}"},

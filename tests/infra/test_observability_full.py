@@ -63,6 +63,7 @@ def test_alerts_reach_the_alert_topic_which_lets_exactly_this_workspace_publish(
         topic, True, {"region": "us-east-1"}
     )  # fmt: skip
     assert config["route"]["receiver"] == receiver["name"]
+    assert sns["subject"] == "EDW {{ .Status }}: {{ .GroupLabels.alertname }}"
     policy = statements(
         full.one("aws:sns/topicPolicy:TopicPolicy", "alerts-policy").inputs["policy"]
     )
