@@ -48,6 +48,7 @@ from app import backend as backends
 from app import events
 from app.backend import Backend, Received, RowRejected
 from app.observability import HealthServer, Metrics, setup_logging
+from app.routing_shape import crossed_array
 from app.settings import Settings, SettingsError, load
 
 log = logging.getLogger("edw.consumer")
@@ -278,6 +279,14 @@ class Consumer:
         self.metrics.processed.inc(len(processed))
         for message in processed:
             event = events_by_message[message]
+            through = crossed_array(event.data, self.settings.filter_paths)
+            if through:
+                # Routed by SNS looking into an array; Event Grid would not have sent it here.
+                self.metrics.filtered_through_arrays.inc()
+                log.warning(
+                    "filtered through an array",
+                    extra={"fields": {"event_id": event.id, "key": through}},
+                )
             if event.time is not None:
                 self.metrics.end_to_end_seconds.observe(
                     max(0.0, (now - event.time).total_seconds())

@@ -62,6 +62,11 @@ class Metrics:
         self.dead_lettered = counter(
             "edw_messages_dead_lettered", "Messages moved to the dead-letter/poison queue."
         )
+        self.filtered_through_arrays = counter(
+            "edw_events_filtered_through_arrays",
+            "Events whose filtered data path crosses an array of objects: SNS routes them by "
+            "any element, Event Grid never (docs/routing.md).",
+        )
         self.delete_failures = counter(
             "edw_delete_failures", "Stored messages whose delete failed (they come back once)."
         )

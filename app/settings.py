@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from app.routing_shape import check_paths
+
 Cloud = Literal["aws", "azure"]
 CLOUDS: tuple[Cloud, ...] = ("aws", "azure")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -50,6 +52,7 @@ ENV_VARS: tuple[str, ...] = (
     "EDW_WORKFLOW",
     "EDW_EXIT_WHEN_IDLE_SECONDS",
     "EDW_MAX_MESSAGES",
+    "EDW_FILTER_PATHS",
 )
 
 
@@ -82,6 +85,8 @@ class Settings:
     # limit), so one job never holds a message past its deadline.
     exit_when_idle_seconds: int = 0
     max_messages: int = 0
+    # The workflow filter's data keys (app/routing_shape.py): counted when one crosses an array.
+    filter_paths: tuple[str, ...] = ()
 
     @property
     def queue_account_url(self) -> str:
@@ -184,6 +189,11 @@ def _connection_string(value: str) -> str | None:
     return "is not a storage connection string (needs AccountName=... or UseDevelopmentStorage)"
 
 
+def _filter_paths(r: _Reader) -> tuple[str, ...]:
+    value = r.text("EDW_FILTER_PATHS", required=False, check=check_paths)
+    return tuple(value.split(",")) if value else ()
+
+
 def load(env: Mapping[str, str]) -> Settings:
     """Validate ``env`` (normally ``os.environ``) and build the settings, or raise SettingsError."""
     r = _Reader(env)
@@ -229,6 +239,7 @@ def load(env: Mapping[str, str]) -> Settings:
         workflow=r.text("EDW_WORKFLOW", required=False, check=_workflow) or DEFAULT_WORKFLOW,
         exit_when_idle_seconds=r.integer("EDW_EXIT_WHEN_IDLE_SECONDS", 0, 0, 86_400),
         max_messages=r.integer("EDW_MAX_MESSAGES", 0, 0, 1_000_000),
+        filter_paths=_filter_paths(r),
     )
     if settings.receive_wait_seconds >= settings.shutdown_timeout_seconds:
         # A receive started just before SIGTERM must return with time left to finish its batch.

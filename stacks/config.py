@@ -787,7 +787,7 @@ class _Parser:
             consumer, queue = self.overridden(f"{label} ({name})", overrides)
             workflow = Workflow(
                 name,
-                self.item_filter(label, item.get("filter")),
+                self.item_filter(f"{label} ({name})", item.get("filter")),
                 consumer,
                 queue,
                 mode=self.item_choice(f"{label}.mode", item.get("mode", "service"), MODES),
@@ -796,7 +796,7 @@ class _Parser:
                 ),
                 schedule=self.schedule(f"{label}.schedule", item.get("schedule", "")),
             )
-            self.schedule_reaches(label, workflow)
+            self.schedule_reaches(f"{label} ({name})", workflow)
             workflows.append(workflow)
         return tuple(workflows)
 
@@ -874,6 +874,7 @@ class _Parser:
         return name
 
     def item_filter(self, label: str, raw: Any) -> EventFilter:
+        """The filter, or the reason both routers could not route by it (naming the key)."""
         try:
             return parse_filter(raw)
         except FilterError as exc:
@@ -903,10 +904,11 @@ class _Parser:
                     "must not carry credentials (user:password@); verify the router's "
                     "signature or token instead (docs/routing.md)",
                 )
-            event_filter = self.item_filter(label, item.get("filter"))
-            if "filter" not in item or event_filter.matches_everything:
+            raw_filter = item.get("filter")
+            event_filter = self.item_filter(f"{label} ({name})", raw_filter)
+            if not raw_filter:  # absent, null or {}: a refused filter is reported on its own
                 self.fail(
-                    f"{label}.filter",
+                    f"{label} ({name}).filter",
                     "is required: a partner receives only the events it subscribed to",
                 )
             hooks.append(Webhook(name, str(url), event_filter))

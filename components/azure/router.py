@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import pulumi
 from pulumi_azure_native import authorization, eventgrid
@@ -104,21 +104,26 @@ class EventGridRouter(pulumi.ComponentResource):
         )
 
 
-def advanced_filter(f: Mapping[str, Any]) -> Any:
-    if f["operatorType"] == "StringBeginsWith":
-        return eventgrid.StringBeginsWithAdvancedFilterArgs(
-            key=f["key"], operator_type="StringBeginsWith", values=f["values"]
-        )
-    return eventgrid.StringInAdvancedFilterArgs(
-        key=f["key"], operator_type="StringIn", values=f["values"]
-    )
+ADVANCED_FILTERS = {
+    "StringIn": eventgrid.StringInAdvancedFilterArgs,
+    "StringBeginsWith": eventgrid.StringBeginsWithAdvancedFilterArgs,
+    "NumberIn": eventgrid.NumberInAdvancedFilterArgs,
+}
 
 
-def subscription_filter(event_filter: EventFilter) -> eventgrid.EventSubscriptionFilterArgs | None:
-    if event_filter.matches_everything:
-        return None
+def subscription_filter(event_filter: EventFilter) -> eventgrid.EventSubscriptionFilterArgs:
+    """The advanced filters of a filter, and arrays on: without
+    enableAdvancedFilteringOnArrays an event whose filtered field is an array is dropped
+    ("Understand event filtering", Key), where SNS matches it by any element."""
     return eventgrid.EventSubscriptionFilterArgs(
-        advanced_filters=[advanced_filter(f) for f in event_grid_filters(event_filter)]
+        advanced_filters=[
+            ADVANCED_FILTERS[f["operatorType"]](
+                key=f["key"], operator_type=f["operatorType"], values=f["values"]
+            )
+            for f in event_grid_filters(event_filter)
+        ]
+        or None,
+        enable_advanced_filtering_on_arrays=True,
     )
 
 

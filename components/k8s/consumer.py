@@ -294,6 +294,9 @@ def _consumer_env(
         # Leave the kubelet a few seconds between our exit and its SIGKILL.
         "EDW_SHUTDOWN_TIMEOUT_SECONDS": str(c.termination_grace_seconds - 5),
     }
+    if args.workflow.filter.data_paths:
+        # Counted when one crosses an array of objects: SNS routes by it, Event Grid never.
+        common["EDW_FILTER_PATHS"] = ",".join(args.workflow.filter.data_paths)
     if args.workflow.mode == "job":
         # Each job settles at most one slice of the backlog (the scaler's target), then exits.
         common["EDW_MAX_MESSAGES"] = str(c.queue_length_target)

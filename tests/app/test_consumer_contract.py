@@ -13,7 +13,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from app import aws
+from app import aws, events
 from app.backend import Received, batches
 from app.consumer import Consumer
 from tests.app.fakes import (
@@ -184,6 +184,20 @@ def test_processed_counts_settled_messages_and_latency_each_one() -> None:
     assert count(m, "edw_messages_failed_total") == 1
     assert count(m, "edw_delete_failures_total") == 1
     assert count(m, "edw_end_to_end_seconds_count") == 2  # per message, duplicates included
+
+
+def test_an_event_filtered_through_an_array_of_objects_is_stored_and_counted() -> None:
+    """SNS routed it by looking into the array; Event Grid would not have: the operator sees
+    it in edw_events_filtered_through_arrays_total."""
+    consumer, queue, _, table = consumer_for(filter_paths=("data.region", "data.items.sku"))
+    bodies = [
+        events.make({"items": [{"sku": "a"}], "region": "eu"}, source="s", type_="t", event_id="a"),
+        events.make({"items": {"sku": "a"}, "region": ["eu"]}, source="s", type_="t", event_id="b"),
+        events.make([{"region": "eu"}], source="s", type_="t", event_id="c"),
+    ]
+    consumer.process(queue.put(*bodies))
+    assert sorted(table.rows) == ["a", "b", "c"]
+    assert count(consumer.metrics, "edw_events_filtered_through_arrays_total") == 2  # a and c
 
 
 def test_an_unexpected_error_counts_every_message_as_failed() -> None:

@@ -50,8 +50,10 @@ CASES = [
     (("com.example.order.created", "urn:pos:1", "apac"), {"work"}),
     (("com.example.order.created", "urn:pos:1", None), {"work"}),
     (("com.example.order.shipped", "urn:shop:us", "eu"), {"work", "audit"}),
-    (("com.example.ORDER.created", "urn:pos:2", "eu"), {"work"}),  # exact case on SNS
-    (("com.example.order.created", "URN:SHOP:x", "EU"), {"work"}),
+    # Case is ignored, as Event Grid ignores it (equals-ignore-case, the prefix's case variants).
+    (("com.example.ORDER.created", "urn:pos:2", "eu"), {"work", "orders"}),
+    (("com.example.order.created", "URN:Shop:x", "EU"), {"work", "orders", "audit"}),
+    (("com.example.order.created", "urn:shopx", "EU"), {"work", "orders"}),
 ]
 
 

@@ -142,3 +142,11 @@ def test_env_vars_lists_exactly_the_variables_the_module_reads() -> None:
     read = set(re.findall(r'"(EDW_[A-Z_]+)"', source.split("ENV_VARS", 2)[2]))
     assert read == set(ENV_VARS)
     assert len(ENV_VARS) == len(set(ENV_VARS))
+
+
+def test_the_filter_paths_are_data_keys() -> None:
+    s = load({**AWS, "EDW_FILTER_PATHS": "data.region,data.items.sku"})
+    assert s.filter_paths == ("data.region", "data.items.sku")
+    assert load(AWS).filter_paths == ()
+    with pytest.raises(SettingsError, match=r"EDW_FILTER_PATHS='type,data.\$or' has keys that"):
+        load({**AWS, "EDW_FILTER_PATHS": "type,data.$or"})

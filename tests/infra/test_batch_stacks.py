@@ -161,7 +161,7 @@ def parse(workflows: list[dict[str, Any]]) -> EdwConfig:
         ({"schedule": "61 * * * *"}, r"schedule must be a cron expression"),
         (
             {"filter": {"type": ["com.example.order.created"]}},
-            r"workflows\[1\].filter does not let the workflow's own scheduled event in "
+            r"workflows\[1\] \(nightly\).filter does not let the workflow's own scheduled event in "
             r"\(type 'edw.schedule.nightly'",
         ),
     ],

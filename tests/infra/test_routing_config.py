@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from components.routing import FilterError, event_grid_filters, parse_filter, sns_filter_policy
+from components.routing import (
+    FilterError,
+    event_grid_filters,
+    parse_filter,
+    sns_combinations,
+    sns_filter_policy,
+)
 from stacks.config import ConfigError, EdwConfig
 
 AWS = {"aws:region": "us-east-1"}
@@ -18,23 +24,33 @@ def test_one_filter_becomes_a_nested_sns_policy_and_flat_event_grid_filters() ->
     parsed = parse_filter(
         {
             "type": ["com.example.order.created"],
-            "data.customer.tier": ["gold", "platinum"],
-            "source": {"prefix": "urn:shop:"},
+            "data.customer.tier": ["Gold", "platinum"],
+            "source": {"prefix": "u:"},
             "tenant": ["acme"],  # an extension attribute
+            "data.qty": [5, 2.5],
         }
     )
+    # Exact strings ignore case (as Event Grid's do), a prefix is written in each case of its
+    # letters, numbers match numbers.
     assert sns_filter_policy(parsed) == {
-        "type": ["com.example.order.created"],
-        "data": {"customer": {"tier": ["gold", "platinum"]}},
-        "source": [{"prefix": "urn:shop:"}],
-        "tenant": ["acme"],
+        "type": [{"equals-ignore-case": "com.example.order.created"}],
+        "data": {
+            "customer": {
+                "tier": [{"equals-ignore-case": "Gold"}, {"equals-ignore-case": "platinum"}]
+            },
+            "qty": [{"numeric": ["=", 5]}, {"numeric": ["=", 2.5]}],
+        },
+        "source": [{"prefix": "u:"}, {"prefix": "U:"}],
+        "tenant": [{"equals-ignore-case": "acme"}],
     }
     assert event_grid_filters(parsed) == [
         {"key": "type", "operatorType": "StringIn", "values": ["com.example.order.created"]},
-        {"key": "data.customer.tier", "operatorType": "StringIn", "values": ["gold", "platinum"]},
-        {"key": "source", "operatorType": "StringBeginsWith", "values": ["urn:shop:"]},
+        {"key": "data.customer.tier", "operatorType": "StringIn", "values": ["Gold", "platinum"]},
+        {"key": "source", "operatorType": "StringBeginsWith", "values": ["u:"]},
         {"key": "tenant", "operatorType": "StringIn", "values": ["acme"]},
+        {"key": "data.qty", "operatorType": "NumberIn", "values": [5, 2.5]},
     ]
+    assert parsed.data_paths == ("data.customer.tier", "data.qty")
 
 
 def test_no_filter_matches_everything() -> None:
@@ -46,30 +62,68 @@ def many(n: int) -> list[str]:
     return [f"v{i}" for i in range(n)]
 
 
+def test_sns_weighs_each_key_by_its_depth() -> None:
+    """The issue's example: 3 x 5 x 3 values is 45 flat, but SNS counts (3x1)(5x2)(3x2) = 180
+    in a MessageBody policy and refuses it; the guide's own example counts 72."""
+    flat = parse_filter({"type": many(3), "source": many(5), "subject": many(3)})
+    assert sns_combinations(flat) == 45
+    guide = {"data.b.c": many(4), "data.e": many(3)}
+    assert sns_combinations(parse_filter(guide)) == 3 * 4 * 2 * 3
+    with pytest.raises(FilterError, match=r"180 combinations .*type 3x1, data.region 5x2"):
+        parse_filter({"type": many(3), "data.region": many(5), "data.tier": many(3)})
+
+
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({f"x{i}": ["a"] for i in range(6)}, "6 keys; an SNS filter policy allows at most 5"),
+        (
+            {f"x{i}": ["a"] for i in range(6)},
+            r"6 keys \(x0, x1, x2, x3, x4, x5\); an SNS filter policy allows at most 5",
+        ),
         (
             {"type": many(6), "source": many(5), "subject": many(6)},
             "180 combinations .* at most 150",
         ),
-        ({"type": many(26)}, "26 values in all; Event Grid allows at most 25"),
-        ({"type": ["x" * 513]}, "over 512 characters, the Event Grid limit"),
-        ({"type": ["Order", "order"]}, "differ only in case"),
+        ({"type": many(26)}, r"26 values in all \(type 26\); Event Grid allows at most 25"),
+        ({"type": ["x" * 513]}, "key 'type' has a value over 512 characters"),
+        ({"type": ["Order", "order"]}, "key 'type' repeats a value .*ignoring case"),
+        ({"data.q": [1, 1.0]}, "key 'data.q' repeats a value"),
         ({"id": ["a"]}, "'id' cannot be routed on"),
         ({"Type": ["a"]}, "neither a CloudEvents attribute"),
         ({"data.a": ["x"], "data.a.b": ["y"]}, "also the parent of"),
         ({"data.a b": ["x"]}, "data fields must be"),
-        ({"type": []}, "non-empty list of strings"),
+        ({"data.$or": ["x"]}, r"key 'data.\$or': a field name starting with '\$'"),
+        ({"data.a.$in": ["x"]}, "reads as an SNS filter operator"),
+        ({"type": []}, "non-empty list of strings or of numbers"),
         ({"type": {"suffix": "x"}}, 'must be {"prefix"'),
-        ({"type": [1]}, "values must be non-empty strings"),
+        ({"type": [1]}, "key 'type' is a string on every CloudEvent"),
+        ({"data.x": ["a", 1]}, "all non-empty strings or all numbers"),
+        ({"data.x": [True]}, "booleans cannot be routed on"),
+        ({"data.x": ["5"]}, "the string '5' reads as a JSON number"),
+        ({"data.x": ["-1.5e3"]}, "reads as a JSON number"),
+        ({"data.x": ["TRUE"]}, "reads as a JSON number, true, false or null"),
+        ({"data.x": ["null"]}, "reads as a JSON number, true, false or null"),
+        ({"data.x": {"prefix": "7"}}, "could begin the text of a JSON number"),
+        ({"data.x": {"prefix": "Fa"}}, "could begin the text of a JSON number, true, false"),
+        ({"data.x": {"prefix": "Öl"}}, r"letters outside ASCII \['Ö'\]"),
+        ({"data.x": [1e9]}, "outside -1e9..1e9"),
+        ({"data.x": [0.123456]}, "more than 5 decimals"),
+        (
+            {"type": {"prefix": "com.example.order."}},
+            "32768 combinations .* ASCII case variants \\(type\\): list exact values instead",
+        ),
         (["type"], "must be an object"),
     ],
 )
 def test_what_a_router_cannot_express_is_refused_naming_the_limit(raw: Any, message: str) -> None:
     with pytest.raises(FilterError, match=message):
         parse_filter(raw)
+
+
+def test_strings_that_only_look_alike_are_still_strings() -> None:
+    """Refused are the texts a number, boolean or null could be read as, nothing more."""
+    ok = parse_filter({"data.x": ["v1", "1a", "nul", "falsey", "e5"], "source": {"prefix": "n1"}})
+    assert len(ok.conditions) == 2
 
 
 def parse(values: dict[str, Any], cloud: str = "aws") -> EdwConfig:
@@ -132,7 +186,20 @@ def test_a_workflow_overrides_only_its_own_consumer_and_queue_settings() -> None
         ),
         (
             {"workflows": [{"name": "orders", "filter": {"type": many(26)}}]},
-            r"edw:workflows\[0\].filter has 26 values in all; Event Grid allows at most 25",
+            r"edw:workflows\[0\] \(orders\).filter has 26 values in all \(type 26\); Event Grid "
+            "allows at most 25",
+        ),
+        (
+            {"workflows": [{"name": "work"}, {"name": "orders", "filter": {"data.$or": ["x"]}}]},
+            r"edw:workflows\[1\] \(orders\).filter key 'data.\$or': a field name starting",
+        ),
+        (
+            {
+                "webhooks": [
+                    {"name": "partner", "url": "https://p.example", "filter": {"data.x": ["5"]}}
+                ]
+            },
+            r"edw:webhooks\[0\] \(partner\).filter key 'data.x': the string '5' reads as",
         ),
         ({"workflows": ["orders"]}, "edw:workflows must be a list of objects"),
         (
@@ -153,7 +220,7 @@ def test_a_workflow_overrides_only_its_own_consumer_and_queue_settings() -> None
         ),
         (
             {"webhooks": [{"name": "partner", "url": "https://p.example"}]},
-            r"edw:webhooks\[0\].filter is required",
+            r"edw:webhooks\[0\] \(partner\).filter is required",
         ),
         ({"routerPublishers": ["checkout"]}, "edw:routerPublishers must be IAM role or user ARNs"),
     ],
@@ -170,3 +237,10 @@ def test_azure_publishers_are_entra_object_ids() -> None:
     assert "edw:routerPublishers must be Entra object ids (GUIDs) on azure" in message
     ok = parse({"routerPublishers": ["11111111-2222-4333-8444-555555555555"]}, "azure")
     assert ok.router_publishers == ("11111111-2222-4333-8444-555555555555",)
+
+
+def test_a_refused_webhook_filter_is_reported_once_with_its_reason() -> None:
+    hook = {"name": "partner", "url": "https://p.example", "filter": {"data.x": [True]}}
+    message = errors({"webhooks": [hook]})
+    assert "booleans cannot be routed on" in message
+    assert "is required" not in message

@@ -16,8 +16,12 @@ from components.azure.roles import (
 from policy.offline import STACK_CONFIG_DIR, PackConfig, evaluate
 from stacks.offline import StackRun, run_stack
 
-ORDERS_FILTER = {"type": ["com.example.order.created"], "data.region": ["eu", "us"]}
-PARTNER_FILTER = {"type": {"prefix": "com.example.order."}}
+ORDERS_FILTER = {
+    "type": ["com.example.order.created"],
+    "data.region": ["eu", "us"],
+    "data.total": [100],
+}
+PARTNER_FILTER = {"source": {"prefix": "urn:"}}
 PARTNER_URL = "https://partner.example.com/hooks/edw"
 PUBLISHER_ARN = "arn:aws:iam::123456789012:role/checkout"
 PUBLISHER_ID = "11111111-2222-4333-8444-555555555555"
@@ -87,9 +91,13 @@ def test_aws_each_workflow_queue_gets_its_filter_raw_with_failures_in_its_own_dl
             "deadLetterTargetArn": queue[f"{name}-dlq"]["arn"]
         }
     assert "filterPolicy" not in work  # the default workflow receives everything
+    # Strings ignoring case and numbers as numbers, as Event Grid compares them.
     assert json.loads(orders["filterPolicy"]) == {
-        "type": ["com.example.order.created"],
-        "data": {"region": ["eu", "us"]},
+        "type": [{"equals-ignore-case": "com.example.order.created"}],
+        "data": {
+            "region": [{"equals-ignore-case": "eu"}, {"equals-ignore-case": "us"}],
+            "total": [{"numeric": ["=", 100]}],
+        },
     }
     assert orders["filterPolicyScope"] == "MessageBody"
 
@@ -111,7 +119,9 @@ def test_aws_the_partner_webhook_is_https_filtered_retried_and_dead_lettered(
     hook = aws.one("aws:sns/topicSubscription:TopicSubscription", "webhook-partner-subscription")
     dlq = aws.one("aws:sqs/queue:Queue", "webhook-partner-dlq")
     assert (hook.inputs["protocol"], hook.inputs["endpoint"]) == ("https", PARTNER_URL)
-    assert json.loads(hook.inputs["filterPolicy"]) == {"type": [{"prefix": "com.example.order."}]}
+    # Event Grid's StringBeginsWith ignores case; SNS's prefix does not: every case of "urn".
+    cases = ["urn:", "urN:", "uRn:", "uRN:", "Urn:", "UrN:", "URn:", "URN:"]
+    assert json.loads(hook.inputs["filterPolicy"]) == {"source": [{"prefix": c} for c in cases]}
     retry = json.loads(hook.inputs["deliveryPolicy"])["healthyRetryPolicy"]
     assert retry["backoffFunction"] == "exponential"
     assert retry["numRetries"] == 20
@@ -178,6 +188,11 @@ def test_each_consumer_is_told_its_workflow_and_queue(
         env = deployment_env(run, k8s)
         assert env["EDW_WORKFLOW"] == name
         assert env["EDW_QUEUE"] == run.outputs["workflows"][name][queue_key]
+    # The consumer counts events whose filtered data path crosses an array of objects.
+    assert "EDW_FILTER_PATHS" not in deployment_env(run, "edw-consumer")
+    assert (
+        deployment_env(run, "edw-orders-consumer")["EDW_FILTER_PATHS"] == "data.region,data.total"
+    )
 
 
 def role_assignments(run: StackRun) -> dict[str, dict[str, Any]]:
@@ -216,20 +231,33 @@ def test_azure_each_workflow_subscription_filters_and_delivers_with_the_topic_id
         "resourceId": account.id,
         "queueName": "orders",
     }
-    assert orders["filter"]["advancedFilters"] == [
-        {"key": "type", "operatorType": "StringIn", "values": ["com.example.order.created"]},
-        {"key": "data.region", "operatorType": "StringIn", "values": ["eu", "us"]},
-    ]
-    assert "filter" not in subs["route-subscription"]
+    assert orders["filter"] == {
+        "advancedFilters": [
+            {"key": "type", "operatorType": "StringIn", "values": ["com.example.order.created"]},
+            {"key": "data.region", "operatorType": "StringIn", "values": ["eu", "us"]},
+            {"key": "data.total", "operatorType": "NumberIn", "values": [100]},
+        ],
+        # Without it an event whose filtered field is an array is dropped; SNS delivers it.
+        "enableAdvancedFilteringOnArrays": True,
+        "isSubjectCaseSensitive": False,  # the SDK's default (no subject filter here)
+    }
+    assert subs["route-subscription"]["filter"] == {
+        "enableAdvancedFilteringOnArrays": True,
+        "isSubjectCaseSensitive": False,
+    }
     for sub in subs.values():
         dead = sub["deadLetterWithResourceIdentity"]
         assert dead["identity"] == {"type": "SystemAssigned"}
         assert dead["deadLetterDestination"]["blobContainerName"] == container.outputs["name"]
     hook = subs["webhook-partner-subscription"]
     assert hook["destination"]["endpointUrl"] == PARTNER_URL
-    assert hook["filter"]["advancedFilters"] == [
-        {"key": "type", "operatorType": "StringBeginsWith", "values": ["com.example.order."]}
-    ]
+    assert hook["filter"] == {
+        "advancedFilters": [
+            {"key": "source", "operatorType": "StringBeginsWith", "values": ["urn:"]}
+        ],
+        "enableAdvancedFilteringOnArrays": True,
+        "isSubjectCaseSensitive": False,
+    }
 
 
 def test_azure_the_topic_identity_may_send_to_exactly_each_queue_and_write_dead_letters(
