@@ -84,10 +84,9 @@ def _event(n: int, name: str, shape: str = "", **fields: Any) -> Event:
         "datacontenttype": "application/json",
         **fields,
     }
-    return Event(name, {k: v for k, v in body.items() if v is not _DROP}, shape)
+    return Event(name, body, shape)
 
 
-_DROP = object()
 MATCHING = {"region": "eu", "qty": 5, "customer": {"tier": "gold"}, "sku": "ab-1"}
 EVENTS = [
     _event(1, "every key matches", tenant="acme", priority=1, data=MATCHING),
