@@ -35,7 +35,8 @@ CONTEXT_ATTRIBUTES = frozenset(
     {"specversion", *REQUIRED, *OPTIONAL_STRINGS, "time", "data", "data_base64"}
 )
 # Attribute names: lower-case ASCII letters or digits (a MUST); "SHOULD NOT exceed 20
-# characters" is advice, and the cloudevents SDKs build longer ones, so any length is accepted.
+# characters" is advice (the Python cloudevents SDK 2.0 accepts longer ones, src/cloudevents/core/
+# v1/event.py), so any length is accepted.
 EXTENSION_NAME = re.compile(r"[a-z0-9]+")
 # The String type disallows control characters (U+0000-U+001F, U+007F-U+009F), Unicode
 # noncharacters (U+FDD0-U+FDEF and the last two code points of every plane) and unpaired
