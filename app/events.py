@@ -198,36 +198,41 @@ def _members(text: str) -> dict[str, tuple[Any, str]]:
     """
     if text.startswith("\ufeff"):
         raise json.JSONDecodeError("Unexpected UTF-8 BOM", text, 0)
-    i = WHITESPACE.match(text).end()  # type: ignore[union-attr]
+    i = _skip(text, 0)
     if not text.startswith("{", i):
         doc = _ATTRIBUTES.decode(text)  # raises for what is not JSON
         raise InvalidEvent(f"not a CloudEvent: JSON {type(doc).__name__}, expected an object")
     members: dict[str, tuple[Any, str]] = {}
-    i = WHITESPACE.match(text, i + 1).end()  # type: ignore[union-attr]
+    i = _skip(text, i + 1)
     if text.startswith("}", i):
         return _end(text, i + 1, members)
     while True:
         if not text.startswith('"', i):
             raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, i)
         name, i = scanstring(text, i + 1)
-        i = WHITESPACE.match(text, i).end()  # type: ignore[union-attr]
+        i = _skip(text, i)
         if not text.startswith(":", i):
             raise json.JSONDecodeError("Expecting ':' delimiter", text, i)
-        start = WHITESPACE.match(text, i + 1).end()  # type: ignore[union-attr]
+        start = _skip(text, i + 1)
         value, end = (_DATA if name == "data" else _ATTRIBUTES).raw_decode(text, start)
         if name in members:
             raise DuplicateMemberError(name)
         members[name] = (value, text[start:end])
-        i = WHITESPACE.match(text, end).end()  # type: ignore[union-attr]
+        i = _skip(text, end)
         if text.startswith("}", i):
             return _end(text, i + 1, members)
         if not text.startswith(",", i):
             raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
-        i = WHITESPACE.match(text, i + 1).end()  # type: ignore[union-attr]
+        i = _skip(text, i + 1)
+
+
+def _skip(text: str, i: int) -> int:
+    """The index of the first character at or after ``i`` that is not white space."""
+    return WHITESPACE.match(text, i).end()  # type: ignore[union-attr] - matches the empty string
 
 
 def _end(text: str, i: int, members: dict[str, tuple[Any, str]]) -> dict[str, tuple[Any, str]]:
-    i = WHITESPACE.match(text, i).end()  # type: ignore[union-attr]
+    i = _skip(text, i)
     if i != len(text):
         raise json.JSONDecodeError("Extra data", text, i)
     return members
@@ -251,8 +256,9 @@ def _check_string(name: str, value: str | None) -> None:
 
 
 def _data(members: dict[str, tuple[Any, str]]) -> str | None:
-    """The exact text of ``data``; a lone surrogate in it (only possible through a \\u escape)
-    is refused like one in any attribute."""
+    """The exact text of ``data``; a lone surrogate in it is refused like one in any attribute
+    (the decoded value is encoded again to look only when the text holds a surrogate, escaped
+    or not)."""
     if "data" not in members:
         return None
     value, text = members["data"]
