@@ -21,7 +21,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from app.backend import Backend, Received, RowRejected, batches, row_key
+from app.backend import Backend, Received, RowRejected, batches, stored_row
 from app.events import Event
 from app.settings import DEFAULT_WORKFLOW, SQS_MAX_VISIBILITY_SECONDS, Settings
 
@@ -211,9 +211,10 @@ class DynamoTable:
         self.workflow = workflow
 
     def item(self, event: Event) -> dict[str, dict[str, str]]:
-        row = {**event.row(), "workflow": self.workflow}
-        row["id"] = row_key(self.workflow, event.id)
-        item = {name: {"S": value} for name, value in row.items()}
+        key, row = stored_row(self.workflow, event)
+        # The hash key keeps its name ("id", components/aws/results_table.py); it holds the
+        # row_key, and the raw event id is the attribute "eventId".
+        item = {"id": {"S": key}} | {name: {"S": value} for name, value in row.items()}
         if self.ttl_seconds:
             # DynamoDB's TTL deletes the row some time after this epoch second.
             item[TTL_ATTRIBUTE] = {"N": str(int(time.time()) + self.ttl_seconds)}

@@ -4,10 +4,11 @@ In the cluster the clients authenticate with ``DefaultAzureCredential`` (workloa
 emulators set ``EDW_AZURE_CONNECTION_STRING`` (e.g. ``UseDevelopmentStorage=true`` or an explicit
 Azurite string); it then serves both the queue and the table.
 
-Table key design: RowKey is the event id; PartitionKey is one of ``PARTITIONS`` buckets derived
-from a CRC-32 of the id. A redelivered event always maps to the same (PartitionKey, RowKey) and
-overwrites its row, while a received batch shares few enough partitions to be written as a handful
-of entity-group transactions (a transaction may only span one PartitionKey).
+Table key design: PartitionKey and RowKey are both the row's key (``app.backend.row_key``), so
+every row is a logical partition of its own: Cosmos DB caps a logical partition at 20 GB but
+allows any number of them, so the table grows with the data instead of filling a fixed set of
+partitions. A redelivered event maps to the same entity and overwrites it. Rows are upserted one
+call each, in parallel (an entity-group transaction may only span one PartitionKey).
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ import binascii
 import contextlib
 import json
 import logging
-import zlib
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -30,18 +29,17 @@ from azure.data.tables import TableClient, UpdateMode
 from azure.storage.queue import QueueClient
 from requests.adapters import HTTPAdapter
 
-from app.backend import Backend, Received, RowRejected, batches, row_key
+from app.backend import Backend, Received, RowRejected, TableFull, batches, stored_row
 from app.events import Event
 from app.settings import DEFAULT_WORKFLOW, Settings
 
 AZURE_BATCH = 32  # the most one Get Messages call returns
-TRANSACTION_LIMIT = 100
-PARTITIONS = 8
 # A queue message holds at most 64 KiB of text, measured as the service does: the UTF-8 bytes of
 # the decoded text (not of the XML-escaped request body).
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_REASON_CHARS = 1024
-# Azure Table: a string property holds at most 64 KiB of UTF-16 (32K code units), an entity 1 MiB.
+# Azure Table: a string property holds at most 64 KiB of UTF-16 (32K code units), an entity 1 MiB
+# (learn.microsoft.com/rest/api/storageservices/understanding-the-table-service-data-model).
 # Cosmos DB for Table allows more; the stricter limits keep one row format for both services.
 MAX_PROPERTY_UTF16_UNITS = 32 * 1024
 MAX_ENTITY_BYTES = 1024 * 1024
@@ -53,6 +51,12 @@ EVENT_GRID_SCOPE = "https://eventgrid.azure.net/.default"
 CLOUD_EVENTS_BATCH = "application/cloudevents-batch+json; charset=utf-8"
 # Status codes that say "this entity" (bad or too large), not "this moment".
 ROW_REFUSED_STATUS = frozenset({400, 413})
+# Cosmos DB refuses a write into a logical partition at its 20 GB cap with 403, substatus 1014,
+# "Partition key reached maximum size of {...} GB" (learn.microsoft.com/azure/cosmos-db/nosql/
+# troubleshoot-forbidden). That page is for the NoSQL API; the Table API's exact body could not
+# be checked here, so either the substatus header or the message identifies it.
+PARTITION_FULL_SUBSTATUS = "1014"
+PARTITION_FULL_MESSAGE = "partition key reached maximum size"
 log = logging.getLogger("edw.azure")
 T = TypeVar("T")
 R = TypeVar("R")
@@ -60,11 +64,6 @@ R = TypeVar("R")
 # time budget, so an outage never runs a batch past its processing timeout inside the SDK.
 CALL = {"connection_timeout": CALL_TIMEOUT_SECONDS, "read_timeout": CALL_TIMEOUT_SECONDS}
 SDK_RETRIES = 1
-
-
-def partition_key(event_id: str) -> str:
-    """Stable bucket of an event id: the same id always lands in the same partition."""
-    return f"p{zlib.crc32(event_id.encode()) % PARTITIONS}"
 
 
 class _Pool:
@@ -209,19 +208,39 @@ def poison_envelope(
 
 
 def _entity(event: Event, workflow: str) -> dict[str, str]:
-    row = {**event.row(), "workflow": workflow}
-    row.pop("id")
-    row["RowKey"] = row_key(workflow, event.id)
-    row["PartitionKey"] = partition_key(event.id)
-    return row
+    key, row = stored_row(workflow, event)
+    return {"PartitionKey": key, "RowKey": key, **row}
 
 
 def _utf16_units(text: str) -> int:
     return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
+def entity_bytes(entity: dict[str, str]) -> int:
+    """Azure Table's size of an all-string entity: 4 bytes, plus PartitionKey and RowKey in
+    UTF-16, plus per property 8 bytes, its name in UTF-16 and its value in UTF-16 with a 4-byte
+    length (the formula of "How the size of an entity is calculated in Windows Azure table
+    storage", learn.microsoft.com/archive/blogs/avkashchauhan)."""
+    size = 4
+    for name, value in entity.items():
+        units = _utf16_units(value)
+        if name in ("PartitionKey", "RowKey"):
+            size += 2 * units
+        else:
+            size += 8 + 2 * _utf16_units(name) + 4 + 2 * units
+    return size
+
+
 def _refused(exc: BaseException) -> bool:
     return getattr(exc, "status_code", None) in ROW_REFUSED_STATUS
+
+
+def _partition_full(exc: BaseException) -> bool:
+    if getattr(exc, "status_code", None) != 403:
+        return False
+    response = getattr(exc, "response", None)
+    substatus = response.headers.get("x-ms-substatus") if response is not None else None
+    return substatus == PARTITION_FULL_SUBSTATUS or PARTITION_FULL_MESSAGE in str(exc).lower()
 
 
 class CosmosTable:
@@ -239,7 +258,7 @@ class CosmosTable:
                     f"row too large for Azure Table: property {name!r} is {units} UTF-16 code "
                     f"units, the limit is {MAX_PROPERTY_UTF16_UNITS} (64 KiB)"
                 )
-        size = len(json.dumps(entity, ensure_ascii=False).encode())
+        size = entity_bytes(entity)
         if size > MAX_ENTITY_BYTES:
             return (
                 f"row too large for Azure Table: the entity is {size} bytes, the limit is "
@@ -248,19 +267,16 @@ class CosmosTable:
         return None
 
     def write(self, events: Sequence[Event]) -> None:
-        groups: dict[str, list[tuple[str, dict[str, str], dict[str, Any]]]] = defaultdict(list)
-        for event in events:
-            entity = _entity(event, self.workflow)
-            groups[entity["PartitionKey"]].append(("upsert", entity, {"mode": UpdateMode.REPLACE}))
-        transactions = [
-            ops[i : i + TRANSACTION_LIMIT]
-            for ops in groups.values()
-            for i in range(0, len(ops), TRANSACTION_LIMIT)
-        ]
+        entities = [_entity(event, self.workflow) for event in events]
         try:
-            # Any failed transaction raises here, so the batch is not deleted.
-            self.pool.map(lambda ops: self.client.submit_transaction(ops, **CALL), transactions)
+            # Any failed upsert raises here, so the batch is not deleted.
+            self.pool.map(
+                lambda entity: self.client.upsert_entity(entity, mode=UpdateMode.REPLACE, **CALL),
+                entities,
+            )
         except Exception as exc:
+            if _partition_full(exc):
+                raise TableFull(f"Cosmos DB has no room for the row: {_short(exc)}") from exc
             if len(events) == 1 and _refused(exc):
                 raise RowRejected(f"Azure Table refused the row: {_short(exc)}") from exc
             raise

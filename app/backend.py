@@ -6,12 +6,13 @@ are imported only for the chosen cloud (an AWS pod never loads the Azure SDK and
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from app.events import Event
-from app.settings import DEFAULT_WORKFLOW, Settings
+from app.settings import Settings
 
 T = TypeVar("T")
 
@@ -26,11 +27,28 @@ class Received:
     deliveries: int  # this delivery's number: SQS ApproximateReceiveCount, Azure dequeue count
 
 
-def row_key(workflow: str, event_id: str) -> str:
-    """A row's key: the event id, prefixed with ``<workflow>:`` for every workflow but the
-    default one (whose rows keep the keys of the single-queue releases). One event routed to
-    several workflows leaves one row per workflow; a redelivery overwrites its own row."""
-    return event_id if workflow == DEFAULT_WORKFLOW else f"{workflow}:{event_id}"
+def row_key(workflow: str, source: str, event_id: str) -> str:
+    """A row's key on both clouds: the SHA-256, in lower-case hex, of the (workflow, source, id)
+    triple written as three netstrings of their UTF-8 bytes (``<length>:<bytes>,`` each).
+
+    CloudEvents makes ``source`` + ``id`` unique (spec 1.0.2, ``id``), and one event routed to
+    several workflows leaves one row per workflow, so the triple is the row's identity. The
+    netstrings make the encoding unambiguous (no two triples share one), and the digest makes
+    every key 64 characters of ``0-9a-f``: within DynamoDB's 2048-byte partition key and Cosmos
+    DB for Table's 255-byte RowKey, and free of the characters Azure Table keys forbid
+    (``/ \\ # ?`` and control characters), whatever the id holds. A redelivery derives the
+    same key and overwrites its own row. This is the table schema: never change it."""
+    digest = hashlib.sha256()
+    for part in (workflow, source, event_id):
+        data = part.encode()
+        digest.update(b"%d:%b," % (len(data), data))
+    return digest.hexdigest()
+
+
+def stored_row(workflow: str, event: Event) -> tuple[str, dict[str, str]]:
+    """(key, attributes) of an event's row: the event's attributes (``eventId`` and ``source``
+    raw among them) and the ``workflow`` that stored it."""
+    return row_key(workflow, event.source, event.id), {**event.row(), "workflow": workflow}
 
 
 class RowRejected(Exception):  # noqa: N818 - reads as "raise RowRejected(reason)"
@@ -38,6 +56,14 @@ class RowRejected(Exception):  # noqa: N818 - reads as "raise RowRejected(reason
 
     Raised by ``EventTable.write`` for a one-row write; for a larger write the consumer splits the
     rows until the refused one is alone, so only it is dead-lettered, with this text as reason."""
+
+
+class TableFull(Exception):  # noqa: N818 - reads as "raise TableFull(reason)"
+    """The table takes no more rows where this one goes until an operator acts (Cosmos DB: a
+    logical partition at its 20 GB cap, HTTP 403 with substatus 1014). Not the message's fault
+    and not transient: the consumer must neither dead-letter for it nor count it as a blip;
+    it stops writing and alerts. Raised by ``EventTable.write``; the text is the service's
+    error."""
 
 
 class Sender(Protocol):
@@ -80,8 +106,9 @@ class EventTable(Protocol):
         ...
 
     def write(self, events: Sequence[Event]) -> None:
-        """Durably upsert one row per event (keyed by event id). Raises ``RowRejected`` when a
-        single row is refused for its content; any other exception is worth retrying."""
+        """Durably upsert one row per event (keyed by ``row_key``). Raises ``RowRejected`` when a
+        single row is refused for its content, ``TableFull`` when the table has no room for it;
+        any other exception is worth retrying."""
         ...
 
 

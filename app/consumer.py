@@ -3,8 +3,8 @@
 Each of ``EDW_CONCURRENCY`` worker threads loops: receive a full batch, set aside what cannot be
 stored (not a CloudEvent, too large for the table, delivered too often) on the dead-letter queue
 with the reason, upsert the rest, and delete exactly the messages that were stored or set aside.
-Rows are keyed by event id, so a redelivery overwrites its own row: at-least-once delivery,
-exactly one row.
+Rows are keyed by (workflow, source, id), so a redelivery overwrites its own row: at-least-once
+delivery, exactly one row.
 
 The contract, message by message:
 - One bad message never takes its batch with it. A write the table refuses for its content is
@@ -323,20 +323,21 @@ class Consumer:
         with the reason, the last error if the rest could not be written in time)."""
         if not valid:
             return [], [], None
-        # One row per id: a batch may hold the same event twice, which batch APIs refuse.
-        unique = list({event.id: event for _, event in valid}.values())
-        written: set[str] = set()
-        refused: dict[str, str] = {}
+        # One row per event (source + id): a batch may hold the same event twice, which batch
+        # APIs refuse; two events that only share an id are two rows.
+        unique = list({event.identity: event for _, event in valid}.values())
+        written: set[tuple[str, str]] = set()
+        refused: dict[tuple[str, str], str] = {}
         failure = None
         pending = [unique]
         while pending:
             rows = pending.pop()
             try:
                 self._retry(batch, lambda rows=rows: self.backend.table.write(rows))
-                written.update(e.id for e in rows)
+                written.update(e.identity for e in rows)
             except RowRejected as exc:
                 if len(rows) == 1:
-                    refused[rows[0].id] = str(exc)
+                    refused[rows[0].identity] = str(exc)
                 else:  # isolate the refused row: halves, then single rows
                     half = len(rows) // 2
                     pending.extend([rows[half:], rows[:half]])
@@ -344,8 +345,9 @@ class Consumer:
                 failure = str(exc)
                 log.warning("table write failed", extra={"fields": {"error": failure}})
                 break
-        stored = [m for m, e in valid if e.id in written]
-        return stored, [(m, refused[e.id]) for m, e in valid if e.id in refused], failure
+        stored = [m for m, e in valid if e.identity in written]
+        rejected = [(m, refused[e.identity]) for m, e in valid if e.identity in refused]
+        return stored, rejected, failure
 
     def _retry(self, batch: Batch, call: Callable[[], T]) -> T:
         """``call`` until it succeeds, backing off with full jitter, within the batch's time.

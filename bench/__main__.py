@@ -125,7 +125,7 @@ def _azure_ceiling(env: dict[str, str], connection: str) -> Callable[[Synchroniz
     from azure.data.tables import TableClient, UpdateMode  # noqa: PLC0415
     from azure.storage.queue import QueueClient  # noqa: PLC0415
 
-    from app.azure import AZURE_BATCH, partition_key  # noqa: PLC0415 - the same table key design
+    from app.azure import AZURE_BATCH  # noqa: PLC0415
 
     queue = QueueClient.from_connection_string(connection, env["EDW_QUEUE"])
     table = TableClient.from_connection_string(connection, env["EDW_TABLE"])
@@ -140,13 +140,9 @@ def _azure_ceiling(env: dict[str, str], connection: str) -> Callable[[Synchroniz
             if not messages:
                 time.sleep(0.05)
                 continue
-            groups: dict[str, list[Any]] = defaultdict(list)
-            for m in messages:
-                entity = {"PartitionKey": partition_key(m.id), "RowKey": m.id, "body": m.content}
-                groups[entity["PartitionKey"]].append(
-                    ("upsert", entity, {"mode": UpdateMode.REPLACE})
-                )
-            list(pool.map(table.submit_transaction, groups.values()))
+            # The same table key design: every row a partition of its own, one upsert each.
+            entities = [{"PartitionKey": m.id, "RowKey": m.id, "body": m.content} for m in messages]
+            list(pool.map(lambda e: table.upsert_entity(e, mode=UpdateMode.REPLACE), entities))
             list(pool.map(lambda m: queue.delete_message(m.id, m.pop_receipt), messages))
             _add(consumed, len(messages))
 

@@ -80,10 +80,14 @@ class Target(Protocol):
 
     def send(self, bodies: Sequence[str]) -> None: ...
     def rows(self) -> list[dict[str, str]]:
-        """Every stored row as the consumer wrote it (``id`` first, then the attributes)."""
+        """Every stored row as the consumer wrote it (``id``, the row's key, first, then the
+        attributes)."""
         ...
 
-    def row_ids(self) -> list[str]: ...
+    def row_ids(self) -> list[str]:
+        """The event id (``eventId``) of every stored row, one per row."""
+        ...
+
     def depth(self) -> int:
         """Messages on the work queue, visible or in flight."""
         ...
@@ -112,7 +116,7 @@ class AwsTarget:
         return [{k: v["S"] for k, v in item.items()} for page in pages for item in page["Items"]]
 
     def row_ids(self) -> list[str]:
-        return [row["id"] for row in self.rows()]
+        return [row["eventId"] for row in self.rows()]
 
     def depth(self) -> int:
         names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
@@ -280,7 +284,7 @@ class AzureTarget:
         return found
 
     def row_ids(self) -> list[str]:
-        return [e["RowKey"] for e in self.table.list_entities(select=["RowKey"])]
+        return [e["eventId"] for e in self.table.list_entities(select=["eventId"])]
 
     def depth(self) -> int:
         return int(self.queue.get_queue_properties().approximate_message_count)

@@ -21,19 +21,21 @@ from unittest import mock
 
 from app import backend as backends
 from app import events
+from app.backend import row_key
 from app.consumer import Consumer
 from app.observability import Metrics
-from app.settings import load
+from app.settings import DEFAULT_WORKFLOW, load
 from bench.emulators import AWS_TEST_ENV, MotoEmulator
 
 EVENTS_PER_PATH = 40
+BENCH_SOURCE = "urn:edw:bench"
 POLL_SECONDS = 0.002
 
 
 def _latency(send: Callable[[str], None], table: str, dynamodb: Any, event_id: str) -> float:
     started = time.perf_counter()
-    send(events.make({"bench": True}, source="urn:edw:bench", type_="bench", event_id=event_id))
-    key = {"id": {"S": event_id}}
+    send(events.make({"bench": True}, source=BENCH_SOURCE, type_="bench", event_id=event_id))
+    key = {"id": {"S": row_key(DEFAULT_WORKFLOW, BENCH_SOURCE, event_id)}}
     while "Item" not in dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True):
         time.sleep(POLL_SECONDS)
     return time.perf_counter() - started

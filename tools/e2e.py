@@ -31,6 +31,8 @@ from typing import Any, Protocol
 import yaml
 
 from app import events
+from app.backend import row_key
+from app.settings import DEFAULT_WORKFLOW
 
 REPO = Path(__file__).resolve().parents[1]
 CONSUMER_DEPLOYMENT = "edw-consumer"
@@ -44,8 +46,8 @@ class StackProbe(Protocol):
     """What the run reads and writes on a deployed stack's queue and table."""
 
     def send(self, bodies: Sequence[str]) -> int: ...
-    def stored(self, ids: Sequence[str]) -> set[str]:
-        """Which of these event ids have a row."""
+    def stored(self, keys: Sequence[str]) -> set[str]:
+        """Which of these row keys (``app.backend.row_key``) have a row."""
         ...
 
     def depth(self) -> int:
@@ -70,11 +72,11 @@ class AwsProbe:
     def send(self, bodies: Sequence[str]) -> int:
         return self.queue.send(bodies)
 
-    def stored(self, ids: Sequence[str]) -> set[str]:
+    def stored(self, keys: Sequence[str]) -> set[str]:
         found: set[str] = set()
-        for start in range(0, len(ids), 100):  # BatchGetItem reads at most 100 keys
-            keys = [{"id": {"S": i}} for i in ids[start : start + 100]]
-            request: dict[str, Any] = {self.table: {"Keys": keys, "ProjectionExpression": "id"}}
+        for start in range(0, len(keys), 100):  # BatchGetItem reads at most 100 keys
+            batch = [{"id": {"S": key}} for key in keys[start : start + 100]]
+            request: dict[str, Any] = {self.table: {"Keys": batch, "ProjectionExpression": "id"}}
             while request:
                 response = self.dynamodb.batch_get_item(RequestItems=request)
                 found.update(item["id"]["S"] for item in response["Responses"].get(self.table, []))
@@ -120,8 +122,8 @@ class AzureProbe:
     def send(self, bodies: Sequence[str]) -> int:
         return self.queue.send(bodies)
 
-    def stored(self, ids: Sequence[str]) -> set[str]:
-        wanted = set(ids)
+    def stored(self, keys: Sequence[str]) -> set[str]:
+        wanted = set(keys)
         rows = self.table.list_entities(select=["RowKey"])
         return {r["RowKey"] for r in rows if r["RowKey"] in wanted}
 
@@ -139,20 +141,22 @@ class Delivery:
 
 
 def publish(probe: StackProbe, count: int, run_id: str) -> list[str]:
+    """Send ``count`` events to the default workflow's queue; the keys of their rows."""
     ids = [f"e2e-{run_id}-{i:06d}" for i in range(count)]
+    source = f"urn:edw:e2e:{run_id}"
     bodies = [
-        events.make({"seq": i}, source=f"urn:edw:e2e:{run_id}", type_="edw.e2e", event_id=e)
+        events.make({"seq": i}, source=source, type_="edw.e2e", event_id=e)
         for i, e in enumerate(ids)
     ]
     failed = probe.send(bodies)
     if failed:
         raise E2EFailure(f"{failed} of {count} events could not be sent")
-    return ids
+    return [row_key(DEFAULT_WORKFLOW, source, e) for e in ids]
 
 
 def wait_for_delivery(
     probe: StackProbe,
-    ids: Sequence[str],
+    keys: Sequence[str],
     timeout: float,
     *,
     interval: float = 5.0,
@@ -162,15 +166,15 @@ def wait_for_delivery(
     """Until every event has its row and the work queue is empty; nothing may be dead-lettered."""
     started = clock()
     while True:
-        missing = len(ids) - len(probe.stored(ids))
+        missing = len(keys) - len(probe.stored(keys))
         depth, dead = probe.depth(), probe.dead_lettered()
         if dead:
             raise E2EFailure(f"{dead} messages were dead-lettered (valid events only were sent)")
         if not missing and not depth:
-            return Delivery(len(ids), clock() - started)
+            return Delivery(len(keys), clock() - started)
         if clock() - started > timeout:
             raise E2EFailure(
-                f"after {timeout:.0f} s: {missing} of {len(ids)} rows missing, "
+                f"after {timeout:.0f} s: {missing} of {len(keys)} rows missing, "
                 f"{depth} messages still on the work queue"
             )
         sleep(interval)
@@ -295,8 +299,8 @@ def run(stack: str, count: int, keep: bool) -> int:
             )
         )
         watch.start()
-        ids = publish(probe, count, run_id)
-        delivery = wait_for_delivery(probe, ids, timeout=1800)
+        keys = publish(probe, count, run_id)
+        delivery = wait_for_delivery(probe, keys, timeout=1800)
         print(f"e2e: {delivery.events} rows in {delivery.seconds:.0f} s", flush=True)
         watch.until_zero(timeout=900)
         print(f"e2e: {watch.verdict()}", flush=True)

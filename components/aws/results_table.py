@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_aws import dynamodb, kms
 
-# The CloudEvent id is the key: a redelivered message overwrites its own row.
+# The hash key: app.backend.row_key of (workflow, source, id), so a redelivered message
+# overwrites its own row. Its name and type are the table's schema: never change them.
 PARTITION_KEY = "id"
 TTL_ATTRIBUTE = "expiresAt"
 
@@ -23,8 +24,8 @@ class DynamoResultsTableArgs:
 
 
 class DynamoResultsTable(pulumi.ComponentResource):
-    """On-demand table keyed by event id, with PITR, KMS encryption and optional TTL; with
-    replica regions, a global table whose every replica has PITR and a key of its region.
+    """On-demand table keyed by row key (docs/app.md), with PITR, KMS encryption and optional TTL;
+    with replica regions, a global table whose every replica has PITR and a key of its region.
 
     Encryption uses one multi-region KMS key: the primary in the stack's region and a replica
     key (same key material and id) in each replica region, which DynamoDB requires of every

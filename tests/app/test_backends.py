@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import pytest
+from azure.core.exceptions import HttpResponseError
+from azure.data.tables import TableClient
 from azure.identity import DefaultAzureCredential
 from botocore.stub import Stubber
 
 from app import aws, azure
-from app.backend import Received, build
+from app.backend import Received, RowRejected, TableFull, build, row_key
 from app.events import parse
 from app.settings import load
+from bench.emulators import azurite_connection_string
 from tests.app.test_settings import AWS, AZURE
 
 
@@ -47,21 +54,35 @@ def test_aws_uses_the_default_chain_and_honours_endpoint_override(
     backend.close()
 
 
-def test_azure_partition_key_is_stable_and_spreads_ids() -> None:
-    ids = [f"order-{i}" for i in range(2000)]
-    keys = [azure.partition_key(i) for i in ids]
-    assert keys == [azure.partition_key(i) for i in ids]  # redelivery hits the same row
-    counts = {k: keys.count(k) for k in set(keys)}
-    assert len(counts) == azure.PARTITIONS
-    assert min(counts.values()) > 2000 / azure.PARTITIONS * 0.8
+def test_row_key_is_a_digest_of_workflow_source_and_id() -> None:
+    """The key scheme is the table schema: pinned here so that it cannot change unnoticed."""
+    digest = hashlib.sha256(b"4:work,5:urn:s,3:e-1,").hexdigest()
+    assert row_key("work", "urn:s", "e-1") == digest
+    assert re.fullmatch("[0-9a-f]{64}", row_key("orders", "/x", "a/b\\c#d?" + "é" * 300))
 
 
-def test_azure_entity_is_keyed_by_workflow_and_event_id() -> None:
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (("work", "urn:a", "1"), ("work", "urn:b", "1")),  # same id, another source
+        (("work", "s", "orders:123"), ("orders", "s", "123")),  # the old prefix collision
+        (("work", "ab", "c"), ("work", "a", "bc")),  # where one part ends and the next begins
+        (("work", "s1:", "x"), ("work", "s", "1:x")),  # a netstring's own syntax in a part
+    ],
+)
+def test_distinct_triples_have_distinct_keys(
+    a: tuple[str, str, str], b: tuple[str, str, str]
+) -> None:
+    assert row_key(*a) != row_key(*b)
+
+
+def test_azure_entity_is_its_own_partition_keyed_by_the_triple() -> None:
     event = parse('{"specversion":"1.0","id":"o-1","source":"s","type":"t","data":{"a":1}}')
-    entity = azure._entity(event, "orders")
-    assert entity == {
-        "RowKey": "orders:o-1",
-        "PartitionKey": azure.partition_key("o-1"),
+    key = row_key("orders", "s", "o-1")
+    assert azure._entity(event, "orders") == {
+        "PartitionKey": key,
+        "RowKey": key,
+        "eventId": "o-1",
         "source": "s",
         "type": "t",
         "data": '{"a":1}',
@@ -69,13 +90,22 @@ def test_azure_entity_is_keyed_by_workflow_and_event_id() -> None:
     }
 
 
-def test_dynamodb_item_names_its_workflow() -> None:
-    assert aws.DynamoTable(None, "events").item(EVENTS[0])["workflow"] == {"S": "work"}
+def test_dynamodb_item_is_keyed_by_the_triple_and_keeps_the_raw_values() -> None:
     item = aws.DynamoTable(None, "events", workflow="orders").item(EVENTS[0])
-    assert item["workflow"] == {"S": "orders"}
-    # Another workflow's row of the same event has a key of its own.
-    assert item["id"] == {"S": f"orders:{EVENTS[0].id}"}
-    assert aws.DynamoTable(None, "events").item(EVENTS[0])["id"] == {"S": EVENTS[0].id}
+    assert item["id"] == {"S": row_key("orders", "s", "e0")}
+    assert (item["eventId"], item["source"], item["workflow"]) == (
+        {"S": "e0"},
+        {"S": "s"},
+        {"S": "orders"},
+    )
+    assert aws.DynamoTable(None, "events").item(EVENTS[0])["workflow"] == {"S": "work"}
+
+
+def test_azure_entity_size_counts_utf16_as_the_service_does() -> None:
+    """4 bytes, keys as UTF-16, per property 8 bytes + name and value as UTF-16 + 4: an ASCII
+    character is 2 bytes there, a CJK one 2 (not the 1 and 3 of UTF-8)."""
+    entity = {"PartitionKey": "k", "RowKey": "k", "data": "a東"}
+    assert azure.entity_bytes(entity) == 4 + 2 + 2 + (8 + 8 + 4 + 4)
 
 
 def _dynamo_with_canned_responses(responses: list[dict[str, object]]) -> tuple[object, Stubber]:
@@ -123,7 +153,7 @@ def test_dynamodb_rows_carry_an_expiry_only_when_a_ttl_is_set(
     assert aws.TTL_ATTRIBUTE not in aws.DynamoTable(None, "events").item(EVENTS[0])
     item = aws.DynamoTable(None, "events", ttl_days=2).item(EVENTS[0])
     assert item[aws.TTL_ATTRIBUTE] == {"N": str(1_700_000_000 + 2 * 86_400)}
-    assert item["id"] == {"S": "e0"}
+    assert item["eventId"] == {"S": "e0"}
 
 
 def test_ttl_days_reach_the_table_from_the_environment() -> None:
@@ -183,3 +213,76 @@ def test_aws_region_falls_back_to_the_queue_url(monkeypatch: pytest.MonkeyPatch)
     backend = build(load(AWS))
     assert backend.queue.client.meta.region_name == "us-east-2"
     backend.close()
+
+
+class CosmosReplies:
+    """A Cosmos DB for Table endpoint on loopback that answers every write with one canned
+    reply, so the real azure-data-tables client raises exactly what it raises for it."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: dict[str, object]) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_PUT(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                for name, value in {**headers, "Content-Type": "application/json"}.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def table(self) -> azure.CosmosTable:
+        port = self.httpd.server_address[1]
+        client = TableClient.from_connection_string(
+            azurite_connection_string(port, port), "events", retry_total=0
+        )
+        return azure.CosmosTable(client, azure._Pool(2))
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+
+
+def odata_error(code: str, message: str) -> dict[str, object]:
+    return {"odata.error": {"code": code, "message": {"lang": "en-us", "value": message}}}
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({"x-ms-substatus": "1014"}, "Partition key reached maximum size of 20 GB"),
+        ({}, "Partition key reached maximum size of 20 GB\nActivityId: 1"),
+        ({"x-ms-substatus": "1014"}, "Forbidden"),
+    ],
+)
+def test_a_full_cosmos_partition_is_table_full_not_a_refused_row(
+    headers: dict[str, str], message: str
+) -> None:
+    """Cosmos DB: 403, substatus 1014, "Partition key reached maximum size of {...} GB"
+    (learn.microsoft.com/azure/cosmos-db/nosql/troubleshoot-forbidden; the Table API's exact
+    body is not documented, so either sign is enough)."""
+    replies = CosmosReplies(403, headers, odata_error("Forbidden", message))
+    try:
+        with pytest.raises(TableFull, match="Cosmos DB has no room for the row") as err:
+            replies.table().write(EVENTS[:2])
+        assert isinstance(err.value.__cause__, HttpResponseError)
+        assert err.value.__cause__.status_code == 403
+    finally:
+        replies.close()
+
+
+def test_other_forbidden_writes_are_not_table_full() -> None:
+    """A 403 for a missing data-plane role is an outage to retry, not a full table."""
+    body = odata_error("Forbidden", "Request blocked by Auth edwcosmos: principal lacks role")
+    replies = CosmosReplies(403, {"x-ms-substatus": "5301"}, body)
+    try:
+        with pytest.raises(HttpResponseError) as err:
+            replies.table().write(EVENTS[:1])
+        assert not isinstance(err.value, TableFull | RowRejected)
+    finally:
+        replies.close()

@@ -9,6 +9,7 @@ import signal
 import boto3
 import pytest
 
+from app.backend import row_key
 from bench.emulators import AWS_TEST_ENV, Target
 from tests.app.conftest import ConsumerProcess, wait_until
 from tools import e2e
@@ -44,15 +45,16 @@ def test_delivery_is_verified_row_by_row(
     target: Target, start_consumer: ConsumerProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     probe = probe_for(target, monkeypatch)
-    ids = e2e.publish(probe, 120, "t1")
+    keys = e2e.publish(probe, 120, "t1")
+    assert keys[0] == row_key("work", "urn:edw:e2e:t1", "e2e-t1-000000")
     assert probe.depth() == 120
     with pytest.raises(e2e.E2EFailure, match="120 of 120 rows missing, 120 messages still"):
-        e2e.wait_for_delivery(probe, ids, timeout=0, sleep=lambda _: None)
+        e2e.wait_for_delivery(probe, keys, timeout=0, sleep=lambda _: None)
     consumer = start_consumer({**target.env, **FAST})
-    delivery = e2e.wait_for_delivery(probe, ids, timeout=60, interval=0.5)
+    delivery = e2e.wait_for_delivery(probe, keys, timeout=60, interval=0.5)
     assert delivery.events == 120
-    assert probe.stored(ids) == set(ids)
-    assert probe.stored(["e2e-t1-999999"]) == set()
+    assert probe.stored(keys) == set(keys)
+    assert probe.stored([row_key("work", "urn:edw:e2e:t1", "e2e-t1-999999")]) == set()
     consumer.signal(signal.SIGTERM)
     assert consumer.wait(15) == 0
 
@@ -61,12 +63,12 @@ def test_a_dead_letter_fails_the_run(
     target: Target, start_consumer: ConsumerProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     probe = probe_for(target, monkeypatch)
-    ids = e2e.publish(probe, 5, "t2")
+    keys = e2e.publish(probe, 5, "t2")
     assert probe.send(["not a cloudevent"]) == 0
     consumer = start_consumer({**target.env, **FAST})
     wait_until(lambda: probe.dead_lettered() == 1, 30, "the bad message to be set aside")
     with pytest.raises(e2e.E2EFailure, match="1 messages were dead-lettered"):
-        e2e.wait_for_delivery(probe, ids, timeout=30, interval=0.2)
+        e2e.wait_for_delivery(probe, keys, timeout=30, interval=0.2)
     consumer.signal(signal.SIGTERM)
     consumer.wait(15)
 

@@ -21,6 +21,7 @@ import pytest
 from app import azure, events
 from app.aws import open_router
 from app.azure import EVENT_GRID_SCOPE, EventGridRouter, http_session
+from app.backend import row_key
 from bench.emulators import REPO, AwsTarget, MotoEmulator, child_env
 from bench.router import router_hop
 from components.routing import parse_filter, sns_filter_policy
@@ -106,12 +107,9 @@ def test_events_published_to_the_router_land_by_content_in_their_workflows_rows(
 
     got: dict[str, set[str]] = {name: set() for name in WORKFLOWS}
     for row in table.rows():
-        event_id = row["id"].removeprefix(f"{row['workflow']}:")
-        got[row["workflow"]].add(event_id)
-        # The default workflow keeps plain event ids as keys; the others prefix their name.
-        assert row["id"] == (
-            event_id if row["workflow"] == "work" else f"{row['workflow']}:{event_id}"
-        )
+        got[row["workflow"]].add(row["eventId"])
+        # One event routed to several workflows: one row each, keyed by the whole triple.
+        assert row["id"] == row_key(row["workflow"], row["source"], row["eventId"])
     assert got == expected
     for consumer in consumers:
         assert consumer.metric("edw_messages_processed_total") >= 1
