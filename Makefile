@@ -92,7 +92,10 @@ $(HOME)/.pulumi-edw:
 	mkdir -p $@
 
 # What the stack needs is checked before any pulumi call: one line per missing piece, exit 2.
-up preview destroy: STACK_COMMAND = $@
+# Literal values: a target-specific `$@` would expand inside the `stack` recipe, to `stack`.
+up: STACK_COMMAND := up
+preview: STACK_COMMAND := preview
+destroy: STACK_COMMAND := destroy
 stack: $(VENV)/.installed $(if $(findstring file://,$(PULUMI_BACKEND_URL)),$(HOME)/.pulumi-edw)
 	$(BIN)/python -m tools.prereqs --stack $(STACK) --command $(or $(STACK_COMMAND),stack)
 	pulumi stack select --create $(STACK_REF)

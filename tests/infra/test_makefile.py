@@ -36,6 +36,15 @@ def test_stack_targets_select_the_stack_and_run_pulumi(target, command, tmp_path
     assert out.index("stack select") < out.index(command)
 
 
+@pytest.mark.parametrize("target", ["up", "preview", "destroy", "stack"])
+def test_the_prerequisite_check_is_told_which_command_runs(target, tmp_path):
+    # `up` and `preview` need Docker with buildx (they build the image); `stack` and `destroy`
+    # do not: the check must know which one it guards.
+    out = dry_run(target, tmp_path)
+    assert f"-m tools.prereqs --stack aws --command {target}\n" in out
+    assert out.index("tools.prereqs") < out.index("pulumi stack select")
+
+
 def test_without_a_login_the_local_file_backend_is_used(tmp_path):
     out = dry_run("preview", tmp_path)
     assert f"mkdir -p {tmp_path}/.pulumi-edw" in out
