@@ -32,6 +32,7 @@ from policy.offline import (
     STACK_CONFIG_DIR,
     PackConfig,
     Recorded,
+    evaluate,
     format_report,
     resource_violations,
     stack_resources,
@@ -84,16 +85,8 @@ def pack_config(stack: str) -> PackConfig:
 @pytest.mark.parametrize(("stack", "variant"), CASES)
 def test_a_first_preview_breaks_no_mandatory_rule(stack: str, variant: str) -> None:
     run = run_stack(stack, VARIANTS[stack][variant], preview=True)
-    violations = [
-        v for v in resource_and_stack_violations(run.resources, pack_config(stack)) if v.mandatory
-    ]
+    violations = [v for v in evaluate(run.resources, pack_config(stack)) if v.mandatory]
     assert not violations, format_report(violations, stack, f"first preview, {variant}")
-
-
-def resource_and_stack_violations(resources: Sequence[Recorded], config: PackConfig) -> list:
-    by_urn = {r.urn: r for r in resources}
-    found = [v for r in resources for v in resource_violations(r, config, by_urn)]
-    return found + stack_violations(stack_resources(resources), config)
 
 
 def test_the_preview_run_leaves_computed_values_unknown() -> None:
