@@ -288,11 +288,10 @@ class ProviderMocks(pulumi_mocks.Mocks):
             None,
         )
         if self.preview and not args.resource_id:  # a create (a read or import has an id)
-            known_inputs = _known(inputs)
-            computed = compute(args.typ, args.name, known_inputs) if compute else {}
+            computed = compute(args.typ, args.name, _known(inputs)) if compute else {}
             computed.pop("__id", None)
             # Empty id: the SDK resolves it as unknown, as it does for a create in a preview.
-            return "", {**inputs, **_planned(known_inputs, computed)}
+            return "", {**inputs, **_planned(inputs, computed)}
         state = {**inputs, **(compute(args.typ, args.name, inputs) if compute else {})}
         resource_id = args.resource_id or state.pop("__id", None) or f"{args.name}-id"
         return resource_id, state
@@ -897,14 +896,14 @@ def _known(value: Any) -> Any:
 
 
 def _planned(inputs: Props, computed: Props) -> Props:
-    """What a create's preview returns beyond the inputs: each value the provider computes
-    (new, or different from the known input) as unknown; nested objects key by key."""
+    """What a create's preview returns beyond the inputs (as given, unknowns included): each
+    value the provider computes (new, or not the input) as unknown; nested objects key by key."""
     planned: Props = {}
     for key, value in computed.items():
         given = inputs.get(key)
         if isinstance(given, dict) and isinstance(value, dict):
             planned[key] = {**given, **_planned(given, value)}
-        elif key not in inputs or given != value:
+        elif key not in inputs or _known(given) != value:
             planned[key] = pulumi.runtime.rpc.UNKNOWN
     return planned
 

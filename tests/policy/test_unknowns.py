@@ -99,6 +99,19 @@ def test_the_preview_run_leaves_computed_values_unknown() -> None:
     assert subscription.inputs["rawMessageDelivery"] is True  # a literal stays known
     assert topic.outputs["arn"] == UNKNOWN_STRING_VALUE
     assert topic.id == ""  # the SDK's unknown id of a resource being created
+    # Nested outputs key by key: what was given stays as given (known or not), what the
+    # provider assigns (a uid, a principal) is unknown.
+    account = run.one("kubernetes:core/v1:ServiceAccount", "consumer-sa").outputs["metadata"]
+    assert account["name"] == "edw-consumer"
+    assert account["annotations"] == {"eks.amazonaws.com/role-arn": UNKNOWN_STRING_VALUE}
+    assert account["uid"] == UNKNOWN_STRING_VALUE
+    dev = run_stack("dev", preview=True)
+    grid = dev.one("azure-native:eventgrid:Topic").outputs["identity"]
+    assert grid == {"type": "SystemAssigned", "principalId": UNKNOWN_STRING_VALUE,
+                    "tenantId": UNKNOWN_STRING_VALUE}  # fmt: skip
+    queue = dev.of_type("azure-native:storage:Queue")[0]
+    assert queue.inputs["accountName"] == UNKNOWN_STRING_VALUE  # the new account's name output
+    assert queue.outputs["accountName"] == UNKNOWN_STRING_VALUE
 
 
 # --- any one value unknown ------------------------------------------------------------------
