@@ -40,6 +40,7 @@ from policy.offline import (
     stack_violations,
 )
 from stacks.offline import run_stack
+from tests.infra.test_batch_stacks import NIGHTLY
 
 Path = tuple[str | int, ...]
 
@@ -47,14 +48,7 @@ Path = tuple[str | int, ...]
 WORKFLOWS = [
     {"name": "work"},
     {"name": "orders", "filter": {"type": ["com.example.order.created"]}, "maxReplicas": 5},
-    {
-        "name": "nightly",
-        "mode": "job",
-        "capacity": "on-demand",
-        "schedule": "0 2 * * *",
-        "filter": {"type": ["edw.schedule.nightly"]},
-        "maxReplicas": 4,
-    },
+    NIGHTLY,
 ]
 WEBHOOKS = [
     {"name": "partner", "url": "https://partner.example.com/hooks/edw", "filter": {"type": ["a"]}},
