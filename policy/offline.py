@@ -1,10 +1,12 @@
 """Run the pack against a stack's full resource graph without cloud credentials.
 
 ``python -m policy.offline --stack aws`` runs the Pulumi program under mocks (``stacks.offline``),
-then hands every recorded resource to the pack exactly as the engine does during a preview:
-each resource (type, name, inputs) to every ResourceValidationPolicy, then the whole resource
-list to every StackValidationPolicy, with the same argument types, unknown-checking proxies,
-enforcement levels and pack config file format as ``--policy-pack-config``. It prints the
+then hands every recorded resource to the pack exactly as the engine does: each resource (type,
+name, inputs) to every ResourceValidationPolicy, then the whole resource list to every
+StackValidationPolicy, with the same argument types, unknown-checking proxies, enforcement
+levels and pack config file format as ``--policy-pack-config``. It does so twice: with every
+value known (what ``pulumi up`` judges), and as the first ``pulumi preview`` of a new stack sees
+it, where every output a provider computes is unknown (``--mode`` picks one). It prints the
 violations like ``pulumi preview`` and exits 1 when one of them is mandatory.
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -40,6 +42,11 @@ PACK_VERSION = "0.1.0"  # keep equal to PulumiPolicy.yaml (a test checks)
 # Per-stack pack config (reviewed waivers and tuning), used by CI's preview and by default here.
 STACK_CONFIG_DIR = Path(__file__).resolve().parent / "stack-config"
 STACKS = ("aws", "dev")
+# How each mode runs the program (stacks.offline's preview flag) and what the report calls it.
+MODES = {
+    "known": (False, "every value known, as `pulumi up` checks it"),
+    "preview": (True, "first preview, computed values unknown"),
+}
 LEVELS = {level.value: level for level in EnforcementLevel}
 # Without a level of its own a policy gets the pack default, as PolicyPack(...) sets it.
 PACK_DEFAULT_LEVEL = EnforcementLevel.ADVISORY
@@ -164,7 +171,7 @@ def _provider(resource: Recorded, by_urn: Mapping[str, Recorded]) -> PolicyProvi
     return PolicyProviderResource(found.type, props, urn, found.name)
 
 
-def _state(resource: Recorded) -> dict[str, Any]:
+def stack_state(resource: Recorded) -> dict[str, Any]:
     # A preview's stack analysis sees each resource's outputs, which for a custom resource
     # include its inputs; mocks may return only the computed values (e.g. just metadata.name),
     # so lay the outputs over the inputs, merging nested objects.
@@ -180,12 +187,13 @@ def _overlay(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _stack_resources(resources: Sequence[Recorded]) -> list[PolicyResource]:
+def stack_resources(resources: Sequence[Recorded]) -> list[PolicyResource]:
+    """The resources as AnalyzeStack hands them to a StackValidationPolicy."""
     by_urn = {r.urn: r for r in resources}
     policy_resources = {
         r.urn: PolicyResource(
             r.type,
-            unknown_checking_proxy(_state(r)),
+            unknown_checking_proxy(stack_state(r)),
             r.urn,
             r.name,
             _options(r),
@@ -212,34 +220,51 @@ def _reporter(
     return report
 
 
+def _enabled(config: PackConfig, kind: type[Policy]) -> Iterator[tuple[Policy, EnforcementLevel]]:
+    """The pack's policies of one kind that run, each at the level the engine reports."""
+    for policy in POLICIES:
+        level = config.level(policy)
+        if not isinstance(policy, kind) or level == EnforcementLevel.DISABLED:
+            continue
+        if level == EnforcementLevel.REMEDIATE:  # the engine reports what it could not fix
+            level = EnforcementLevel.MANDATORY
+        yield policy, level
+
+
+def resource_violations(
+    resource: Recorded, config: PackConfig, by_urn: Mapping[str, Recorded]
+) -> list[Violation]:
+    """What every ResourceValidationPolicy reports for one resource (the engine's Analyze)."""
+    violations: list[Violation] = []
+    for policy, level in _enabled(config, ResourceValidationPolicy):
+        args = ResourceValidationArgs(
+            resource.type,
+            unknown_checking_proxy(resource.inputs),
+            resource.urn,
+            resource.name,
+            _options(resource),
+            _provider(resource, by_urn),
+            config.properties.get(policy.name),
+        )
+        _run(policy, args, level, f"{resource.type}: {resource.name}", violations)
+    return violations
+
+
+def stack_violations(graph: Sequence[PolicyResource], config: PackConfig) -> list[Violation]:
+    """What every StackValidationPolicy reports for the whole graph (the engine's AnalyzeStack)."""
+    violations: list[Violation] = []
+    for policy, level in _enabled(config, StackValidationPolicy):
+        args = StackValidationArgs(list(graph), config.properties.get(policy.name))
+        _run(policy, args, level, "", violations)
+    return violations
+
+
 def evaluate(resources: Sequence[Recorded], config: PackConfig | None = None) -> list[Violation]:
     """Every violation the pack reports for this resource graph."""
     config = config or PackConfig()
     by_urn = {r.urn: r for r in resources}
-    violations: list[Violation] = []
-    for policy in POLICIES:
-        level = config.level(policy)
-        if level == EnforcementLevel.DISABLED:
-            continue
-        if level == EnforcementLevel.REMEDIATE:  # the engine reports what it could not fix
-            level = EnforcementLevel.MANDATORY
-        settings = config.properties.get(policy.name)
-
-        if isinstance(policy, ResourceValidationPolicy):
-            for r in resources:
-                args = ResourceValidationArgs(
-                    r.type,
-                    unknown_checking_proxy(dict(r.inputs)),
-                    r.urn,
-                    r.name,
-                    _options(r),
-                    _provider(r, by_urn),
-                    settings,
-                )
-                _run(policy, args, level, f"{r.type}: {r.name}", violations)
-        elif isinstance(policy, StackValidationPolicy):
-            args = StackValidationArgs(_stack_resources(resources), settings)
-            _run(policy, args, level, "", violations)
+    violations = [v for r in resources for v in resource_violations(r, config, by_urn)]
+    violations += stack_violations(stack_resources(resources), config)
     return _with_resource_names(violations, by_urn)
 
 
@@ -274,18 +299,20 @@ def _with_resource_names(
     return named
 
 
-def format_report(violations: Sequence[Violation], stack: str) -> str:
+def format_report(violations: Sequence[Violation], stack: str, mode: str = "") -> str:
     """The ``Policies:`` block of a preview, then a one-line summary."""
     mandatory = sum(v.mandatory for v in violations)
     mark = "❌" if mandatory else ("⚠️ " if violations else "✅")
-    lines = ["Policies:", f"    {mark} {PACK_NAME}@v{PACK_VERSION} (local: policy, stack {stack})"]
+    where = f"stack {stack}, {mode}" if mode else f"stack {stack}"
+    lines = ["Policies:", f"    {mark} {PACK_NAME}@v{PACK_VERSION} (local: policy, {where})"]
     for v in sorted(violations, key=lambda v: (not v.mandatory, v.policy, v.resource)):
         where = f"  ({v.resource})" if v.resource else ""
         lines.append(f"        - [{v.level.value}]  {v.policy}{where}")
         lines.append(f"          {v.description}")
         lines.append(f"          {v.message}")
     advisory = len(violations) - mandatory
-    lines.append(f"{mandatory} mandatory and {advisory} advisory policy violation(s) in {stack}")
+    summary = f"{mandatory} mandatory and {advisory} advisory policy violation(s) in {stack}"
+    lines.append(f"{summary} ({mode})" if mode else summary)
     return "\n".join(lines)
 
 
@@ -316,6 +343,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="edw: stack setting to change for this run, e.g. maxReplicas=500 (repeatable)",
     )
+    parser.add_argument(
+        "--mode",
+        choices=[*MODES, "both"],
+        default="both",
+        help="known: every value known (as `pulumi up`); preview: a new stack's first preview, "
+        "every computed output unknown; both (default): one after the other",
+    )
     options = parser.parse_args(argv)
     try:
         config = PackConfig.load(options.config or STACK_CONFIG_DIR / f"{options.stack}.json")
@@ -325,15 +359,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from stacks.offline import ProgramError, run_stack  # noqa: PLC0415  (loads the program)
 
-    try:
-        run = run_stack(options.stack, overrides or None)
-    except ProgramError as error:
-        # The program itself refused (e.g. a bad setting): say why, like `pulumi preview` would.
-        print(f"error: the {options.stack} program failed: {error}", file=sys.stderr)
-        return 2
-    violations = evaluate(run.resources, config)
-    print(format_report(violations, options.stack))
-    return 1 if any(v.mandatory for v in violations) else 0
+    failed = False
+    for mode in MODES if options.mode == "both" else [options.mode]:
+        preview, label = MODES[mode]
+        try:
+            run = run_stack(options.stack, overrides or None, preview=preview)
+        except ProgramError as error:
+            # The program itself refused (e.g. a bad setting): say why, as `pulumi preview` would.
+            print(f"error: the {options.stack} program failed: {error}", file=sys.stderr)
+            return 2
+        violations = evaluate(run.resources, config)
+        print(format_report(violations, options.stack, label))
+        failed = failed or any(v.mandatory for v in violations)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -8,6 +8,14 @@ offline policy check (``python -m policy.offline``) assert on what it records.
 The mocks are honest: they return the computed outputs a provider would (ARNs, URLs, ids,
 auto-generated names, the OIDC issuer...) so that downstream inputs carry realistic values, and
 they answer the invokes the program makes.
+
+``run_stack(..., preview=True)`` runs it as a first ``pulumi preview`` sees it: every resource is
+being created, so every output the provider computes (ids, ARNs, URLs, generated names, the
+kubeconfig...) is unknown, and so is every input built from one. What the provider would compute
+is exactly what the mocks add to the inputs; in a preview the mocks return those keys as the
+engine's unknown sentinel instead, and the SDK resolves them as unknown Outputs (applies on them
+never run). The recorded inputs and outputs then carry the sentinel where a value is unknown, as
+the engine hands them to a policy pack (``pulumi_policy.proxy``).
 """
 
 from __future__ import annotations
@@ -158,8 +166,14 @@ class ProviderMocks(pulumi_mocks.Mocks):
     """Computes the outputs each provider would return for the resources this program uses."""
 
     def __init__(
-        self, aws_region: str, azure_location: str, existing_roles: frozenset[str] = frozenset()
+        self,
+        aws_region: str,
+        azure_location: str,
+        existing_roles: frozenset[str] = frozenset(),
+        *,
+        preview: bool = False,
     ) -> None:
+        self.preview = preview
         self.region = aws_region or "us-east-1"
         self.location = azure_location or "westeurope"
         # IAM roles the mocked account already has (a fresh account: none). Set per run with
@@ -273,6 +287,11 @@ class ProviderMocks(pulumi_mocks.Mocks):
             ),
             None,
         )
+        if self.preview and not args.resource_id:  # a create (a read or import has an id)
+            computed = compute(args.typ, args.name, _known(inputs)) if compute else {}
+            computed.pop("__id", None)
+            # Empty id: the SDK resolves it as unknown, as it does for a create in a preview.
+            return "", {**inputs, **_planned(inputs, computed)}
         state = {**inputs, **(compute(args.typ, args.name, inputs) if compute else {})}
         resource_id = args.resource_id or state.pop("__id", None) or f"{args.name}-id"
         return resource_id, state
@@ -769,22 +788,29 @@ def stack_config(stack: str, overrides: Mapping[str, str] | None = None) -> dict
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
 
 
-def run_stack(stack: str, overrides: Mapping[str, str] | None = None) -> StackRun:
-    """Run the program for ``stack`` under mocks; cached per (stack, overrides)."""
-    return _run_cached(stack, tuple(sorted((overrides or {}).items())))
+def run_stack(
+    stack: str, overrides: Mapping[str, str] | None = None, *, preview: bool = False
+) -> StackRun:
+    """Run the program for ``stack`` under mocks; cached per (stack, overrides, preview).
+
+    ``preview``: as the first ``pulumi preview`` of a new stack (computed outputs unknown)."""
+    return _run_cached(stack, tuple(sorted((overrides or {}).items())), preview)
 
 
 @cache
-def _run_cached(stack: str, overrides: tuple[tuple[str, str], ...]) -> StackRun:
+def _run_cached(stack: str, overrides: tuple[tuple[str, str], ...], preview: bool) -> StackRun:
     config = stack_config(stack, dict(overrides))
     roles = frozenset(json.loads(config.pop(EXISTING_ROLES_KEY, "[]")))
     mocks = ProviderMocks(
-        config.get("aws:region", ""), config.get("azure-native:location", ""), roles
+        config.get("aws:region", ""),
+        config.get("azure-native:location", ""),
+        roles,
+        preview=preview,
     )
     monitor = RecordingMonitor(mocks)
     # A fresh root stack per run, so two stacks in one process never share state.
     pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     pulumi.runtime.set_all_config(config)
     settings = pulumi_settings.SETTINGS
     settings.rpc_manager.clear()
@@ -858,8 +884,35 @@ def _registry_login(mocks: ProviderMocks, cloud: str) -> Iterator[None]:
         yield
 
 
+def _known(value: Any) -> Any:
+    """``value`` with every unknown (preview) replaced by None, for the output computations."""
+    if isinstance(value, pulumi.output.Unknown):
+        return None
+    if isinstance(value, dict):
+        return {k: _known(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_known(v) for v in value]
+    return value
+
+
+def _planned(inputs: Props, computed: Props) -> Props:
+    """What a create's preview returns beyond the inputs (as given, unknowns included): each
+    value the provider computes (new, or not the input) as unknown; nested objects key by key."""
+    planned: Props = {}
+    for key, value in computed.items():
+        given = inputs.get(key)
+        if isinstance(given, dict) and isinstance(value, dict):
+            planned[key] = {**given, **_planned(given, value)}
+        elif key not in inputs or _known(given) != value:
+            planned[key] = pulumi.runtime.rpc.UNKNOWN
+    return planned
+
+
 def _plain(value: Any) -> Any:
-    """Drop the SDK's secret/unknown wrappers so tests compare plain JSON-like values."""
+    """Drop the SDK's secret wrappers so tests compare plain JSON-like values; an unknown value
+    (preview) is the engine's sentinel string, as a policy pack receives it."""
+    if isinstance(value, pulumi.output.Unknown):
+        return pulumi.runtime.rpc.UNKNOWN
     if isinstance(value, dict):
         if value.get(pulumi.runtime.rpc._special_sig_key) == pulumi.runtime.rpc._special_secret_sig:
             return _plain(value.get("value"))

@@ -15,6 +15,9 @@ REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "tests" / "reference"
 # Files of ours inside the vendored folder (not upstream data): the licence text it ships under.
 VENDORED_ONLY = frozenset({"LICENSE-Apache-2.0.txt"})
+# The GitHub Actions the workflows pin, with a README of their own: this repository's own set,
+# not part of the steering repo's copy.
+ACTIONS = "github-actions"
 
 
 def reference_dir() -> Path:

@@ -12,15 +12,27 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from tests import reference_data
-from tests.reference_data import REPO, VENDORED_ONLY, reference_dir, upstream_copy
+from tests.reference_data import ACTIONS, REPO, VENDORED_ONLY, reference_dir, upstream_copy
 
 # `| crds/keda/x.yaml | ... | <blob> | <sha256> |` and the `(blob X, sha256 Y)` of the other rows.
 CRD_ROW = re.compile(r"^\| (crds/\S+\.yaml) \|.*\| ([0-9a-f]{12}) \| ([0-9a-f]{16}) \|$", re.M)
 OTHER_ROW = re.compile(r"^\| `([\w./-]+)` \|.*\(blob ([0-9a-f]{12}), sha256 ([0-9a-f]{16})\)", re.M)
+# `| `owner/repo` | vX.Y.Z | <commit> | <date> | <licence> | <blob> | <sha256> |`
+ACTION_ROW = re.compile(
+    r"^\| `([\w.-]+/[\w.-]+)` \| (v[\d.]+) \| ([0-9a-f]{40}) \| [\d-]+ \| ([\w.-]+) \| "
+    r"([0-9a-f]{12}) \| ([0-9a-f]{16}) \|$",
+    re.M,
+)
 
 
 def files_below(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    """Every file below ``root`` by relative path, the workflows' actions (their own README)
+    left out."""
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and not p.relative_to(root).as_posix().startswith(f"{ACTIONS}/")
+    }
 
 
 def git_blob_id(data: bytes) -> str:
@@ -59,7 +71,10 @@ def test_the_licence_the_data_ships_under_is_vendored_with_it() -> None:
 def test_vendored_copy_is_identical_to_the_steering_repos_copy() -> None:
     upstream = upstream_copy()
     if upstream is None:
-        pytest.skip("no ../shared/reference beside this checkout (a plain clone): nothing to diff")
+        pytest.skip(
+            "no second copy of the reference data to compare with (the vendored files are "
+            "checked against their recorded upstream blob ids by the other tests)"
+        )
     ours = files_below(reference_dir())
     theirs = files_below(upstream)
     assert set(ours) - VENDORED_ONLY == set(theirs)
@@ -87,3 +102,18 @@ def test_the_project_schema_rejects_what_the_cli_rejects() -> None:
     project = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
     project["config"]["prefix"]["type"] = "map"
     assert list(Draft202012Validator(schema).iter_errors(project))
+
+
+def test_every_vendored_action_is_documented_with_its_release_and_hash() -> None:
+    root = reference_dir() / ACTIONS
+    rows = ACTION_ROW.findall((root / "README.md").read_text())
+    files = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    assert files - {"README.md"} == {
+        f"{action}/{name}" for action, *_ in rows for name in ("action.yml", "LICENSE")
+    }
+    for action, _tag, _commit, licence, blob, digest in rows:
+        content = (root / action / "action.yml").read_bytes()
+        assert git_blob_id(content).startswith(blob), action
+        assert hashlib.sha256(content).hexdigest().startswith(digest), action
+        words = {"MIT": "Permission is hereby granted", "Apache-2.0": "Apache License"}[licence]
+        assert words in (root / action / "LICENSE").read_text(), action

@@ -17,7 +17,9 @@ from .common import (
     StackFinding,
     Subject,
     as_list,
-    known,
+    dig,
+    each,
+    has_items,
     of_kind,
     resource_rule,
     stack_rule,
@@ -40,16 +42,18 @@ def _alarmed_on(
 
     def check(nodes: list[Node], config: Config) -> Iterator[StackFinding]:
         alarms = of_kind(nodes, METRIC_ALARM)
-        for queue in queues(nodes, config):
+
+        def alarmed(queue: Node) -> Iterator[StackFinding]:
             if not any(
-                a.depends_on(queue) and known(a.subject.props, "metricName") == metric
-                for a in alarms
+                a.depends_on(queue) and a.subject.props.get("metricName") == metric for a in alarms
             ):
                 yield (
                     f"{what} {queue.subject.label!r} has no alarm on {metric}: {unnoticed} "
                     "would go unnoticed",
                     queue.subject.urn,
                 )
+
+        yield from each(queues(nodes, config), alarmed)
 
     return check
 
@@ -60,15 +64,15 @@ def routers(nodes: list[Node], _config: Config) -> list[Node]:
     delivering = [
         s
         for s in of_kind(nodes, SNS_SUBSCRIPTION)
-        if known(s.subject.props, "protocol") in ("sqs", "http", "https")
+        if s.subject.props.get("protocol") in ("sqs", "http", "https")
     ]
     return [t for t in of_kind(nodes, SNS_TOPIC) if any(s.depends_on(t) for s in delivering)]
 
 
 def _has_action(alarm: Subject, _config: Config) -> Iterator[str]:
-    if not as_list(alarm.props.get("alarmActions")):
+    if not has_items(alarm.props.get("alarmActions")):
         yield f"alarm {alarm.label!r} has no alarm action: it would notify nobody"
-    if not as_list(alarm.props.get("okActions")):
+    if not has_items(alarm.props.get("okActions")):
         yield f"alarm {alarm.label!r} has no OK action: nobody would hear that it recovered"
 
 
@@ -81,21 +85,22 @@ def _watched_queues(nodes: list[Node], metric: str) -> set[str]:
     """Queue names an Azure metric alert on ``metric`` includes in its Queue dimension."""
     names: set[str] = set()
     for alert in of_kind(nodes, AZURE_METRIC_ALERT):
-        for criterion in as_list(known(known(alert.subject.props, "criteria"), "allOf")):
-            if known(criterion, "metricName") == metric:
-                for dimension in as_list(known(criterion, "dimensions")):
-                    if known(dimension, "name") == "Queue":
-                        names.update(as_list(known(dimension, "values")))
+        for criterion in as_list(dig(alert.subject.props, "criteria", "allOf")):
+            if dig(criterion, "metricName") == metric:
+                for dimension in as_list(dig(criterion, "dimensions")):
+                    if dig(dimension, "name") == "Queue":
+                        names.update(as_list(dig(dimension, "values")))
     return names
 
 
 def _azure_queues_alerted(nodes: list[Node], _config: Config) -> Iterator[StackFinding]:
     """Storage has no per-queue metric: the stack sends its own; each queue must be in an
     alert on it (poison queues on their depth, work queues on their oldest age)."""
-    for queue in of_kind(nodes, STORAGE_QUEUE):
-        role = known(known(queue.subject.props, "metadata"), "edw_role")
+
+    def alerted(queue: Node) -> Iterator[StackFinding]:
+        role = dig(queue.subject.props, "metadata", "edw_role")
         metric = QUEUE_METRICS.get(str(role))
-        name = known(queue.subject.props, "queueName")
+        name = queue.subject.props.get("queueName")
         if metric and name not in _watched_queues(nodes, metric):
             yield (
                 f"{role} queue {name!r} is in no alert on {metric}: what lands there would go "
@@ -103,9 +108,11 @@ def _azure_queues_alerted(nodes: list[Node], _config: Config) -> Iterator[StackF
                 queue.subject.urn,
             )
 
+    yield from each(of_kind(nodes, STORAGE_QUEUE), alerted)
+
 
 def _azure_alert_notifies(alert: Subject, _config: Config) -> Iterator[str]:
-    if not as_list(alert.props.get("actions")):
+    if not has_items(alert.props.get("actions")):
         yield f"alert {alert.label!r} has no action group: it would notify nobody"
     if alert.props.get("autoMitigate") is not True:
         yield (

@@ -6,14 +6,17 @@ import re
 from collections.abc import Iterator
 
 from .common import (
+    UNKNOWN,
     Config,
     Node,
     StackFinding,
     Subject,
     as_list,
     dig,
-    known,
+    each,
+    inconclusive,
     of_kind,
+    preview_value,
     resource_rule,
     stack_rule,
     string_list,
@@ -149,20 +152,23 @@ def _custom_data_roles(nodes: list[Node]) -> dict[str, Node]:
     for node in of_kind(nodes, ROLE_DEFINITION):
         permissions = as_list(node.subject.props.get("permissions"))
         if any(as_list(dig(p, "dataActions")) for p in permissions):
-            guid = known(node.subject.props, "roleDefinitionId") or node.subject.name
-            found[_role_guid(guid)] = node
+            # Unknown in a preview when generated: the assignment's dependency says which.
+            guid = preview_value(node.subject.props, "roleDefinitionId")
+            found[_role_guid(node.subject.name if guid in (None, UNKNOWN) else guid)] = node
     return found
 
 
 def _data_role_scope(nodes: list[Node], config: Config) -> Iterator[StackFinding]:
     builtin = {r.lower() for r in config["dataRoleDefinitionIds"]}
     custom = _custom_data_roles(nodes)
-    for node in of_kind(nodes, ROLE_ASSIGNMENT):
+
+    def check(node: Node) -> Iterator[StackFinding]:
         assignment = node.subject
-        scope = str(known(assignment.props, "scope") or "")
+        scope = str(assignment.props.get("scope") or "")
         if not _BROAD_SCOPE.match(scope):
-            continue
-        guid = _role_guid(known(assignment.props, "roleDefinitionId"))
+            return
+        role_id = preview_value(assignment.props, "roleDefinitionId")
+        guid = None if role_id is UNKNOWN else _role_guid(role_id)
         if guid in builtin:
             role = DATA_ROLE_DEFINITION_IDS.get(guid, guid)
         else:
@@ -171,13 +177,17 @@ def _data_role_scope(nodes: list[Node], config: Config) -> Iterator[StackFinding
                 (d for d in custom.values() if node.depends_on(d)), None
             )
             if definition is None:
-                continue
+                if role_id is UNKNOWN:
+                    inconclusive(assignment, "roleDefinitionId")
+                return
             role = f"{definition.subject.label!r} (custom, with data actions)"
         yield (
             f"role assignment {assignment.label!r} grants data role {role} at {scope!r}; "
             "scope it to the storage account, queue, table, registry or cluster",
             assignment.urn,
         )
+
+    yield from each(of_kind(nodes, ROLE_ASSIGNMENT), check)
 
 
 def _no_preview_api(resource: Subject, config: Config) -> Iterator[str]:

@@ -3,6 +3,12 @@
 Rules see properties exactly as the engine hands them over: wrapped in pulumi_policy's
 unknown-checking proxies, which are ``Mapping``/``Sequence`` but not ``dict``/``list``. Every
 helper here therefore tests against the abstract types.
+
+Values a preview cannot know: reading one through a proxy raises ``UnknownValueError``, and the
+pack server turns that into an advisory "can't run policy ... during preview" (pulumi-policy
+1.21.0, ``policy.py`` Analyze/AnalyzeStack). A rule must let it propagate, or decide explicitly
+(``is_set``, ``UNKNOWN`` from ``preview_value``); it must never read an unknown as unset, which
+turns a compliant first preview into a mandatory violation that fails it.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 from pulumi_policy import (
     EnforcementLevel,
@@ -23,7 +29,7 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
-from pulumi_policy.proxy import UnknownValueError
+from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError
 
 MANDATORY = EnforcementLevel.MANDATORY
 ADVISORY = EnforcementLevel.ADVISORY
@@ -33,6 +39,15 @@ _K8S_TOKEN = re.compile(r"^kubernetes:(?P<module>[^:]+):(?P<kind>[A-Za-z0-9]+)$"
 Props = Mapping[str, Any]
 Config = Mapping[str, Any]
 Schema = Mapping[str, Mapping[str, Any]]
+T = TypeVar("T")
+
+
+class _Unknown:
+    def __repr__(self) -> str:
+        return "<unknown until the update runs>"
+
+
+UNKNOWN: Any = _Unknown()  # what preview_value returns for a value a preview cannot know
 
 
 @dataclass(frozen=True)
@@ -48,9 +63,10 @@ class Subject:
     @property
     def label(self) -> str:
         """How messages name the resource: its physical/Kubernetes name if known, else logical."""
-        meta_name = known(known(self.props, "metadata"), "name")
-        physical = known(self.props, "name")
-        return str(meta_name or (physical if isinstance(physical, str) else None) or self.name)
+        meta_name = preview_value(preview_value(self.props, "metadata"), "name")
+        physical = preview_value(self.props, "name")
+        named = [n for n in (meta_name, physical) if isinstance(n, str) and n]
+        return named[0] if named else self.name
 
 
 ResourceCheck = Callable[[Subject, Config], Iterable[str]]
@@ -186,14 +202,38 @@ def dig(value: Any, *path: str | int) -> Any:
     return value
 
 
-def known(props: Any, key: str) -> Any:
-    """``props[key]``, or None when unset, not a mapping, or unknown until the update runs."""
+def preview_value(props: Any, key: str) -> Any:
+    """``props[key]``; None when unset or ``props`` is no mapping; ``UNKNOWN`` when a preview
+    cannot know it. For rules that can decide without the value: compare with ``UNKNOWN``."""
     if not isinstance(props, Mapping):
         return None
     try:
         return props.get(key)
     except UnknownValueError:
-        return None
+        return UNKNOWN
+
+
+def inconclusive(subject: Subject, key: str) -> NoReturn:
+    """Give up on a rule because ``subject``'s ``key`` is unknown until the update runs."""
+    raise UnknownValueError(UNKNOWN_STRING_VALUE, [subject.name, key])
+
+
+def each(
+    items: Iterable[T], check: Callable[[T], Iterable[StackFinding]]
+) -> Iterator[StackFinding]:
+    """A stack check item by item: an item with a value a preview cannot know is skipped, the
+    others are still judged (their violations reported), and then the policy is inconclusive
+    (the first UnknownValueError), as the engine reports it."""
+    unknown: UnknownValueError | None = None
+    for item in items:
+        try:
+            findings = list(check(item))  # all of an item's findings, or none of them
+        except UnknownValueError as error:
+            unknown = unknown or error
+            continue
+        yield from findings
+    if unknown is not None:
+        raise unknown
 
 
 def is_set(props: Props, key: str) -> bool:
@@ -202,6 +242,11 @@ def is_set(props: Props, key: str) -> bool:
         return props.get(key) not in (None, "")
     except UnknownValueError:
         return True
+
+
+def has_items(value: Any) -> bool:
+    """A non-empty sequence; its items need not be known (an alarm action's new topic ARN)."""
+    return isinstance(value, Sequence) and not isinstance(value, str) and len(value) > 0
 
 
 def as_list(value: Any) -> list[Any]:

@@ -3,7 +3,8 @@ that accept only their topic, Event Grid keyless with identity delivery and dead
 no partner endpoint on plain HTTP.
 
 A subscription is tied to its queues, and a topic or queue to its policy, by dependency (the
-ARNs are unknown before the first deploy), never by name.
+ARNs are unknown before the first deploy), never by name. A topic's key and a subscription's
+redrive policy are built from resources a first preview creates: unknown then, but set.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from .common import (
     Subject,
     as_list,
     dig,
+    each,
+    is_set,
     json_document,
-    known,
     of_kind,
     resource_rule,
     stack_rule,
@@ -36,7 +38,7 @@ SNS_SERVICE = "sns.amazonaws.com"
 
 
 def _topic_encrypted(topic: Subject, _: Config) -> Iterator[str]:
-    if not known(topic.props, "kmsMasterKeyId"):
+    if not is_set(topic.props, "kmsMasterKeyId"):
         yield f"topic {topic.label!r} is not encrypted at rest: set kmsMasterKeyId"
 
 
@@ -57,7 +59,7 @@ def _policies_of(nodes: list[Node], target: Node, kind: str, key: str) -> list[M
 
 
 def _topic_tls_only(nodes: list[Node], _: Config) -> Iterator[StackFinding]:
-    for topic in of_kind(nodes, SNS_TOPIC):
+    def check(topic: Node) -> Iterator[StackFinding]:
         documents = _policies_of(nodes, topic, SNS_TOPIC_POLICY, "policy")
         if not any(_denies_plain_transport(d) for d in documents):
             yield (
@@ -66,20 +68,22 @@ def _topic_tls_only(nodes: list[Node], _: Config) -> Iterator[StackFinding]:
                 topic.subject.urn,
             )
 
+    yield from each(of_kind(nodes, SNS_TOPIC), check)
+
 
 def _subscription_delivery(subscription: Subject, _: Config) -> Iterator[str]:
     props = subscription.props
-    protocol = known(props, "protocol")
+    protocol = props.get("protocol")
     if protocol == "http":
         yield f"subscription {subscription.label!r} delivers over plain http: use https"
     if protocol not in ("sqs", "http", "https"):
         return  # e-mail, SMS, Lambda: no payload contract and no redrive to judge here
-    if known(props, "rawMessageDelivery") is not True:
+    if props.get("rawMessageDelivery") is not True:
         yield (
             f"subscription {subscription.label!r} does not use raw message delivery: the "
             "receiver would get the SNS envelope instead of the CloudEvent"
         )
-    if not known(props, "redrivePolicy"):
+    if not is_set(props, "redrivePolicy"):
         yield (
             f"subscription {subscription.label!r} has no redrive policy: what SNS cannot "
             "deliver would be lost instead of kept in a dead-letter queue"
@@ -102,9 +106,10 @@ def _allows_only_the_topic(statement: Mapping[str, Any]) -> bool:
 
 def _queue_accepts_only_its_topic(nodes: list[Node], _: Config) -> Iterator[StackFinding]:
     queues = of_kind(nodes, SQS_QUEUE)
-    for subscription in of_kind(nodes, SNS_SUBSCRIPTION):
-        if known(subscription.subject.props, "protocol") != "sqs":
-            continue
+
+    def check(subscription: Node) -> Iterator[StackFinding]:
+        if subscription.subject.props.get("protocol") != "sqs":
+            return
         # The queue it delivers to and the DLQ it redrives to: SNS sends to both.
         for queue in (q for q in queues if subscription.depends_on(q)):
             documents = _policies_of(nodes, queue, SQS_QUEUE_POLICY, "policy")
@@ -122,27 +127,29 @@ def _queue_accepts_only_its_topic(nodes: list[Node], _: Config) -> Iterator[Stac
                     queue.subject.urn,
                 )
 
+    yield from each(of_kind(nodes, SNS_SUBSCRIPTION), check)
+
 
 def _event_grid_topic(topic: Subject, _: Config) -> Iterator[str]:
-    if known(topic.props, "disableLocalAuth") is not True:
+    if topic.props.get("disableLocalAuth") is not True:
         yield (
             f"Event Grid topic {topic.label!r} accepts access keys: set disableLocalAuth "
             "true so publishers authenticate with Entra"
         )
-    if known(topic.props, "minimumTlsVersionAllowed") not in ("1.2", "1.3"):
+    if topic.props.get("minimumTlsVersionAllowed") not in ("1.2", "1.3"):
         yield f"Event Grid topic {topic.label!r} allows TLS below 1.2"
 
 
 def _event_grid_subscription(subscription: Subject, _: Config) -> Iterator[str]:
     props = subscription.props
     label = subscription.label
-    dead = known(props, "deadLetterWithResourceIdentity")
+    dead = props.get("deadLetterWithResourceIdentity")
     if not dig(dead, "deadLetterDestination") or not dig(dead, "identity", "type"):
         yield (
             f"Event Grid subscription {label!r} does not dead-letter with the topic's "
             "identity: undeliverable events would be dropped after the retries"
         )
-    plain = known(props, "destination")
+    plain = props.get("destination")
     endpoint = dig(plain, "endpointType")
     if endpoint == "StorageQueue":
         yield (

@@ -10,22 +10,23 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError
-
 from .aws import QUEUE_ROLES, SQS_QUEUE, is_dead_letter_queue, is_exempt_queue, statements
 from .common import (
+    UNKNOWN,
     Config,
     Node,
     StackFinding,
     as_list,
     containers,
     dig,
+    each,
+    inconclusive,
     is_set,
     json_document,
-    known,
     namespace_of,
     of_kind,
     pod_spec,
+    preview_value,
     stack_rule,
 )
 
@@ -106,21 +107,23 @@ def _policy_holders(queue: Node, nodes: list[Node]) -> list[Mapping[str, Any]]:
 
 def _sqs_tls_only(nodes: list[Node], config: Config) -> Iterator[StackFinding]:
     exempt = set(config["exemptQueueNames"])
-    for queue in of_kind(nodes, SQS_QUEUE):
+
+    def check(queue: Node) -> Iterator[StackFinding]:
         if {queue.subject.label, queue.subject.name} & exempt:
-            continue
-        holders = _policy_holders(queue, nodes)
-        documents = [json_document(known(h, "policy")) for h in holders]
+            return
+        policies = [preview_value(h, "policy") for h in _policy_holders(queue, nodes)]
+        documents = [json_document(p) for p in policies if p is not UNKNOWN]
         if any(_denies_insecure_transport(s) for d in documents for s in statements(d)):
-            continue
-        if any(is_set(h, "policy") and known(h, "policy") is None for h in holders):
-            # A policy whose text is only known after the update: inconclusive, not a violation.
-            raise UnknownValueError(UNKNOWN_STRING_VALUE, [queue.subject.name, "policy"])
+            return
+        if UNKNOWN in policies:  # a policy whose text is only known after the update
+            inconclusive(queue.subject, "policy")
         yield (
             f"queue {queue.subject.label!r} has no queue policy denying sqs:* when "
             "aws:SecureTransport is false",
             queue.subject.urn,
         )
+
+    yield from each(of_kind(nodes, SQS_QUEUE), check)
 
 
 # --- NodePool capacity mix ----------------------------------------------------------------------
@@ -205,21 +208,26 @@ def _azure_poison_queues(nodes: list[Node], config: Config) -> Iterator[StackFin
     queues = of_kind(nodes, AZURE_QUEUE)
     exempt = set(config["exemptQueueNames"])
 
-    def key(node: Node) -> tuple[Any, str]:
-        # The account name is unknown in a first preview when the account is auto-named.
-        props = node.subject.props
-        return known(props, "accountName"), str(known(props, "queueName") or node.subject.name)
+    def name(node: Node) -> str:
+        return str(node.subject.props.get("queueName") or node.subject.name)
 
-    existing = {key(q) for q in queues}
-    for queue in queues:
-        account, name = key(queue)
-        if name.endswith(POISON_SUFFIX) or name in exempt:
-            continue
-        if (account, f"{name}{POISON_SUFFIX}") not in existing:
+    def same_account(a: Node, b: Node) -> bool:
+        # An auto-named account's name is unknown in a first preview: not a mismatch.
+        accounts = {preview_value(n.subject.props, "accountName") for n in (a, b)}
+        return len(accounts) == 1 or UNKNOWN in accounts
+
+    def check(queue: Node) -> Iterator[StackFinding]:
+        work = name(queue)
+        if work.endswith(POISON_SUFFIX) or work in exempt:
+            return
+        poison = f"{work}{POISON_SUFFIX}"
+        if not any(name(q) == poison and same_account(queue, q) for q in queues):
             yield (
-                f"queue {name!r} has no poison queue {name + POISON_SUFFIX!r} in the same account",
+                f"queue {work!r} has no poison queue {poison!r} in the same account",
                 queue.subject.urn,
             )
+
+    yield from each(queues, check)
 
 
 def _dead_letters(nodes: list[Node], config: Config) -> Iterator[StackFinding]:

@@ -24,6 +24,7 @@ from bench.emulators import (
     Target,
     child_env,
 )
+from tests import tools
 
 CLOUDS = ("aws", "azure")
 _names = itertools.count()
@@ -37,6 +38,7 @@ def moto() -> Iterator[MotoEmulator]:
 
 @pytest.fixture(scope="module")
 def azurite() -> Iterator[AzuriteEmulator]:
+    tools.node_package("Azurite", "azurite")  # the tests that use it skip without it
     # Fresh per module: Azurite's queue garbage collection stalls it after sustained load.
     with AzuriteEmulator() as emulator:
         yield emulator

@@ -10,25 +10,21 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.observability import Metrics
 from bench.emulators import REPO
+from tests import tools
 
 RULES = REPO / "components" / "observability" / "consumer-alerts.yaml"
 RULE_TESTS = Path(__file__).with_name("consumer-alerts.test.yaml")
-PROMTOOL = REPO / ".tools" / "prometheus" / "usr" / "bin" / "promtool"
 CONSUMER_METRIC = re.compile(r"\bedw_[a-z_]+\b")
-
-pytestmark = pytest.mark.skipif(
-    not PROMTOOL.exists(), reason="promtool is installed by `make deps` (make test does it)"
-)
 
 
 def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    cmd = [str(PROMTOOL), *map(str, args)]
+    """Run promtool; a test that needs it is skipped where it is missing (tests/tools.py)."""
+    cmd = [str(tools.promtool()), *map(str, args)]
     return subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=RULE_TESTS.parent)
 
 

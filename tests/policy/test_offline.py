@@ -124,14 +124,24 @@ class FakeRun:
 GRAPHS = {"aws": f.aws_graph, "dev": broken_aws_graph}
 
 
-@pytest.fixture
-def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict | None]]:
-    """Stand in for stacks.offline: aws is compliant, dev is broken; record each call."""
-    calls: list[tuple[str, dict | None]] = []
+def aws_preview_graph() -> list[f.Rec]:
+    """A first preview of the compliant stand-in: its new topic's key ARN is unknown."""
+    topic = f.topic().with_inputs(kmsMasterKeyId=UNKNOWN_STRING_VALUE)
+    return [*f.aws_graph(), topic, f.topic_policy(topic)]
 
-    def run_stack(stack: str, overrides: dict | None = None) -> FakeRun:
-        calls.append((stack, overrides))
-        return FakeRun(GRAPHS[stack]())
+
+PREVIEW_GRAPHS = {"aws": aws_preview_graph}  # the others: as with known values
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict | None, bool]]:
+    """Stand in for stacks.offline: aws is compliant, dev is broken; record each call."""
+    calls: list[tuple[str, dict | None, bool]] = []
+
+    def run_stack(stack: str, overrides: dict | None = None, *, preview: bool = False) -> FakeRun:
+        calls.append((stack, overrides, preview))
+        graph = PREVIEW_GRAPHS.get(stack, GRAPHS[stack]) if preview else GRAPHS[stack]
+        return FakeRun(graph())
 
     fake = types.ModuleType("stacks.offline")
     fake.run_stack = run_stack  # type: ignore[attr-defined]
@@ -141,11 +151,39 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict | None]]:
 
 
 def test_command_exit_codes_and_overrides(recorded, capsys) -> None:
-    assert offline.main(["--stack", "aws", "--override", "maxReplicas=500"]) == 0
+    assert offline.main(["--stack", "aws", "--override", "maxReplicas=500", "--mode", "known"]) == 0
     assert "✅ edw-policy@v0.1.0" in capsys.readouterr().out
-    assert offline.main(["--stack", "dev"]) == 1
+    assert offline.main(["--stack", "dev", "--mode", "known"]) == 1
     assert "[mandatory]  aws-sqs-encrypted" in capsys.readouterr().out
-    assert recorded == [("aws", {"edw:maxReplicas": "500"}), ("dev", None)]
+    assert recorded == [("aws", {"edw:maxReplicas": "500"}, False), ("dev", None, False)]
+
+
+def test_command_checks_known_values_then_a_first_preview(recorded, capsys) -> None:
+    assert offline.main(["--stack", "aws"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert recorded == [("aws", None, False), ("aws", None, True)]
+    known, preview = (i for i, line in enumerate(out) if line == "Policies:")
+    assert out[known + 1] == (
+        "    ✅ edw-policy@v0.1.0 (local: policy, stack aws, every value known, as `pulumi up` "
+        "checks it)"
+    )
+    # The new topic's key ARN is unknown, yet set: encrypted, no violation.
+    assert out[preview + 1] == (
+        "    ✅ edw-policy@v0.1.0 (local: policy, stack aws, first preview, computed values "
+        "unknown)"
+    )
+    assert out[-1] == (
+        "0 mandatory and 0 advisory policy violation(s) in aws (first preview, computed values "
+        "unknown)"
+    )
+
+
+def test_command_fails_when_only_the_preview_breaks_a_rule(recorded, monkeypatch, capsys) -> None:
+    # A rule that read an unknown as unset would fail a compliant first preview like this.
+    monkeypatch.setitem(PREVIEW_GRAPHS, "aws", broken_aws_graph)
+    assert offline.main(["--stack", "aws"]) == 1
+    assert "[mandatory]  aws-sqs-encrypted" in capsys.readouterr().out
+    assert offline.main(["--stack", "aws", "--mode", "known"]) == 0
 
 
 def test_command_reports_a_program_that_refuses_its_config(capsys) -> None:

@@ -1,6 +1,5 @@
 """The whole pack against each stack's full resource graph, recorded under mocks.
 
-Needs the mock harness ``stacks.offline`` (run_stack); skipped only while it has not landed.
 Each stack must pass with zero mandatory violations, and deliberately broken copies of the
 recorded graph (one property changed, as a bad pull request would) must be caught.
 """
@@ -18,10 +17,7 @@ import pytest
 from policy.offline import STACK_CONFIG_DIR, PackConfig, evaluate, format_report
 from policy.rules.azure import DATA_ROLE_DEFINITION_IDS
 from policy.rules.common import as_list, dig, kind_of
-
-stacks_offline = pytest.importorskip(
-    "stacks.offline", reason="mock harness stacks/offline.py (run_stack) not in this branch yet"
-)
+from stacks import offline as stacks_offline
 
 
 @dataclass
