@@ -39,6 +39,9 @@ AWS_TEST_ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 MAX_RECEIVE_COUNT = 5
+# The size limits the stack gives its SQS queues (components/aws/work_queue.py).
+WORK_QUEUE_MAX_MESSAGE_BYTES = 262_144
+DLQ_MAX_MESSAGE_BYTES = 1_048_576
 
 
 def free_port() -> int:
@@ -160,6 +163,78 @@ def lock_sqs_deletes() -> None:
     Queue.delete_message = delete_message  # type: ignore[method-assign]
 
 
+def lock_sqs_receives() -> None:
+    """Make moto's SQS ReceiveMessage atomic per queue (moto 5.2.5, ``moto/sqs/models.py``).
+
+    ``SQSBackend.receive_message`` walks the queue, takes every visible message and marks it
+    received, without a lock: two receives at once can both take the same message, so one
+    message is delivered twice though nobody let it go. Measured here: two consumer workers
+    long-polling the same 8 messages got 9 deliveries (6 + 3, the two calls overlapping by
+    ~50 ms) in 6 of 80 runs under load; that was
+    ``test_long_processing_extends_visibility_without_duplicates[aws]`` failing with
+    ``9.0 == 8``. The queue's lock is a Condition on an RLock, and the long-poll wait inside
+    (``wait_for_messages``) waits on that Condition, which releases the lock while it waits:
+    senders and other receivers are held only while a receive walks the queue. Idempotent.
+    """
+    from moto.sqs.models import SQSBackend  # noqa: PLC0415 - a test-only dependency
+
+    unlocked = SQSBackend.receive_message
+    if getattr(unlocked, "locked", False):
+        return
+
+    def receive_message(self: SQSBackend, queue_name: str, *args: Any, **kwargs: Any) -> Any:
+        with self.get_queue(queue_name)._messages_lock:
+            return unlocked(self, queue_name, *args, **kwargs)
+
+    receive_message.locked = True  # type: ignore[attr-defined]
+    SQSBackend.receive_message = receive_message  # type: ignore[method-assign]
+
+
+def count_sqs_attribute_bytes() -> None:
+    """Make moto's SQS count message attributes toward the queue's MaximumMessageSize, as SQS
+    does ("All parts of the message attribute, including Name, Type, and Value, are part of the
+    message size restriction": the MessageAttributeValue reference of the SQS API). moto 5.2.5
+    counts the body's characters only (``SQSBackend._validate_message``), so a dead letter whose
+    reason attribute takes it past the DLQ's limit would be accepted here and refused by SQS.
+    Refused the way moto refuses a long body. Idempotent."""
+    from moto.sqs.exceptions import InvalidParameterValue  # noqa: PLC0415 - test-only
+    from moto.sqs.models import SQSBackend  # noqa: PLC0415
+
+    uncounted = SQSBackend.send_message
+    if getattr(uncounted, "counted", False):
+        return
+
+    def send_message(
+        self: SQSBackend,
+        queue_name: str,
+        message_body: str,
+        message_attributes: dict[str, Any] | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        limit = int(self.get_queue(queue_name).maximum_message_size)
+        size = len(message_body.encode())
+        for name, value in (message_attributes or {}).items():
+            size += len(name.encode()) + len(value["DataType"].encode())
+            size += len(value.get("StringValue", "").encode()) + len(value.get("BinaryValue", b""))
+        if size > limit:
+            raise InvalidParameterValue(
+                "One or more parameters are invalid. Reason: Message must be shorter than "
+                f"{limit} bytes."
+            )
+        return uncounted(self, queue_name, message_body, message_attributes, *args, **kwargs)
+
+    send_message.counted = True  # type: ignore[attr-defined]
+    SQSBackend.send_message = send_message  # type: ignore[method-assign]
+
+
+def faithful_sqs() -> None:
+    """Every fix that brings moto's SQS closer to SQS (each one's docstring says what)."""
+    lock_sqs_deletes()
+    lock_sqs_receives()
+    count_sqs_attribute_bytes()
+
+
 class MotoEmulator:
     """moto's server in a thread (tests) or, with ``own_process``, in a child process so that
     its CPU time is not billed to the process being measured (benchmark)."""
@@ -194,7 +269,7 @@ class MotoEmulator:
         else:
             from moto.server import ThreadedMotoServer  # noqa: PLC0415 - a test-only dependency
 
-            lock_sqs_deletes()
+            faithful_sqs()
             # Port 0: the kernel picks a free one as it binds (no race with parallel workers).
             self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
             logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request
@@ -218,7 +293,10 @@ class MotoEmulator:
 
     def provision(self, name: str, visibility_seconds: int = 30) -> AwsTarget:
         sqs, dynamodb = self.client("sqs"), self.client("dynamodb")
-        dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+        dlq_url = sqs.create_queue(
+            QueueName=f"{name}-dlq",
+            Attributes={"MaximumMessageSize": str(DLQ_MAX_MESSAGE_BYTES)},
+        )["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
             "Attributes"
         ]["QueueArn"]
@@ -227,6 +305,7 @@ class MotoEmulator:
             QueueName=name,
             Attributes={
                 "VisibilityTimeout": str(visibility_seconds),
+                "MaximumMessageSize": str(WORK_QUEUE_MAX_MESSAGE_BYTES),
                 "RedrivePolicy": json.dumps(redrive),
             },
         )["QueueUrl"]

@@ -12,7 +12,7 @@ returned in the same order):
 - ``Queue.messages`` becomes a lazy view: a receive walks the queue only up to the tenth visible
   message instead of building the list of all visible ones first (counting still walks it all).
 A receive then costs about the same at any depth. The tests keep moto's costs; both servers get
-``bench.emulators.lock_sqs_deletes``, a correctness fix for concurrent deletes.
+``bench.emulators.faithful_sqs``, correctness fixes for concurrent deletes and receives.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from moto.core.utils import unix_time
 from moto.sqs.models import Message, Queue, SQSBackend
 
-from bench.emulators import lock_sqs_deletes
+from bench.emulators import faithful_sqs
 
 
 def _retained(self: SQSBackend, queue_name: str, message: Message) -> bool:
@@ -50,7 +50,7 @@ class _VisibleMessages:
 
 
 def patch() -> None:
-    lock_sqs_deletes()  # a correctness fix the tests' in-thread server gets too
+    faithful_sqs()  # correctness fixes the tests' in-thread server gets too
     SQSBackend.is_message_valid_based_on_retention_period = _retained  # type: ignore[method-assign]
     Queue.messages = property(_VisibleMessages)  # type: ignore[assignment,method-assign]
 
