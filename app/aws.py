@@ -40,6 +40,11 @@ CALL_TIMEOUT_SECONDS = 5
 TTL_ATTRIBUTE = "expiresAt"
 REASON_ATTRIBUTE = "edw-dead-letter-reason"
 MAX_REASON_CHARS = 1024
+# SQS counts every message attribute (name, type and value) toward a message's size (the
+# MessageAttributeValue reference). A dead letter is its body plus the reason attribute, so the
+# work queue keeps this much below the DLQ's 1 MiB (its MaximumMessageSize,
+# components/aws/work_queue.py): any body the work queue took fits the DLQ with its reason.
+DEAD_LETTER_RESERVE_BYTES = len(REASON_ATTRIBUTE) + len("String") + 4 * MAX_REASON_CHARS
 # Errors that say "this item", not "this moment": retrying the same row cannot succeed.
 ITEM_ERRORS = frozenset({"ValidationException", "SerializationException"})
 
@@ -172,11 +177,15 @@ class SqsQueue:
     def send(self, bodies: Sequence[str]) -> int:
         return self._send_entries([{"MessageBody": body} for body in bodies]).count(False)
 
+    def resend(self, messages: Sequence[Received]) -> list[Received]:
+        accepted = self._send_entries([{"MessageBody": m.content} for m in messages])
+        return [m for m, ok in zip(messages, accepted, strict=True) if ok]
+
     def send_dead_letters(self, rejects: Sequence[tuple[Received, str]]) -> list[Received]:
         # The body is kept byte for byte; the reason travels as a message attribute.
         entries = [
             {
-                "MessageBody": message.body,
+                "MessageBody": message.content,
                 "MessageAttributes": {
                     REASON_ATTRIBUTE: {
                         "DataType": "String",
@@ -240,9 +249,13 @@ class DynamoTable:
             try:
                 response = self.client.batch_write_item(RequestItems=pending)
             except ClientError as exc:
+                # DynamoDB refuses a whole BatchWriteItem when one item is invalid (too large, a
+                # bad key): ValidationException for every row, which the consumer splits on.
                 code = exc.response.get("Error", {}).get("Code", "")
-                if code in ITEM_ERRORS and len(pending[self.name]) == 1:
-                    raise RowRejected(f"DynamoDB refused the row: {_short(exc)}") from exc
+                if code in ITEM_ERRORS:
+                    rows = len(pending[self.name])
+                    what = "the row" if rows == 1 else f"a write of {rows} rows"
+                    raise RowRejected(f"DynamoDB refused {what}: {_short(exc)}") from exc
                 raise
             pending = response.get("UnprocessedItems") or {}
             if not pending:

@@ -49,7 +49,7 @@ EVENT_GRID_BATCH = 100
 EVENT_GRID_BATCH_BYTES = 1_000_000
 EVENT_GRID_SCOPE = "https://eventgrid.azure.net/.default"
 CLOUD_EVENTS_BATCH = "application/cloudevents-batch+json; charset=utf-8"
-# Status codes that say "this entity" (bad or too large), not "this moment".
+# Status codes that say "these entities" (bad or too large), not "this moment".
 ROW_REFUSED_STATUS = frozenset({400, 413})
 # Cosmos DB refuses a write into a logical partition at its 20 GB cap with 403, substatus 1014,
 # "Partition key reached maximum size of {...} GB" (learn.microsoft.com/azure/cosmos-db/nosql/
@@ -57,6 +57,10 @@ ROW_REFUSED_STATUS = frozenset({400, 413})
 # be checked here, so either the substatus header or the message identifies it.
 PARTITION_FULL_SUBSTATUS = "1014"
 PARTITION_FULL_MESSAGE = "partition key reached maximum size"
+# Put Message's messagettl: -1 keeps a message until it is deleted (API version 2017-07-29 and
+# later; without it a message expires silently after 7 days). Every message this app sends carries
+# it: dead letters, copies of messages the table could not take, the producer's events.
+NEVER_EXPIRES = -1
 log = logging.getLogger("edw.azure")
 T = TypeVar("T")
 R = TypeVar("R")
@@ -132,10 +136,7 @@ class StorageQueue:
             visibility_timeout=visibility_seconds,
             **CALL,
         ).by_page()
-        return [
-            Received(m.id, event_grid_text(m.content), m.pop_receipt, m.dequeue_count)
-            for m in next(pages, [])
-        ]
+        return [_received(m.id, m.content, m.pop_receipt, m.dequeue_count) for m in next(pages, [])]
 
     def _delete(self, message: Received) -> None:
         with contextlib.suppress(ResourceNotFoundError):  # already gone: nothing left to settle
@@ -156,30 +157,35 @@ class StorageQueue:
         results = self.pool.map(lambda m: _ok(lambda: one(m), "visibility change"), messages)
         return [m for m, ok in zip(messages, results, strict=True) if not ok]
 
+    def _put(self, content: str) -> Any:
+        return self.client.send_message(content, time_to_live=NEVER_EXPIRES, **CALL)
+
     def send(self, bodies: Sequence[str]) -> int:
-        results = self.pool.map(
-            lambda b: _ok(lambda: self.client.send_message(b, **CALL), "send"), bodies
-        )
+        results = self.pool.map(lambda b: _ok(lambda: self._put(b), "send"), bodies)
         return results.count(False)
+
+    def resend(self, messages: Sequence[Received]) -> list[Received]:
+        results = self.pool.map(lambda m: _ok(lambda: self._put(m.content), "resend"), messages)
+        return [m for m, ok in zip(messages, results, strict=True) if ok]
 
     def send_dead_letters(self, rejects: Sequence[tuple[Received, str]]) -> list[Received]:
         results = self.pool.map(lambda r: self._dead_letter(*r), rejects)
         return [message for (message, _), ok in zip(rejects, results, strict=True) if ok]
 
     def _dead_letter(self, message: Received, reason: str) -> bool:
-        """The envelope with the whole body; when that cannot fit a queue message, the original
-        body as a message of its own (it fit the work queue, so it fits here) and an envelope
-        that points at it. Never an envelope that lost the body."""
+        """The envelope with the whole content; when that cannot fit a queue message, the
+        original content as a message of its own (it fit the work queue, so it fits here) and an
+        envelope that points at it. Never an envelope that lost the body."""
         envelope = poison_envelope(message, reason)
         if envelope is not None:
-            return _ok(lambda: self.client.send_message(envelope, **CALL), "dead letter")
+            return _ok(lambda: self._put(envelope), "dead letter")
         try:
-            original = self.client.send_message(message.body, **CALL)
+            original = self._put(message.content)
         except Exception as exc:
             log.warning("dead letter failed", extra={"fields": {"error": _short(exc)}})
             return False
         pointer = poison_envelope(message, reason, body_message_id=original.id)
-        if _ok(lambda: self.client.send_message(pointer, **CALL), "dead letter"):
+        if _ok(lambda: self._put(pointer), "dead letter"):
             return True
         # Without its envelope the body would sit there unexplained; the message stays on the
         # work queue and is dead-lettered again.
@@ -187,20 +193,27 @@ class StorageQueue:
         return False
 
 
+def _received(message_id: str, content: str, receipt: str, dequeue_count: int) -> Received:
+    text = event_grid_text(content)
+    return Received(message_id, text, receipt, dequeue_count, None if text == content else content)
+
+
 def poison_envelope(
     message: Received, reason: str, body_message_id: str | None = None
 ) -> str | None:
     """The poison-queue message: queue messages carry no attributes, so the reason, the
-    original id and dequeue count and the body travel in one JSON document. None when the body
-    does not fit in one; with ``body_message_id`` the envelope names the poison message that
-    holds the body instead of carrying it."""
+    original id and dequeue count and the body travel in one JSON document. The body is the
+    queue's content as received (Event Grid's Base64 stays Base64): a decoded text may hold
+    characters XML 1.0 forbids, which a queue message cannot carry. None when the body does not
+    fit in one; with ``body_message_id`` the envelope names the poison message that holds the
+    body instead of carrying it."""
     doc: dict[str, Any] = {
         "reason": reason[:MAX_REASON_CHARS],
         "message_id": message.message_id,
         "dequeue_count": message.deliveries,
     }
     if body_message_id is None:
-        doc["body"] = message.body
+        doc["body"] = message.content
     else:
         doc["body_message_id"] = body_message_id
     text = json.dumps(doc, ensure_ascii=False)
@@ -232,6 +245,8 @@ def entity_bytes(entity: dict[str, str]) -> int:
 
 
 def _refused(exc: BaseException) -> bool:
+    """An upsert refused for what its entity holds (azure-data-tables raises HttpResponseError
+    with the status: 400 for a bad or too large entity, 413 for a too large request)."""
     return getattr(exc, "status_code", None) in ROW_REFUSED_STATUS
 
 
@@ -277,8 +292,9 @@ class CosmosTable:
         except Exception as exc:
             if _partition_full(exc):
                 raise TableFull(f"Cosmos DB has no room for the row: {_short(exc)}") from exc
-            if len(events) == 1 and _refused(exc):
-                raise RowRejected(f"Azure Table refused the row: {_short(exc)}") from exc
+            if _refused(exc):  # the consumer splits the rows until the refused one is alone
+                what = "the row" if len(events) == 1 else f"a write of {len(events)} rows"
+                raise RowRejected(f"Azure Table refused {what}: {_short(exc)}") from exc
             raise
 
 

@@ -15,6 +15,24 @@ from app.events import Event
 from app.settings import Settings
 
 T = TypeVar("T")
+# One event size limit on both clouds (the producer enforces it): Event Grid writes each event
+# into a Storage queue Base64-encoded, and a queue message holds 64 KiB, so an event of more than
+# 48 KiB of JSON (Base64: 4 characters per 3 bytes) never reaches an Azure queue; Event Grid
+# dead-letters it while the producer counts it sent. SQS and SNS take far more; the limit is the
+# smaller one, so an event that works on one cloud works on the other.
+MAX_EVENT_BYTES = 48 * 1024
+EVENT_LIMIT_REASON = (
+    f"the limit is {MAX_EVENT_BYTES} bytes (48 KiB) of JSON on both clouds: Event Grid writes "
+    "each event into an Azure Storage queue Base64-encoded, and a queue message holds 64 KiB"
+)
+
+
+def event_size_problem(body: str) -> str | None:
+    """Why an event is too large to send (the producer's contract), or None."""
+    size = len(body.encode("utf-8", "surrogatepass"))
+    if size <= MAX_EVENT_BYTES:
+        return None
+    return f"the event is {size} bytes; {EVENT_LIMIT_REASON}"
 
 
 @dataclass(eq=False)
@@ -22,9 +40,15 @@ class Received:
     """One received message. ``receipt`` changes on Azure each time visibility is extended."""
 
     message_id: str
-    body: str
+    body: str  # the text the consumer parses (on Azure, Event Grid's Base64 decoded)
     receipt: str
     deliveries: int  # this delivery's number: SQS ApproximateReceiveCount, Azure dequeue count
+    raw: str | None = None  # the queue's content, when it differs from ``body``
+
+    @property
+    def content(self) -> str:
+        """The message exactly as the queue holds it: what a dead letter or a copy carries."""
+        return self.body if self.raw is None else self.raw
 
 
 def row_key(workflow: str, source: str, event_id: str) -> str:
@@ -52,10 +76,12 @@ def stored_row(workflow: str, event: Event) -> tuple[str, dict[str, str]]:
 
 
 class RowRejected(Exception):  # noqa: N818 - reads as "raise RowRejected(reason)"
-    """The table refused this row for what it holds (too large, invalid): retrying cannot help.
-
-    Raised by ``EventTable.write`` for a one-row write; for a larger write the consumer splits the
-    rows until the refused one is alone, so only it is dead-lettered, with this text as reason."""
+    """The table refused a write for what its rows hold (too large, invalid): retrying the same
+    rows cannot help. A multi-row write is refused whole (DynamoDB's BatchWriteItem) or raises for
+    its first refused row (Azure's parallel upserts), so the consumer splits the rows until the
+    refused one is alone; only it is dead-lettered, with this text as reason. Every other
+    exception of a write is the table's fault, not the rows': the consumer retries it and never
+    dead-letters for it."""
 
 
 class TableFull(Exception):  # noqa: N818 - reads as "raise TableFull(reason)"
@@ -95,8 +121,13 @@ class WorkQueue(Sender, Protocol):
         ...
 
     def send_dead_letters(self, rejects: Sequence[tuple[Received, str]]) -> list[Received]:
-        """Put rejected messages, each with its reason and its whole body, on this queue;
+        """Put rejected messages, each with its reason and its whole content, on this queue;
         returns exactly the messages whose dead letter was accepted."""
+        ...
+
+    def resend(self, messages: Sequence[Received]) -> list[Received]:
+        """Put a copy of each message's content on this queue as a new message (its delivery
+        count starts again); returns exactly the messages whose copy was accepted."""
         ...
 
 
@@ -106,9 +137,10 @@ class EventTable(Protocol):
         ...
 
     def write(self, events: Sequence[Event]) -> None:
-        """Durably upsert one row per event (keyed by ``row_key``). Raises ``RowRejected`` when a
-        single row is refused for its content, ``TableFull`` when the table has no room for it;
-        any other exception is worth retrying."""
+        """Durably upsert one row per event (keyed by ``row_key``). Raises ``RowRejected`` when the
+        table refuses the write for what the rows hold, ``TableFull`` when the table has no room
+        for them; any other exception means the table is failing (an outage, throttling, a 5xx, a
+        lost connection) and is worth retrying."""
         ...
 
 

@@ -10,15 +10,18 @@ The contract, message by message:
 - One bad message never takes its batch with it. A write the table refuses for its content is
   split (halves, then single rows) until the refused row is alone; only it is dead-lettered,
   with the table's error as the reason.
-- An outage is not the message's fault: a failed write, dead letter or delete is retried in place
-  with exponential backoff and jitter, within the time the batch has left, while the heartbeat
-  keeps the batch hidden. A message whose delivery budget (``EDW_MAX_DELIVERIES``) is spent is
-  dead-lettered with the error of its last attempt, before the SQS redrive would move it without
-  one.
+- A failing table is not the message's fault, however long it lasts: a failed write, dead letter
+  or delete is retried in place with exponential backoff and jitter, within the time the batch
+  has left, while the heartbeat keeps the batch hidden. A failed write also opens the circuit
+  breaker (app/breaker.py): workers stop receiving until a probe's write succeeds. A valid
+  message the table still could not take is put back as a fresh copy (its delivery count starts
+  again) and the original deleted, so neither the SQS redrive nor the delivery limit ever moves
+  it to the dead letters.
 - The heartbeat extends every message of every batch on its own; a message whose extension failed
   is retried at the next tick and is not counted as extended. A batch past
-  ``EDW_PROCESSING_TIMEOUT_SECONDS`` is released (visible at once to other consumers); its worker
-  then touches none of its messages.
+  ``EDW_PROCESSING_TIMEOUT_SECONDS`` is released (visible at once to other consumers) while the
+  breaker is closed; its worker then touches none of its messages. While the table fails it is
+  kept hidden instead, until its worker has put it back as fresh copies.
 
 Job mode (a KEDA ScaledJob's pod): with ``EDW_MAX_MESSAGES`` the workers take no more than that
 many messages in all and the process exits once they are settled; with
@@ -38,15 +41,15 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar
 
 from app import backend as backends
 from app import events
 from app.backend import Backend, Received, RowRejected
+from app.breaker import CLOSED, OPEN, PROBE, Breaker
 from app.observability import HealthServer, Metrics, setup_logging
 from app.routing_shape import crossed_array
 from app.settings import Settings, SettingsError, load
@@ -55,12 +58,16 @@ log = logging.getLogger("edw.consumer")
 IDLE_BACKOFF = (0.05, 1.0)  # no long polling (Azure, or a wait of 0): back off 50 ms to 1 s
 ERROR_BACKOFF_SECONDS = 1.0
 RETRY_BACKOFF = (0.1, 2.0)  # in-place retries: first and largest pause (full jitter)
+# Table writes may use this share of a batch's processing timeout; the rest is kept to set the
+# batch aside (dead letters, fresh copies, deletes) before the heartbeat would release it.
+WRITE_SHARE = 0.75
+BREAKER_PAUSE = (1.0, 10.0)  # open -> half-open: first pause, doubled after each failed probe
+BREAKER_POLL_SECONDS = 0.5  # how often a worker held by the open breaker looks again
 EXIT_BAD_SETTINGS = 2
 JOB_CHECK_SECONDS = 0.2  # how often the main thread asks whether a job is done
 # A worker or the heartbeat that shows no progress for this long past its longest legitimate
 # wait (a receive plus a whole batch) is stuck: liveness fails and the kubelet restarts the pod.
 STALL_MARGIN_SECONDS = 30.0
-T = TypeVar("T")
 
 
 class OutOfTime(Exception):  # noqa: N818 - reads as "raise OutOfTime(last error)"
@@ -72,6 +79,7 @@ class Batch:
     messages: list[Received]
     started: float
     deadline: float
+    write_deadline: float  # table writes stop retrying here (WRITE_SHARE of the timeout)
     hidden_until: dict[Received, float]  # monotonic time each message is known to stay hidden
     lock: threading.Lock = field(default_factory=threading.Lock)  # its receipt-changing calls
     released: bool = False
@@ -106,6 +114,7 @@ class Consumer:
         )
         self._batches: set[Batch] = set()
         self._batches_lock = threading.Lock()
+        self.breaker = Breaker(BREAKER_PAUSE, self._breaker_changed)
         # Job mode: how many more messages this process may take (None: no limit), and when it
         # last had work, for EDW_EXIT_WHEN_IDLE_SECONDS.
         self._quota = settings.max_messages or None
@@ -177,6 +186,15 @@ class Consumer:
     def _mark(self) -> None:
         self._progress[threading.current_thread().name] = time.monotonic()
 
+    def _breaker_changed(self, state: str) -> None:
+        self.metrics.breaker_open.set(0 if state == CLOSED else 1)
+        if state == CLOSED:
+            log.info("table writes succeed again: breaker closed, receiving")
+        elif state == OPEN:
+            log.warning("table failing: breaker open, receiving paused")
+        else:
+            log.info("breaker half-open: one batch probes the table")
+
     def drain(self, timeout: float) -> bool:
         """Stop receiving, let in-flight batches finish; False if some did not in time."""
         self.stopping.set()
@@ -199,40 +217,57 @@ class Consumer:
         idle = IDLE_BACKOFF[0]
         while not self.stopping.is_set():
             self._mark()
-            wanted = self._claim(queue.max_batch)
-            if not wanted:
+            admitted = self.breaker.admit()
+            if admitted is None:  # the table fails: receive nothing it could not take
+                self.stopping.wait(min(BREAKER_POLL_SECONDS, self.breaker.wait_seconds()))
+                continue
+            try:
+                idle = self._take(queue, backs_off, idle)
+            finally:
+                if admitted == PROBE:
+                    self.breaker.probe_done()
+            if idle is None:
                 self._retired.add(threading.current_thread().name)
                 return  # the job's quota is taken; the others settle the rest
-            try:
-                messages = queue.receive(
-                    self.settings.receive_wait_seconds,
-                    self.settings.visibility_timeout_seconds,
-                    wanted,
-                )
-            except Exception as exc:
-                log.warning("receive failed", extra={"fields": {"error": _short(exc)}})
-                self._unclaim(wanted)
-                self.stopping.wait(ERROR_BACKOFF_SECONDS)
-                continue
-            self._mark()
-            self._unclaim(wanted - len(messages))
-            if messages:
-                idle = IDLE_BACKOFF[0]
-                self._busy_at = time.monotonic()
-                self.process(messages)
-                self._busy_at = time.monotonic()
-            elif backs_off:
-                self.stopping.wait(idle)
-                idle = min(idle * 2, IDLE_BACKOFF[1])
+
+    def _take(self, queue: backends.WorkQueue, backs_off: bool, idle: float) -> float | None:
+        """Receive and settle one batch; the next idle pause, or None when the quota is spent."""
+        wanted = self._claim(queue.max_batch)
+        if not wanted:
+            return None
+        try:
+            messages = queue.receive(
+                self.settings.receive_wait_seconds,
+                self.settings.visibility_timeout_seconds,
+                wanted,
+            )
+        except Exception as exc:
+            log.warning("receive failed", extra={"fields": {"error": _short(exc)}})
+            self._unclaim(wanted)
+            self.stopping.wait(ERROR_BACKOFF_SECONDS)
+            return idle
+        self._mark()
+        self._unclaim(wanted - len(messages))
+        if messages:
+            self._busy_at = time.monotonic()
+            self.process(messages)
+            self._busy_at = time.monotonic()
+            return IDLE_BACKOFF[0]
+        if backs_off:
+            self.stopping.wait(idle)
+            return min(idle * 2, IDLE_BACKOFF[1])
+        return idle
 
     def process(self, messages: list[Received]) -> None:
         """Settle one received batch; whatever is not deleted at the end counts as failed."""
         now = time.monotonic()
         visibility = self.settings.visibility_timeout_seconds
+        timeout = self.settings.processing_timeout_seconds
         batch = Batch(
             messages,
             started=now,
-            deadline=now + self.settings.processing_timeout_seconds,
+            deadline=now + timeout,
+            write_deadline=now + timeout * WRITE_SHARE,
             hidden_until=dict.fromkeys(messages, now + visibility),
         )
         with self._batches_lock:
@@ -258,21 +293,13 @@ class Consumer:
         valid, rejects = self._classify(batch.messages)
         if self.settings.simulated_work_ms:
             time.sleep(self.settings.simulated_work_ms * len(valid) / 1000)
-        stored, refused, failure = self._store(batch, valid)
+        stored, refused, unwritten = self._store(batch, valid)
         rejects.extend(refused)
-        if failure:
-            # The outage outlasted the batch; a message on its last allowed delivery is set
-            # aside with the error now, instead of silently by the redrive (SQS) or as
-            # "delivered too often" on its next delivery (Azure).
-            limit = self.settings.max_deliveries
-            stored_set = set(stored) | {m for m, _ in refused}
-            rejects.extend(
-                (m, f"delivery {m.deliveries} of {limit} failed: {failure}")
-                for m, _ in valid
-                if m not in stored_set and m.deliveries >= limit
-            )
+        # The table failed past the batch's time: the valid messages it could not take go back
+        # as fresh copies, whose delivery count starts again. Never dead-lettered for it.
+        copied = self._resend(batch, unwritten)
         dead = self._dead_letter(batch, rejects)
-        deleted = self._delete(batch, [*stored, *dead])
+        deleted = self._delete(batch, [*stored, *dead, *copied])
         events_by_message = dict(valid)
         now = datetime.now(UTC)
         processed = [m for m in stored if m in deleted]
@@ -318,22 +345,21 @@ class Consumer:
 
     def _store(
         self, batch: Batch, valid: list[tuple[Received, events.Event]]
-    ) -> tuple[list[Received], list[tuple[Received, str]], str | None]:
+    ) -> tuple[list[Received], list[tuple[Received, str]], list[Received]]:
         """Write the rows: (messages whose row is written, messages whose row the table refused
-        with the reason, the last error if the rest could not be written in time)."""
+        with the reason, messages whose row the failing table did not take in time)."""
         if not valid:
-            return [], [], None
+            return [], [], []
         # One row per event (source + id): a batch may hold the same event twice, which batch
         # APIs refuse; two events that only share an id are two rows.
         unique = list({event.identity: event for _, event in valid}.values())
         written: set[tuple[str, str]] = set()
         refused: dict[tuple[str, str], str] = {}
-        failure = None
         pending = [unique]
         while pending:
             rows = pending.pop()
             try:
-                self._retry(batch, lambda rows=rows: self.backend.table.write(rows))
+                self._write(batch, rows)
                 written.update(e.identity for e in rows)
             except RowRejected as exc:
                 if len(rows) == 1:
@@ -342,37 +368,63 @@ class Consumer:
                     half = len(rows) // 2
                     pending.extend([rows[half:], rows[:half]])
             except OutOfTime as exc:
-                failure = str(exc)
-                log.warning("table write failed", extra={"fields": {"error": failure}})
+                log.warning("table write failed", extra={"fields": {"error": str(exc)}})
                 break
         stored = [m for m, e in valid if e.identity in written]
         rejected = [(m, refused[e.identity]) for m, e in valid if e.identity in refused]
-        return stored, rejected, failure
+        unwritten = [m for m, e in valid if e.identity not in written | refused.keys()]
+        return stored, rejected, unwritten
 
-    def _retry(self, batch: Batch, call: Callable[[], T]) -> T:
-        """``call`` until it succeeds, backing off with full jitter, within the batch's time.
-        ``RowRejected`` is not retried: the same row would be refused again."""
+    def _write(self, batch: Batch, rows: Sequence[events.Event]) -> None:
+        """Write until it succeeds, backing off with full jitter, within the batch's write time;
+        every outcome feeds the breaker. ``RowRejected`` is not retried: the same rows would be
+        refused again, and it says nothing about the table's health."""
         attempt = 0
         while True:
             try:
-                return call()
+                self.backend.table.write(rows)
             except RowRejected:
                 raise
             except Exception as exc:
+                self.breaker.failed()
                 log.info("retrying in place", extra={"fields": {"error": _short(exc)}})
-                if not self._back_off(batch, attempt):
+                if not self._back_off(batch, attempt, batch.write_deadline):
                     raise OutOfTime(_short(exc)) from exc
                 attempt += 1
+            else:
+                self.breaker.succeeded()
+                return
 
-    def _back_off(self, batch: Batch, attempt: int) -> bool:
+    def _back_off(self, batch: Batch, attempt: int, until: float | None = None) -> bool:
         """Sleep before retry ``attempt`` (exponential, full jitter); False, without sleeping,
-        when the batch was released or the pause would run past its deadline."""
+        when the batch was released or the pause would run past ``until`` (its deadline)."""
         pause = random.uniform(0, min(RETRY_BACKOFF[1], RETRY_BACKOFF[0] * 2**attempt))
-        if batch.released or time.monotonic() + pause >= batch.deadline:
+        if batch.released or time.monotonic() + pause >= (until or batch.deadline):
             return False
         time.sleep(pause)
         self._mark()
         return True
+
+    def _resend(self, batch: Batch, messages: list[Received]) -> list[Received]:
+        """Put fresh copies of messages the table did not take back on the work queue; returns
+        those whose copy was accepted (only their originals may be deleted). A copy that fails
+        leaves its original to come back after the visibility timeout."""
+        copied: list[Received] = []
+        pending = messages
+        attempt = 0
+        while pending and not batch.released:
+            copied.extend(self.backend.queue.resend(pending))
+            pending = [m for m in pending if m not in set(copied)]
+            if not pending or not self._back_off(batch, attempt):
+                break
+            attempt += 1
+        if copied:
+            log.warning(
+                "table failing: messages put back as fresh copies",
+                extra={"fields": {"count": len(copied), "not_copied": len(pending)}},
+            )
+        self.metrics.requeued.inc(len(copied))
+        return copied
 
     def _dead_letter(self, batch: Batch, rejects: list[tuple[Received, str]]) -> list[Received]:
         """Set rejects aside with their reason; returns exactly those whose dead letter was
@@ -440,7 +492,10 @@ class Consumer:
             for batch in self._snapshot():
                 if batch.settled or batch.released or batch.extending:
                     continue
-                if now >= batch.deadline:
+                # Past its time a batch is released for another consumer, unless the table is
+                # failing: nobody could store it, and a release would count a delivery. It is
+                # kept hidden until its worker has put it back as fresh copies.
+                if now >= batch.deadline and self.breaker.state == CLOSED:
                     batch.extending = True
                     self._visibility.submit(self._release, batch, "processing timeout exceeded")
                     continue

@@ -90,6 +90,17 @@ class Metrics:
             names,
             registry=self.registry,
         ).labels(**labels)
+        self.requeued = counter(
+            "edw_messages_requeued",
+            "Valid messages put back as fresh copies because the table failed.",
+        )
+        self.breaker_open = Gauge(
+            "edw_breaker_open",
+            "1 while the table's circuit breaker is open or probing: the consumer receives no new "
+            "messages, 0 once a write succeeded.",
+            names,
+            registry=self.registry,
+        ).labels(**labels)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

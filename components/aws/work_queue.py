@@ -13,6 +13,14 @@ from components.aws.iam import Statement, allow, deny_insecure_transport, docume
 from components.settings import QueueSettings
 
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600  # the SQS maximum: time to inspect and redrive
+# SQS counts message attributes toward a message's size (MessageAttributeValue, SQS API
+# reference), and a dead letter is the body plus the consumer's reason attribute
+# (app.aws.DEAD_LETTER_RESERVE_BYTES at most). The work queue keeps 256 KiB, the provider's
+# default so far (pulumi-aws 7.51.1 `max_message_size`: "The default for this attribute is
+# 262144") and what SNS delivers at most; the DLQ takes the SQS maximum (1 MiB, the same
+# docstring's upper bound), so any message the work queue took fits the DLQ with its reason.
+WORK_QUEUE_MAX_MESSAGE_BYTES = 262_144
+DLQ_MAX_MESSAGE_BYTES = 1_048_576
 LONG_POLL_SECONDS = 20
 
 
@@ -46,6 +54,7 @@ class SqsWorkQueue(pulumi.ComponentResource):
             visibility_timeout_seconds=s.visibility_timeout_seconds,
             message_retention_seconds=s.message_retention_seconds,
             receive_wait_time_seconds=LONG_POLL_SECONDS,
+            max_message_size=WORK_QUEUE_MAX_MESSAGE_BYTES,
             sqs_managed_sse_enabled=True,
             redrive_policy=dlq.arn.apply(
                 lambda arn: json.dumps(
@@ -110,6 +119,7 @@ def dead_letter_queue(
     return sqs.Queue(
         name,
         message_retention_seconds=DLQ_RETENTION_SECONDS,
+        max_message_size=DLQ_MAX_MESSAGE_BYTES,
         sqs_managed_sse_enabled=True,
         receive_wait_time_seconds=LONG_POLL_SECONDS,
         tags={**tags, "edw/role": "dead-letter"},

@@ -22,6 +22,7 @@ CLOUD_EVENTS = "CloudEventSchemaV1_0"
 # Event Grid's defaults, stated: 30 tries over at most a day, then the dead-letter container.
 RETRY = eventgrid.RetryPolicyArgs(max_delivery_attempts=30, event_time_to_live_in_minutes=1440)
 TOPIC_IDENTITY = eventgrid.EventSubscriptionIdentityArgs(type="SystemAssigned")
+QUEUE_MESSAGES_NEVER_EXPIRE = -1
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,10 @@ class EventGridQueueSubscription(pulumi.ComponentResource):
                     endpoint_type="StorageQueue",
                     resource_id=args.account_id,
                     queue_name=args.queue_name,
+                    # Without it each message expires after Put Message's default 7 days, even
+                    # while the consumer waits out an outage; -1: never (the subscription API's
+                    # queueMessageTimeToLiveInSeconds, "-1 to indicate ... Infinite").
+                    queue_message_time_to_live_in_seconds=QUEUE_MESSAGES_NEVER_EXPIRE,
                 ),
             ),
             filter=subscription_filter(args.filter),

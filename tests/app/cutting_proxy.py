@@ -2,7 +2,9 @@
 
 While cut, every open connection is closed and every new one is closed as soon as it is
 accepted: to a client the service is unreachable (connection reset or refused mid-call), as
-when a node loses its route to the queue or the table for a few seconds.
+when a node loses its route to the queue or the table for a few seconds. While it answers
+(``answer``), every request gets one canned HTTP response instead of reaching the service: the
+throttling or server error a real table sends, parsed by the real SDK.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ class CuttingProxy:
         self.upstream_port = upstream_port
         self.port = 0  # the kernel picks one as the server binds
         self.cuts = 0
+        self.answered = 0
         self._cut = False
+        self._answer: bytes | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -39,6 +43,19 @@ class CuttingProxy:
         asyncio.run_coroutine_threadsafe(self._set(cut=True), self._loop).result(5)
 
     def restore(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._set(cut=False), self._loop).result(5)
+        self._answer = None
+
+    def answer(self, status: str, content_type: str, body: str) -> None:
+        """Answer every new request with this response (``status`` as "503 Server Busy")
+        until ``restore``; open connections are cut so the next call meets it."""
+        data = body.encode()
+        head = (
+            f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+        )
+        self._answer = head.encode() + data
+        asyncio.run_coroutine_threadsafe(self._set(cut=True), self._loop).result(5)
         asyncio.run_coroutine_threadsafe(self._set(cut=False), self._loop).result(5)
 
     async def _set(self, *, cut: bool) -> None:
@@ -68,6 +85,9 @@ class CuttingProxy:
         if self._cut:
             writer.close()
             return
+        if self._answer is not None:
+            await self._reply(reader, writer, self._answer)
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         except OSError:
@@ -80,6 +100,21 @@ class CuttingProxy:
             self._writers.difference_update((writer, up_writer))
             writer.close()
             up_writer.close()
+
+    async def _reply(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, response: bytes
+    ) -> None:
+        """Read one request (headers, then Content-Length bytes) and send ``response``."""
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, OSError):
+            head = await reader.readuntil(b"\r\n\r\n")
+            for line in head.decode("latin-1").split("\r\n"):
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "content-length":
+                    await reader.readexactly(int(value))
+            writer.write(response)
+            await writer.drain()
+            self.answered += 1
+        writer.close()
 
     @staticmethod
     async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -1,18 +1,56 @@
 """In-memory queue and table with scripted failures, for consumer behaviour no emulator can show
-(a call that fails for one message only, a write refused mid-batch, a call that never returns)."""
+(a call that fails for one message only, a write refused mid-batch, a call that never returns).
+
+The table is served to the real backends (``app.aws.DynamoTable``, ``app.azure.CosmosTable``)
+through their real SDK clients over fake HTTP, so the consumer meets exactly what botocore and
+azure-data-tables raise for the same input:
+
+- DynamoDB (botocore ``before-send`` hook, JSON 1.0 protocol): an invalid item refuses the whole
+  ``BatchWriteItem`` with HTTP 400 ``ValidationException`` (the BatchWriteItem API reference:
+  "DynamoDB rejects the entire batch write operation" when an item exceeds 400 KB); throttling is
+  HTTP 400 ``ProvisionedThroughputExceededException``; an outage is the
+  ``EndpointConnectionError`` botocore raises for a refused connection.
+- Azure Table (a ``requests`` adapter under azure-core's ``RequestsTransport``): each upsert is
+  answered 204, or 400 ``PropertyValueTooLarge`` for a refused entity, which azure-data-tables
+  raises as ``HttpResponseError`` with that status; throttling is HTTP 429 (Cosmos DB's); an
+  outage is ``requests.ConnectionError``, which azure-core raises as ``ServiceRequestError``. The
+  formats are Azurite 3.37.0's, recorded.
+"""
 
 from __future__ import annotations
 
+import io
+import itertools
+import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from app.backend import Backend, Received, RowRejected
-from app.events import Event, make
+import boto3
+import requests
+import urllib3
+from azure.core.pipeline.transport import RequestsTransport
+from azure.data.tables import TableClient
+from botocore.awsrequest import AWSResponse
+from botocore.config import Config
+from botocore.exceptions import EndpointConnectionError
+from requests.adapters import HTTPAdapter
+
+from app import aws, azure
+from app.backend import Backend, EventTable, Received
+from app.events import make
 from app.observability import Metrics
 from app.settings import Settings
 
 Fail = Callable[[Received], bool]
+CLOUDS = ("aws", "azure")
+TABLE = "events"
+TOO_LARGE = {
+    "aws": "Item size has exceeded the maximum allowed size",
+    "azure": "The property value exceeds the maximum allowed size (64KB). If the property value "
+    "is a string, it is UTF-16 encoded and the maximum number of characters should be 32K or less.",
+}
 
 
 def event_body(i: int) -> str:
@@ -30,19 +68,23 @@ class FakeQueue:
     deleted: list[Received] = field(default_factory=list)
     extended: list[tuple[Received, int]] = field(default_factory=list)
     sent: list[tuple[Received, str]] = field(default_factory=list)
+    copies: list[str] = field(default_factory=list)
     receives: int = 0
     fail_delete: Fail = lambda _: False
     fail_extend: Fail = lambda _: False
     fail_send: Fail = lambda _: False
     block_receive: threading.Event | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    numbers: Iterator[int] = field(default_factory=itertools.count)
 
     def put(self, *bodies: str, deliveries: int = 1) -> list[Received]:
-        messages = [
-            Received(f"m{len(self.inbox) + i}", body, f"r{len(self.inbox) + i}", deliveries)
-            for i, body in enumerate(bodies)
-        ]
-        self.inbox.extend(messages)
+        with self.lock:
+            numbers = [next(self.numbers) for _ in bodies]
+            messages = [
+                Received(f"m{n}", body, f"r{n}", deliveries)
+                for n, body in zip(numbers, bodies, strict=True)
+            ]
+            self.inbox.extend(messages)
         return messages
 
     def receive(
@@ -74,31 +116,164 @@ class FakeQueue:
         self.sent.extend(accepted)
         return [m for m, _ in accepted]
 
+    def resend(self, messages: Sequence[Received]) -> list[Received]:
+        """A copy is a new message at the back of the queue, delivered for the first time."""
+        accepted = [m for m in messages if not self.fail_send(m)]
+        self.copies.extend(m.content for m in accepted)
+        self.put(*(m.content for m in accepted))
+        return accepted
+
 
 @dataclass
-class FakeTable:
-    """Refuses rows whose id is in ``refused`` (like a 400 for that row); ``outage`` raises a
-    transient error for every write while it returns True."""
+class TableService:
+    """What the fake table holds and how it misbehaves: ``refused`` event ids make any write
+    holding them refused whole; while ``outage`` returns True the table is unreachable, while
+    ``throttled`` returns True it throttles; ``delay`` makes every write that slow."""
 
-    rows: dict[str, Event] = field(default_factory=dict)
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # event id -> stored row
     refused: set[str] = field(default_factory=set)
     outage: Callable[[], bool] = lambda: False
-    writes: list[list[str]] = field(default_factory=list)
+    throttled: Callable[[], bool] = lambda: False
     delay: float = 0.0
+    writes: list[list[str]] = field(default_factory=list)  # event ids of each write request
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def refusal(self, event: Event) -> str | None:
-        return None
-
-    def write(self, events: Sequence[Event]) -> None:
-        self.writes.append([e.id for e in events])
+    def attempt(self, ids: list[str]) -> str | None:
+        """Record a write request; what goes wrong ("outage", "throttled", "refused:<index>")."""
+        with self.lock:
+            self.writes.append(ids)
         if self.delay:
             threading.Event().wait(self.delay)
         if self.outage():
-            raise ConnectionError("table unreachable")
-        bad = [e.id for e in events if e.id in self.refused]
-        if bad:
-            raise RowRejected(f"ValidationException: row {bad[0]} has an invalid attribute")
-        self.rows.update((e.id, e) for e in events)
+            return "outage"
+        if self.throttled():
+            return "throttled"
+        bad = [i for i, event_id in enumerate(ids) if event_id in self.refused]
+        return f"refused:{bad[0]}" if bad else None
+
+    def store(self, rows: dict[str, dict[str, Any]]) -> None:
+        with self.lock:
+            self.rows.update(rows)
+
+
+class _Raw:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self) -> Iterator[bytes]:
+        yield self.data
+
+
+def _dynamo_reply(status: int, doc: dict[str, Any]) -> AWSResponse:
+    headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": "fake"}
+    return AWSResponse("", status, headers, _Raw(json.dumps(doc).encode()))
+
+
+def dynamo_table(service: TableService) -> aws.DynamoTable:
+    """The real DynamoTable on a real botocore client whose HTTP is ``service``."""
+    client = boto3.session.Session(region_name="us-east-1").client(
+        "dynamodb",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        # One attempt: the SDK's own retries are not under test, the consumer's are.
+        config=Config(retries={"mode": "standard", "max_attempts": 1}),
+    )
+
+    def batch_write_item(request: Any, **_: Any) -> AWSResponse:
+        items = [r["PutRequest"]["Item"] for r in json.loads(request.body)["RequestItems"][TABLE]]
+        ids = [item["eventId"]["S"] for item in items]
+        problem = service.attempt(ids)
+        if problem == "outage":
+            raise EndpointConnectionError(endpoint_url=request.url)
+        if problem == "throttled":
+            return _dynamo_reply(
+                400,
+                {
+                    "__type": "com.amazonaws.dynamodb.v20120810#"
+                    "ProvisionedThroughputExceededException",
+                    "message": "The level of configured provisioned throughput for the table "
+                    "was exceeded. Consider increasing your provisioning level with the "
+                    "UpdateTable API.",
+                },
+            )
+        if problem:
+            return _dynamo_reply(
+                400,
+                {
+                    "__type": "com.amazon.coral.validate#ValidationException",
+                    "message": TOO_LARGE["aws"],
+                },
+            )
+        rows = [{k: v["S"] for k, v in item.items() if "S" in v} for item in items]
+        service.store(dict(zip(ids, rows, strict=True)))
+        return _dynamo_reply(200, {"UnprocessedItems": {}})
+
+    client.meta.events.register("before-send.dynamodb.BatchWriteItem", batch_write_item)
+    return aws.DynamoTable(client, TABLE)
+
+
+class _TableAdapter(HTTPAdapter):
+    """Answers Azure Table upserts (``PUT .../table(PartitionKey=...,RowKey=...)``) from
+    ``service``, as Azurite 3.37.0 does (recorded): 204 with an ETag, or the error as JSON."""
+
+    def __init__(self, service: TableService) -> None:
+        super().__init__()
+        self.service = service
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
+        entity = json.loads(request.body or b"{}")
+        problem = self.service.attempt([entity["eventId"]])
+        if problem == "outage":
+            raise requests.ConnectionError("[Errno 111] Connection refused")
+        if problem == "throttled":
+            return self._error(request, 429, "TooManyRequests", "Request rate is large.")
+        if problem:
+            return self._error(request, 400, "PropertyValueTooLarge", TOO_LARGE["azure"])
+        self.service.store({entity["eventId"]: entity})
+        return self._reply(request, 204, {"ETag": "W/\"datetime'2026-01-01T00%3A00%3A00Z'\""})
+
+    def _error(
+        self, request: requests.PreparedRequest, status: int, code: str, message: str
+    ) -> requests.Response:
+        error = {"odata.error": {"code": code, "message": {"lang": "en-US", "value": message}}}
+        headers = {
+            "Content-Type": "application/json;odata=minimalmetadata;streaming=true;charset=utf-8",
+            "x-ms-error-code": code,
+        }
+        return self._reply(request, status, headers, json.dumps(error).encode())
+
+    def _reply(
+        self,
+        request: requests.PreparedRequest,
+        status: int,
+        headers: dict[str, str],
+        data: bytes = b"",
+    ) -> requests.Response:
+        raw = urllib3.HTTPResponse(
+            body=io.BytesIO(data),
+            headers={**headers, "Content-Length": str(len(data))},
+            status=status,
+            preload_content=False,
+        )
+        return self.build_response(request, raw)
+
+
+def cosmos_table(service: TableService) -> azure.CosmosTable:
+    """The real CosmosTable on a real TableClient whose HTTP is ``service``."""
+    session = requests.Session()
+    session.mount("http://", _TableAdapter(service))
+    client = TableClient.from_connection_string(
+        "DefaultEndpointsProtocol=http;AccountName=fake;AccountKey=ZmFrZQ==;"
+        "TableEndpoint=http://fake.table.local/fake;",
+        TABLE,
+        transport=RequestsTransport(session=session, session_owner=False),
+        retry_total=0,  # the SDK's own retries are not under test, the consumer's are
+    )
+    return azure.CosmosTable(client, azure._Pool(4))
+
+
+def table_for(cloud: str, service: TableService) -> EventTable:
+    return dynamo_table(service) if cloud == "aws" else cosmos_table(service)
 
 
 def settings(**changes: object) -> Settings:
@@ -115,7 +290,7 @@ def settings(**changes: object) -> Settings:
     return Settings(**{**base.__dict__, **changes})
 
 
-def backend(queue: FakeQueue, dead_letters: FakeQueue, table: FakeTable) -> Backend:
+def backend(queue: FakeQueue, dead_letters: FakeQueue, table: EventTable) -> Backend:
     return Backend(queue=queue, dead_letters=dead_letters, table=table, close=lambda: None)
 
 

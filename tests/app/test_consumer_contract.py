@@ -1,7 +1,9 @@
 """The consumer's contract under partial failure, on an in-memory backend with scripted faults.
 
 What the emulators cannot show: a write refused for one row mid-batch, a dead letter or an
-extension that fails for one message only, a call that never returns.
+extension that fails for one message only, a call that never returns. The table is each cloud's
+real backend on its real SDK client over fake HTTP (tests/app/fakes.py): the consumer meets
+exactly what botocore and azure-data-tables raise.
 """
 
 from __future__ import annotations
@@ -15,72 +17,199 @@ from botocore.stub import Stubber
 
 from app import aws, events
 from app.backend import Received, batches
+from app.breaker import CLOSED, HALF_OPEN, OPEN, PROBE, Breaker
 from app.consumer import Consumer
 from tests.app.fakes import (
+    CLOUDS,
+    TOO_LARGE,
     FakeQueue,
-    FakeTable,
+    TableService,
     backend,
     count,
     event_body,
     metrics,
     settings,
+    table_for,
 )
 
 
 def consumer_for(
-    table: FakeTable | None = None,
+    service: TableService | None = None,
     queue: FakeQueue | None = None,
     dlq: FakeQueue | None = None,
+    cloud: str = "aws",
     **changes: object,
-) -> tuple[Consumer, FakeQueue, FakeQueue, FakeTable]:
-    queue, dlq, table = queue or FakeQueue(), dlq or FakeQueue(), table or FakeTable()
+) -> tuple[Consumer, FakeQueue, FakeQueue, TableService]:
+    queue, dlq, service = queue or FakeQueue(), dlq or FakeQueue(), service or TableService()
+    table = table_for(cloud, service)
     consumer = Consumer(settings(**changes), backend(queue, dlq, table), metrics())
-    return consumer, queue, dlq, table
+    return consumer, queue, dlq, service
 
 
-def test_a_refused_row_is_isolated_and_only_it_is_dead_lettered() -> None:
-    consumer, queue, dlq, table = consumer_for(FakeTable(refused={"e3"}))
+REFUSED = {
+    "aws": "DynamoDB refused the row: ClientError: An error occurred (ValidationException) when "
+    "calling the BatchWriteItem operation: " + TOO_LARGE["aws"],
+    "azure": "Azure Table refused the row: HttpResponseError: " + TOO_LARGE["azure"],
+}
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_a_refused_row_is_isolated_and_only_it_is_dead_lettered(cloud: str) -> None:
+    """The table refuses a multi-row write for one row (DynamoDB the whole BatchWriteItem, Azure
+    that row's upsert): the rows are split until it is alone, and only it is set aside."""
+    consumer, queue, dlq, table = consumer_for(TableService(refused={"e3"}), cloud=cloud)
     messages = queue.put(*(event_body(i) for i in range(10)))
     consumer.process(messages)
     assert sorted(table.rows) == sorted(f"e{i}" for i in range(10) if i != 3)
     [(dead, reason)] = dlq.sent
     assert dead is messages[3]
-    assert reason == "ValidationException: row e3 has an invalid attribute"
-    assert queue.deleted == [m for m in messages if m is not messages[3]] + [messages[3]]
-    assert table.writes[0] == [f"e{i}" for i in range(10)]  # whole batch first, then halves
-    assert ["e3"] in table.writes
+    assert reason == REFUSED[cloud]
+    assert sorted(queue.deleted, key=messages.index) == messages
+    assert ["e3"] in table.writes  # written alone, at last
+    assert any(len(ids) > 1 and "e3" in ids for ids in table.writes)  # after refused with others
     m = consumer.metrics
     assert (count(m, "edw_messages_processed_total"), count(m, "edw_messages_failed_total")) == (
         9,
         0,
     )
     assert count(m, "edw_messages_dead_lettered_total") == 1
+    assert consumer.breaker.state == CLOSED  # a refused row says nothing about the table
 
 
-def test_an_outage_is_retried_in_place_and_costs_no_delivery() -> None:
-    ends = time.monotonic() + 0.6
-    consumer, queue, dlq, table = consumer_for(FakeTable(outage=lambda: time.monotonic() < ends))
+@pytest.mark.parametrize("cloud", CLOUDS)
+@pytest.mark.parametrize("fault", ["outage", "throttled"])
+def test_a_short_table_failure_is_retried_in_place_and_costs_no_delivery(
+    cloud: str, fault: str
+) -> None:
+    ends = [0.0]
+    service = TableService(**{fault: lambda: time.monotonic() < ends[0]})
+    consumer, queue, dlq, table = consumer_for(service, cloud=cloud)
     messages = queue.put(*(event_body(i) for i in range(5)), deliveries=5)  # last delivery
+    ends[0] = time.monotonic() + 0.6
     consumer.process(messages)
     assert sorted(table.rows) == [f"e{i}" for i in range(5)]
     assert dlq.sent == []
     assert queue.deleted == messages
     assert len(table.writes) > 1  # retried, with backoff, within the same batch
     assert count(consumer.metrics, "edw_messages_failed_total") == 0
+    assert consumer.breaker.state == CLOSED  # opened by the failures, closed by the write
+    assert count(consumer.metrics, "edw_breaker_open") == 0
 
 
-def test_an_outage_past_the_deadline_dead_letters_only_last_deliveries() -> None:
-    consumer, queue, dlq, _ = consumer_for(
-        FakeTable(outage=lambda: True), processing_timeout_seconds=1, max_deliveries=5
+@pytest.mark.parametrize("cloud", CLOUDS)
+@pytest.mark.parametrize("fault", ["outage", "throttled"])
+def test_a_table_failing_past_the_deadline_puts_messages_back_as_fresh_copies(
+    cloud: str, fault: str
+) -> None:
+    """Never dead-lettered, even on its last allowed delivery: a fresh copy (delivery count 1)
+    replaces the message, so neither the SQS redrive nor the delivery limit can move it."""
+    consumer, queue, dlq, table = consumer_for(
+        TableService(**{fault: lambda: True}),
+        cloud=cloud,
+        processing_timeout_seconds=1,
+        max_deliveries=5,
     )
     early = queue.put(event_body(1), deliveries=2)
     last = queue.put(event_body(2), deliveries=5)
     consumer.process(early + last)
-    [(dead, reason)] = dlq.sent
-    assert dead is last[0]
-    assert reason == "delivery 5 of 5 failed: ConnectionError: table unreachable"
-    assert queue.deleted == last  # the early one stays for its next delivery
+    assert dlq.sent == []
+    assert queue.copies == [early[0].body, last[0].body]
+    assert queue.deleted == early + last  # each original is gone once its copy is queued
+    assert table.rows == {}
+    m = consumer.metrics
+    assert count(m, "edw_messages_requeued_total") == 2
+    assert count(m, "edw_messages_failed_total") == 0
+    assert count(m, "edw_messages_dead_lettered_total") == 0
+    assert consumer.breaker.state == OPEN
+    assert count(m, "edw_breaker_open") == 1
+
+
+def test_a_copy_that_is_refused_leaves_its_original_on_the_queue() -> None:
+    consumer, queue, dlq, _ = consumer_for(
+        TableService(outage=lambda: True),
+        queue=FakeQueue(fail_send=lambda m: m.message_id == "m1"),
+        processing_timeout_seconds=1,
+    )
+    messages = queue.put(event_body(0), event_body(1))
+    consumer.process(messages)
+    assert queue.copies == [messages[0].body]
+    assert queue.deleted == [messages[0]]
+    assert dlq.sent == []
     assert count(consumer.metrics, "edw_messages_failed_total") == 1
+
+
+def test_an_azure_copy_and_dead_letter_keep_the_queue_content_not_the_decoded_text() -> None:
+    consumer, queue, dlq, _ = consumer_for(
+        TableService(outage=lambda: True), processing_timeout_seconds=1
+    )
+    valid = Received("m0", event_body(0), "r0", 1, raw="ZXZlbnQ=")
+    invalid = Received("m1", "not json", "r1", 1, raw="bm90IGpzb24=")
+    consumer.process([valid, invalid])
+    assert queue.copies == ["ZXZlbnQ="]
+    [(dead, _)] = dlq.sent
+    assert dead.content == "bm90IGpzb24="
+
+
+def test_the_open_breaker_stops_receiving_until_a_probe_writes() -> None:
+    """While the table fails, the workers receive nothing but one probe batch per pause; the
+    probe's successful write closes the breaker and receiving resumes."""
+    down = threading.Event()
+    down.set()
+    service = TableService(outage=down.is_set)
+    queue = FakeQueue()
+    consumer, queue, dlq, table = consumer_for(
+        service, queue=queue, processing_timeout_seconds=1, concurrency=2
+    )
+    queue.put(*(event_body(i) for i in range(40)))
+    consumer.start()
+    try:
+        deadline = time.monotonic() + 5
+        while consumer.breaker.state == CLOSED and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert consumer.breaker.state != CLOSED
+        receives = queue.receives
+        time.sleep(2.0)  # about two pauses (1 s, then 2 s): at most a probe or two
+        assert queue.receives - receives <= 2
+        down.clear()
+        deadline = time.monotonic() + 10
+        while len(table.rows) < 40 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        consumer.drain(3)
+    assert sorted(table.rows) == sorted(f"e{i}" for i in range(40))
+    assert dlq.sent == []
+    assert consumer.breaker.state == CLOSED
+    assert count(consumer.metrics, "edw_breaker_open") == 0
+    assert consumer.alive()
+
+
+def test_the_breaker_admits_one_probe_after_its_pause_and_doubles_it_on_failure() -> None:
+    now = [0.0]
+    changes: list[str] = []
+    breaker = Breaker((1.0, 3.0), changes.append, clock=lambda: now[0])
+    assert breaker.admit() == CLOSED
+    breaker.failed()
+    assert (breaker.state, breaker.admit(), breaker.wait_seconds()) == (OPEN, None, 1.0)
+    now[0] = 1.0
+    assert breaker.admit() == PROBE
+    assert breaker.admit() is None  # one probe at a time
+    breaker.probe_done()  # it received nothing: the next worker probes
+    assert breaker.admit() == PROBE
+    breaker.failed()
+    assert (breaker.state, breaker.wait_seconds()) == (OPEN, 2.0)
+    breaker.failed()  # another batch failing meanwhile keeps the schedule
+    assert breaker.wait_seconds() == 2.0
+    now[0] = 3.0
+    assert breaker.admit() is None  # the last probe's batch is not settled yet
+    breaker.probe_done()
+    assert breaker.admit() == PROBE
+    breaker.failed()
+    assert breaker.wait_seconds() == 3.0  # doubled, up to the longest
+    breaker.succeeded()
+    assert (breaker.state, breaker.admit()) == (CLOSED, CLOSED)
+    breaker.failed()
+    assert breaker.wait_seconds() == 1.0  # a fresh outage starts from the first pause
+    assert changes == [OPEN, HALF_OPEN, OPEN, HALF_OPEN, OPEN, CLOSED, OPEN]
 
 
 def test_a_dead_letter_is_sent_once_and_deleted_only_once_sent() -> None:
@@ -119,7 +248,7 @@ def test_one_failed_extension_neither_cancels_nor_counts_for_the_others() -> Non
     from app.consumer import Batch
 
     now = time.monotonic()
-    batch = Batch(messages, now, now + 5, dict.fromkeys(messages, now + 1))
+    batch = Batch(messages, now, now + 5, now + 5, dict.fromkeys(messages, now + 1))
     consumer._extend(batch, messages)
     assert batch.hidden_until[messages[1]] == now + 1  # not marked extended
     assert all(batch.hidden_until[m] >= now + 30 for m in (messages[0], messages[2]))
@@ -137,7 +266,7 @@ def test_the_heartbeat_retries_a_failed_extension_at_its_next_tick() -> None:
         return len(attempts) == 1
 
     consumer, queue, _, _ = consumer_for(
-        FakeTable(delay=2.5),
+        TableService(delay=2.5),
         queue=FakeQueue(fail_extend=fail_first),
         visibility_timeout_seconds=2,
         processing_timeout_seconds=10,
@@ -158,7 +287,7 @@ def test_the_heartbeat_retries_a_failed_extension_at_its_next_tick() -> None:
 
 
 def test_a_released_batch_is_neither_deleted_nor_extended_by_its_worker() -> None:
-    consumer, queue, _, table = consumer_for(FakeTable(delay=2.0), processing_timeout_seconds=1)
+    consumer, queue, _, table = consumer_for(TableService(delay=2.0), processing_timeout_seconds=1)
     messages = queue.put(*(event_body(i) for i in range(4)))
     queue.inbox.clear()  # handed to process() below, not to the started workers
     consumer.start()
@@ -201,11 +330,12 @@ def test_an_event_filtered_through_an_array_of_objects_is_stored_and_counted() -
 
 
 def test_an_unexpected_error_counts_every_message_as_failed() -> None:
-    class Broken(FakeTable):
-        def refusal(self, event: object) -> str | None:
-            raise TypeError("bug")
+    consumer, queue, _, _ = consumer_for()
 
-    consumer, queue, _, _ = consumer_for(Broken())
+    def bug(event: object) -> str | None:
+        raise TypeError("bug")
+
+    consumer.backend.table.refusal = bug  # type: ignore[method-assign]
     consumer.process(queue.put(event_body(0), event_body(1)))
     assert count(consumer.metrics, "edw_messages_failed_total") == 2
     assert queue.deleted == []
@@ -215,7 +345,10 @@ def test_liveness_fails_when_a_worker_stops_making_progress() -> None:
     stuck = threading.Event()
     queue = FakeQueue(block_receive=stuck)
     consumer = Consumer(
-        settings(), backend(queue, FakeQueue(), FakeTable()), metrics(), stall_seconds=0.3
+        settings(),
+        backend(queue, FakeQueue(), table_for("aws", TableService())),
+        metrics(),
+        stall_seconds=0.3,
     )
     consumer.start()
     try:
@@ -230,7 +363,9 @@ def test_liveness_fails_when_a_worker_stops_making_progress() -> None:
 
 
 def test_readiness_needs_every_worker_running() -> None:
-    consumer = Consumer(settings(), backend(FakeQueue(), FakeQueue(), FakeTable()), metrics())
+    consumer = Consumer(
+        settings(), backend(FakeQueue(), FakeQueue(), table_for("aws", TableService())), metrics()
+    )
     assert not consumer.ready()  # not started
     consumer.start()
     assert consumer.ready()
@@ -241,7 +376,9 @@ def test_readiness_needs_every_worker_running() -> None:
 def test_a_zero_wait_on_sqs_backs_off_when_idle() -> None:
     queue = FakeQueue(long_polls=True)
     consumer = Consumer(
-        settings(receive_wait_seconds=0), backend(queue, FakeQueue(), FakeTable()), metrics()
+        settings(receive_wait_seconds=0),
+        backend(queue, FakeQueue(), table_for("aws", TableService())),
+        metrics(),
     )
     consumer.start()
     time.sleep(1.0)

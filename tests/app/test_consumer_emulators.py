@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import signal
@@ -12,10 +13,17 @@ import uuid
 from collections.abc import Callable
 
 import pytest
+from azure.core.exceptions import HttpResponseError
 
+from app import backend as backends
 from app import events
+from app.backend import MAX_EVENT_BYTES, Received, open_queue
+from app.consumer import Consumer
+from app.observability import Metrics
+from app.producer import body as producer_body
+from app.settings import load
 from bench.emulators import REPO, Target, azurite_connection_string, child_env
-from tests.app.conftest import ConsumerProcess, provision, wait_until
+from tests.app.conftest import CLOUDS, ConsumerProcess, provision, wait_until
 from tests.app.cutting_proxy import CuttingProxy
 
 pytestmark = pytest.mark.emulator
@@ -29,6 +37,14 @@ def make_events(n: int) -> tuple[list[str], list[str]]:
         events.make({"seq": i}, source="urn:test", type_="t", event_id=e) for i, e in enumerate(ids)
     ]
     return ids, bodies
+
+
+def allow_a_mebibyte(target: Target) -> None:
+    """Let the SQS work queue take what SQS allows (1 MiB) instead of the stack's 256 KiB."""
+    target.sqs.set_queue_attributes(  # type: ignore[attr-defined]
+        QueueUrl=target.queue_url,  # type: ignore[attr-defined]
+        Attributes={"MaximumMessageSize": "1048576"},
+    )
 
 
 def drained(target: Target, n: int) -> bool:
@@ -241,6 +257,9 @@ def test_a_row_too_large_for_the_table_is_dead_lettered_whole(
     envelope: it is stored on its own and the envelope points at it)."""
     ids, valid = make_events(3)
     if target.cloud == "aws":
+        # The stack's work queue takes 256 KiB, less than an item holds; one set to take more
+        # (SQS allows 1 MiB) must still not lose such a row.
+        allow_a_mebibyte(target)
         big = events.make({"blob": "x" * 420_000}, source="urn:test", type_="t", event_id="big")
         limit = "row too large for DynamoDB"
     else:
@@ -260,54 +279,236 @@ def test_a_row_too_large_for_the_table_is_dead_lettered_whole(
     assert letter.reason.startswith(limit), letter.reason
 
 
-def test_a_table_that_never_answers_spends_the_budget_with_the_error_as_reason(
-    target: Target, start_consumer: Start
+def test_a_row_the_table_refuses_beside_others_is_split_out_on_the_emulator(
+    target: Target, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every delivery fails for a reason outside the message (no such table): it is retried in
-    place within the processing timeout, and on its last allowed delivery it is set aside with
-    the error, not silently by the redrive."""
-    _, (body,) = make_events(1)
-    target.send([body])
+    """The emulator refuses a multi-row write for one row (moto: ValidationException "Item size
+    has exceeded the maximum allowed size" for the whole BatchWriteItem; Azurite: 400
+    PropertyValueTooLarge for that row's upsert). The consumer's own size check is switched
+    off so the row reaches the table, as one would whose limit the check got wrong: the rows are
+    split until the refused one is alone, it alone is dead-lettered with the table's error, and
+    every batch-mate is stored, on its first delivery."""
+    ids, valid = make_events(9)
+    if target.cloud == "aws":
+        allow_a_mebibyte(target)  # only the table is under test
+        big = events.make({"blob": "x" * 420_000}, source="urn:test", type_="t", event_id="big")
+        refused = "DynamoDB refused the row: ClientError: An error occurred (ValidationException)"
+    else:
+        big = events.make({"blob": "x" * 33_000}, source="urn:test", type_="t", event_id="big")
+        refused = "Azure Table refused the row: HttpResponseError: The property value exceeds"
+    target.send([*valid, big])
+    for name, value in target.env.items():
+        monkeypatch.setenv(name, value)
+    settings = load({**target.env, "EDW_PROCESSING_TIMEOUT_SECONDS": "10"})
+    backend = backends.build(settings)
+    backend.table.refusal = lambda event: None  # type: ignore[method-assign]
+    consumer = Consumer(settings, backend, Metrics(settings.cloud))
+    try:
+        batch: list[Received] = []  # all ten in one batch, as one receive would bring them
+        deadline = time.monotonic() + 10
+        while len(batch) < 10 and time.monotonic() < deadline:
+            batch += backend.queue.receive(1, 60, 10 - len(batch))
+        consumer.process(batch)
+    finally:
+        backend.close()
+    assert sorted(target.row_ids()) == ids
+    assert target.depth() == 0
+    (letter,) = target.dead_letters()
+    assert letter.body == big
+    assert letter.reason.startswith(refused), letter.reason
+
+
+# Longer than SQS's redrive (maxReceiveCount, bench.emulators.MAX_RECEIVE_COUNT = 5) and the
+# consumer's delivery limit (2 here) times the 2 s visibility timeout: without the breaker, every
+# valid message would be dead-lettered meanwhile.
+OUTAGE_SECONDS = 12
+THROTTLED = {
+    "aws": (
+        "400 Bad Request",
+        "application/x-amz-json-1.0",
+        json.dumps(
+            {
+                "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+                "message": "The level of configured provisioned throughput for the table was "
+                "exceeded. Consider increasing your provisioning level with the UpdateTable API.",
+            }
+        ),
+    ),
+    "azure": (
+        "429 Too Many Requests",
+        "application/json",
+        json.dumps(
+            {
+                "odata.error": {
+                    "code": "TooManyRequests",
+                    "message": {"lang": "en-US", "value": "Request rate is large."},
+                }
+            }
+        ),
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["cut", "throttled"])
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_a_table_failing_past_every_delivery_limit_dead_letters_nothing(
+    cloud: str, fault: str, request: pytest.FixtureRequest, start_consumer: Start
+) -> None:
+    """Only the table fails (unreachable, or throttling with the service's own error) for
+    longer than any delivery limit allows. The breaker opens (its metric says so), the consumer
+    stops receiving but for one probe batch per pause, whose messages go back as fresh copies;
+    when the table answers again every event is stored once and nothing, neither the consumer
+    nor SQS's redrive, has dead-lettered a thing."""
+    n = 30
+    ids, bodies = make_events(n)
     env = {
-        **target.env,
         **FAST,
-        "EDW_TABLE": "missingtable",
-        "EDW_MAX_DELIVERIES": "2",
-        "EDW_PROCESSING_TIMEOUT_SECONDS": "1",
+        "EDW_CONCURRENCY": "2",
         "EDW_VISIBILITY_TIMEOUT_SECONDS": "2",
+        "EDW_PROCESSING_TIMEOUT_SECONDS": "1",
+        "EDW_MAX_DELIVERIES": "2",
     }
-    consumer = start_consumer(env)
+    with contextlib.ExitStack() as stack:
+        if cloud == "aws":
+            moto = request.getfixturevalue("moto")
+            table = stack.enter_context(CuttingProxy(moto.port))
+            target = provision(request, "aws")
+            # botocore's per-service endpoint: only DynamoDB goes through the proxy.
+            env.update(target.env, AWS_ENDPOINT_URL_DYNAMODB=f"http://127.0.0.1:{table.port}")
+        else:
+            azurite = request.getfixturevalue("azurite")
+            table = stack.enter_context(CuttingProxy(azurite.ports["table"]))
+            target = azurite.provision(
+                f"brk{uuid.uuid4().hex[:8]}",
+                azurite_connection_string(azurite.ports["queue"], table.port),
+            )
+            env.update(target.env)
+        target.send(bodies)
+        if fault == "cut":
+            table.cut()
+        else:
+            table.answer(*THROTTLED[cloud])
+        consumer = start_consumer(env)
+        consumer.wait_ready()
+        wait_until(lambda: consumer.metric("edw_breaker_open") == 1, 15, "the breaker to open")
+        time.sleep(OUTAGE_SECONDS)  # the failure's length is what is tested
+        assert consumer.metric("edw_breaker_open") == 1
+        assert consumer.metric("edw_messages_dead_lettered_total") == 0
+        assert len(target.row_ids()) == 0
+        assert table.cuts or table.answered
+        table.restore()
+        wait_until(lambda: drained(target, n), 40, f"{n} rows and an empty queue")
+        assert consumer.metric("edw_breaker_open") == 0
+        assert consumer.metric("edw_messages_requeued_total") >= 1
+        assert consumer.metric("edw_messages_dead_lettered_total") == 0
+        assert "table failing: breaker open, receiving paused" in consumer.output()
+        consumer.signal(signal.SIGTERM)
+        assert consumer.wait(15) == 0, consumer.output()
+    assert sorted(target.row_ids()) == ids
+    assert target.dead_letters() == []  # the redrive moved nothing either
+
+
+def test_azure_dead_letters_and_sends_never_expire_and_keep_the_queue_content(
+    request: pytest.FixtureRequest, start_consumer: Start
+) -> None:
+    """Put Message keeps a message 7 days unless told otherwise (-1: never). An Event Grid
+    message (Base64) that is not an event is set aside as it was queued: its decoded text holds
+    U+FFFF, which XML 1.0 forbids, so it could not travel in a queue message."""
+    target = provision(request, "azure")
+    text = '{"specversion":"1.0","id":"a","source":"s\uffff"}'
+    raw = base64.b64encode(text.encode()).decode()
+    target.send([raw])
+    consumer = start_consumer({**target.env, **FAST})
     consumer.wait_ready()
-    wait_until(lambda: target.depth() == 0, 30, "the message to leave the work queue")
-    assert consumer.metric("edw_messages_failed_total") == 1  # the first delivery
+    wait_until(lambda: target.depth() == 0, 20, "the work queue to empty")
+    assert consumer.metric("edw_messages_dead_lettered_total") == 1
     consumer.signal(signal.SIGTERM)
     assert consumer.wait(15) == 0
+    expiry = {m.expires_on.year for m in target.poison.peek_messages(max_messages=32)}  # type: ignore[attr-defined]
+    assert expiry == {9999}
+    (letter,) = target.dead_letters()
+    assert letter.body == raw
+    assert "'type'" in letter.reason
+    # What the producer sends straight to a queue never expires either.
+    sender = open_queue(
+        "azure",
+        target.env["EDW_QUEUE"],
+        connection_string=target.env["EDW_AZURE_CONNECTION_STRING"],
+    )
+    assert sender.send(make_events(1)[1]) == 0
+    (sent,) = target.queue.peek_messages()  # type: ignore[attr-defined]
+    assert sent.expires_on.year == 9999
 
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_the_producer_holds_both_clouds_to_one_event_size_limit(
+    cloud: str, request: pytest.FixtureRequest
+) -> None:
+    """Event Grid writes an event into a Storage queue Base64-encoded, and a queue message holds
+    64 KiB: an event of more than 48 KiB of JSON never reaches an Azure queue. The producer
+    refuses one on both clouds with the reason, before sending anything; an event at the limit
+    is sent, and its Base64 fits an Azurite queue message when one byte more does not."""
+    target = provision(request, cloud)
+
+    def produce(size: int) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                *(sys.executable, "-m", "app.producer", "--count", "3", "--target", "queue"),
+                *("--payload-bytes", str(size), "--json", "--no-progress"),
+            ],
+            env=child_env(target.env),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    over = produce(MAX_EVENT_BYTES + 1)
+    assert over.returncode == 2, over.stdout + over.stderr
+    assert f"--payload-bytes {MAX_EVENT_BYTES + 1}: the event is {MAX_EVENT_BYTES + 1} bytes" in (
+        over.stderr
+    )
+    assert "Base64-encoded, and a queue message holds 64 KiB" in over.stderr
+    assert target.depth() == 0
+    at = produce(MAX_EVENT_BYTES)
+    assert at.returncode == 0, at.stderr
+    assert json.loads(at.stdout)["sent"] == 3
+    assert target.depth() == 3
+    if cloud == "azure":
+
+        def as_event_grid_writes(size: int) -> str:
+            return base64.b64encode(producer_body(0, size, "urn:p", "t").encode()).decode()
+
+        target.queue.send_message(as_event_grid_writes(MAX_EVENT_BYTES))  # type: ignore[attr-defined]
+        with pytest.raises(HttpResponseError, match="RequestBodyTooLarge"):
+            target.queue.send_message(as_event_grid_writes(MAX_EVENT_BYTES + 1))  # type: ignore[attr-defined]
+
+
+def test_a_message_at_the_work_queue_size_limit_is_dead_lettered_with_its_reason(
+    request: pytest.FixtureRequest, start_consumer: Start
+) -> None:
+    """SQS counts message attributes toward its size limit (the emulator is made to, too:
+    bench.emulators.count_sqs_attribute_bytes). A body as large as the work queue takes, plus
+    the reason attribute, must still fit the DLQ."""
+    target = provision(request, "aws")
+    limit = int(
+        target.sqs.get_queue_attributes(  # type: ignore[attr-defined]
+            QueueUrl=target.queue_url,  # type: ignore[attr-defined]
+            AttributeNames=["MaximumMessageSize"],
+        )["Attributes"]["MaximumMessageSize"]
+    )
+    body = "x" * limit  # not JSON
+    target.send([body])
+    consumer = start_consumer({**target.env, **FAST})
+    consumer.wait_ready()
+    wait_until(lambda: target.depth() == 0, 20, "the work queue to empty")
+    consumer.signal(signal.SIGTERM)
+    assert consumer.wait(15) == 0
     (letter,) = target.dead_letters()
     assert letter.body == body
-    assert letter.reason.startswith("delivery 2 of 2 failed: "), letter.reason
-
-
-def test_the_producer_sends_large_events_within_the_batch_limit(
-    request: pytest.FixtureRequest,
-) -> None:
-    """SQS refuses a SendMessageBatch over 1 MiB in total: batches are split by size too."""
-    target = provision(request, "aws")
-    produced = subprocess.run(
-        [
-            *(sys.executable, "-m", "app.producer", "--count", "8"),
-            *("--payload-bytes", "300000", "--json", "--no-progress"),
-        ],
-        env=child_env(target.env),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert produced.returncode == 0, produced.stderr
-    assert json.loads(produced.stdout)["sent"] == 8
-    assert target.depth() == 8
+    assert letter.reason.startswith("not valid JSON"), letter.reason
 
 
 def test_long_processing_extends_visibility_without_duplicates(

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from app import events
+from app.backend import MAX_EVENT_BYTES
 from app.producer import Schedule, TargetError, body, parser, resolve_target, stack_outputs
 
 
@@ -34,7 +35,7 @@ def test_rate_zero_means_no_limit() -> None:
     assert Schedule("ramp", 0).due(0) == float("inf")
 
 
-@pytest.mark.parametrize("size", [0, 300, 4096])
+@pytest.mark.parametrize("size", [0, 300, 4096, MAX_EVENT_BYTES])
 def test_bodies_are_valid_cloudevents_of_the_requested_size(size: int) -> None:
     text = body(7, size, "urn:p", "t.created")
     event = events.parse(text)

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from app import aws as app_aws
+from bench.emulators import DLQ_MAX_MESSAGE_BYTES, WORK_QUEUE_MAX_MESSAGE_BYTES
 from components.aws.cluster import CLUSTER_ADMIN_POLICY
 from components.versions import KARPENTER_CHART, KEDA_CHART
 from stacks import aws as aws_stack
@@ -68,6 +69,26 @@ def test_work_queue_is_encrypted_long_polled_and_consistent_with_the_consumer(aw
     ]
     assert grace < queue.inputs["visibilityTimeoutSeconds"]
     assert env_of(aws_run)["EDW_VISIBILITY_TIMEOUT_SECONDS"] == "120"
+
+
+def test_any_message_the_work_queue_takes_fits_the_dlq_with_its_reason(aws_run: StackRun):
+    """SQS counts message attributes toward the size limit: with equal limits (the provider's
+    256 KiB default on both, until now) a body at the limit could never be dead-lettered with
+    its reason attribute."""
+    queue = aws_run.one(SQS, "work-queue").inputs["maxMessageSize"]
+    dlq = aws_run.one(SQS, "work-dlq").inputs["maxMessageSize"]
+    assert (queue, dlq) == (262_144, 1_048_576)
+    # The emulators' queues (bench/emulators.py) have the stack's limits.
+    assert (queue, dlq) == (WORK_QUEUE_MAX_MESSAGE_BYTES, DLQ_MAX_MESSAGE_BYTES)
+    assert queue + app_aws.DEAD_LETTER_RESERVE_BYTES <= dlq
+    reason = "é" * app_aws.MAX_REASON_CHARS  # the longest reason, in bytes
+    entry = {
+        "MessageBody": "x" * int(queue),
+        "MessageAttributes": {
+            app_aws.REASON_ATTRIBUTE: {"DataType": "String", "StringValue": reason}
+        },
+    }
+    assert app_aws._entry_bytes(entry) <= dlq
 
 
 def test_dlq_accepts_redrive_only_from_the_work_queue(aws_run: StackRun):

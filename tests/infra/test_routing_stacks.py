@@ -230,6 +230,7 @@ def test_azure_each_workflow_subscription_filters_and_delivers_with_the_topic_id
         "endpointType": "StorageQueue",
         "resourceId": account.id,
         "queueName": "orders",
+        "queueMessageTimeToLiveInSeconds": -1,  # never expires (the default: after 7 days)
     }
     assert orders["filter"] == {
         "advancedFilters": [

@@ -44,7 +44,7 @@ def unknown_metrics(rules_text: str) -> set[str]:
 def test_the_rules_parse() -> None:
     result = promtool("check", "rules", RULES)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 4 rules found" in result.stdout
+    assert "SUCCESS: 5 rules found" in result.stdout
 
 
 def test_every_alert_fires_and_resolves_on_sample_series() -> None:
@@ -55,16 +55,27 @@ def test_every_alert_fires_and_resolves_on_sample_series() -> None:
     assert tested == alerts
 
 
-def test_a_broken_threshold_fails_the_unit_tests(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("change", "alert"),
+    [
+        (("> 0.05", "> 0.5"), "EdwConsumerFailuresRising"),
+        (("(edw_breaker_open) > 0\n        for: 5m", "(edw_breaker_open) > 0\n        for: 1m"),
+         "EdwTableFailing"),
+    ],
+)  # fmt: skip
+def test_a_broken_threshold_fails_the_unit_tests(
+    tmp_path: Path, change: tuple[str, str], alert: str
+) -> None:
+    assert change[0] in RULES.read_text()
     broken = tmp_path / "consumer-alerts.yaml"
-    broken.write_text(RULES.read_text().replace("> 0.05", "> 0.5"))
+    broken.write_text(RULES.read_text().replace(*change))
     tests = tmp_path / "t.test.yaml"
     tests.write_text(RULE_TESTS.read_text().replace(
         "../../components/observability/consumer-alerts.yaml", str(broken)
     ))  # fmt: skip
     result = promtool("test", "rules", tests)
     assert result.returncode != 0
-    assert "EdwConsumerFailuresRising" in result.stdout + result.stderr
+    assert alert in result.stdout + result.stderr
 
 
 def test_the_rules_use_only_metrics_the_consumer_exports() -> None:
