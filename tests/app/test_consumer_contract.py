@@ -65,8 +65,11 @@ def test_a_refused_row_is_isolated_and_only_it_is_dead_lettered(cloud: str) -> N
     assert dead is messages[3]
     assert reason == REFUSED[cloud]
     assert sorted(queue.deleted, key=messages.index) == messages
-    assert ["e3"] in table.writes  # written alone, at last
-    assert any(len(ids) > 1 and "e3" in ids for ids in table.writes)  # after refused with others
+    if cloud == "aws":  # refused with the others in one BatchWriteItem, then alone
+        assert any(len(ids) > 1 and "e3" in ids for ids in table.writes)
+        assert ["e3"] in table.writes
+    else:  # one upsert per row: refused in the whole write, then again alone
+        assert table.writes.count(["e3"]) >= 2
     m = consumer.metrics
     assert (count(m, "edw_messages_processed_total"), count(m, "edw_messages_failed_total")) == (
         9,
