@@ -39,12 +39,17 @@ def make_events(n: int) -> tuple[list[str], list[str]]:
     return ids, bodies
 
 
-def allow_a_mebibyte(target: Target) -> None:
-    """Let the SQS work queue take what SQS allows (1 MiB) instead of the stack's 256 KiB."""
-    target.sqs.set_queue_attributes(  # type: ignore[attr-defined]
-        QueueUrl=target.queue_url,  # type: ignore[attr-defined]
-        Attributes={"MaximumMessageSize": "1048576"},
-    )
+def too_large_for_the_table(target: Target, azure_blob: str) -> str:
+    """An event whose row the table cannot hold: a 420 KB item on DynamoDB, ``azure_blob`` as
+    data on Azure. The stack's SQS work queue takes 256 KiB, less than an item holds; this one is
+    set to take what SQS allows (1 MiB), as a queue of someone else's could be."""
+    if target.cloud == "aws":
+        target.sqs.set_queue_attributes(  # type: ignore[attr-defined]
+            QueueUrl=target.queue_url,  # type: ignore[attr-defined]
+            Attributes={"MaximumMessageSize": "1048576"},
+        )
+    blob = "x" * 420_000 if target.cloud == "aws" else azure_blob
+    return events.make({"blob": blob}, source="urn:test", type_="t", event_id="big")
 
 
 def drained(target: Target, n: int) -> bool:
@@ -256,15 +261,11 @@ def test_a_row_too_large_for_the_table_is_dead_lettered_whole(
     kept whole on the dead-letter path (on Azure, escaping makes this one too large for an
     envelope: it is stored on its own and the envelope points at it)."""
     ids, valid = make_events(3)
-    if target.cloud == "aws":
-        # The stack's work queue takes 256 KiB, less than an item holds; one set to take more
-        # (SQS allows 1 MiB) must still not lose such a row.
-        allow_a_mebibyte(target)
-        big = events.make({"blob": "x" * 420_000}, source="urn:test", type_="t", event_id="big")
-        limit = "row too large for DynamoDB"
-    else:
-        big = events.make({"blob": '"' * 30_000}, source="urn:test", type_="t", event_id="big")
-        limit = "row too large for Azure Table: property 'data'"
+    big = too_large_for_the_table(target, azure_blob='"' * 30_000)
+    limit = {
+        "aws": "row too large for DynamoDB",
+        "azure": "row too large for Azure Table: property 'data'",
+    }[target.cloud]
     target.send([*valid, big])
     consumer = start_consumer({**target.env, **FAST})
     consumer.wait_ready()
@@ -289,13 +290,11 @@ def test_a_row_the_table_refuses_beside_others_is_split_out_on_the_emulator(
     split until the refused one is alone, it alone is dead-lettered with the table's error, and
     every batch-mate is stored, on its first delivery."""
     ids, valid = make_events(9)
-    if target.cloud == "aws":
-        allow_a_mebibyte(target)  # only the table is under test
-        big = events.make({"blob": "x" * 420_000}, source="urn:test", type_="t", event_id="big")
-        refused = "DynamoDB refused the row: ClientError: An error occurred (ValidationException)"
-    else:
-        big = events.make({"blob": "x" * 33_000}, source="urn:test", type_="t", event_id="big")
-        refused = "Azure Table refused the row: HttpResponseError: The property value exceeds"
+    big = too_large_for_the_table(target, azure_blob="x" * 33_000)
+    refused = {
+        "aws": "DynamoDB refused the row: ClientError: An error occurred (ValidationException)",
+        "azure": "Azure Table refused the row: HttpResponseError: The property value exceeds",
+    }[target.cloud]
     target.send([*valid, big])
     for name, value in target.env.items():
         monkeypatch.setenv(name, value)
@@ -370,20 +369,8 @@ def test_a_table_failing_past_every_delivery_limit_dead_letters_nothing(
         "EDW_MAX_DELIVERIES": "2",
     }
     with contextlib.ExitStack() as stack:
-        if cloud == "aws":
-            moto = request.getfixturevalue("moto")
-            table = stack.enter_context(CuttingProxy(moto.port))
-            target = provision(request, "aws")
-            # botocore's per-service endpoint: only DynamoDB goes through the proxy.
-            env.update(target.env, AWS_ENDPOINT_URL_DYNAMODB=f"http://127.0.0.1:{table.port}")
-        else:
-            azurite = request.getfixturevalue("azurite")
-            table = stack.enter_context(CuttingProxy(azurite.ports["table"]))
-            target = azurite.provision(
-                f"brk{uuid.uuid4().hex[:8]}",
-                azurite_connection_string(azurite.ports["queue"], table.port),
-            )
-            env.update(target.env)
+        target, table, _ = behind_proxies(request, stack, cloud, table_only=True)
+        env.update(target.env)
         target.send(bodies)
         if fault == "cut":
             table.cut()
@@ -560,6 +547,31 @@ def test_batch_over_processing_timeout_is_released_to_others(
     assert len(target.row_ids()) == 1
 
 
+def behind_proxies(
+    request: pytest.FixtureRequest, stack: contextlib.ExitStack, cloud: str, *, table_only: bool
+) -> tuple[Target, CuttingProxy, CuttingProxy]:
+    """A fresh target whose consumer environment reaches the table, and unless ``table_only``
+    the queue, through cutting proxies: (target, the table's link, the queue's link, which
+    is the table's when only the table is proxied or one endpoint serves both)."""
+    if cloud == "aws":
+        moto = request.getfixturevalue("moto")
+        proxy = stack.enter_context(CuttingProxy(moto.port))
+        target = provision(request, "aws")
+        # botocore's per-service endpoint sends only DynamoDB through the proxy; one endpoint
+        # serves both services otherwise.
+        name = "AWS_ENDPOINT_URL_DYNAMODB" if table_only else "AWS_ENDPOINT_URL"
+        target.env[name] = f"http://127.0.0.1:{proxy.port}"
+        return target, proxy, proxy
+    azurite = request.getfixturevalue("azurite")
+    table = stack.enter_context(CuttingProxy(azurite.ports["table"]))
+    queue = table if table_only else stack.enter_context(CuttingProxy(azurite.ports["queue"]))
+    queue_port = azurite.ports["queue"] if table_only else queue.port
+    target = azurite.provision(
+        f"cut{uuid.uuid4().hex[:8]}", azurite_connection_string(queue_port, table.port)
+    )
+    return target, table, queue
+
+
 def cut_twice(
     link: Callable[[], CuttingProxy], progress: Callable[[], int], seconds: float
 ) -> None:
@@ -593,21 +605,9 @@ def test_network_cuts_lose_nothing_and_dead_letter_nothing(
         "EDW_PROCESSING_TIMEOUT_SECONDS": "15",
     }
     with contextlib.ExitStack() as stack:
-        if cloud == "aws":
-            moto = request.getfixturevalue("moto")
-            proxy = stack.enter_context(CuttingProxy(moto.port))
-            target = provision(request, "aws")
-            env.update(target.env, AWS_ENDPOINT_URL=f"http://127.0.0.1:{proxy.port}")
-            links = [proxy, proxy]  # one endpoint serves SQS and DynamoDB
-        else:
-            azurite = request.getfixturevalue("azurite")
-            queue = stack.enter_context(CuttingProxy(azurite.ports["queue"]))
-            table = stack.enter_context(CuttingProxy(azurite.ports["table"]))
-            target = azurite.provision(
-                f"cut{uuid.uuid4().hex[:8]}", azurite_connection_string(queue.port, table.port)
-            )
-            env.update(target.env)
-            links = [table, queue]  # the table blip first, then the queue
+        target, table, queue = behind_proxies(request, stack, cloud, table_only=False)
+        env.update(target.env)
+        links = [table, queue]  # the table blip first, then the queue (on AWS one endpoint)
         target.send(bodies)
         consumer = start_consumer(env)
         consumer.wait_ready()
