@@ -391,6 +391,8 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         "queueName": queues[first].queue_name,
         "poisonQueueName": queues[first].poison_queue_name,
         "routerEndpoint": router.endpoint,
+        # Where the router dead-letters (tools.redrive and tools.replay read it).
+        "routerDeadLetterContainer": account.dead_letter_container,
         # Attach your own receivers (chat, pager) to it; e-mails come from edw:alertEmails.
         "actionGroupId": alerts.action_group_id,
         "workbookUrl": workbook.url,
