@@ -168,8 +168,9 @@ def test_azure_the_cluster_sends_metrics_and_logs_to_the_stacks_workspaces(
 def test_azure_prometheus_flows_from_the_cluster_to_the_workspace(azure_full: StackRun) -> None:
     cluster = azure_full.one("azure-native:containerservice:ManagedCluster")
     workspace = azure_full.one("azure-native:monitor:AzureMonitorWorkspace")
-    endpoint = azure_full.one("azure-native:monitor:DataCollectionEndpoint")
-    rule = azure_full.one("azure-native:monitor:DataCollectionRule").inputs
+    endpoint = azure_full.one("azure-native:monitor:DataCollectionEndpoint", "prometheus-endpoint")
+    collection = azure_full.one("azure-native:monitor:DataCollectionRule", "prometheus-collection")
+    rule = collection.inputs
     assert rule["dataCollectionEndpointId"] == endpoint.id
     (source,) = rule["dataSources"]["prometheusForwarder"]
     assert source["streams"] == ["Microsoft-PrometheusMetrics"]
@@ -183,9 +184,7 @@ def test_azure_prometheus_flows_from_the_cluster_to_the_workspace(azure_full: St
         for a in azure_full.of_type("azure-native:monitor:DataCollectionRuleAssociation")
     }
     assert associations["configurationAccessEndpoint"]["dataCollectionEndpointId"] == endpoint.id
-    assert associations["edw-dev-prometheus"]["dataCollectionRuleId"] == (
-        azure_full.one("azure-native:monitor:DataCollectionRule").id
-    )
+    assert associations["edw-dev-prometheus"]["dataCollectionRuleId"] == collection.id
     assert {a["resourceUri"] for a in associations.values()} == {cluster.id}
     settings = azure_full.one("kubernetes:core/v1:ConfigMap", "prometheus-scraping").inputs
     assert settings["metadata"] == {
