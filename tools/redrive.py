@@ -9,7 +9,8 @@ kind of dead letter (docs/operations.md, "Dead letters").
 ``--outputs FILE`` reads a saved ``pulumi stack output --json`` instead of the CLI. Read the
 reasons first (the consumer's reason travels with each dead letter) and fix the cause, or the
 messages come back. Every move sends first and deletes after: run a command twice, or after a
-crash, and nothing is lost; an event sent twice writes one row (rows are keyed by event id).
+crash, and nothing is lost; an event sent twice writes one row (a row is keyed by its workflow,
+source and id).
 
 - SQS DLQ: what the consumer set aside (the body byte for byte; its reason is a message
   attribute, dropped on the way back), what SQS moved after maxReceiveCount, and what the router

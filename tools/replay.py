@@ -12,12 +12,12 @@ container. Dead letters stay dead letters there, to be read and returned with ``
 A queue without counterpart stops the run before anything moves.
 
 Each body is copied byte for byte and only then deleted from the source: a crash between the two
-leaves a message in both, which the consumers absorb (a row is keyed by its event id). A batch the
-destination refuses in part stays on the source, whole, and the run stops with an error: nothing
-is deleted that was not sent. Each side's queues resolve in the region their URLs name, so one
-laptop moves messages between regions. After a move, and with ``--check``, the source stack is
-read again: the exit code is 0 only when none of its queues (nor its dead-letter container) holds
-anything, that is when destroying it loses nothing (docs/resilience.md).
+leaves a message in both, which the consumers absorb (a row is keyed by its workflow, source and
+id). A batch the destination refuses in part stays on the source, whole, and the run stops with an
+error: nothing is deleted that was not sent. Each side's queues resolve in the region their URLs
+name, so one laptop moves messages between regions. After a move, and with ``--check``, the
+source stack is read again: the exit code is 0 only when none of its queues (nor its dead-letter
+container) holds anything, that is when destroying it loses nothing (docs/resilience.md).
 """
 
 from __future__ import annotations
