@@ -27,6 +27,12 @@ from app.settings import DEFAULT_WORKFLOW, SQS_MAX_VISIBILITY_SECONDS, Settings
 
 log = logging.getLogger("edw.aws")
 SQS_BATCH = 10
+# Every message SQS holds: visible, in flight, delayed (GetQueueAttributes).
+DEPTH = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+)
 # SQS: a message, and a whole SendMessageBatch, may hold at most 1 MiB (body plus attributes).
 SQS_BATCH_BYTES = 1_048_576
 # SNS PublishBatch: the messages of one call total at most 256 KiB (SNS API reference).
@@ -151,6 +157,11 @@ class SqsQueue:
 
     def delete(self, messages: Sequence[Received]) -> list[Received]:
         return self._per_message("delete", self.client.delete_message_batch, messages)
+
+    def depth(self) -> int:
+        """Messages on the queue, visible, in flight or delayed (SQS's approximate counts)."""
+        attributes = self.client.get_queue_attributes(QueueUrl=self.url, AttributeNames=DEPTH)
+        return sum(int(attributes["Attributes"].get(name, 0)) for name in DEPTH)
 
     def extend(self, messages: Sequence[Received], seconds: int) -> list[Received]:
         return self._per_message(

@@ -146,6 +146,10 @@ class StorageQueue:
         results = self.pool.map(lambda m: _ok(lambda: self._delete(m), "delete"), messages)
         return [m for m, ok in zip(messages, results, strict=True) if not ok]
 
+    def depth(self) -> int:
+        """Messages on the queue, visible or not (the approximate count KEDA also reads)."""
+        return int(self.client.get_queue_properties(**CALL).approximate_message_count or 0)
+
     def extend(self, messages: Sequence[Received], seconds: int) -> list[Received]:
         def one(message: Received) -> None:
             updated = self.client.update_message(

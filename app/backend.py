@@ -116,6 +116,10 @@ class WorkQueue(Sender, Protocol):
         """Delete messages; returns those that could not be deleted (they will come back)."""
         ...
 
+    def depth(self) -> int:
+        """Messages the queue holds, visible or in flight (approximate, as the service counts)."""
+        ...
+
     def extend(self, messages: Sequence[Received], seconds: int) -> list[Received]:
         """Set each message's visibility to ``seconds`` from now; returns those that failed."""
         ...

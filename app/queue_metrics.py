@@ -9,7 +9,9 @@ minute:
     EDW_STORAGE_ACCOUNT=... EDW_QUEUES=work,work-poison EDW_METRICS_RESOURCE_ID=<account id> \\
         EDW_METRICS_REGION=westeurope python -m app.queue_metrics
 
-Exit 0 when the metrics were accepted, 1 when not, 2 on bad settings.
+Metric alerts never fire on metrics that stop coming, so each accepted run also sends the task's
+heartbeat (``app.heartbeat``, with EDW_HEARTBEAT_TASK), whose absence the stack alerts on.
+Exit 0 when the metrics (and the heartbeat) were accepted, 1 when not, 2 on bad settings.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 
 import requests
 
+from app import heartbeat
 from app.azure import Clients, http_session
 from app.observability import setup_logging
 
@@ -125,7 +128,7 @@ def main(env: Mapping[str, str] = os.environ, credential: Any = None) -> int:
         "queue metrics",
         extra={"fields": {"queues": {s.queue: [s.depth, s.oldest_age_seconds] for s in states}}},
     )
-    return 0 if accepted else EXIT_REFUSED
+    return heartbeat.after_run(env, credential) if accepted else EXIT_REFUSED
 
 
 if __name__ == "__main__":

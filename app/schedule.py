@@ -5,7 +5,9 @@
 
 The event's data is the scheduled minute (UTC, the minute the run started), and its id is the
 type plus that minute, so a retry of the same tick overwrites its own rows instead of adding
-some. Exit 0 when the router accepted the event, 1 when it did not, 2 on bad settings.
+some. After a published tick it sends the task's heartbeat (``app.heartbeat``, with
+EDW_HEARTBEAT_TASK), which the stack's missed-tick alarm watches. Exit 0 when the router accepted
+the event (and the heartbeat), 1 when not, 2 on bad settings.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from app import events
+from app import events, heartbeat
 from app.backend import open_router
 from app.observability import setup_logging
 
@@ -53,7 +55,7 @@ def main(env: Mapping[str, str] = os.environ, now: datetime | None = None) -> in
     failed = open_router(cloud, router).send([body])
     fields = {"type": event_type, "id": json.loads(body)["id"], "published": not failed}
     log.info("scheduled event", extra={"fields": fields})
-    return EXIT_REFUSED if failed else 0
+    return EXIT_REFUSED if failed else heartbeat.after_run(env)
 
 
 if __name__ == "__main__":

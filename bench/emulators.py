@@ -334,11 +334,12 @@ def _boto_credentials() -> dict[str, str]:
     }
 
 
-def azurite_connection_string(queue_port: int, table_port: int) -> str:
+def azurite_connection_string(queue_port: int, table_port: int, blob_port: int = 0) -> str:
+    blob = f"BlobEndpoint=http://127.0.0.1:{blob_port}/{AZURITE_ACCOUNT};" if blob_port else ""
     return (
         f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
         f"QueueEndpoint=http://127.0.0.1:{queue_port}/{AZURITE_ACCOUNT};"
-        f"TableEndpoint=http://127.0.0.1:{table_port}/{AZURITE_ACCOUNT};"
+        f"TableEndpoint=http://127.0.0.1:{table_port}/{AZURITE_ACCOUNT};{blob}"
     )
 
 
@@ -436,7 +437,9 @@ class AzuriteEmulator:
             raise TimeoutError(f"Azurite reported only {sorted(self.ports)} after 60 s")
         # Keep reading what it prints (shutdown lines), so a full pipe can never block it.
         threading.Thread(target=self.process.stdout.read, daemon=True).start()
-        self.connection_string = azurite_connection_string(self.ports["queue"], self.ports["table"])
+        self.connection_string = azurite_connection_string(
+            self.ports["queue"], self.ports["table"], self.ports["blob"]
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -13,18 +13,22 @@ from pulumi_aws import (
     get_caller_identity,
     iam,
 )
+from pulumi_kubernetes import core as k8s_core
 
 from components.aws.alarms import (
+    HEARTBEAT_NAMESPACE,
     AlertTopic,
     AlertTopicArgs,
     DynamoTableAlarms,
+    HeartbeatAlarm,
+    HeartbeatAlarmArgs,
     RouterAlarmsArgs,
     SnsRouterAlarms,
     SqsWorkflowAlarms,
     TableAlarmsArgs,
     WorkflowAlarmsArgs,
 )
-from components.aws.cluster import EksCluster, EksClusterArgs
+from components.aws.cluster import SYSTEM_POOL_LABEL, SYSTEM_TAINT_KEY, EksCluster, EksClusterArgs
 from components.aws.dashboard import CloudWatchDashboard, DashboardArgs, WorkflowQueues
 from components.aws.iam import Statement, allow
 from components.aws.image import EcrConsumerImage, EcrConsumerImageArgs
@@ -61,16 +65,23 @@ from components.k8s.consumer import (
     ConsumerNamespace,
     QueueTrigger,
 )
-from components.k8s.schedule import PeriodicTask, PeriodicTaskArgs
+from components.k8s.schedule import PeriodicTask, PeriodicTaskArgs, SystemPlacement
 from components.observability.rules import consumer_rules
 from stacks.config import ConfigError, EdwConfig
-from stacks.shared import schedule_env, schedule_task
+from stacks.shared import schedule_env, schedule_task, schedule_window, task_name
 
 # EC2's service-linked role for spot requests (IAM: AWSServiceRoleForEC2Spot, service
 # spot.amazonaws.com); without it CreateFleet cannot launch spot capacity.
 SPOT_SERVICE_LINKED_ROLE = "AWSServiceRoleForEC2Spot"
 # The consumer's writes: granted on the table, and watched for server errors.
 TABLE_WRITES = ("PutItem", "BatchWriteItem")
+# Periodic tasks run on the system node group, where they start at once.
+SYSTEM_NODES = SystemPlacement(
+    node_selector=SYSTEM_POOL_LABEL,
+    toleration=k8s_core.v1.TolerationArgs(
+        key=SYSTEM_TAINT_KEY, operator="Exists", effect="NoSchedule"
+    ),
+)
 
 
 def consumer_statements(
@@ -122,6 +133,20 @@ def publisher_statements(
             "UseTheRouterKeyThroughSns",
             Condition={"StringEquals": {"kms:ViaService": f"sns.{region}.amazonaws.com"}},
         ),
+    ]
+
+
+def heartbeat_statements() -> list[Statement]:
+    """A task's heartbeats: PutMetricData has no resource-level permissions, so the namespace
+    condition keeps it to the heartbeat namespace (CloudWatch user guide, "Using condition keys
+    to limit access to CloudWatch namespaces")."""
+    return [
+        allow(
+            ["cloudwatch:PutMetricData"],
+            ["*"],
+            "SendHeartbeats",
+            Condition={"StringEquals": {"cloudwatch:namespace": HEARTBEAT_NAMESPACE}},
+        )
     ]
 
 
@@ -286,7 +311,12 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
     )
     DynamoTableAlarms(
         "results-alarms",
-        TableAlarmsArgs(table_name=table_name, operations=TABLE_WRITES, topic_arn=alerts.topic_arn),
+        TableAlarmsArgs(
+            table_name=table_name,
+            operations=TABLE_WRITES,
+            topic_arn=alerts.topic_arn,
+            replica_regions=cfg.aws.replica_regions,
+        ),
     )
     dashboard = CloudWatchDashboard(
         "dashboard",
@@ -443,11 +473,14 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
                     oidc=cluster.oidc,
                     namespace=cfg.consumer.namespace,
                     service_account=f"{w.k8s_name}-schedule",
-                    statements=publisher_statements(router.topic_arn, router.key_arn, region),
+                    statements=[
+                        *publisher_statements(router.topic_arn, router.key_arn, region),
+                        *heartbeat_statements(),
+                    ],
                     tags=tags,
                 ),
             )
-            PeriodicTask(
+            task = PeriodicTask(
                 w.resource_name("schedule"),
                 PeriodicTaskArgs(
                     **schedule_task(cfg, w),
@@ -458,12 +491,22 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
                         "EDW_ROUTER": router.topic_arn,
                         "AWS_REGION": region,
                     },
+                    system_nodes=SYSTEM_NODES,
                     service_account_annotations={
                         "eks.amazonaws.com/role-arn": schedule_identity.role_arn
                     },
-                    platform=[karpenter.node_pools, schedule_identity],
+                    platform=[cluster.system_nodes, schedule_identity],
                 ),
                 opts=on_cluster,
+            )
+            HeartbeatAlarm(
+                w.resource_name("schedule-alarms"),
+                HeartbeatAlarmArgs(
+                    task=task_name(w),
+                    window_seconds=schedule_window(w),
+                    topic_arn=alerts.topic_arn,
+                    first_beat=task.first_beat,
+                ),
             )
 
     first = queues[cfg.workflows[0].name]

@@ -16,6 +16,13 @@ from pulumi_kubernetes import core
 
 from components.azure.alerts import MonitorAlerts, MonitorAlertsArgs
 from components.azure.cluster import AksCluster, AksClusterArgs, kubelogin_login
+from components.azure.heartbeats import (
+    Heartbeat,
+    HeartbeatAlerts,
+    HeartbeatAlertsArgs,
+    HeartbeatSink,
+    HeartbeatSinkArgs,
+)
 from components.azure.identity import (
     CosmosTableGrant,
     RoleGrant,
@@ -63,8 +70,9 @@ from components.k8s.consumer import (
 )
 from components.k8s.schedule import PeriodicTask, PeriodicTaskArgs, SystemPlacement
 from components.observability.rules import consumer_rules
+from components.ticks import missed_tick_window_seconds
 from stacks.config import EdwConfig
-from stacks.shared import schedule_env, schedule_task
+from stacks.shared import schedule_env, schedule_task, schedule_window, task_name
 
 TABLE = "results"
 # The AKS KEDA add-on runs the operator as kube-system/keda-operator.
@@ -73,6 +81,15 @@ KEDA_SERVICE_ACCOUNT = "keda-operator"
 WORKLOAD_IDENTITY_USE = {"azure.workload.identity/use": "true"}
 SUFFIX_LENGTH = 8
 QUEUE_METRICS = "edw-queue-metrics"  # the CronJob and its service account
+QUEUE_METRICS_TASK = "queue-metrics"  # its heartbeats' name
+QUEUE_METRICS_SCHEDULE = "* * * * *"
+# Periodic tasks run on the system pool, where they start at once.
+SYSTEM_NODES = SystemPlacement(
+    node_selector={"kubernetes.azure.com/mode": "system"},
+    toleration=core.v1.TolerationArgs(
+        key="CriticalAddonsOnly", operator="Exists", effect="NoSchedule"
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -178,11 +195,24 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             work_queues=[w.name for w in cfg.workflows],
             poison_queues=[f"{w.name}{POISON_SUFFIX}" for w in cfg.workflows],
             max_message_age_seconds=cfg.max_message_age_seconds,
+            replicated=bool(az.replica_locations),
             tags=tags,
         ),
     )
     full = cfg.observability == "full"
-    logs = LogWorkspace("logs", group.name, az.location, tags) if full else None
+    # The tasks' heartbeats always land here; Container Insights too with observability full.
+    logs = LogWorkspace("logs", group.name, az.location, tags)
+    heartbeats = HeartbeatSink(
+        "heartbeats",
+        HeartbeatSinkArgs(
+            resource_group_name=group.name,
+            location=az.location,
+            workspace_name=logs.workspace_name,
+            workspace_id=logs.id,
+            tags=tags,
+        ),
+    )
+    beats: list[Heartbeat] = []
     cluster = AksCluster(
         "cluster",
         AksClusterArgs(
@@ -197,7 +227,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             deployer_object_id=client.object_id,
             tags=tags,
             kubelogin_args=kubelogin_login(os.environ),
-            log_analytics_workspace_id=logs.id if logs else None,
+            log_analytics_workspace_id=logs.id if full else None,
         ),
     )
     on_cluster = pulumi.ResourceOptions(providers={"kubernetes": cluster.provider})
@@ -337,25 +367,36 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
                 w.resource_name("schedule-identity"),
                 cfg.consumer.namespace,
                 f"{w.k8s_name}-schedule",
-                # Publish to the router and nothing else.
-                roles=[identity.role("router-sender", EVENTGRID_DATA_SENDER, router.topic_id)],
+                # Publish to the router and its heartbeats, nothing else.
+                roles=[
+                    identity.role("router-sender", EVENTGRID_DATA_SENDER, router.topic_id),
+                    identity.role(
+                        "heartbeat-sender", MONITORING_METRICS_PUBLISHER, heartbeats.rule_id
+                    ),
+                ],
             )
-            PeriodicTask(
+            task = PeriodicTask(
                 w.resource_name("schedule"),
                 PeriodicTaskArgs(
                     **schedule_task(cfg, w),
                     namespace=namespace.namespace,
                     image=image,
-                    env={**schedule_env("azure", cfg, w), "EDW_ROUTER": router.endpoint},
+                    env={
+                        **schedule_env("azure", cfg, w),
+                        **heartbeats.env,
+                        "EDW_ROUTER": router.endpoint,
+                    },
+                    system_nodes=SYSTEM_NODES,
                     service_account_annotations={
                         "azure.workload.identity/client-id": schedule_identity.client_id
                     },
                     service_account_labels=WORKLOAD_IDENTITY_USE,
                     pod_labels=WORKLOAD_IDENTITY_USE,
-                    platform=[nap.node_pools, schedule_identity, cluster.acr_pull],
+                    platform=[schedule_identity, cluster.acr_pull],
                 ),
                 opts=on_cluster,
             )
+            beats.append(Heartbeat(task_name(w), schedule_window(w), task.first_beat))
 
     workbook = StackWorkbook(
         "workbook",
@@ -370,15 +411,30 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             cosmos_account_id=results.account_id,
         ),
     )
-    queue_metrics(
+    metrics_task = queue_metrics(
         cfg,
         identity=identity,
         account=account,
         queues=queues,
+        heartbeats=heartbeats,
         namespace=namespace.namespace,
         image=image,
         platform=[cluster.acr_pull],
         opts=on_cluster,
+    )
+    window = missed_tick_window_seconds(QUEUE_METRICS_SCHEDULE)
+    beats.append(Heartbeat(QUEUE_METRICS_TASK, window, metrics_task.first_beat))
+    HeartbeatAlerts(
+        "heartbeat-alerts",
+        HeartbeatAlertsArgs(
+            resource_group_name=group.name,
+            location=az.location,
+            stack_name=cfg.name,
+            workspace_id=logs.id,
+            action_group_id=alerts.action_group_id,
+            heartbeats=beats,
+            tags=tags,
+        ),
     )
 
     first = cfg.workflows[0].name
@@ -391,6 +447,8 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         "queueName": queues[first].queue_name,
         "poisonQueueName": queues[first].poison_queue_name,
         "routerEndpoint": router.endpoint,
+        # Where the router dead-letters (tools.redrive and tools.replay read it).
+        "routerDeadLetterContainer": account.dead_letter_container,
         # Attach your own receivers (chat, pager) to it; e-mails come from edw:alertEmails.
         "actionGroupId": alerts.action_group_id,
         "workbookUrl": workbook.url,
@@ -537,13 +595,15 @@ def queue_metrics(
     identity: IdentityFactory,
     account: QueueAccount,
     queues: Mapping[str, StorageWorkQueue],
+    heartbeats: HeartbeatSink,
     namespace: pulumi.Input[str],
     image: pulumi.Input[str],
     platform: Sequence[pulumi.Resource],
     opts: pulumi.ResourceOptions,
 ) -> PeriodicTask:
     """Every minute, each queue's depth and oldest age to Azure Monitor (what the poison-queue
-    and backlog alerts watch): read-only on the queues, publish metrics on the account."""
+    and backlog alerts watch), and a heartbeat (what the alert on the job itself watches):
+    read-only on the queues, publish metrics on the account and heartbeats on their rule."""
     assert cfg.azure is not None
     names = [n for w in cfg.workflows for n in (w.name, f"{w.name}{POISON_SUFFIX}")]
     publisher = identity(
@@ -560,31 +620,30 @@ def queue_metrics(
                 )
             ),
             identity.role("metrics-publisher", MONITORING_METRICS_PUBLISHER, account.account_id),
+            identity.role("heartbeat-sender", MONITORING_METRICS_PUBLISHER, heartbeats.rule_id),
         ],
     )
     return PeriodicTask(
         "queue-metrics",
         PeriodicTaskArgs(
             k8s_name=QUEUE_METRICS,
-            schedule="* * * * *",
+            schedule=QUEUE_METRICS_SCHEDULE,
             module="app.queue_metrics",
             namespace=namespace,
             image=image,
             env={
+                "EDW_CLOUD": "azure",
                 "EDW_STORAGE_ACCOUNT": account.account_name,
                 "EDW_QUEUES": ",".join(names),
                 "EDW_METRICS_RESOURCE_ID": account.account_id,
                 "EDW_METRICS_REGION": cfg.azure.location,
+                **heartbeats.env,
             },
             service_account_annotations={"azure.workload.identity/client-id": publisher.client_id},
             service_account_labels=WORKLOAD_IDENTITY_USE,
             pod_labels=WORKLOAD_IDENTITY_USE,
-            system_nodes=SystemPlacement(
-                node_selector={"kubernetes.azure.com/mode": "system"},
-                toleration=core.v1.TolerationArgs(
-                    key="CriticalAddonsOnly", operator="Exists", effect="NoSchedule"
-                ),
-            ),
+            system_nodes=SYSTEM_NODES,
+            heartbeat_task=QUEUE_METRICS_TASK,
             platform=[publisher, *platform],
         ),
         opts=opts,

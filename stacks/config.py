@@ -32,6 +32,11 @@ from components.settings import (
     Webhook,
     Workflow,
 )
+from components.ticks import (
+    ALARM_WINDOW_LIMIT_SECONDS,
+    TICK_GRACE_SECONDS,
+    longest_gap_seconds,
+)
 
 PROJECT = "edw"
 CLOUDS: tuple[Cloud, ...] = ("aws", "azure")
@@ -184,6 +189,8 @@ class Setting:
     description: str
     cloud: Cloud | None = None  # None: used by both stacks
     items: Literal["string", "object"] = "string"  # of an array
+    # A default that depends on other settings (``default`` None): how the docs describe it.
+    derived_default: str = ""
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -246,8 +253,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "deletionProtection",
         "boolean",
-        False,
+        None,
         "Protect the results table from deletion (blocks `pulumi destroy` of it).",
+        derived_default="true with edw:replicaRegions (AWS: a global table), else false",
     ),
     Setting("resultTtlDays", "integer", 0, "Expire result rows after N days (0 keeps them)."),
     Setting(
@@ -550,6 +558,14 @@ class _Parser:
             self.fail("existingResultsTable", f"must be {shape}; got {value!r}")
         return value
 
+    def deletion_protection(self, cloud: str | None) -> bool:
+        """As set; unset, a global table is protected: deleting the stack that owns it would
+        delete every replica at once (docs/resilience.md)."""
+        value = self.raw("deletionProtection")
+        if value is not None:
+            return bool(value)
+        return cloud == "aws" and bool(self.raw("replicaRegions"))
+
     def retention(self, key: str) -> int:
         value = self.raw(key)
         if value not in LOG_RETENTION_DAYS:
@@ -595,7 +611,7 @@ class _Parser:
             ),
             api_allowed_cidrs=cidrs,
             system_node_count=self.integer("systemNodeCount", 1, 10),
-            deletion_protection=self.raw("deletionProtection"),
+            deletion_protection=self.deletion_protection(cloud),
             result_ttl_days=self.integer("resultTtlDays", 0, 3650),
             existing_results_table=self.existing_table(cloud),
             queue=self.queue(),
@@ -797,6 +813,7 @@ class _Parser:
                 schedule=self.schedule(f"{label}.schedule", item.get("schedule", "")),
             )
             self.schedule_reaches(f"{label} ({name})", workflow)
+            self.schedule_alarmed(label, workflow)
             workflows.append(workflow)
         return tuple(workflows)
 
@@ -833,6 +850,23 @@ class _Parser:
                 f"{label}.filter",
                 f"does not let the workflow's own scheduled event in (type {event_type!r}, "
                 f"source {SCHEDULE_SOURCE!r}): add the type to the filter's type list",
+            )
+
+    def schedule_alarmed(self, label: str, workflow: Workflow) -> None:
+        """A missed tick must alarm: the schedule's longest gap plus the time a tick may take
+        must fit the window the cloud's alarm can look back over (components/ticks.py)."""
+        limit = ALARM_WINDOW_LIMIT_SECONDS.get(self.raw("cloud") or "")
+        if not (workflow.schedule and limit):
+            return
+        gap = longest_gap_seconds(workflow.schedule)
+        if gap + TICK_GRACE_SECONDS > limit:
+            self.fail(
+                f"{label}.schedule",
+                f"ticks up to {gap / 3600:g} h apart; a missed tick could not raise an alarm "
+                f"(on {self.raw('cloud')} an alarm looks back at most {limit // 3600} h, and a "
+                f"tick may take {TICK_GRACE_SECONDS // 60} min to start and finish): schedule it "
+                f"at least every {(limit - TICK_GRACE_SECONDS) / 3600:g} h; got "
+                f"{json.dumps(workflow.schedule)}",
             )
 
     def overridden(

@@ -141,6 +141,15 @@ def _group_id(resource_group: str) -> str:
     return f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{resource_group}"
 
 
+def named(inputs: Props, name: str, key: str) -> str:
+    """An Azure resource's name: given, or auto-named from the logical name plus a suffix."""
+    return inputs.get(key) or f"{name}{_suffix(name)}"
+
+
+def provider_id(inputs: Props, provider: str, name: str) -> str:
+    return f"{_group_id(inputs['resourceGroupName'])}/providers/{provider}/{name}"
+
+
 def _kubeconfig(cluster: str, server: str, *, context: str, user: str, auth: Props) -> Props:
     """A one-cluster kubeconfig as EKS and AKS hand them out."""
     return {
@@ -501,13 +510,6 @@ class ProviderMocks(pulumi_mocks.Mocks):
         """azure-native v3 resources: full ARM ids, auto-names, computed endpoints/identities."""
         location = self.location
 
-        def named(inputs: Props, name: str, key: str) -> str:
-            # azure-native auto-names from the logical name plus a random suffix.
-            return inputs.get(key) or f"{name}{_suffix(name)}"
-
-        def provider_id(inputs: Props, provider: str, name: str) -> str:
-            return f"{_group_id(inputs['resourceGroupName'])}/providers/{provider}/{name}"
-
         def resource_group(_t: str, name: str, i: Props) -> Props:
             rg = named(i, name, "resourceGroupName")
             return {"name": rg, "__id": _group_id(rg), "location": i.get("location", location)}
@@ -664,11 +666,9 @@ class ProviderMocks(pulumi_mocks.Mocks):
             "azure-native:monitor:AzureMonitorWorkspace": grouped(
                 "Microsoft.Monitor/accounts", "azureMonitorWorkspaceName"
             ),
-            "azure-native:monitor:DataCollectionEndpoint": grouped(
-                "Microsoft.Insights/dataCollectionEndpoints", "dataCollectionEndpointName"
-            ),
-            "azure-native:monitor:DataCollectionRule": grouped(
-                "Microsoft.Insights/dataCollectionRules", "dataCollectionRuleName"
+            **self._azure_monitor_outputs(),
+            "azure-native:monitor:ScheduledQueryRule": grouped(
+                "Microsoft.Insights/scheduledQueryRules", "ruleName"
             ),
             "azure-native:alertsmanagement:PrometheusRuleGroup": grouped(
                 "Microsoft.AlertsManagement/prometheusRuleGroups", "ruleGroupName"
@@ -687,6 +687,39 @@ class ProviderMocks(pulumi_mocks.Mocks):
             "azure-native:authorization:RoleDefinition": role_definition,
             "azure-native:containerservice:ManagedCluster": managed_cluster,
             "azure-native:containerregistry:Registry": registry,
+        }
+
+    def _azure_monitor_outputs(self) -> dict[str, Callable[[str, str, Props], Props]]:
+        """Data collection endpoints and rules (their ingestion endpoint and immutable id) and
+        Log Analytics tables."""
+        location = self.location
+
+        def collection_endpoint(_t: str, name: str, i: Props) -> Props:
+            n = named(i, name, "dataCollectionEndpointName")
+            ingest = f"https://{n}-{_suffix(n, 'dce')[:4]}.{location}-1.ingest.monitor.azure.com"
+            return {
+                "name": n,
+                "__id": provider_id(i, "Microsoft.Insights/dataCollectionEndpoints", n),
+                "logsIngestion": {"endpoint": ingest},
+            }
+
+        def collection_rule(_t: str, name: str, i: Props) -> Props:
+            n = named(i, name, "dataCollectionRuleName")
+            return {
+                "name": n,
+                "__id": provider_id(i, "Microsoft.Insights/dataCollectionRules", n),
+                "immutableId": f"dcr-{_guid(n, 'dcr').replace('-', '')}",
+            }
+
+        def log_table(_t: str, _name: str, i: Props) -> Props:
+            workspace = f"Microsoft.OperationalInsights/workspaces/{i['workspaceName']}"
+            table = i["tableName"]
+            return {"name": table, "__id": provider_id(i, workspace, f"tables/{table}")}
+
+        return {
+            "azure-native:monitor:DataCollectionEndpoint": collection_endpoint,
+            "azure-native:monitor:DataCollectionRule": collection_rule,
+            "azure-native:operationalinsights:Table": log_table,
         }
 
     def _azure_invokes(self) -> dict[str, Callable[[Props], Props]]:

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 from components.settings import SCHEDULE_SOURCE, Workflow
+from components.ticks import missed_tick_window_seconds
 from stacks.config import EdwConfig
 
 
+def task_name(workflow: Workflow) -> str:
+    """What a workflow's schedule heartbeats are named (the alarm's Task)."""
+    return f"{workflow.name}-schedule"
+
+
+def schedule_window(workflow: Workflow) -> int:
+    """No heartbeat from the schedule for this long: a tick failed or was missed."""
+    return missed_tick_window_seconds(workflow.schedule)
+
+
 def schedule_task(cfg: EdwConfig, workflow: Workflow) -> dict[str, str]:
-    """The CronJob of a workflow's schedule: its name, cron and module (both clouds)."""
+    """The CronJob of a workflow's schedule: its name, cron, module and heartbeat (both
+    clouds)."""
     return {
         "k8s_name": f"{workflow.k8s_name}-schedule",
         "schedule": workflow.schedule,
         "module": "app.schedule",
+        "heartbeat_task": task_name(workflow),
     }
 
 

@@ -1,13 +1,14 @@
 """What a stack costs: fixed per month (idle) and per million events, from its own resource graph.
 
     python -m tools.cost --stack aws [--messages-per-month N] [--message-bytes B] [--json]
+        [--arrival steady|bursty] [--bursts-per-day N]
     make cost STACK=aws
 
 The program runs offline through the same mocks as the policy check (``--override key=value``
 like ``policy.offline``), so what is priced is what ``pulumi up`` would create for that config.
-Unit prices come from ``tools/prices/<cloud>.json`` (data: each price with its unit, source page
-and date); throughput per consumer pod from ``bench/results/latest.json`` (``make bench``).
-The model and its assumptions: docs/cost.md.
+Unit prices come from ``tools/prices/<cloud>/<region>.json`` (data: each price with its unit,
+source page and the date it was read); throughput per consumer pod from
+``bench/results/latest.json`` (``make bench``). The model and its assumptions: docs/cost.md.
 """
 
 from __future__ import annotations
@@ -15,16 +16,21 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from croniter import croniter
 from rich.console import Console
 from rich.table import Table
 
 from app.observability import Metrics
+from components.aws.alarms import HEARTBEAT_NAMESPACE
+from components.ticks import START
 from policy.offline import parse_overrides
 from policy.rules.common import quantity
 from stacks.offline import StackRun, run_stack
@@ -50,6 +56,14 @@ SCRAPES_PER_HOUR = 3600 / 30  # the managed scrapers' interval (components/obser
 # kubelet, node exporter, kube-state-metrics) per node; container logs of a quiet system node.
 AKS_DEFAULT_SERIES_PER_NODE = 1000
 CONTAINER_LOG_GB_PER_NODE_DAY = 0.1
+# A node is billed from launch, about a minute before its first pod runs (an assumption).
+NODE_START_SECONDS = 60
+# A heartbeat row in Log Analytics: its two columns and the table's own (an assumption).
+HEARTBEAT_ROW_BYTES = 200
+DAYS_PER_MONTH = 730 / 24
+# The NodePools' .large / 2-vCPU size per Azure NAP SKU family (the priced ones).
+AZURE_FAMILY_SIZES = {"D": "Standard_D2s_v5", "F": "Standard_F2s_v2"}
+ARRIVALS = ("steady", "bursty")
 
 Kind = Literal["fixed", "variable"]
 
@@ -72,9 +86,29 @@ class LineItem:
 
 
 @dataclass(frozen=True)
+class Unpriced:
+    """Something the stack bills that the model cannot price, with how much of it and why."""
+
+    name: str
+    quantity: float
+    unit: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Volume:
     messages_per_month: int
     message_bytes: int
+    # steady: the month's events spread evenly; bursty: ``bursts_per_day`` bursts of events.
+    arrival: Literal["steady", "bursty"] = "steady"
+    bursts_per_day: int = 4
+
+    @property
+    def bursts(self) -> float:
+        """Separate arrivals a month: each steady event, or each burst."""
+        if self.arrival == "steady":
+            return float(self.messages_per_month)
+        return min(float(self.messages_per_month), self.bursts_per_day * DAYS_PER_MONTH)
 
     @property
     def millions(self) -> float:
@@ -95,19 +129,24 @@ class Volume:
         return self.messages_per_month * (2 * self.message_bytes + ENVELOPE_BYTES) / 1e9
 
 
+def priced_regions(cloud: str) -> list[str]:
+    return sorted(path.stem for path in (PRICES / cloud).glob("*.json"))
+
+
 class PriceBook:
-    """One region's prices; every lookup names the region and what is priced when it fails."""
+    """One region's prices (its own file); every lookup names the region and what is priced
+    when it fails."""
 
     def __init__(self, cloud: str, region: str, table: Mapping[str, Any] | None = None) -> None:
-        data = table or json.loads((PRICES / f"{cloud}.json").read_text())
-        regions = data["regions"]
-        if region not in regions:
+        path = PRICES / cloud / f"{region}.json"
+        if table is None and not path.exists():
             raise PriceError(
-                f"no prices for {cloud} region {region!r}; priced: {', '.join(sorted(regions))} "
-                f"(add it to tools/prices/{cloud}.json)"
+                f"no prices for {cloud} region {region!r}; priced: "
+                f"{', '.join(priced_regions(cloud))} (add tools/prices/{cloud}/{region}.json)"
             )
+        data = table or json.loads(path.read_text())
         self.cloud, self.region, self.data = cloud, region, data
-        self.prices: Mapping[str, Mapping[str, Any]] = regions[region]
+        self.prices: Mapping[str, Mapping[str, Any]] = data["prices"]
         self.hours = float(data["hoursPerMonth"])
 
     def item(self, name: str, kind: Kind, key: str, quantity: float) -> LineItem:
@@ -143,6 +182,9 @@ class Workload:
     memory_gib: float
     concurrency: int
     simulated_work_ms: int
+    # How long a pod stays after the last message: KEDA's cooldown (a service), the job's idle
+    # exit (a job).
+    idle_tail_seconds: float = 0
 
 
 def workloads(run: StackRun) -> list[Workload]:
@@ -171,6 +213,11 @@ def workloads(run: StackRun) -> list[Workload]:
                 quantity(requests["memory"]) / 2**30,
                 int(env["EDW_CONCURRENCY"]),
                 int(env.get("EDW_SIMULATED_WORK_MS", "0")),
+                float(
+                    spec["cooldownPeriod"]
+                    if "cooldownPeriod" in spec
+                    else env.get("EDW_EXIT_WHEN_IDLE_SECONDS", 0)
+                ),
             )
         )
     return found
@@ -183,6 +230,14 @@ def pod_seconds_per_event(cloud: str, w: Workload) -> float:
     (row,) = [r for r in rows if r["cloud"] == cloud and r["latency_ms"] == BENCH_LATENCY_MS]
     rate = row["consumer_msgs_per_s"] * w.concurrency / BENCH_CONCURRENCY
     return 1 / rate + w.simulated_work_ms / 1000 / w.concurrency
+
+
+def pod_hours(cloud: str, volume: Volume, w: Workload, hours_per_month: float) -> float:
+    """A workflow's pod-hours a month: its work at the measured rate, and after each separate
+    arrival (a steady event, a burst) a pod kept for its idle tail, at most one all month."""
+    work = volume.messages_per_month * pod_seconds_per_event(cloud, w) / 3600
+    tails = volume.bursts * w.idle_tail_seconds / 3600 if work else 0.0
+    return max(work, min(hours_per_month, work + tails))
 
 
 def pod_share_per_hour(node: Mapping[str, Any], w: Workload) -> float:
@@ -200,36 +255,72 @@ def families(run: StackRun, key: str) -> list[str]:
     return sorted(values)
 
 
+def duration_seconds(text: str) -> int:
+    """A Karpenter duration (30s, 1m, 2h30m) in seconds; 0 for anything else ("Never")."""
+    parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text)
+    if not parts:
+        return 0
+    hours, minutes, seconds = (int(v or 0) for v in parts.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def consolidate_after_seconds(run: StackRun) -> float:
+    """How long an empty consumer node stays (the NodePools' consolidateAfter, the longest)."""
+    return max(
+        [0]
+        + [
+            duration_seconds(pool.inputs["spec"]["disruption"].get("consolidateAfter", ""))
+            for pool in run.custom_resources("NodePool")
+        ]
+    )
+
+
 def compute_items(
     book: PriceBook, run: StackRun, volume: Volume, sizes: Sequence[str]
 ) -> tuple[list[LineItem], list[LineItem]]:
-    """Consumer compute: spot (what spot-first NodePools buy) in the totals, on-demand beside."""
+    """Consumer compute: spot (what spot-first NodePools buy) in the totals, on-demand beside.
+
+    The work itself is pod-hours at the measured rate. Each separate arrival (a steady event,
+    or a burst) also keeps a pod until its idle tail ends and a node until it is consolidated,
+    so while traffic flows at least one pod per workflow and one node run: under steady
+    traffic that is every hour of the month. What the pods do not fill of that node is its own
+    line."""
     cloud = book.cloud
     spot_size, spot = book.cheapest_node("spot", sizes)
     demand_prefix = "ec2" if cloud == "aws" else "vm"
     demand_size, demand = book.cheapest_node(demand_prefix, sizes)
-    items, alternatives = [], []
-    for w in workloads(run):
-        hours = volume.messages_per_month * pod_seconds_per_event(cloud, w) / 3600
-        for node, size, target, label in (
-            (spot, spot_size, items, "spot"),
-            (demand, demand_size, alternatives, "on-demand"),
-        ):
+    node_tail = consolidate_after_seconds(run) + NODE_START_SECONDS
+    items: list[LineItem] = []
+    alternatives: list[LineItem] = []
+    for node, size, target, label in (
+        (spot, spot_size, items, "spot"),
+        (demand, demand_size, alternatives, "on-demand"),
+    ):
+        node_hours_of_pods = 0.0
+        longest_tail = 0.0
+        for w in workloads(run):
+            hours = pod_hours(cloud, volume, w, book.hours)
             name = f"{w.name} consumer pods ({label} {size})"
-            target.append(
-                LineItem(name, "variable", hours, "pod-hour", pod_share_per_hour(node, w))
-            )
+            share = pod_share_per_hour(node, w)
+            target.append(LineItem(name, "variable", hours, "pod-hour", share))
+            node_hours_of_pods += hours * share / float(node["price"])
+            longest_tail = max(longest_tail, w.idle_tail_seconds)
             if w.min_replicas:
                 idle = w.min_replicas * book.hours
-                target.append(
-                    LineItem(
-                        f"{name}, minReplicas",
-                        "fixed",
-                        idle,
-                        "pod-hour",
-                        pod_share_per_hour(node, w),
-                    )
-                )
+                target.append(LineItem(f"{name}, minReplicas", "fixed", idle, "pod-hour", share))
+        tails = (
+            volume.bursts * (longest_tail + node_tail) / 3600 if volume.messages_per_month else 0
+        )
+        node_hours = max(node_hours_of_pods, min(book.hours, node_hours_of_pods + tails))
+        target.append(
+            LineItem(
+                f"consumer node beyond its pods ({label} {size})",
+                "variable",
+                node_hours - node_hours_of_pods,
+                "node-hour",
+                float(node["price"]),
+            )
+        )
     return items, alternatives
 
 
@@ -239,9 +330,30 @@ def keda_polls(book: PriceBook, run: StackRun, key: str, per_unit: float) -> Lin
     return book.item("KEDA queue-length reads", "fixed", key, calls / per_unit)
 
 
-def aws_items(
-    book: PriceBook, run: StackRun, volume: Volume
-) -> tuple[list[LineItem], list[LineItem]]:
+@dataclass(frozen=True)
+class Priced:
+    items: list[LineItem]
+    alternatives: list[LineItem]  # the consumers on on-demand nodes only (not in the totals)
+    unpriced: list[Unpriced]
+
+
+def heartbeats_per_month(run: StackRun) -> float:
+    """Heartbeats the periodic tasks send a month: one per tick of each CronJob with one. The
+    config keeps ticks at most days apart, so a week of ticks scales to the month."""
+    week = START + timedelta(days=7)
+    beats = 0
+    for cron in run.of_type("kubernetes:batch/v1:CronJob"):
+        template = cron.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        names = {e["name"] for c in template["containers"] for e in c.get("env", [])}
+        if "EDW_HEARTBEAT_TASK" not in names:
+            continue
+        ticks = croniter(cron.inputs["spec"]["schedule"], START)
+        while ticks.get_next(datetime) <= week:
+            beats += 1
+    return beats * (730 / (7 * 24))
+
+
+def aws_items(book: PriceBook, run: StackRun, volume: Volume) -> Priced:
     items = [
         book.hourly("EKS control plane", "eks-cluster", len(run.of_type("eks:index:Cluster"))),
         book.hourly(
@@ -291,14 +403,40 @@ def aws_items(
             "DynamoDB writes", "variable", "dynamodb-writes", m * flows * wru * (1 + replicas)
         )
     )
-    stored_gb = volume.messages_per_month * flows * volume.row_bytes / 1e9
+    # Every replica stores the rows and keeps their continuous backups (PITR on each).
+    stored_gb = volume.messages_per_month * flows * volume.row_bytes / 1e9 * (1 + replicas)
     items.append(book.item("DynamoDB storage added", "variable", "dynamodb-storage", stored_gb))
     items.append(book.item("DynamoDB backups (PITR) added", "variable", "dynamodb-pitr", stored_gb))
     items.append(book.item("NAT data processed", "variable", "nat-data", flows * volume.wire_gb))
     items += prometheus_items(book, run, volume)
+    heartbeats = [
+        a
+        for a in run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+        if a.inputs["namespace"] == HEARTBEAT_NAMESPACE
+    ]
+    if heartbeats:
+        items.append(
+            book.item("heartbeat metrics", "fixed", "cloudwatch-custom-metric", len(heartbeats))
+        )
+        beats = heartbeats_per_month(run)
+        items.append(book.item("heartbeats sent", "fixed", "cloudwatch-api-requests", beats / 1000))
     sizes = [f"{family}.large" for family in families(run, "karpenter.k8s.aws/instance-family")]
     compute, alternatives = compute_items(book, run, volume, sizes)
-    return items + compute, alternatives
+    filtered = [s for s in subscriptions if s.inputs.get("filterPolicyScope") == "MessageBody"]
+    unpriced = (
+        [
+            Unpriced(
+                "SNS payload-based filtering",
+                volume.messages_per_month * volume.message_bytes * len(filtered) / 1e9,
+                "GB of payload scanned",
+                "the SNS pricing page bills payload-based (MessageBody) filtering by the payload "
+                "data scanned; its rate could not be read from the machine that wrote this model",
+            )
+        ]
+        if filtered
+        else []
+    )
+    return Priced(items + compute, alternatives, unpriced)
 
 
 def consumer_series() -> int:
@@ -317,10 +455,8 @@ def prometheus_items(book: PriceBook, run: StackRun, volume: Volume) -> list[Lin
     if not scrapers:
         return []
     idle_samples = KEDA_SERIES * SCRAPES_PER_HOUR * book.hours
-    pod_hours = sum(
-        volume.messages_per_month * pod_seconds_per_event("aws", w) / 3600 for w in workloads(run)
-    )
-    pod_samples = pod_hours * consumer_series() * SCRAPES_PER_HOUR
+    consumer_hours = sum(pod_hours("aws", volume, w, book.hours) for w in workloads(run))
+    pod_samples = consumer_hours * consumer_series() * SCRAPES_PER_HOUR
     nodes = sum(
         g.inputs["scalingConfig"]["desiredSize"] for g in run.of_type("aws:eks/nodeGroup:NodeGroup")
     )
@@ -341,9 +477,7 @@ def azure_monitoring_items(book: PriceBook, run: StackRun, volume: Volume) -> li
     pools = run.one("azure-native:containerservice:ManagedCluster").inputs["agentPoolProfiles"]
     nodes = sum(p["count"] for p in pools)
     idle_series = nodes * AKS_DEFAULT_SERIES_PER_NODE + KEDA_SERIES
-    pod_hours = sum(
-        volume.messages_per_month * pod_seconds_per_event("azure", w) / 3600 for w in workloads(run)
-    )
+    consumer_hours = sum(pod_hours("azure", volume, w, book.hours) for w in workloads(run))
     logs_gb = nodes * CONTAINER_LOG_GB_PER_NODE_DAY * book.hours / 24
     return [
         book.item(
@@ -356,15 +490,32 @@ def azure_monitoring_items(book: PriceBook, run: StackRun, volume: Volume) -> li
             "Prometheus samples (consumers)",
             "variable",
             "prometheus-samples",
-            pod_hours * consumer_series() * SCRAPES_PER_HOUR / 1e7,
+            consumer_hours * consumer_series() * SCRAPES_PER_HOUR / 1e7,
         ),
         book.item("container logs (system pool)", "fixed", "log-analytics-ingest", logs_gb),
     ]
 
 
-def azure_items(
-    book: PriceBook, run: StackRun, volume: Volume
-) -> tuple[list[LineItem], list[LineItem]]:
+def azure_heartbeat_items(book: PriceBook, run: StackRun) -> list[LineItem]:
+    """The tasks' heartbeat alerts (log search alerts, priced by how often they run) and the
+    heartbeat rows they read in Log Analytics."""
+    items = []
+    for frequency, key in (("PT5M", "monitor-log-alert-5m"), ("PT15M", "monitor-log-alert-15m")):
+        rules = [
+            r
+            for r in run.of_type("azure-native:monitor:ScheduledQueryRule")
+            if r.inputs["evaluationFrequency"] == frequency
+        ]
+        if rules:
+            name = f"heartbeat alerts (every {frequency[2:-1]} min)"
+            items.append(book.item(name, "fixed", key, len(rules)))
+    if run.of_type("azure-native:operationalinsights:Table"):
+        rows_gb = heartbeats_per_month(run) * HEARTBEAT_ROW_BYTES / 1e9
+        items.append(book.item("heartbeat rows", "fixed", "log-analytics-ingest", rows_gb))
+    return items
+
+
+def azure_items(book: PriceBook, run: StackRun, volume: Volume) -> Priced:
     cluster = run.one("azure-native:containerservice:ManagedCluster").inputs
     items = []
     if (cluster.get("sku") or {}).get("tier") == "Standard":
@@ -392,6 +543,7 @@ def azure_items(
         for rule in run.of_type("azure-native:monitor:MetricAlert")
     )
     items.append(book.item("Azure Monitor metric alerts", "fixed", "monitor-metric-alert", series))
+    items += azure_heartbeat_items(book, run)
     serverless = []
     for account in run.of_type("azure-native:cosmosdb:DatabaseAccount"):
         capabilities = {c["name"] for c in account.inputs.get("capabilities") or []}
@@ -427,22 +579,55 @@ def azure_items(
         items.append(
             book.item("Cosmos DB request units", "variable", "cosmos-serverless-ru", m * flows * ru)
         )
-    stored_gb = volume.messages_per_month * flows * volume.row_bytes / 1e9
+    # Every region of the account stores the rows.
+    regions = max(
+        [1]
+        + [
+            len(a.inputs.get("locations") or [])
+            for a in run.of_type("azure-native:cosmosdb:DatabaseAccount")
+        ]
+    )
+    stored_gb = volume.messages_per_month * flows * volume.row_bytes / 1e9 * regions
     items.append(book.item("Cosmos DB storage added", "variable", "cosmos-storage", stored_gb))
     items.append(
         book.item("load balancer data", "variable", "load-balancer-data", flows * volume.wire_gb)
     )
     items += azure_monitoring_items(book, run, volume)
     sizes = [
-        book.data["familySizes"][family]
+        AZURE_FAMILY_SIZES[family]
         for family in families(run, "karpenter.azure.com/sku-family")
-        if family in book.data["familySizes"]
+        if family in AZURE_FAMILY_SIZES
     ]
     compute, alternatives = compute_items(book, run, volume, sizes)
-    return items + compute, alternatives
+    filtered = [s for s in subscriptions if (s.inputs.get("filter") or {}).get("advancedFilters")]
+    unpriced = (
+        [
+            Unpriced(
+                "Event Grid advanced-filter evaluations",
+                m * len(filtered),
+                "million evaluations",
+                "each event is evaluated against every filtered subscription (the topic's "
+                "AdvancedFilterEvaluationCount metric counts them); whether the Event Grid pricing "
+                "page bills an evaluation as an operation could not be read from the machine that "
+                "wrote this model",
+            )
+        ]
+        if filtered
+        else []
+    )
+    unpriced.append(
+        Unpriced(
+            "Cosmos DB continuous backup (7 days)",
+            stored_gb,
+            "GB-month, every region",
+            "continuous backup keeps each region's data; its price per GB could not be read "
+            "from the machine that wrote this model (check the Cosmos DB pricing page)",
+        )
+    )
+    return Priced(items + compute, alternatives, unpriced)
 
 
-Model = Callable[[PriceBook, StackRun, Volume], tuple[list[LineItem], list[LineItem]]]
+Model = Callable[[PriceBook, StackRun, Volume], "Priced"]
 MODELS: dict[str, Model] = {"aws": aws_items, "azure": azure_items}
 
 
@@ -455,7 +640,8 @@ def estimate(
 ) -> dict[str, Any]:
     cloud = cloud_of(run)
     book = PriceBook(cloud, region, table)
-    items, alternatives = MODELS[cloud](book, run, volume)
+    priced = MODELS[cloud](book, run, volume)
+    items, alternatives = priced.items, priced.alternatives
     idle = sum(i.monthly for i in items if i.kind == "fixed")
     variable = sum(i.monthly for i in items if i.kind == "variable")
     per_million = variable / volume.millions if volume.messages_per_month else 0.0
@@ -480,9 +666,16 @@ def estimate(
         "currency": book.data["currency"],
         "messagesPerMonth": volume.messages_per_month,
         "messageBytes": volume.message_bytes,
+        "arrival": volume.arrival,
+        **({"burstsPerDay": volume.bursts_per_day} if volume.arrival == "bursty" else {}),
         "lineItems": rows(items),
         # What the consumers would cost on on-demand nodes only (not in the totals).
         "alternatives": rows(alternatives),
+        # Billed, but not priced here: how much, and why.
+        "unpriced": [
+            {"name": u.name, "quantity": round(u.quantity, 6), "unit": u.unit, "reason": u.reason}
+            for u in priced.unpriced
+        ],
         "totals": {
             "idleMonthly": round(idle, 2),
             "monthlyAtVolume": round(idle + variable, 2),
@@ -515,6 +708,8 @@ def show(report: Mapping[str, Any], console: Console) -> None:
     )
     demand = sum(i["monthly"] for i in report["alternatives"] if i["kind"] == "variable")
     console.print(f"(consumer pods on on-demand nodes only: {demand:,.2f}/month at that volume)")
+    for u in report["unpriced"]:
+        console.print(f"not priced: {u['name']}, {u['quantity']:,.3f} {u['unit']}: {u['reason']}")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -522,6 +717,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--stack", required=True, help="aws or dev (a Pulumi.<stack>.yaml)")
     p.add_argument("--messages-per-month", type=int, default=10_000_000)
     p.add_argument("--message-bytes", type=int, default=512, help="the producer's default")
+    p.add_argument(
+        "--arrival",
+        choices=ARRIVALS,
+        default="steady",
+        help="steady: the month's events spread evenly; bursty: --bursts-per-day bursts",
+    )
+    p.add_argument("--bursts-per-day", type=int, default=4)
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", action="store_true", help="print the estimate as JSON")
     return p
@@ -529,14 +731,19 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.messages_per_month < 0 or args.message_bytes < 1:
-        parser().error("--messages-per-month must be >= 0 and --message-bytes >= 1")
+    if args.messages_per_month < 0 or args.message_bytes < 1 or args.bursts_per_day < 1:
+        parser().error(
+            "--messages-per-month must be >= 0, --message-bytes and --bursts-per-day >= 1"
+        )
     overrides = parse_overrides(args.override)
     run = run_stack(args.stack, overrides or None)
     # The region the program itself reports (aws:region / azure-native:location).
     region = str(run.outputs.get("region") or run.outputs.get("location") or "")
     try:
-        report = estimate(run, region, Volume(args.messages_per_month, args.message_bytes))
+        volume = Volume(
+            args.messages_per_month, args.message_bytes, args.arrival, args.bursts_per_day
+        )
+        report = estimate(run, region, volume)
     except PriceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -29,7 +29,8 @@ def pulumi_config(settings: Sequence[Setting] = SETTINGS) -> dict[str, Any]:
     block: dict[str, Any] = {}
     for s in settings:
         only = f" ({s.cloud} only)" if s.cloud else ""
-        spec: dict[str, Any] = {"type": s.type, "description": s.description + only}
+        derived = f" Default: {s.derived_default}." if s.derived_default else ""
+        spec: dict[str, Any] = {"type": s.type, "description": s.description + only + derived}
         if s.type == "array":
             spec["items"] = {"type": s.items}
         if s.default is not None:
@@ -48,6 +49,8 @@ def pulumi_yaml(current: str) -> str:
 
 
 def _default(s: Setting) -> str:
+    if s.derived_default:
+        return s.derived_default
     if s.default is None:
         return "(required)"
     if isinstance(s.default, str):

@@ -13,6 +13,7 @@ from pulumi_aws import cloudwatch, sns
 
 from components.aws.iam import allow
 from components.aws.topic import encrypted_topic
+from components.ticks import alarm_periods
 
 CLOUDWATCH = {"Service": "cloudwatch.amazonaws.com"}
 PROMETHEUS = {"Service": "aps.amazonaws.com"}
@@ -128,10 +129,18 @@ class Alarm:
     threshold: float
     period_seconds: int = 60
     periods: int = 1
+    comparison: str = "GreaterThanThreshold"
+    # No data is no trouble for most: an idle queue or table publishes nothing. A heartbeat's
+    # missing data is the trouble itself.
+    missing: str = "notBreaching"
 
 
 def create_alarms(
-    name: str, alarms: Sequence[Alarm], topic_arn: pulumi.Input[str], parent: pulumi.Resource
+    name: str,
+    alarms: Sequence[Alarm],
+    topic_arn: pulumi.Input[str],
+    parent: pulumi.Resource,
+    depends_on: Sequence[pulumi.Resource] = (),
 ) -> None:
     for a in alarms:
         cloudwatch.MetricAlarm(
@@ -144,12 +153,11 @@ def create_alarms(
             period=a.period_seconds,
             evaluation_periods=a.periods,
             threshold=a.threshold,
-            comparison_operator="GreaterThanThreshold",
-            # No data is no trouble: an idle queue or table publishes nothing.
-            treat_missing_data="notBreaching",
+            comparison_operator=a.comparison,
+            treat_missing_data=a.missing,
             alarm_actions=[topic_arn],
             ok_actions=[topic_arn],
-            opts=pulumi.ResourceOptions(parent=parent),
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
         )
 
 
@@ -236,10 +244,18 @@ class TableAlarmsArgs:
     # The write operations the consumer calls (its IAM policy allows exactly these).
     operations: Sequence[str]
     topic_arn: pulumi.Input[str]
+    # The global table's replica regions: replication to each is watched.
+    replica_regions: Sequence[str] = ()
+
+
+# Replication slower than this for five minutes in a row pages: the RPO of docs/resilience.md
+# rests on it ("typically within a second" normally).
+REPLICATION_LAG_ALARM_SECONDS = 60
 
 
 class DynamoTableAlarms(pulumi.ComponentResource):
-    """The results table: throttled writes, and server errors on the consumer's writes."""
+    """The results table: throttled writes, server errors on the consumer's writes, and (a global
+    table) replication to each replica region falling behind."""
 
     def __init__(
         self, name: str, args: TableAlarmsArgs, opts: pulumi.ResourceOptions | None = None
@@ -271,6 +287,65 @@ class DynamoTableAlarms(pulumi.ComponentResource):
                 )
                 for op in args.operations
             ),
+            # DynamoDB developer guide, "Monitoring global tables" and "DynamoDB Metrics and
+            # dimensions": ReplicationLatency (milliseconds) by TableName and ReceivingRegion,
+            # for every source and destination region pair, in the source region.
+            *(
+                Alarm(
+                    f"replication-lag-{region}",
+                    f"Replication of the results table to {region} lags over "
+                    f"{REPLICATION_LAG_ALARM_SECONDS}s: writes made here are not yet there",
+                    "AWS/DynamoDB",
+                    "ReplicationLatency",
+                    {"TableName": args.table_name, "ReceivingRegion": region},
+                    "Average",
+                    REPLICATION_LAG_ALARM_SECONDS * 1000,
+                    periods=5,
+                )
+                for region in args.replica_regions
+            ),
         ]
         create_alarms(name, alarms, args.topic_arn, self)
+        self.register_outputs({})
+
+
+@dataclass
+class HeartbeatAlarmArgs:
+    task: str  # the Task dimension its heartbeats carry (app.heartbeat)
+    window_seconds: int  # no heartbeat for this long: a tick failed or was missed
+    topic_arn: pulumi.Input[str]
+    # The deploy-time beat: the alarm is made after it, so it starts from a beat.
+    first_beat: pulumi.Resource | None = None
+
+
+# What app.heartbeat sends (its NAMESPACE, METRIC, DIMENSION).
+HEARTBEAT_NAMESPACE, HEARTBEAT_METRIC, HEARTBEAT_DIMENSION = "EDW/Tasks", "Heartbeat", "Task"
+
+
+class HeartbeatAlarm(pulumi.ComponentResource):
+    """A periodic task that stopped: no heartbeat within its window, whether its pod failed,
+    never started or the CronJob skipped the tick. Missing data is breaching: the task's beats
+    are the only data there is."""
+
+    def __init__(
+        self, name: str, args: HeartbeatAlarmArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("edw:aws:HeartbeatAlarm", name, None, opts)
+        period, periods = alarm_periods(args.window_seconds)
+        missed = Alarm(
+            "missed",
+            f"No heartbeat from {args.task} for {args.window_seconds}s: a tick failed or was "
+            "missed (docs/operations.md)",
+            HEARTBEAT_NAMESPACE,
+            HEARTBEAT_METRIC,
+            {HEARTBEAT_DIMENSION: args.task},
+            "Sum",
+            1,
+            period_seconds=period,
+            periods=periods,
+            comparison="LessThanThreshold",
+            missing="breaching",
+        )
+        after = [args.first_beat] if args.first_beat else []
+        create_alarms(name, [missed], args.topic_arn, self, after)
         self.register_outputs({})

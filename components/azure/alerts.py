@@ -48,14 +48,32 @@ class MonitorAlertsArgs:
     poison_queues: Sequence[str]
     max_message_age_seconds: int
     tags: Mapping[str, str]
+    # The account replicates to other locations: replication lag is watched.
+    replicated: bool = False
+
+
+# Replication slower than this pages: the RPO of docs/resilience.md rests on it.
+REPLICATION_LAG_ALARM_SECONDS = 60
 
 
 def rules(args: MonitorAlertsArgs) -> list[MetricRule]:
     """Metric names and dimensions: Azure Monitor "Supported metrics" for
     Microsoft.EventGrid/topics (also MicrosoftDocs/azure-docs
-    articles/event-grid/monitor-push-reference.md) and Microsoft.DocumentDB/databaseAccounts."""
+    articles/event-grid/monitor-push-reference.md) and Microsoft.DocumentDB/databaseAccounts
+    (MicrosoftDocs/azure-reference-other, supported-metrics
+    microsoft-documentdb-databaseaccounts-metrics-include.md)."""
     grid, cosmos = "Microsoft.EventGrid/topics", "Microsoft.DocumentDB/databaseAccounts"
     topic, account = args.router_topic_id, args.cosmos_account_id
+    replication = MetricRule(
+        "table-replication-lag",
+        f"Replication of the results table lags over {REPLICATION_LAG_ALARM_SECONDS}s "
+        "(P99 between a source and a target region): writes made here are not yet there",
+        account,
+        cosmos,
+        "ReplicationLatency",  # milliseconds, by SourceRegion and TargetRegion
+        "Maximum",
+        threshold=REPLICATION_LAG_ALARM_SECONDS * 1000,
+    )
     return [
         MetricRule(
             "poison-messages",
@@ -97,6 +115,24 @@ def rules(args: MonitorAlertsArgs) -> list[MetricRule]:
             "Total",
         ),
         MetricRule(
+            "router-delivery-failed",
+            "The router failed deliveries to a workflow queue or a partner (retried for up to "
+            "24 h before dead-lettering): a broken subscription or a partner outage",
+            topic,
+            grid,
+            "DeliveryAttemptFailCount",
+            "Total",
+        ),
+        MetricRule(
+            "router-unmatched",
+            "Events matched no subscription of the router and were dropped: no workflow or "
+            "partner wanted them",
+            topic,
+            grid,
+            "UnmatchedEventCount",
+            "Total",
+        ),
+        MetricRule(
             "router-publish-failed",
             "Publishers' events were refused by the router (not CloudEvents, not authorized)",
             topic,
@@ -122,6 +158,7 @@ def rules(args: MonitorAlertsArgs) -> list[MetricRule]:
             "Count",
             dimensions={"StatusCode": ["500", "503"]},
         ),
+        *([replication] if args.replicated else []),
     ]
 
 

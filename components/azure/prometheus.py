@@ -79,9 +79,11 @@ def ama_settings(consumer_namespace: str) -> dict[str, str]:
 
 
 class LogWorkspace(pulumi.ComponentResource):
-    """The Log Analytics workspace Container Insights writes to: made before the cluster."""
+    """The Log Analytics workspace the tasks' heartbeats and (observability full) Container
+    Insights write to: made before the cluster."""
 
     id: pulumi.Output[str]
+    workspace_name: pulumi.Output[str]
 
     def __init__(
         self,
@@ -102,6 +104,7 @@ class LogWorkspace(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.id = workspace.id
+        self.workspace_name = workspace.name
         self.register_outputs({"id": self.id})
 
 

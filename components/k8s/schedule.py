@@ -3,7 +3,13 @@
 Two uses: a workflow's schedule (``app.schedule`` publishes one CloudEvent to the router at each
 tick, routed like any other) and, on Azure, the per-queue metrics (``app.queue_metrics``). The pod
 is as hardened as the consumer's, runs under an identity allowed only its one task, and may only
-reach DNS and HTTPS.
+reach DNS and HTTPS. It runs on the always-on system nodes, where it starts at once: on the
+scale-to-zero consumer pools a tick would first wait for a node, inside its own deadline, and a
+minutely task would keep a consumer node from ever being consolidated.
+
+With a heartbeat task name, each successful run sends a heartbeat (``app.heartbeat``) that the
+stack's alarm watches, and a one-off Job sends the first one at deploy time: the alarm, made
+after it, starts from a beat instead of paging until the first tick.
 """
 
 from __future__ import annotations
@@ -18,17 +24,14 @@ from components.k8s.consumer import (
     CONTAINER_SECURITY,
     PART_OF,
     POD_SECURITY,
-    SPOT_TOLERATION,
     TMP_MOUNT,
     TMP_VOLUME,
-    node_affinity,
     workload_network_policy,
 )
+from components.ticks import ATTEMPTS, RUN_DEADLINE_SECONDS, STARTING_DEADLINE_SECONDS
 
-# A missed tick is not made up after this long (a cluster down at 02:00 does not fire at 09:00).
-STARTING_DEADLINE_SECONDS = 300
-RUN_DEADLINE_SECONDS = 120  # one publish; anything longer is stuck
 HISTORY = 3
+HEARTBEAT_MODULE = "app.heartbeat"
 
 
 @dataclass(frozen=True)
@@ -45,10 +48,10 @@ class PeriodicTaskArgs:
     namespace: pulumi.Input[str]
     image: pulumi.Input[str]
     env: Mapping[str, pulumi.Input[str]]
+    system_nodes: SystemPlacement
     service_account_annotations: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
-    # Frequent tasks run on the always-on system nodes (a minutely pod on the consumer pools
-    # would keep a node from ever being consolidated); None: the consumer pools, spot first.
-    system_nodes: SystemPlacement | None = None
+    # The name its heartbeats carry ("" = no heartbeat, no alarm).
+    heartbeat_task: str = ""
     service_account_labels: Mapping[str, str] = field(default_factory=dict)
     pod_labels: Mapping[str, str] = field(default_factory=dict)
     platform: Sequence[pulumi.Resource] = ()
@@ -59,6 +62,7 @@ class PeriodicTask(pulumi.ComponentResource):
     network policy."""
 
     cron_job_name: pulumi.Output[str]
+    first_beat: pulumi.Resource | None  # the deploy-time heartbeat Job, when there is one
 
     def __init__(
         self, name: str, args: PeriodicTaskArgs, opts: pulumi.ResourceOptions | None = None
@@ -79,34 +83,45 @@ class PeriodicTask(pulumi.ComponentResource):
             opts=child,
         )
         workload_network_policy(name, k8s_name, args.namespace, labels, child, ingress_port=None)
-        container = core.v1.ContainerArgs(
-            name="task",
-            image=args.image,
-            image_pull_policy="IfNotPresent",
-            command=["python", "-m", args.module],
-            env=[core.v1.EnvVarArgs(name=k, value=v) for k, v in sorted(args.env.items())],
-            resources=core.v1.ResourceRequirementsArgs(
-                requests={"cpu": "50m", "memory": "96Mi"}, limits={"cpu": "250m", "memory": "192Mi"}
-            ),
-            security_context=CONTAINER_SECURITY,
-            volume_mounts=[TMP_MOUNT],
-        )
-        pod = core.v1.PodTemplateSpecArgs(
-            metadata=meta.v1.ObjectMetaArgs(labels={**labels, **args.pod_labels}),
-            spec=core.v1.PodSpecArgs(
-                service_account_name=sa.metadata.name,
-                automount_service_account_token=False,
-                restart_policy="Never",
-                security_context=POD_SECURITY,
-                containers=[container],
-                volumes=[TMP_VOLUME],
-                tolerations=[
-                    args.system_nodes.toleration if args.system_nodes else SPOT_TOLERATION
-                ],
-                node_selector=dict(args.system_nodes.node_selector) if args.system_nodes else None,
-                affinity=None if args.system_nodes else node_affinity("spot-first"),
-            ),
-        )
+        env = {
+            **args.env,
+            **({"EDW_HEARTBEAT_TASK": args.heartbeat_task} if args.heartbeat_task else {}),
+        }
+
+        def pod(module: str) -> core.v1.PodTemplateSpecArgs:
+            container = core.v1.ContainerArgs(
+                name="task",
+                image=args.image,
+                image_pull_policy="IfNotPresent",
+                command=["python", "-m", module],
+                env=[core.v1.EnvVarArgs(name=k, value=v) for k, v in sorted(env.items())],
+                resources=core.v1.ResourceRequirementsArgs(
+                    requests={"cpu": "50m", "memory": "96Mi"},
+                    limits={"cpu": "250m", "memory": "192Mi"},
+                ),
+                security_context=CONTAINER_SECURITY,
+                volume_mounts=[TMP_MOUNT],
+            )
+            return core.v1.PodTemplateSpecArgs(
+                metadata=meta.v1.ObjectMetaArgs(labels={**labels, **args.pod_labels}),
+                spec=core.v1.PodSpecArgs(
+                    service_account_name=sa.metadata.name,
+                    automount_service_account_token=False,
+                    restart_policy="Never",
+                    security_context=POD_SECURITY,
+                    containers=[container],
+                    volumes=[TMP_VOLUME],
+                    tolerations=[args.system_nodes.toleration],
+                    node_selector=dict(args.system_nodes.node_selector),
+                ),
+            )
+
+        run = {
+            "backoff_limit": ATTEMPTS - 1,
+            # Covers every attempt, each with a minute to start (docs/batch.md).
+            "active_deadline_seconds": RUN_DEADLINE_SECONDS,
+        }
+        after = pulumi.ResourceOptions(parent=self, depends_on=[sa, *args.platform])
         cron = batch.v1.CronJob(
             f"{name}-cronjob",
             metadata=meta.v1.ObjectMetaArgs(name=k8s_name, namespace=args.namespace, labels=labels),
@@ -119,14 +134,25 @@ class PeriodicTask(pulumi.ComponentResource):
                 failed_jobs_history_limit=HISTORY,
                 job_template=batch.v1.JobTemplateSpecArgs(
                     spec=batch.v1.JobSpecArgs(
-                        backoff_limit=2,
-                        active_deadline_seconds=RUN_DEADLINE_SECONDS,
-                        ttl_seconds_after_finished=3600,
-                        template=pod,
+                        **run, ttl_seconds_after_finished=3600, template=pod(args.module)
                     )
                 ),
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[sa, *args.platform]),
+            opts=after,
+        )
+        # Kept after it completes (no TTL): a deleted Job would be made again, and beat again,
+        # by a later `pulumi up` after a refresh, hiding a missed tick.
+        self.first_beat = (
+            batch.v1.Job(
+                f"{name}-first-beat",
+                metadata=meta.v1.ObjectMetaArgs(
+                    name=f"{k8s_name}-first-beat", namespace=args.namespace, labels=labels
+                ),
+                spec=batch.v1.JobSpecArgs(**run, template=pod(HEARTBEAT_MODULE)),
+                opts=after,
+            )
+            if args.heartbeat_task
+            else None
         )
         self.cron_job_name = cron.metadata.name
         self.register_outputs({"cron_job_name": self.cron_job_name})

@@ -1,5 +1,5 @@
 """A schedule's tick: `python -m app.schedule` publishes one event that the router routes like any
-other (on moto, with the filter policy the stack deploys)."""
+other (on moto, with the filter policy the stack deploys), then sends its heartbeat."""
 
 from __future__ import annotations
 
@@ -66,12 +66,17 @@ def test_the_tick_reaches_exactly_the_workflows_whose_filter_takes_it(
         "EDW_CLOUD": "aws",
         "EDW_ROUTER": topic,
         "EDW_SCHEDULE_TYPE": TYPE,
+        "EDW_HEARTBEAT_TASK": "nightly-schedule",
     }
     result = run_schedule(env)
     assert result.returncode == 0, result.stderr
     (message,) = nightly.sqs.receive_message(QueueUrl=nightly.queue_url).get("Messages", [])
     assert events.parse(message["Body"]).type == TYPE
     assert orders.depth() == 0
+    # The tick's heartbeat, which the missed-tick alarm watches (components/aws/alarms.py).
+    (metric,) = moto.client("cloudwatch").list_metrics(Namespace="EDW/Tasks")["Metrics"]
+    assert metric["MetricName"] == "Heartbeat"
+    assert metric["Dimensions"] == [{"Name": "Task", "Value": "nightly-schedule"}]
 
 
 def test_missing_settings_exit_two_naming_them() -> None:

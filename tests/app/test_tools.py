@@ -1,5 +1,5 @@
-"""The demo, the steady moto it runs on, the load test's sampling and the replay (emulators and
-a fake Kubernetes API on loopback)."""
+"""The demo, the steady moto it runs on and the load test's sampling (emulators and a fake
+Kubernetes API on loopback)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -18,11 +16,10 @@ import pytest
 from botocore.exceptions import ClientError
 from kubernetes import client as k8s
 
-from app.backend import Received, open_queue
+from app.backend import open_queue
 from bench.emulators import AWS_TEST_ENV, REPO, MotoEmulator, Target, child_env
-from tests.app.conftest import provision
 from tests.http_replies import reply
-from tools import demo, loadtest, replay
+from tools import demo, loadtest
 
 RECORDED = Path(__file__).with_name("recorded")
 
@@ -311,84 +308,6 @@ def test_the_milestones_of_a_scale_out_and_in() -> None:
         "last_message_to_zero_pods": 70.0,
     }
     assert loadtest.milestones(samples[:3], None)["last_message_to_zero_pods"] is None
-
-
-def _received_bodies(target: Target) -> list[str]:
-    queue = open_queue(
-        target.cloud,
-        target.env["EDW_QUEUE"],
-        connection_string=target.env.get("EDW_AZURE_CONNECTION_STRING"),
-    )
-    bodies: list[str] = []
-    while batch := queue.receive(1 if queue.long_polls else 0, 60, queue.max_batch):
-        bodies += [m.body for m in batch]
-    return bodies
-
-
-def test_replay_moves_every_message_to_the_other_stack_byte_for_byte(
-    request: pytest.FixtureRequest, target: Target, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    destination = provision(request, target.cloud)
-    bodies = [json.dumps({"n": i, "text": "ünïcode \u2603"}) for i in range(25)]
-    target.send(bodies)
-    for key, value in target.env.items():
-        if key.startswith("AWS_"):
-            monkeypatch.setenv(key, value)
-    flags = ["--cloud", target.cloud, "--from-queue", target.env["EDW_QUEUE"]]
-    flags += ["--to-queue", destination.env["EDW_QUEUE"]]
-    if target.cloud == "azure":
-        flags += ["--connection-string", target.env["EDW_AZURE_CONNECTION_STRING"]]
-    assert replay.main(flags, env={}) == 0
-    assert target.depth() == 0
-    assert sorted(_received_bodies(destination)) == sorted(bodies)
-
-
-@dataclass
-class FakeQueue:
-    """A WorkQueue whose sends can fail: what replay does when the destination refuses."""
-
-    held: list[str]
-    refuse: int = 0
-    deleted: list[str] = field(default_factory=list)
-    sent: list[str] = field(default_factory=list)
-    long_polls: bool = True
-    max_batch: int = 10
-
-    def receive(
-        self, wait_seconds: int, visibility_seconds: int, max_messages: int
-    ) -> list[Received]:
-        batch, self.held = self.held[:max_messages], self.held[max_messages:]
-        return [Received(b, b, b, 1) for b in batch]
-
-    def send(self, bodies: Sequence[str]) -> int:
-        self.sent += bodies
-        return self.refuse
-
-    def delete(self, messages: Sequence[Received]) -> list[Received]:
-        self.deleted += [m.body for m in messages]
-        return []
-
-
-def test_replay_deletes_nothing_the_destination_refused() -> None:
-    source = FakeQueue([str(i) for i in range(30)])
-    result = replay.replay(source, FakeQueue([], refuse=1), limit=100)  # type: ignore[arg-type]
-    assert (result.moved, source.deleted) == (0, [])
-    assert "refused 1 of 10" in result.error
-
-
-def test_replay_stops_at_the_limit() -> None:
-    source, destination = FakeQueue([str(i) for i in range(30)]), FakeQueue([])
-    result = replay.replay(source, destination, limit=15)  # type: ignore[arg-type]
-    assert result.moved == 15
-    assert destination.sent == source.deleted == [str(i) for i in range(15)]
-
-
-def test_replay_refuses_one_queue_for_both_ends(capsys: pytest.CaptureFixture[str]) -> None:
-    url = "https://sqs.us-west-2.amazonaws.com/123456789012/work"
-    assert replay.main(["--cloud", "aws", "--from-queue", url, "--to-queue", url], env={}) == 2
-    assert "the same queue" in capsys.readouterr().err
-    assert replay.main(["--from-queue", url, "--to-queue", url], env={}) == 2
-    assert "cloud None is not one of: aws, azure" in capsys.readouterr().err
 
 
 def test_a_queue_on_its_own_is_reached_in_the_region_its_url_names(

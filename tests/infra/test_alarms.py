@@ -93,6 +93,19 @@ def test_a_recovery_stack_watches_the_replicated_table() -> None:
     }
 
 
+def test_a_global_table_alarms_on_replication_lag_to_each_receiving_region() -> None:
+    run = run_stack("aws", {"replicaRegions": json.dumps(["us-west-2", "eu-west-1"])})
+    table = run.one("aws:dynamodb/table:Table").outputs["name"]
+    found = alarms(run)
+    for region in ("us-west-2", "eu-west-1"):
+        lag = found[f"results-alarms-replication-lag-{region}"]
+        assert (lag["namespace"], lag["metricName"]) == ("AWS/DynamoDB", "ReplicationLatency")
+        assert lag["dimensions"] == {"TableName": table, "ReceivingRegion": region}
+        assert (lag["statistic"], lag["threshold"]) == ("Average", 60_000)  # milliseconds
+        assert (lag["period"], lag["evaluationPeriods"]) == (60, 5)
+    assert not [a for a in alarms(run_stack("aws")) if "replication-lag" in a]
+
+
 def test_each_address_gets_a_subscription_named_by_the_address() -> None:
     run = run_stack("aws", {"alertEmails": json.dumps(EMAILS)})
     topic = run.one("aws:sns/topic:Topic", "alerts-topic").outputs["arn"]

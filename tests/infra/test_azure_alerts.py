@@ -55,6 +55,8 @@ EXPECTED = {
         [{"name": "Queue", "operator": "Include", "values": ["work-poison"]}],
     ),
     "alerts-router-dead-lettered": ("topic", GRID, "DeadLetteredCount", []),
+    "alerts-router-delivery-failed": ("topic", GRID, "DeliveryAttemptFailCount", []),
+    "alerts-router-unmatched": ("topic", GRID, "UnmatchedEventCount", []),
     "alerts-router-dropped": ("topic", GRID, "DroppedEventCount", []),
     "alerts-router-publish-failed": ("topic", GRID, "PublishFailCount", []),
     "alerts-table-throttled": (
@@ -143,6 +145,8 @@ def test_the_queue_metrics_task_runs_minutely_on_system_nodes_reading_only(run: 
     account = run.one("azure-native:storage:StorageAccount")
     assert env["EDW_QUEUES"] == "work,work-poison"
     assert env["EDW_METRICS_RESOURCE_ID"] == account.id
+    assert env["EDW_HEARTBEAT_TASK"] == "queue-metrics"
+    rule = run.one("azure-native:monitor:DataCollectionRule", "heartbeats-rule")
     grants = sorted(
         (g.inputs["roleDefinitionId"].rsplit("/", 1)[1], g.inputs["scope"])
         for g in run.of_type("azure-native:authorization:RoleAssignment")
@@ -154,8 +158,57 @@ def test_the_queue_metrics_task_runs_minutely_on_system_nodes_reading_only(run: 
             (STORAGE_QUEUE_DATA_READER, queues["work-work"]),
             (STORAGE_QUEUE_DATA_READER, queues["work-poison"]),
             (MONITORING_METRICS_PUBLISHER, account.id),
+            (MONITORING_METRICS_PUBLISHER, rule.id),  # its heartbeats, nothing else
         ]
     )
+
+
+def test_the_queue_metrics_job_has_a_heartbeat_alert_metric_alerts_could_not_be(
+    run: StackRun,
+) -> None:
+    """Its metrics feed the poison and backlog alerts, which never fire when no data comes: the
+    job's own heartbeats go to a Log Analytics table, and a log search alert fires at none."""
+    workspace = run.one("azure-native:operationalinsights:Workspace")
+    table = run.one("azure-native:operationalinsights:Table").inputs
+    assert table["tableName"] == "EdwHeartbeat_CL"
+    assert table["workspaceName"] == workspace.outputs["name"]
+    columns = [(c["name"], c["type"]) for c in table["schema"]["columns"]]
+    assert columns == [("TimeGenerated", "dateTime"), ("Task", "string")]
+    dcr = run.one("azure-native:monitor:DataCollectionRule", "heartbeats-rule").inputs
+    (flow,) = dcr["dataFlows"]
+    assert (flow["streams"], flow["outputStream"]) == (
+        ["Custom-EdwHeartbeat"],
+        "Custom-EdwHeartbeat_CL",
+    )
+    (destination,) = dcr["destinations"]["logAnalytics"]
+    assert destination["workspaceResourceId"] == workspace.id
+    assert (
+        dcr["dataCollectionEndpointId"]
+        == run.one("azure-native:monitor:DataCollectionEndpoint", "heartbeats-endpoint").id
+    )
+    rule = run.one("azure-native:monitor:ScheduledQueryRule", "heartbeat-alerts-queue-metrics")
+    (condition,) = rule.inputs["criteria"]["allOf"]
+    assert condition["query"] == 'EdwHeartbeat_CL | where Task == "queue-metrics"'
+    assert (condition["operator"], condition["threshold"]) == ("LessThan", 1)
+    # Every minute, plus the ten minutes a run may take, fits the smallest alert window.
+    assert (rule.inputs["windowSize"], rule.inputs["evaluationFrequency"]) == ("PT15M", "PT5M")
+    assert rule.inputs["autoMitigate"] is True
+    first = run.one("kubernetes:batch/v1:Job", "queue-metrics-first-beat")
+    assert first.urn in rule.dependencies
+
+
+def test_a_replicated_account_alarms_on_replication_lag_and_a_single_region_one_does_not(
+    run: StackRun,
+) -> None:
+    assert "alerts-table-replication-lag" not in alerts(run)
+    replicated = run_stack(
+        "dev", {"cosmosServerless": "false", "replicaLocations": json.dumps(["westus3"])}
+    )
+    lag = alerts(replicated)["alerts-table-replication-lag"]
+    (criterion,) = lag["criteria"]["allOf"]
+    assert (criterion["metricNamespace"], criterion["metricName"]) == (COSMOS, "ReplicationLatency")
+    assert (criterion["timeAggregation"], criterion["threshold"]) == ("Maximum", 60_000)  # ms
+    assert lag["scopes"] == [replicated.one("azure-native:cosmosdb:DatabaseAccount").id]
 
 
 def test_the_workbook_charts_the_queues_router_and_table_and_is_an_output(run: StackRun) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from components.azure.roles import EVENTGRID_DATA_SENDER
+from components.azure.roles import EVENTGRID_DATA_SENDER, MONITORING_METRICS_PUBLISHER
 from components.k8s.consumer import DO_NOT_DISRUPT, JOB_EXIT_WHEN_IDLE_SECONDS
 from policy.offline import STACK_CONFIG_DIR, PackConfig, evaluate
 from stacks.config import ConfigError, EdwConfig
@@ -106,16 +106,86 @@ def test_the_schedule_is_a_utc_cron_job_publishing_to_the_router(run: StackRun) 
     assert spec["concurrencyPolicy"] == "Forbid"
     assert spec["startingDeadlineSeconds"] == 300
     assert (spec["successfulJobsHistoryLimit"], spec["failedJobsHistoryLimit"]) == (3, 3)
-    pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+    job = spec["jobTemplate"]["spec"]
+    # Three attempts, each with 90 s to start and publish, and Kubernetes' 10 s + 20 s back-off.
+    assert (job["backoffLimit"], job["activeDeadlineSeconds"]) == (2, 3 * 90 + 30)
+    pod = job["template"]["spec"]
     (container,) = pod["containers"]
     assert container["command"] == ["python", "-m", "app.schedule"]
     env = {e["name"]: e["value"] for e in container["env"]}
     router = run.outputs["routerTopicArn" if run.stack == "aws" else "routerEndpoint"]
     assert env["EDW_ROUTER"] == router
     assert env["EDW_SCHEDULE_TYPE"] == "edw.schedule.nightly"
+    assert env["EDW_HEARTBEAT_TASK"] == "nightly-schedule"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["restartPolicy"] == "Never"
     assert pod["serviceAccountName"] == "edw-nightly-consumer-schedule"
+
+
+SYSTEM = {
+    "aws": ({"edw/pool": "system"}, "CriticalAddonsOnly"),
+    "dev": ({"kubernetes.azure.com/mode": "system"}, "CriticalAddonsOnly"),
+}
+
+
+def test_schedule_pods_run_on_the_system_nodes_where_they_start_at_once(run: StackRun) -> None:
+    cron = run.one("kubernetes:batch/v1:CronJob", "nightly-schedule-cronjob").inputs
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    selector, taint = SYSTEM[run.stack]
+    assert pod["nodeSelector"] == selector
+    assert pod["tolerations"] == [{"key": taint, "operator": "Exists", "effect": "NoSchedule"}]
+    assert "affinity" not in pod  # never waits for a consumer node
+
+
+def test_a_first_heartbeat_job_runs_at_deploy_and_the_alarm_comes_after_it(run: StackRun) -> None:
+    first = run.one("kubernetes:batch/v1:Job", "nightly-schedule-first-beat")
+    pod = first.inputs["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["python", "-m", "app.heartbeat"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["EDW_HEARTBEAT_TASK"] == "nightly-schedule"
+    assert pod["serviceAccountName"] == "edw-nightly-consumer-schedule"
+    assert "ttlSecondsAfterFinished" not in first.inputs["spec"]  # kept: never beats twice
+    if run.stack == "aws":
+        alarm = run.one("aws:cloudwatch/metricAlarm:MetricAlarm", "nightly-schedule-alarms-missed")
+        assert first.urn in alarm.dependencies
+        return
+    (rule,) = [
+        r for r in run.of_type("azure-native:monitor:ScheduledQueryRule")
+        if r.name == "heartbeat-alerts-nightly-schedule"
+    ]  # fmt: skip
+    assert first.urn in rule.dependencies
+    assert env["EDW_HEARTBEAT_RULE"].startswith("dcr-")
+    assert env["EDW_HEARTBEAT_ENDPOINT"].endswith(".ingest.monitor.azure.com")
+
+
+def test_a_daily_schedule_alarms_when_no_heartbeat_came_for_a_day_and_ten_minutes(
+    run: StackRun,
+) -> None:
+    window = 86_400 + 300 + 300  # the longest gap, the starting deadline, the run deadline
+    if run.stack == "aws":
+        alarm = run.one(
+            "aws:cloudwatch/metricAlarm:MetricAlarm", "nightly-schedule-alarms-missed"
+        ).inputs
+        assert (alarm["namespace"], alarm["metricName"]) == ("EDW/Tasks", "Heartbeat")
+        assert alarm["dimensions"] == {"Task": "nightly-schedule"}
+        assert (alarm["statistic"], alarm["comparisonOperator"]) == ("Sum", "LessThanThreshold")
+        assert alarm["threshold"] == 1
+        assert alarm["treatMissingData"] == "breaching"  # no beat is the failure itself
+        # Over a day: hourly periods (CloudWatch allows a day in all for shorter ones).
+        assert (alarm["period"], alarm["evaluationPeriods"]) == (3600, math.ceil(window / 3600))
+        return
+    (rule,) = [
+        r.inputs for r in run.of_type("azure-native:monitor:ScheduledQueryRule")
+        if r.name == "heartbeat-alerts-nightly-schedule"
+    ]  # fmt: skip
+    (condition,) = rule["criteria"]["allOf"]
+    assert condition["query"] == 'EdwHeartbeat_CL | where Task == "nightly-schedule"'
+    assert (condition["timeAggregation"], condition["operator"]) == ("Count", "LessThan")
+    assert condition["threshold"] == 1
+    assert rule["windowSize"] == "P2D"  # the smallest alert window over a day and ten minutes
+    assert rule["scopes"] == [run.one("azure-native:operationalinsights:Workspace").id]
+    assert rule["actions"] == {"actionGroups": [run.one("azure-native:monitor:ActionGroup").id]}
 
 
 def test_the_schedule_identity_may_only_publish_to_the_router(run: StackRun) -> None:
@@ -127,7 +197,10 @@ def test_the_schedule_identity_may_only_publish_to_the_router(run: StackRun) -> 
         assert [(s["Action"], s["Resource"]) for s in statements] == [
             (["sns:Publish"], [topic]),
             (["kms:Decrypt", "kms:GenerateDataKey*"], [key]),
+            (["cloudwatch:PutMetricData"], ["*"]),
         ]
+        # The heartbeat only, in its namespace: PutMetricData has no resource-level permission.
+        assert statements[2]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "EDW/Tasks"}}
         return
     topic = run.one("azure-native:eventgrid:Topic")
     grants = [
@@ -135,8 +208,10 @@ def test_the_schedule_identity_may_only_publish_to_the_router(run: StackRun) -> 
         for g in run.of_type("azure-native:authorization:RoleAssignment")
         if g.name.startswith("nightly-schedule-identity-")
     ]
+    rule = run.one("azure-native:monitor:DataCollectionRule", "heartbeats-rule")
     assert [(g["roleDefinitionId"].rsplit("/", 1)[1], g["scope"]) for g in grants] == [
-        (EVENTGRID_DATA_SENDER, topic.id)
+        (EVENTGRID_DATA_SENDER, topic.id),
+        (MONITORING_METRICS_PUBLISHER, rule.id),
     ]
 
 
@@ -169,6 +244,26 @@ def parse(workflows: list[dict[str, Any]]) -> EdwConfig:
 def test_bad_job_or_schedule_settings_are_refused(change: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse([{"name": "work"}, {**NIGHTLY, **change}])
+
+
+@pytest.mark.parametrize(
+    ("cloud", "schedule", "hours"),
+    [
+        ("aws", "0 2 * * 1", "168"),  # weekly: a week plus the ten minutes a tick may take
+        ("azure", "*/15 9-17 * * mon-fri", "63.25"),  # the weekend is over two days
+        ("aws", "@monthly", "744"),
+    ],
+)
+def test_a_schedule_whose_missed_tick_could_not_alarm_is_refused(
+    cloud: str, schedule: str, hours: str
+) -> None:
+    provider = {
+        "aws": {"aws:region": "us-east-1"},
+        "azure": {"azure-native:location": "westeurope"},
+    }
+    workflows = [{"name": "work", "schedule": schedule}]
+    with pytest.raises(ConfigError, match=rf"workflows\[0\].schedule ticks up to {hours} h apart"):
+        EdwConfig.parse({"cloud": cloud, "workflows": json.dumps(workflows)}, "s", provider[cloud])
 
 
 def test_a_schedule_may_use_a_macro_and_an_unfiltered_workflow_takes_it() -> None:

@@ -1,5 +1,6 @@
 """The cost model: quantities follow the graph, the arithmetic matches a hand computation per
-cloud, and every price carries its unit, source and date."""
+cloud and arrival pattern, what cannot be priced is listed with its reason, and every price
+carries its unit, source and the date it was read, one file per cloud and region."""
 
 from __future__ import annotations
 
@@ -16,11 +17,11 @@ PRICED_DEFAULTS = {"aws": "us-east-1", "azure": "westeurope"}
 VOLUME = Volume(messages_per_month=10_000_000, message_bytes=512)
 
 
-def report(stack: str, **overrides: Any) -> dict[str, Any]:
+def report(stack: str, volume: Volume = VOLUME, **overrides: Any) -> dict[str, Any]:
     raw = {k: v if isinstance(v, str) else json.dumps(v) for k, v in overrides.items()}
     run = cost.run_stack(stack, raw or None)
     region = PRICED_DEFAULTS["aws" if stack == "aws" else "azure"]
-    return estimate(run, region, VOLUME)
+    return estimate(run, region, volume)
 
 
 def line(found: dict[str, Any], prefix: str) -> dict[str, Any]:
@@ -29,21 +30,33 @@ def line(found: dict[str, Any], prefix: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("cloud", ["aws", "azure"])
-def test_every_price_has_a_unit_a_source_and_a_date(cloud: str) -> None:
-    table = json.loads((cost.PRICES / f"{cloud}.json").read_text())
-    assert table["currency"] == "USD"
-    assert PRICED_DEFAULTS[cloud] in table["regions"]
-    for region, prices in table["regions"].items():
-        for key, price in prices.items():
-            where = f"{cloud} {region} {key}"
+def test_each_region_has_its_file_and_every_price_a_unit_a_source_and_the_date_read(
+    cloud: str,
+) -> None:
+    files = sorted((cost.PRICES / cloud).glob("*.json"))
+    assert PRICED_DEFAULTS[cloud] in [f.stem for f in files]
+    keys = set()
+    for path in files:
+        table = json.loads(path.read_text())
+        assert (table["cloud"], table["region"], table["currency"]) == (cloud, path.stem, "USD")
+        for key, price in table["prices"].items():
+            where = f"{path.name} {key}"
             assert isinstance(price["price"], int | float), where
             assert price["price"] >= 0, where
             assert price["unit"], where
             assert price["source"].startswith("https://"), where
-            assert re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", price["date"]), where
+            assert re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", price["read"]), where
             if key.split(":", 1)[0] in ("ec2", "spot", "vm"):
                 assert price["vcpu"] > 0, where
                 assert price["memoryGiB"] > 0, where
+        keys.add(frozenset(table["prices"]))
+    assert len(keys) == 1, "every region prices the same things"
+
+
+def test_the_azure_queue_write_is_the_published_class_1_rate() -> None:
+    """It was $0.065 per 10,000 (16x too high); GPv2 LRS class 1 is $0.004."""
+    for path in (cost.PRICES / "azure").glob("*.json"):
+        assert json.loads(path.read_text())["prices"]["queue-write-ops"]["price"] == 0.004
 
 
 def test_an_unpriced_region_is_an_error_naming_the_priced_ones() -> None:
@@ -72,19 +85,33 @@ def test_aws_arithmetic_matches_a_hand_computation() -> None:
     pod_hours = 1e6 / rate["consumer_msgs_per_s"] / 3600
     per_million = (
         1.2 * 0.40 + 0.1 * 0.50 + 1 * 0.625 + 0.64 * 0.25 + 0.64 * 0.20 + 2.048 * 0.045
-        + pod_hours * 0.125 * 0.0319
     )  # fmt: skip
-    assert found["totals"]["perMillionEvents"] == pytest.approx(per_million, abs=1e-3)
-    assert found["totals"]["monthlyAtVolume"] == pytest.approx(idle + 10 * per_million, abs=0.02)
+    # Steady arrival: some event every hour, so one pod and one node (c6a.large spot, $0.0319
+    # an hour; the pod a quarter vCPU of its two) run all 730 hours of the month.
+    assert 10 * pod_hours < 730
+    floor = 730 * 0.0319
+    assert found["totals"]["perMillionEvents"] == pytest.approx(per_million + floor / 10, abs=1e-3)
+    assert found["totals"]["monthlyAtVolume"] == pytest.approx(
+        idle + 10 * per_million + floor, abs=0.02
+    )
+    pods = line(found, "edw-consumer consumer pods")
+    assert (pods["quantity"], pods["unitPrice"]) == (730, pytest.approx(0.125 * 0.0319))
+    node = line(found, "consumer node beyond its pods")
+    assert node["quantity"] == pytest.approx(730 - 730 * 0.125)
 
 
 def test_azure_arithmetic_matches_a_hand_computation() -> None:
     found = report("dev")
     # Idle: AKS Standard tier, 2 D4ds_v5 system nodes, the outbound load balancer and its IP,
-    # ACR Standard by the day, KEDA's queue-metadata reads (class 2, per 10,000), and the
-    # alerts' eight time series (the poison queue's depth, the work queue's age, three router
-    # metrics, 429, 500 and 503).
-    idle = 73 + 2 * 730 * 0.264 + 18.25 + 3.65 + 730 / 24 * 0.667 + 52.56 * 0.004 + 8 * 0.10
+    # ACR Standard by the day, KEDA's queue-metadata reads (class 2, per 10,000), the alerts'
+    # ten time series (the poison queue's depth, the work queue's age, five router metrics,
+    # 429, 500 and 503), the queue-metrics job's heartbeat alert (every 5 minutes, $1.50) and
+    # its heartbeat rows (one a minute, 200 bytes each, $2.30 per GB).
+    rows_gb = 730 * 60 * 200 / 1e9
+    idle = (
+        73 + 2 * 730 * 0.264 + 18.25 + 3.65 + 730 / 24 * 0.667 + 52.56 * 0.004 + 10 * 0.10
+        + 1.50 + rows_gb * 2.30
+    )  # fmt: skip
     assert found["totals"]["idleMonthly"] == pytest.approx(idle, abs=0.01)
     rate = next(
         r
@@ -92,13 +119,28 @@ def test_azure_arithmetic_matches_a_hand_computation() -> None:
         if r["cloud"] == "azure" and r["latency_ms"] == 15
     )
     pod_hours = 1e6 / rate["consumer_msgs_per_s"] / 3600
-    # Event Grid publish + delivery, 2 queue writes (put, delete) and 1/32 read per event,
-    # 5.5 RU per row, storage, load balancer data, pods on F2s_v2 spot.
+    # Event Grid publish + delivery, 2 queue writes (put, delete: class 1, $0.004 per 10,000)
+    # and 1/32 read per event, 5.5 RU per row, storage, load balancer data: ~$3.6.
     per_million = (
-        2 * 0.60 + 200 * 0.065 + 100 / 32 * 0.004 + 5.5 * 0.25 + 0.64 * 0.25 + 2.048 * 0.005
-        + pod_hours * 0.125 * 0.0195
+        2 * 0.60 + 200 * 0.004 + 100 / 32 * 0.004 + 5.5 * 0.25 + 0.64 * 0.25 + 2.048 * 0.005
     )  # fmt: skip
-    assert found["totals"]["perMillionEvents"] == pytest.approx(per_million, abs=1e-3)
+    assert per_million == pytest.approx(3.55, abs=0.01)
+    # Bursty arrival, 4 bursts a day: each keeps a pod 60 s (KEDA's cooldown) and a node 60 s
+    # more (consolidateAfter) and the minute it took to start; the work on F2s_v2 spot.
+    volume = Volume(10_000_000, 512, "bursty", 4)
+    bursty = report("dev", volume)
+    bursts = 4 * 730 / 24
+    pods = 10 * pod_hours + bursts * 60 / 3600
+    node = bursts * 180 / 3600
+    assert line(bursty, "edw-consumer consumer pods")["quantity"] == pytest.approx(pods)
+    assert line(bursty, "consumer node beyond its pods")["quantity"] == pytest.approx(node)
+    compute = pods * 0.125 * 0.0195 + node * 0.0195
+    assert bursty["totals"]["perMillionEvents"] == pytest.approx(
+        per_million + compute / 10, abs=1e-3
+    )
+    # Steady: the same events spread evenly keep a pod and a node up all month.
+    steady = found["totals"]["perMillionEvents"]
+    assert steady == pytest.approx(per_million + 730 * 0.0195 / 10, abs=1e-3)
 
 
 def test_one_nat_gateway_per_zone_triples_the_nat_line() -> None:
@@ -123,6 +165,12 @@ def test_a_second_workflow_adds_its_deliveries(stack: str, per_workflow: list[st
         assert line(two, "Event Grid operations")["quantity"] == pytest.approx(30.0)
     pods = [i for i in two["lineItems"] if "consumer pods" in i["name"]]
     assert len(pods) == 2
+    # Each workflow keeps a pod all month under steady traffic; they share one node.
+    assert [p["quantity"] for p in pods] == [730, 730]
+    node = line(two, "consumer node beyond its pods")
+    assert node["quantity"] == pytest.approx(
+        730 - 2 * 730 * pods[0]["unitPrice"] / (node["unitPrice"])
+    )
 
 
 @pytest.mark.parametrize("stack", ["aws", "dev"])
@@ -141,10 +189,61 @@ def test_max_replicas_leaves_idle_alone_and_scale_to_zero_has_no_idle_compute(st
     )
 
 
+def test_replicas_multiply_storage_and_backups_not_only_writes() -> None:
+    one = report("aws")
+    two = report("aws", replicaRegions=["us-west-2"])
+    for name in ("DynamoDB writes", "DynamoDB storage added", "DynamoDB backups (PITR) added"):
+        assert line(two, name)["quantity"] == pytest.approx(2 * line(one, name)["quantity"])
+    single = report("dev", cosmosServerless=False)
+    replicated = report("dev", cosmosServerless=False, replicaLocations=["westus3"])
+    assert line(replicated, "Cosmos DB storage added")["quantity"] == pytest.approx(
+        2 * line(single, "Cosmos DB storage added")["quantity"]
+    )
+    (backup,) = [u for u in replicated["unpriced"] if u["name"].startswith("Cosmos DB")]
+    assert backup["quantity"] == pytest.approx(
+        line(replicated, "Cosmos DB storage added")["quantity"]
+    )
+
+
+FILTERED = [{"name": "work"}, {"name": "orders", "filter": {"type": ["com.example.order"]}}]
+
+
+def test_router_filtering_is_listed_unpriced_with_its_quantity_and_reason() -> None:
+    aws = report("aws", workflows=FILTERED)
+    (sns,) = aws["unpriced"]
+    # 10 M events of 512 B scanned by the one filtered subscription.
+    assert (sns["name"], sns["quantity"], sns["unit"]) == (
+        "SNS payload-based filtering",
+        pytest.approx(5.12),
+        "GB of payload scanned",
+    )
+    assert "could not be read" in sns["reason"]
+    assert report("aws")["unpriced"] == []  # no filter, nothing scanned
+    dev = report("dev", workflows=FILTERED)
+    grid = next(u for u in dev["unpriced"] if u["name"].startswith("Event Grid"))
+    assert (grid["quantity"], grid["unit"]) == (10, "million evaluations")
+
+
+def test_schedules_add_their_heartbeat_metric_and_alarm() -> None:
+    nightly = {
+        "name": "nightly",
+        "schedule": "0 2 * * *",
+        "filter": {"type": ["edw.schedule.nightly"]},
+    }
+    aws = report("aws", workflows=[{"name": "work"}, nightly])
+    assert line(aws, "heartbeat metrics")["quantity"] == 1
+    assert line(aws, "heartbeats sent")["quantity"] == pytest.approx(730 / 24 / 1000, abs=1e-6)
+    assert line(aws, "CloudWatch alarms")["quantity"] == 2 * 2 + 4 + 1  # the heartbeat's too
+    dev = report("dev", workflows=[{"name": "work"}, nightly])
+    assert line(dev, "heartbeat alerts (every 5 min)")["quantity"] == 2
+
+
 def test_the_command_prints_the_documented_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert cost.main(["--stack", "aws", "--json", "--messages-per-month", "1000000"]) == 0
     found = json.loads(capsys.readouterr().out)
-    assert {"stack", "region", "currency", "lineItems", "totals"} <= set(found)
+    assert {"stack", "region", "currency", "lineItems", "totals", "arrival", "unpriced"} <= set(
+        found
+    )
     assert found["region"] == "us-east-1"
     assert set(found["totals"]) == {"idleMonthly", "monthlyAtVolume", "perMillionEvents"}
     for item in found["lineItems"]:

@@ -46,6 +46,13 @@ def test_the_prerequisite_check_is_told_which_command_runs(target, tmp_path):
     assert out.index("tools.prereqs") < out.index("pulumi stack select")
 
 
+def test_destroy_first_checks_that_no_queue_holds_a_message_unless_told_to_discard(tmp_path):
+    out = dry_run("destroy", tmp_path)
+    check = ".venv/bin/python -m tools.replay --check --from-stack aws"
+    assert out.index("stack select") < out.index(check) < out.index("pulumi destroy")
+    assert check not in dry_run("destroy", tmp_path, DISCARD_MESSAGES="1")
+
+
 def test_without_a_login_the_local_file_backend_is_used(tmp_path):
     out = dry_run("preview", tmp_path)
     assert f"mkdir -p {tmp_path}/.pulumi-edw" in out

@@ -50,7 +50,7 @@ def test_a_global_table_replicates_with_pitr_and_a_key_in_each_region(regions: l
             "kmsKeyArn": replica_keys[region].outputs["arn"],
             "pointInTimeRecovery": True,
             "propagateTags": True,
-            "deletionProtectionEnabled": False,
+            "deletionProtectionEnabled": True,  # a global table is protected by default
         }
         for region in regions
     ]
@@ -61,6 +61,19 @@ def test_a_global_table_replicates_with_pitr_and_a_key_in_each_region(regions: l
     assert use["Condition"] == {
         "StringEquals": {"kms:ViaService": "dynamodb.us-east-1.amazonaws.com"}
     }
+
+
+def test_a_global_table_is_protected_unless_told_otherwise() -> None:
+    """Destroying the stack that owns a global table deletes every replica at once."""
+    protected = run_stack("aws", {"replicaRegions": '["us-west-2"]'}).one(TABLE).inputs
+    assert protected["deletionProtectionEnabled"] is True
+    assert protected["replicas"][0]["deletionProtectionEnabled"] is True
+    single = run_stack("aws").one(TABLE).inputs
+    assert single["deletionProtectionEnabled"] is False
+    opted_out = run_stack(
+        "aws", {"replicaRegions": '["us-west-2"]', "deletionProtection": "false"}
+    ).one(TABLE)
+    assert opted_out.inputs["deletionProtectionEnabled"] is False
 
 
 def test_deletion_protection_and_ttl_reach_every_replica() -> None:

@@ -75,12 +75,16 @@ AZURE_TYPES = [
     "monitor/data_collection_rule_association.py",
     "alertsmanagement/prometheus_rule_group.py",
     "operationalinsights/workspace.py",
+    "operationalinsights/table.py",
 ]
 # Types whose SDK default is a preview API, accepted on purpose, each with the reason.
 PREVIEW_ACCEPTED = {
     # azure-native 3.29.0 generates ActionGroup only from 2024-10-01-preview; an action group is
     # the only way Azure Monitor alerts reach a person.
     "monitor/action_group.py": "2024-10-01-preview",
+    # azure-native 3.29.0's default for ScheduledQueryRule is 2025-01-01-preview; a log search
+    # alert is the only Azure alert that fires on data that stopped coming (the heartbeats).
+    "monitor/scheduled_query_rule.py": "2025-01-01-preview",
 }
 
 
