@@ -15,10 +15,10 @@ import pulumi
 from pulumi_kubernetes import batch, core, meta
 
 from components.k8s.consumer import (
+    CONSUMER_TOLERATION,
     CONTAINER_SECURITY,
     PART_OF,
     POD_SECURITY,
-    SPOT_TOLERATION,
     TMP_MOUNT,
     TMP_VOLUME,
     node_affinity,
@@ -101,7 +101,7 @@ class PeriodicTask(pulumi.ComponentResource):
                 containers=[container],
                 volumes=[TMP_VOLUME],
                 tolerations=[
-                    args.system_nodes.toleration if args.system_nodes else SPOT_TOLERATION
+                    args.system_nodes.toleration if args.system_nodes else CONSUMER_TOLERATION
                 ],
                 node_selector=dict(args.system_nodes.node_selector) if args.system_nodes else None,
                 affinity=None if args.system_nodes else node_affinity("spot-first"),
