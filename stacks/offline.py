@@ -67,6 +67,7 @@ class RecordedResource:
     aliases: tuple[str, ...] = ()  # the URNs this resource had before (what the engine matches)
     import_id: str = ""  # the import resource option: adopt this existing cloud resource
     ignore_changes: tuple[str, ...] = ()
+    delete_before_replace: bool = False
 
 
 @dataclass
@@ -918,24 +919,24 @@ def _recorded(monitor: RecordingMonitor) -> list[RecordedResource]:
                 aliases=tuple(_alias_urn(urn, request, a) for a in request.aliases),
                 import_id=request.importId,
                 ignore_changes=tuple(request.ignoreChanges),
+                delete_before_replace=bool(request.deleteBeforeReplace),
             )
         )
     return resources
 
 
 def _alias_urn(urn: str, request: Any, alias: Any) -> str:
-    """An alias as the URN the engine computes from it: the parent's whole type chain (not just
-    its last type, as the SDK's mock monitor does), then the type and name."""
+    """An alias as the URN the engine computes from it: the parent's whole type chain (the SDK's
+    mock monitor keeps only its last type), then the type and name. Like that monitor, it names
+    a top-level resource pulumi:pulumi:Stack$<type>."""
     if alias.urn:
         return alias.urn
     spec = alias.spec
     parent = "" if spec.noParent else (spec.parentUrn or request.parent)
-    qualified = spec.type or request.type
-    parent_type = parent.split("::")[2] if parent else ROOT_STACK_TYPE
-    if parent_type != ROOT_STACK_TYPE:
-        qualified = f"{parent_type}${qualified}"
+    chain = parent.split("::")[2] if parent else ROOT_STACK_TYPE
+    chain = chain.removeprefix(f"{ROOT_STACK_TYPE}$")
     stack_and_project = "::".join(urn.split("::")[:2])
-    return f"{stack_and_project}::{qualified}::{spec.name or request.name}"
+    return f"{stack_and_project}::{chain}${spec.type or request.type}::{spec.name or request.name}"
 
 
 @contextlib.contextmanager

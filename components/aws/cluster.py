@@ -174,7 +174,7 @@ class EksCluster(pulumi.ComponentResource):
             skip_default_security_groups=True,
             # CoreDNS needs nodes to become healthy; it is installed after the system nodes below.
             coredns_addon_options=eks.CoreDnsAddonOptionsArgs(enabled=False),
-            cluster_tags=creator,
+            cluster_tags=creator or None,
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group]),
         )

@@ -35,12 +35,12 @@ NO_PROGRESS_ALERT = "EdwNoProgress"
 # tomlparser-default-targets-metrics-keep-list.go). KEDA names a ScaledJob's Jobs
 # "<ScaledJob>-<random>" (keda v2.20.2 pkg/scaling/executor/scale_jobs.go, GenerateName).
 SERVICE_DEMAND = (
-    'label_replace(kube_deployment_spec_replicas{{namespace="{ns}", deployment="{k8s}"}} > {floor},'
-    ' "workflow", "{workflow}", "", "")'
+    'max by (namespace, workflow) (label_replace(kube_deployment_spec_replicas{{namespace="{ns}",'
+    ' deployment="{k8s}"}}, "workflow", "{workflow}", "", "")) > {floor}'
 )
 JOB_DEMAND = (
-    'label_replace(sum by (namespace) (max_over_time(kube_job_status_active{{namespace="{ns}",'
-    ' job_name=~"{k8s}-.+"}}[5m])) > 0, "workflow", "{workflow}", "", "")'
+    "sum by (namespace, workflow) (label_replace(max_over_time(kube_job_status_active{{"
+    'namespace="{ns}", job_name=~"{k8s}-.+"}}[5m]), "workflow", "{workflow}", "", "")) > 0'
 )
 NO_PROGRESS_BY_REPLICAS = """(
   {demand}

@@ -201,9 +201,7 @@ def test_the_cloudwatch_add_on_bills_only_what_the_model_prices() -> None:
     """Only container logs stay on; the add-on's defaults (Container Insights metrics per
     observation, Application Signals per request) would bill what no line item counts."""
     full = cost.run_stack("aws", {"observability": "full"})
-    (addon,) = [
-        r for r in full.of_type("aws:eks/addon:Addon") if r.name == "container-logs-addon"
-    ]
+    (addon,) = [r for r in full.of_type("aws:eks/addon:Addon") if r.name == "container-logs-addon"]
     values = json.loads(addon.inputs["configurationValues"])
     assert [values[p]["enabled"] for p in cost.UNPRICED_PIPELINES] == [False, False]
     assert estimate(full, "us-east-1", Volume(10_000_000, 512))["lineItems"]
@@ -211,7 +209,7 @@ def test_the_cloudwatch_add_on_bills_only_what_the_model_prices() -> None:
     graph = dataclasses.replace(
         full, resources=[defaults if r is addon else r for r in full.resources]
     )
-    with pytest.raises(PriceError, match="containerInsights.*applicationSignals"):
+    with pytest.raises(PriceError, match=r"containerInsights.*applicationSignals"):
         estimate(graph, "us-east-1", Volume(10_000_000, 512))
 
 
