@@ -286,6 +286,6 @@ def test_azure_waits_for_no_keda_metrics(azure_full: StackRun) -> None:
     (stuck,) = [r for r in group["rules"] if r["alert"] == "EdwNoProgress"]
     assert "keda_scaler_metrics_value" not in stuck["expression"]
     assert (
-        'kube_deployment_spec_replicas{namespace="edw", deployment="edw-consumer"} > 0'
+        'kube_deployment_spec_replicas{namespace="edw", deployment="edw-consumer"}'
         in (stuck["expression"])
     )
