@@ -98,6 +98,9 @@ class NodePoolSettings:
     on_demand_memory_limit: str
     consolidate_after: str
     expire_after: str
+    # How long a node may take to drain before Karpenter deletes what is left (e.g. "345s"):
+    # the longest any consumer pod needs, plus room for the PDB to let the others go first.
+    termination_grace_period: str = ""
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,7 @@ class AwsSettings:
     system_instance_type: str
     ami_alias: str
     cluster_admin_arns: tuple[str, ...]
+    preview_arns: tuple[str, ...]
     control_plane_log_retention_days: int
     create_spot_service_linked_role: bool
     replica_regions: tuple[str, ...] = ()

@@ -3,16 +3,19 @@ Karpenter and KEDA."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 from pulumi_aws import (
     GetAvailabilityZonesFilterArgs,
+    cloudwatch,
     get_availability_zones,
     get_caller_identity,
     iam,
 )
+from pulumi_aws import eks as aws_eks
 from pulumi_kubernetes import core as k8s_core
 
 from components.aws.alarms import (
@@ -28,7 +31,16 @@ from components.aws.alarms import (
     TableAlarmsArgs,
     WorkflowAlarmsArgs,
 )
-from components.aws.cluster import SYSTEM_POOL_LABEL, SYSTEM_TAINT_KEY, EksCluster, EksClusterArgs
+from components.aws.cluster import (
+    CREATOR_TAG,
+    PREVIEW_GROUP,
+    SYSTEM_POOL_LABEL,
+    SYSTEM_TAINT_KEY,
+    ClusterAccess,
+    EksCluster,
+    EksClusterArgs,
+    principal_of,
+)
 from components.aws.dashboard import CloudWatchDashboard, DashboardArgs, WorkflowQueues
 from components.aws.iam import Statement, allow
 from components.aws.image import EcrConsumerImage, EcrConsumerImageArgs
@@ -43,6 +55,7 @@ from components.aws.network import (
     EksNetworkArgs,
 )
 from components.aws.prometheus import (
+    COLLECTOR_RULES,
     ContainerLogs,
     ContainerLogsArgs,
     ManagedPrometheus,
@@ -65,6 +78,7 @@ from components.k8s.consumer import (
     ConsumerNamespace,
     QueueTrigger,
 )
+from components.k8s.preview import CLUSTER_GRANTS, Grant, PreviewAccess, PreviewAccessArgs
 from components.k8s.schedule import PeriodicTask, PeriodicTaskArgs, SystemPlacement
 from components.observability.rules import consumer_rules
 from stacks.config import ConfigError, EdwConfig
@@ -82,6 +96,12 @@ SYSTEM_NODES = SystemPlacement(
         key=SYSTEM_TAINT_KEY, operator="Exists", effect="NoSchedule"
     ),
 )
+# The one cluster-scoped kind only the AWS stack manages (components/aws/karpenter.py).
+EC2_NODE_CLASS_GRANT = Grant("karpenter.k8s.aws", ("ec2nodeclasses",))
+# How the provider reports a missing IAM role (NoSuchEntity), EKS cluster (retry.NotFoundError:
+# "couldn't find resource") or log group (tfresource.EmptyResultError: "empty result"):
+# terraform-provider-aws's iam, eks and logs data sources, which pulumi-aws wraps.
+NOT_FOUND = ("NoSuchEntity", "couldn't find resource", "empty result")
 
 
 def consumer_statements(
@@ -150,57 +170,66 @@ def heartbeat_statements() -> list[Statement]:
     ]
 
 
-def same_principal(configured: str, caller: str) -> bool:
-    """Whether an IAM principal ARN from the config is the caller of this update.
-
-    STS reports an assumed role as ``arn:aws:sts::<account>:assumed-role/<name>/<session>``
-    (without the role's path), a user as ``arn:aws:iam::<account>:user/<path/name>``."""
-    account = configured.split(":")[4]
-    kind, _, rest = configured.split(":", 5)[5].partition("/")
-    if f":{account}:" not in caller:
-        return False
-    if ":assumed-role/" in caller:
-        return kind == "role" and rest.rsplit("/", 1)[-1] == caller.split("/")[1]
-    return kind == "user" and caller.endswith(f":user/{rest}")
-
-
-def spot_role_exists() -> bool:
+def lookup(what: str, permission: str, call: Callable[[], Any]) -> Any | None:
+    """An account lookup before any resource exists: the answer, or None when the thing is not
+    there (how the provider words a missing role, cluster or log group)."""
     try:
-        iam.get_role(name=SPOT_SERVICE_LINKED_ROLE)
+        return call()
     except Exception as exc:
         text = str(exc)
-        if "NoSuchEntity" in text or "couldn't find resource" in text:
-            return False
+        if any(marker in text for marker in NOT_FOUND):
+            return None
         raise ConfigError(
-            f"cannot tell whether the EC2 Spot service-linked role exists (iam:GetRole on "
-            f"{SPOT_SERVICE_LINKED_ROLE} failed: {text}); grant iam:GetRole on it"
+            f"cannot tell whether {what} exists ({permission} failed: {text}); grant {permission}"
         ) from exc
-    return True
 
 
-def preflight(cfg: EdwConfig, caller_arn: str) -> bool:
-    """Checks against the account, before any resource is registered. Returns whether the
-    Spot service-linked role must be created."""
+@dataclass(frozen=True)
+class AccountState:
+    """What the account already has, read before any resource is registered."""
+
+    create_spot_role: bool  # the Spot service-linked role is missing and may be created
+    creator: str  # the principal EKS made the cluster's admin ("" when an old cluster lacks it)
+    adopt_log_group: bool  # a control-plane log group outlived the previous cluster
+
+
+def preflight(cfg: EdwConfig, caller_arn: str) -> AccountState:
+    """Checks against the account, before any resource is registered."""
     assert cfg.aws is not None
-    errors = []
-    creator = [a for a in cfg.aws.cluster_admin_arns if same_principal(a, caller_arn)]
-    if creator:
-        errors.append(
-            f"edw:clusterAdminArns lists {creator}, the identity running this update "
-            f"({caller_arn}): EKS already makes the cluster creator an admin, and a second "
-            "access entry for it fails with 409 ResourceInUseException; remove it"
+    spot_role = lookup(
+        f"the EC2 Spot service-linked role {SPOT_SERVICE_LINKED_ROLE}",
+        f"iam:GetRole on {SPOT_SERVICE_LINKED_ROLE}",
+        lambda: iam.get_role(name=SPOT_SERVICE_LINKED_ROLE),
+    )
+    if spot_role is None and not cfg.aws.create_spot_service_linked_role:
+        raise ConfigError(
+            "invalid stack configuration:\n  - the account has no EC2 Spot service-linked role "
+            f"({SPOT_SERVICE_LINKED_ROLE}): every spot launch would fail and all consumers would "
+            "run on-demand. Set edw:createSpotServiceLinkedRole true, or create it once with "
+            "`aws iam create-service-linked-role --aws-service-name spot.amazonaws.com`"
         )
-    missing_spot_role = not spot_role_exists()
-    if missing_spot_role and not cfg.aws.create_spot_service_linked_role:
-        errors.append(
-            f"the account has no EC2 Spot service-linked role ({SPOT_SERVICE_LINKED_ROLE}): "
-            "every spot launch would fail and all consumers would run on-demand. Set "
-            "edw:createSpotServiceLinkedRole true, or create it once with `aws iam "
-            "create-service-linked-role --aws-service-name spot.amazonaws.com`"
+    cluster = lookup(
+        f"the EKS cluster {cfg.name}",
+        "eks:DescribeCluster",
+        lambda: aws_eks.get_cluster(name=cfg.name),
+    )
+    # This `up` creates the cluster: its caller becomes the creator EKS makes admin. Later runs,
+    # by any identity, read the creator back from the cluster's tag.
+    creator = (
+        principal_of(caller_arn)
+        if cluster is None
+        else dict(cluster.tags or {}).get(CREATOR_TAG, "")
+    )
+    log_group = f"/aws/eks/{cfg.name}/cluster"
+    orphan = cluster is None and (
+        lookup(
+            f"the log group {log_group}",
+            "logs:DescribeLogGroups",
+            lambda: cloudwatch.get_log_group(name=log_group),
         )
-    if errors:
-        raise ConfigError("invalid stack configuration:\n  - " + "\n  - ".join(errors))
-    return missing_spot_role
+        is not None
+    )
+    return AccountState(spot_role is None, creator, orphan)
 
 
 def results_table(
@@ -235,7 +264,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
     region = cfg.aws.region
     caller = get_caller_identity()
     account = caller.account_id
-    create_spot_role = preflight(cfg, caller.arn)
+    account_state = preflight(cfg, caller.arn)
     tags = {"project": "edw", "stack": cfg.stack, **cfg.tags}
 
     router = SnsEventRouter(
@@ -332,11 +361,14 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         ),
     )
 
-    zones = get_availability_zones(
-        state="available",
-        exclude_zone_ids=list(EKS_UNSUPPORTED_ZONE_IDS),
-        filters=[GetAvailabilityZonesFilterArgs(**f) for f in STANDARD_ZONE_FILTERS],
-    ).names
+    # Every standard zone, whatever its state today: an impaired zone dropped from the list would
+    # shift the zones after it and plan subnet replacements. Sorted, so the first N never move.
+    zones = sorted(
+        get_availability_zones(
+            exclude_zone_ids=list(EKS_UNSUPPORTED_ZONE_IDS),
+            filters=[GetAvailabilityZonesFilterArgs(**f) for f in STANDARD_ZONE_FILTERS],
+        ).names
+    )
     network = EksNetwork(
         "network",
         EksNetworkArgs(
@@ -353,10 +385,15 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             api_allowed_cidrs=cfg.api_allowed_cidrs,
             system_instance_type=cfg.aws.system_instance_type,
             system_node_count=cfg.system_node_count,
-            admin_arns=cfg.aws.cluster_admin_arns,
+            access=ClusterAccess(
+                admin_arns=cfg.aws.cluster_admin_arns,
+                preview_arns=cfg.aws.preview_arns,
+                creator=account_state.creator,
+            ),
             tags=tags,
             log_retention_days=cfg.aws.control_plane_log_retention_days,
             aws_profile=cfg.aws.profile,
+            adopt_log_group=account_state.adopt_log_group,
         ),
     )
     on_cluster = pulumi.ResourceOptions(providers={"kubernetes": cluster.provider})
@@ -370,10 +407,11 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             oidc=cluster.oidc,
             cluster_security_group_id=cluster.cluster_security_group_id,
             system_nodes=cluster.system_nodes,
+            dns=cluster.coredns,
             nodes=cfg.nodes,
             ami_alias=cfg.aws.ami_alias,
             system_node_count=cfg.system_node_count,
-            create_spot_service_linked_role=create_spot_role,
+            create_spot_service_linked_role=account_state.create_spot_role,
             tags=tags,
         ),
         opts=on_cluster,
@@ -384,6 +422,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             oidc=cluster.oidc,
             queue_arns=[q.queue_arn for q in queues.values()],
             system_nodes=cluster.system_nodes,
+            system_node_count=cfg.system_node_count,
             tags=tags,
         ),
         opts=on_cluster,
@@ -392,7 +431,6 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         ManagedPrometheus(
             "prometheus-collection",
             ManagedPrometheusArgs(
-                cluster_name=cluster.cluster_name,
                 cluster_arn=f"arn:aws:eks:{region}:{account}:cluster/{cfg.name}",
                 subnet_ids=network.private_subnet_ids,
                 security_group_ids=[cluster.cluster_security_group_id],
@@ -422,6 +460,17 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         EcrConsumerImage("consumer-image", EcrConsumerImageArgs(tags=tags)).image_ref
     )
     namespace = ConsumerNamespace("consumer", cfg.consumer.namespace, opts=on_cluster)
+    if cfg.aws.preview_arns:
+        PreviewAccess(
+            "edw-preview",
+            PreviewAccessArgs(
+                group=PREVIEW_GROUP,
+                namespaces=[namespace.namespace],
+                cluster_grants=(*CLUSTER_GRANTS, EC2_NODE_CLASS_GRANT),
+                held_rules=COLLECTOR_RULES if prometheus else (),
+            ),
+            opts=on_cluster,
+        )
     consumers = {}
     for w in cfg.workflows:
         queue = queues[w.name]

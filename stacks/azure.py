@@ -69,7 +69,7 @@ from components.k8s.consumer import (
     QueueTrigger,
 )
 from components.k8s.schedule import PeriodicTask, PeriodicTaskArgs, SystemPlacement
-from components.observability.rules import consumer_rules
+from components.observability.rules import consumer_rules, no_progress_from_replicas
 from components.ticks import missed_tick_window_seconds
 from stacks.config import EdwConfig
 from stacks.shared import schedule_env, schedule_task, schedule_window, task_name
@@ -241,7 +241,12 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
                 cluster_id=cluster.cluster.id,
                 cluster_name=cluster.cluster_name,
                 action_group_id=alerts.action_group_id,
-                rules=consumer_rules(cfg.latency_alert_seconds),
+                # The KEDA add-on serves no Prometheus metrics: no progress from replicas.
+                rules=no_progress_from_replicas(
+                    consumer_rules(cfg.latency_alert_seconds),
+                    cfg.consumer.namespace,
+                    cfg.workflows,
+                ),
                 consumer_namespace=cfg.consumer.namespace,
                 tags=tags,
             ),

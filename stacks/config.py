@@ -12,12 +12,13 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from croniter import croniter
 
+from components.k8s.consumer import job_deadline_seconds
 from components.routing import EventFilter, FilterError, matches, parse_filter
 from components.settings import (
     DEFAULT_WORKFLOW,
@@ -36,6 +37,12 @@ from components.ticks import (
     ALARM_WINDOW_LIMIT_SECONDS,
     TICK_GRACE_SECONDS,
     longest_gap_seconds,
+)
+from components.versions import (
+    AL2023_AMI_ALIAS,
+    EKS_KUBERNETES_VERSIONS,
+    KARPENTER_CHART,
+    KEDA_CHART,
 )
 
 PROJECT = "edw"
@@ -135,7 +142,7 @@ DURATION_RE = re.compile(r"^(\d+h)?(\d+m)?(\d+s)?$")
 PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{1,9}$")
 DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 K8S_VERSION_RE = re.compile(r"^1\.(2[89]|3\d)$")
-AMI_ALIAS_RE = re.compile(r"^al2023@(latest|v\d{8})$")
+AMI_ALIAS_RE = re.compile(r"^al2023@v\d{8}$")
 VM_SIZE_RE = re.compile(r"^Standard_[A-Z][A-Za-z0-9_]+$")
 INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 IAM_PRINCIPAL_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
@@ -172,6 +179,8 @@ CROSS_CHECKED = {
     "maxReplicas": ("minReplicas",),
     "visibilityTimeoutSeconds": ("processingTimeoutSeconds",),
 }
+# Room for a draining node's PodDisruptionBudget to evict the other consumer pods first.
+NODE_DRAIN_MARGIN_SECONDS = 300
 # The retention values CloudWatch Logs accepts (PutRetentionPolicy, retentionInDays).
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
                       2192, 2557, 2922, 3288, 3653)  # fmt: skip
@@ -201,8 +210,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "apiAllowedCidrs",
         "array",
-        ["0.0.0.0/0"],
-        "CIDRs allowed to reach the Kubernetes API endpoint; narrow this for production.",
+        None,
+        "CIDRs allowed to reach the Kubernetes API endpoint (required: 0.0.0.0/0 only on purpose).",
     ),
     Setting("systemNodeCount", "integer", 2, "Nodes in the on-demand system pool (1-10)."),
     Setting("consumerNamespace", "string", "edw", "Namespace of the consumer Deployment."),
@@ -334,12 +343,27 @@ SETTINGS: tuple[Setting, ...] = (
         "EC2 instance families Karpenter may launch for consumers.",
         "aws",
     ),
-    Setting("amiAlias", "string", "al2023@latest", "EC2NodeClass AMI alias (pin in prod).", "aws"),
+    Setting(
+        "amiAlias",
+        "string",
+        AL2023_AMI_ALIAS,
+        "EC2NodeClass AMI alias, a pinned AL2023 release (al2023@vYYYYMMDD).",
+        "aws",
+    ),
     Setting(
         "clusterAdminArns",
         "array",
         [],
-        "IAM role/user ARNs given cluster-admin through EKS access entries (not the creator).",
+        "IAM role/user ARNs given cluster-admin through EKS access entries: everyone who runs "
+        "`up` or `destroy` (docs/aws.md).",
+        "aws",
+    ),
+    Setting(
+        "previewArns",
+        "array",
+        [],
+        "IAM role/user ARNs that only run `pulumi preview` (CI's pull-request role): the "
+        "Kubernetes rights a preview needs, nothing more (docs/aws.md).",
         "aws",
     ),
     Setting(
@@ -566,6 +590,18 @@ class _Parser:
             return bool(value)
         return cloud == "aws" and bool(self.raw("replicaRegions"))
 
+    def api_cidrs(self) -> tuple[str, ...]:
+        """Who may reach the Kubernetes API: always the config's explicit choice."""
+        cidrs = self.raw("apiAllowedCidrs")
+        if not cidrs:
+            self.fail(
+                "apiAllowedCidrs",
+                "is required: list the CIDRs that may reach the Kubernetes API, e.g. your own "
+                "egress address as <ip>/32 (`curl -s https://checkip.amazonaws.com` prints it), "
+                'or ["0.0.0.0/0"] to open it to the whole internet on purpose',
+            )
+        return tuple(cidrs or ())
+
     def retention(self, key: str) -> int:
         value = self.raw(key)
         if value not in LOG_RETENTION_DAYS:
@@ -587,14 +623,12 @@ class _Parser:
             self.fail("cloud", f"is required; allowed: {', '.join(CLOUDS)}")
         else:
             self.one_of("cloud", cloud, CLOUDS)
-        cidrs = tuple(self.raw("apiAllowedCidrs"))
+        cidrs = self.api_cidrs()
         for cidr in cidrs:
             try:
                 ipaddress.ip_network(cidr)
             except ValueError:
                 self.fail("apiAllowedCidrs", f"has an invalid CIDR {cidr!r}")
-        if not cidrs:
-            self.fail("apiAllowedCidrs", "must list at least one CIDR")
         tags: dict[str, str] = {}
         for item in self.raw("tags"):
             key, sep, value = item.partition("=")
@@ -626,6 +660,10 @@ class _Parser:
             latency_alert_seconds=self.integer("latencyAlertSeconds", 1, 86_400),
             aws=self.aws() if cloud == "aws" else None,
             azure=self.azure() if cloud == "azure" else None,
+        )
+        config = replace(
+            config,
+            nodes=replace(config.nodes, termination_grace_period=node_drain(config.workflows)),
         )
         self.cross_checks(config)
         if self.errors:
@@ -705,6 +743,19 @@ class _Parser:
             )
         if subnets and not vpc_id:
             self.fail("existingVpcId", "is required when existingPrivateSubnetIds is set")
+        admins, previewers = self.arns("clusterAdminArns"), self.arns("previewArns")
+        both = sorted(set(admins) & set(previewers))
+        if both:
+            self.fail("previewArns", f"must not repeat edw:clusterAdminArns entries; got {both}")
+        version = self.raw("kubernetesVersion")
+        if version not in EKS_KUBERNETES_VERSIONS:
+            # What both pinned controllers support, and what the add-on pins exist for.
+            self.fail(
+                "kubernetesVersion",
+                f"must be one of {', '.join(EKS_KUBERNETES_VERSIONS)} on aws (the versions "
+                f"Karpenter {KARPENTER_CHART.version} and KEDA {KEDA_CHART.version} support); "
+                f"got {version!r}",
+            )
         return AwsSettings(
             region=region,
             profile=self.provider.get("aws:profile", ""),
@@ -716,8 +767,11 @@ class _Parser:
             system_instance_type=self.matching(
                 "systemInstanceType", INSTANCE_TYPE_RE, "an EC2 instance type like m6i.large"
             ),
-            ami_alias=self.matching("amiAlias", AMI_ALIAS_RE, "al2023@latest or al2023@vYYYYMMDD"),
-            cluster_admin_arns=self.arns("clusterAdminArns"),
+            ami_alias=self.matching(
+                "amiAlias", AMI_ALIAS_RE, f"a pinned AL2023 release like {AL2023_AMI_ALIAS}"
+            ),
+            cluster_admin_arns=admins,
+            preview_arns=previewers,
             control_plane_log_retention_days=self.retention("controlPlaneLogRetentionDays"),
             replica_regions=self.replicas("replicaRegions", region, AWS_REGIONS),
             create_spot_service_linked_role=self.raw("createSpotServiceLinkedRole"),
@@ -1019,6 +1073,20 @@ class _Parser:
             self.fail(
                 key, f"only applies to cloud {SETTINGS_BY_KEY[key].cloud}, not {config.cloud}"
             )
+
+
+def node_drain(workflows: tuple[Workflow, ...]) -> str:
+    """The NodePools' terminationGracePeriod: the longest a consumer pod may need to finish (a
+    service pod's grace period, a job's deadline), plus NODE_DRAIN_MARGIN_SECONDS for the PDB to
+    let the others go first. After it Karpenter deletes what is left; a cut batch is redelivered."""
+    longest = max(
+        (
+            job_deadline_seconds(w) if w.mode == "job" else w.consumer.termination_grace_seconds
+            for w in workflows
+        ),
+        default=0,
+    )
+    return f"{longest + NODE_DRAIN_MARGIN_SECONDS}s"
 
 
 def _article(kind: str) -> str:

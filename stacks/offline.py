@@ -65,6 +65,9 @@ class RecordedResource:
     provider: str
     retain_on_delete: bool = False
     aliases: tuple[str, ...] = ()  # the URNs this resource had before (what the engine matches)
+    import_id: str = ""  # the import resource option: adopt this existing cloud resource
+    ignore_changes: tuple[str, ...] = ()
+    delete_before_replace: bool = False
 
 
 @dataclass
@@ -178,16 +181,16 @@ class ProviderMocks(pulumi_mocks.Mocks):
         self,
         aws_region: str,
         azure_location: str,
-        existing_roles: frozenset[str] = frozenset(),
+        account: AccountFacts | None = None,
         *,
         preview: bool = False,
     ) -> None:
         self.preview = preview
         self.region = aws_region or "us-east-1"
         self.location = azure_location or "westeurope"
-        # IAM roles the mocked account already has (a fresh account: none). Set per run with
-        # the config key offline:existingIamRoles (a JSON list), which the program never sees.
-        self.existing_roles = existing_roles
+        # What the mocked account already has (a fresh account: nothing), set per run with the
+        # offline: config keys (ACCOUNT_KEYS), which the program never sees.
+        self.account = account or AccountFacts()
         self.invokes: list[tuple[str, Props]] = []
         self._outputs: dict[str, Callable[[str, str, Props], Props]] = {
             **self._aws_outputs(),
@@ -202,10 +205,14 @@ class ProviderMocks(pulumi_mocks.Mocks):
         self.invokes.append((args.token, dict(args.args)))
         if args.token == "aws:iam/getRole:getRole":
             return self._get_role(str(args.args.get("name")))
+        if args.token == "aws:eks/getCluster:getCluster":
+            return self._get_cluster(str(args.args.get("name")))
+        if args.token == "aws:cloudwatch/getLogGroup:getLogGroup":
+            return self._get_log_group(str(args.args.get("name")))
         answers: dict[str, Props] = {
             "aws:index/getCallerIdentity:getCallerIdentity": {
                 "accountId": ACCOUNT,
-                "arn": f"arn:aws:iam::{ACCOUNT}:user/deployer",
+                "arn": self.account.caller,
                 "userId": "AIDAEXAMPLEDEPLOYER",
                 "id": ACCOUNT,
             },
@@ -242,9 +249,25 @@ class ProviderMocks(pulumi_mocks.Mocks):
             raise NotImplementedError(f"the mocks do not answer invoke {args.token}")
         return answers[args.token]
 
+    def _get_cluster(self, name: str) -> Any:
+        """eks:DescribeCluster: the cluster and its tags, or the provider's failure for a missing
+        one (terraform-provider-aws eks cluster data source: retry.NotFoundError)."""
+        if self.account.cluster_tags is None:
+            return {}, [("name", f"reading EKS Cluster ({name}): couldn't find resource")]
+        arn = f"arn:aws:eks:{self.region}:{ACCOUNT}:cluster/{name}"
+        return {"name": name, "id": name, "arn": arn, "tags": dict(self.account.cluster_tags)}
+
+    def _get_log_group(self, name: str) -> Any:
+        """logs:DescribeLogGroups by name, or the provider's failure for a missing group
+        (terraform-provider-aws logs log group data source: tfresource.EmptyResultError)."""
+        if name not in self.account.log_groups:
+            return {}, [("name", f"reading CloudWatch Logs Log Group ({name}): empty result")]
+        arn = f"arn:aws:logs:{self.region}:{ACCOUNT}:log-group:{name}"
+        return {"name": name, "id": name, "arn": arn, "retentionInDays": 0, "tags": {}}
+
     def _get_role(self, name: str) -> Any:
         """iam:GetRole: the role, or the provider's failure for a role the account lacks."""
-        if name not in self.existing_roles:
+        if name not in self.account.roles:
             return {}, [("name", f"reading IAM Role ({name}): couldn't find resource")]
         path = "/aws-service-role/spot.amazonaws.com/" if name.startswith("AWSServiceRole") else "/"
         return {
@@ -258,7 +281,8 @@ class ProviderMocks(pulumi_mocks.Mocks):
         """DescribeAvailabilityZones as the provider answers it, filters and exclusions applied.
 
         The region has six standard zones (zone c is use1-az3, where EKS refuses cluster
-        subnets) and an opt-in Local Zone, as us-east-1 does."""
+        subnets) and an opt-in Local Zone, as us-east-1 does; the zones in the run's
+        offline:impairedZones are in state "impaired"."""
         zones = [
             {"name": f"{self.region}{z}", "id": f"use1-az{i}", "type": "availability-zone",
              "opt-in-status": "opt-in-not-required"}
@@ -268,6 +292,12 @@ class ProviderMocks(pulumi_mocks.Mocks):
             {"name": f"{self.region}-bos-1a", "id": "use1-bos1-az1", "type": "local-zone",
              "opt-in-status": "opted-in"}
         )  # fmt: skip
+        for zone in zones:
+            zone["state"] = (
+                "impaired" if zone["name"] in self.account.impaired_zones else "available"
+            )
+        if args.get("state"):
+            zones = [z for z in zones if z["state"] == args["state"]]
         fields = {"zone-type": "type", "opt-in-status": "opt-in-status"}
         for f in args.get("filters") or []:
             zones = [z for z in zones if z[fields[f["name"]]] in f["values"]]
@@ -804,7 +834,36 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         return response
 
 
-EXISTING_ROLES_KEY = "offline:existingIamRoles"
+@dataclass(frozen=True)
+class AccountFacts:
+    """The mocked account as a run finds it (config keys ACCOUNT_KEYS: the caller's ARN as is,
+    the others as JSON)."""
+
+    roles: frozenset[str] = frozenset()  # IAM roles that exist (a fresh account: none)
+    caller: str = f"arn:aws:iam::{ACCOUNT}:user/deployer"  # who runs the program
+    cluster_tags: Mapping[str, str] | None = None  # the stack's EKS cluster exists, tagged so
+    log_groups: frozenset[str] = frozenset()  # log groups that exist
+    impaired_zones: frozenset[str] = frozenset()  # zones in state "impaired" today
+
+
+ACCOUNT_KEYS = {
+    "offline:existingIamRoles": "roles",
+    "offline:callerArn": "caller",
+    "offline:existingCluster": "cluster_tags",
+    "offline:existingLogGroups": "log_groups",
+    "offline:impairedZones": "impaired_zones",
+}
+
+
+def account_facts(config: dict[str, str]) -> AccountFacts:
+    """Takes the offline: keys out of ``config`` (the program never sees them)."""
+    facts: dict[str, Any] = {}
+    for key, attribute in ACCOUNT_KEYS.items():
+        if key in config:
+            raw = config.pop(key)
+            value = raw if attribute == "caller" else json.loads(raw)
+            facts[attribute] = frozenset(value) if isinstance(value, list) else value
+    return AccountFacts(**facts)
 
 
 def stack_config(stack: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -833,11 +892,11 @@ def run_stack(
 @cache
 def _run_cached(stack: str, overrides: tuple[tuple[str, str], ...], preview: bool) -> StackRun:
     config = stack_config(stack, dict(overrides))
-    roles = frozenset(json.loads(config.pop(EXISTING_ROLES_KEY, "[]")))
+    account = account_facts(config)
     mocks = ProviderMocks(
         config.get("aws:region", ""),
         config.get("azure-native:location", ""),
-        roles,
+        account,
         preview=preview,
     )
     monitor = RecordingMonitor(mocks)
@@ -890,19 +949,27 @@ def _recorded(monitor: RecordingMonitor) -> list[RecordedResource]:
                 custom=custom,
                 provider=request.provider,
                 retain_on_delete=bool(request.retainOnDelete),
-                aliases=tuple(_alias_urn(monitor, request, a) for a in request.aliases),
+                aliases=tuple(_alias_urn(urn, request, a) for a in request.aliases),
+                import_id=request.importId,
+                ignore_changes=tuple(request.ignoreChanges),
+                delete_before_replace=bool(request.deleteBeforeReplace),
             )
         )
     return resources
 
 
-def _alias_urn(monitor: RecordingMonitor, request: Any, alias: Any) -> str:
-    """An alias as the URN it names, built the way the mock monitor builds URNs."""
+def _alias_urn(urn: str, request: Any, alias: Any) -> str:
+    """An alias as the URN the engine computes from it: the parent's whole type chain (the SDK's
+    mock monitor keeps only its last type), then the type and name. Like that monitor, it names
+    a top-level resource pulumi:pulumi:Stack$<type>."""
     if alias.urn:
         return alias.urn
     spec = alias.spec
     parent = "" if spec.noParent else (spec.parentUrn or request.parent)
-    return monitor.make_urn(parent, spec.type or request.type, spec.name or request.name)
+    chain = parent.split("::")[2] if parent else ROOT_STACK_TYPE
+    chain = chain.removeprefix(f"{ROOT_STACK_TYPE}$")
+    stack_and_project = "::".join(urn.split("::")[:2])
+    return f"{stack_and_project}::{chain}${spec.type or request.type}::{spec.name or request.name}"
 
 
 @contextlib.contextmanager

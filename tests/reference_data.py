@@ -10,6 +10,9 @@ steering repo's ``shared/reference`` whenever that folder sits beside the checko
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "tests" / "reference"
@@ -34,3 +37,17 @@ def upstream_copy() -> Path | None:
     """``<repo>/../shared/reference`` when the steering repo's copy is beside this checkout."""
     shared = (REPO.parent / "shared" / "reference").resolve()
     return shared if shared.is_dir() else None
+
+
+class CfnLoader(yaml.SafeLoader):
+    """Reads CloudFormation's short-form tags (!Sub, !GetAtt, !Ref ...) as plain values."""
+
+
+CfnLoader.add_multi_constructor("!", lambda loader, _tag, node: loader.construct_scalar(node))
+
+
+def karpenter_template() -> dict[str, Any]:
+    """Karpenter v1.14.1's getting-started CloudFormation template (controller policies, node
+    role, interruption queue and rules)."""
+    path = reference_dir() / "karpenter-aws" / "cloudformation.yaml"
+    return yaml.load(path.read_text(), CfnLoader)

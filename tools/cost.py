@@ -64,6 +64,9 @@ DAYS_PER_MONTH = 730 / 24
 # The NodePools' .large / 2-vCPU size per Azure NAP SKU family (the priced ones).
 AZURE_FAMILY_SIZES = {"D": "Standard_D2s_v5", "F": "Standard_F2s_v2"}
 ARRIVALS = ("steady", "bursty")
+# The CloudWatch add-on's pipelines on by default that the model does not price (components/aws/
+# prometheus.py turns them off).
+UNPRICED_PIPELINES = ("containerInsights", "applicationSignals")
 
 Kind = Literal["fixed", "variable"]
 
@@ -457,31 +460,50 @@ def prometheus_items(book: PriceBook, run: StackRun, volume: Volume) -> list[Lin
     idle_samples = KEDA_SERIES * SCRAPES_PER_HOUR * book.hours
     consumer_hours = sum(pod_hours("aws", volume, w, book.hours) for w in workloads(run))
     pod_samples = consumer_hours * consumer_series() * SCRAPES_PER_HOUR
-    nodes = sum(
-        g.inputs["scalingConfig"]["desiredSize"] for g in run.of_type("aws:eks/nodeGroup:NodeGroup")
-    )
-    logs_gb = nodes * CONTAINER_LOG_GB_PER_NODE_DAY * book.hours / 24
     return [
         book.hourly("managed Prometheus collector", "amp-collector", scrapers),
         book.item("Prometheus samples (KEDA)", "fixed", "amp-samples", idle_samples / 1e7),
         book.item("Prometheus samples (consumers)", "variable", "amp-samples", pod_samples / 1e7),
-        book.item("container logs (system nodes)", "fixed", "cloudwatch-logs-ingest", logs_gb),
+        *container_log_items(book, run),
     ]
+
+
+def container_log_items(book: PriceBook, run: StackRun) -> list[LineItem]:
+    """What the amazon-cloudwatch-observability add-on bills: Fluent Bit's container logs. Its
+    other pipelines bill per observation (Container Insights) and per request (Application
+    Signals), which this model does not price: a graph that turns them on is refused."""
+    addons = [
+        a
+        for a in run.of_type("aws:eks/addon:Addon")
+        if a.inputs["addonName"] == "amazon-cloudwatch-observability"
+    ]
+    if not addons:
+        return []
+    config = json.loads(addons[0].inputs.get("configurationValues") or "{}")
+    unpriced = [p for p in UNPRICED_PIPELINES if config.get(p, {}).get("enabled", True)]
+    if unpriced:
+        raise PriceError(f"the CloudWatch observability add-on runs {unpriced}: not priced here")
+    nodes = sum(
+        g.inputs["scalingConfig"]["desiredSize"] for g in run.of_type("aws:eks/nodeGroup:NodeGroup")
+    )
+    logs_gb = nodes * CONTAINER_LOG_GB_PER_NODE_DAY * book.hours / 24
+    return [book.item("container logs (system nodes)", "fixed", "cloudwatch-logs-ingest", logs_gb)]
 
 
 def azure_monitoring_items(book: PriceBook, run: StackRun, volume: Volume) -> list[LineItem]:
     """observability full on Azure: managed Prometheus samples (AKS's default targets per
-    system node, KEDA, the consumers while they run) and Container Insights logs."""
+    system node, the consumers while they run; the KEDA add-on serves none) and Container
+    Insights logs."""
     if not run.of_type("azure-native:monitor:AzureMonitorWorkspace"):
         return []
     pools = run.one("azure-native:containerservice:ManagedCluster").inputs["agentPoolProfiles"]
     nodes = sum(p["count"] for p in pools)
-    idle_series = nodes * AKS_DEFAULT_SERIES_PER_NODE + KEDA_SERIES
+    idle_series = nodes * AKS_DEFAULT_SERIES_PER_NODE
     consumer_hours = sum(pod_hours("azure", volume, w, book.hours) for w in workloads(run))
     logs_gb = nodes * CONTAINER_LOG_GB_PER_NODE_DAY * book.hours / 24
     return [
         book.item(
-            "Prometheus samples (cluster, KEDA)",
+            "Prometheus samples (cluster)",
             "fixed",
             "prometheus-samples",
             idle_series * SCRAPES_PER_HOUR * book.hours / 1e7,

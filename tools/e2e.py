@@ -8,8 +8,9 @@
 3. publish N events to the work queue, wait for N rows and an empty queue, nothing dead-lettered;
 4. watch the consumer Deployment scale from zero to at least one pod and back to zero;
 5. `destroy` the stack (unless `--keep`), remove it, and list what is left (AWS: every resource
-   the tagging API finds with the stack's tags; Azure: the stack's resource groups): anything
-   left fails the run.
+   the tagging API finds with the stack's tags, once the control-plane log group `destroy`
+   keeps on purpose is deleted; Azure: the stack's resource groups): anything left fails the
+   run.
 
 The checks of steps 3 and 5 are tested here against the emulators and moto's tagging API
 (tests/app/test_e2e_checks.py); `up`, the cluster and `destroy` need a real account.
@@ -18,6 +19,7 @@ The checks of steps 3 and 5 are tested here against the emulators and moto's tag
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import threading
@@ -190,6 +192,14 @@ def aws_leftovers(session: Any, stack: str) -> list[str]:
     return found
 
 
+def drop_kept_log_group(session: Any, cluster: str) -> None:
+    """`destroy` keeps the control-plane log group on purpose (components/aws/cluster.py: a
+    second `up` of the stack adopts it); a throw-away stack has no second `up`."""
+    logs = session.client("logs")
+    with contextlib.suppress(logs.exceptions.ResourceNotFoundException):
+        logs.delete_log_group(logGroupName=f"/aws/eks/{cluster}/cluster")
+
+
 def azure_leftovers(credential: Any, subscription: str, groups: Sequence[str]) -> list[str]:
     """The stack's resource groups (its own and AKS's node group) that still exist."""
     import requests  # noqa: PLC0415
@@ -314,6 +324,8 @@ def run(stack: str, count: int, keep: bool) -> int:
         import boto3  # noqa: PLC0415
 
         session = boto3.session.Session(region_name=stack_config(stack)["aws:region"])
+        if outputs.get("clusterName"):
+            drop_kept_log_group(session, outputs["clusterName"])
         left = settle_leftovers(lambda: aws_leftovers(session, name))
     else:
         from components.azure.readiness import deployer_credential  # noqa: PLC0415

@@ -1,7 +1,9 @@
-"""The EKS cluster (pulumi-eks) and its small on-demand system node group."""
+"""The EKS cluster (pulumi-eks), who may reach it (access entries), and its small on-demand
+system node group."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -13,18 +15,63 @@ from pulumi_aws import eks as aws_eks
 
 from components.aws.iam import EC2_TRUST, assume_role_trust
 from components.aws.irsa import ClusterOidc
+from components.versions import COREDNS_ADDON, KUBE_PROXY_ADDON
 
 CONTROL_PLANE_LOGS = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
 SYSTEM_POOL_LABEL = {"edw/pool": "system"}
 # KEDA, Karpenter and CoreDNS tolerate this; consumer pods do not, so they never land here.
 SYSTEM_TAINT_KEY = "CriticalAddonsOnly"
 CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+# The node role's managed policies, as Karpenter v1.14.1's CloudFormation template gives its node
+# role (tests/reference/karpenter-aws/cloudformation.yaml, KarpenterNodeRole): image pulls only.
 NODE_POLICIES = (
     "AmazonEKSWorkerNodePolicy",
     "AmazonEKS_CNI_Policy",
-    "AmazonEC2ContainerRegistryReadOnly",
+    "AmazonEC2ContainerRegistryPullOnly",
     "AmazonSSMManagedInstanceCore",
 )
+# The identity that created the cluster, as a tag on it: EKS gave it an admin access entry of its
+# own (pulumi-eks sets bootstrapClusterCreatorAdminPermissions), so the program never declares
+# another one for it (a second entry for a principal fails with 409 ResourceInUseException).
+CREATOR_TAG = "edw/creator"
+# The Kubernetes group previewers' access entries map to (components/k8s/preview.py binds it).
+PREVIEW_GROUP = "edw-previewers"
+
+
+def same_principal(configured: str, caller: str) -> bool:
+    """Whether an IAM principal ARN from the config is ``caller``.
+
+    STS reports an assumed role as ``arn:aws:sts::<account>:assumed-role/<name>/<session>``
+    (without the role's path), a user as ``arn:aws:iam::<account>:user/<path/name>``."""
+    account = configured.split(":")[4]
+    kind, _, rest = configured.split(":", 5)[5].partition("/")
+    if f":{account}:" not in caller:
+        return False
+    if ":assumed-role/" in caller:
+        return kind == "role" and rest.rsplit("/", 1)[-1] == caller.split("/")[1]
+    return kind == "user" and caller.endswith(f":user/{rest}")
+
+
+def principal_of(caller: str) -> str:
+    """The caller without its STS session name: what identifies it from one run to the next."""
+    if ":assumed-role/" in caller:
+        return "/".join(caller.split("/")[:2])
+    return caller
+
+
+def digest(value: str) -> str:
+    """A stable short key for a resource named after ``value`` rather than a list position:
+    reordering or removing list entries leaves every other resource's URN alone."""
+    return hashlib.sha256(value.encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class ClusterAccess:
+    """Who may reach the Kubernetes API besides the cluster's creator."""
+
+    admin_arns: Sequence[str]  # cluster-admin: whoever runs `up` or `destroy`
+    preview_arns: Sequence[str] = ()  # the PREVIEW_GROUP's rights only
+    creator: str = ""  # the principal EKS made admin at creation ("" for older clusters: unknown)
 
 
 @dataclass(frozen=True)
@@ -36,10 +83,13 @@ class EksClusterArgs:
     api_allowed_cidrs: Sequence[str]
     system_instance_type: str
     system_node_count: int
-    admin_arns: Sequence[str]
+    access: ClusterAccess
     tags: Mapping[str, str]
     log_retention_days: int
     aws_profile: str = ""  # the stack's aws:profile, so `aws eks get-token` runs as it too
+    # The control-plane log group exists while the cluster does not (a previous incarnation's,
+    # kept by `destroy` or recreated by EKS from late logs): adopt it instead of creating it.
+    adopt_log_group: bool = False
 
 
 def node_role(
@@ -74,6 +124,7 @@ class EksCluster(pulumi.ComponentResource):
     cluster_security_group_id: pulumi.Output[str]
     provider: k8s.Provider
     system_nodes: aws_eks.NodeGroup
+    coredns: aws_eks.Addon
 
     def __init__(
         self, name: str, args: EksClusterArgs, opts: pulumi.ResourceOptions | None = None
@@ -89,15 +140,8 @@ class EksCluster(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        # EKS writes control-plane logs to this group and would create it itself, without
-        # retention and outside the stack (it would outlive `destroy`): create it first.
-        log_group = cloudwatch.LogGroup(
-            f"{name}-control-plane-logs",
-            name=f"/aws/eks/{args.cluster_name}/cluster",
-            retention_in_days=args.log_retention_days,
-            tags=tags,
-            opts=child,
-        )
+        log_group = control_plane_log_group(name, args, self)
+        creator = {CREATOR_TAG: args.access.creator} if args.access.creator else {}
         cluster = eks.Cluster(
             f"{name}-eks",
             name=args.cluster_name,
@@ -106,20 +150,6 @@ class EksCluster(pulumi.ComponentResource):
             private_subnet_ids=args.private_subnet_ids,
             node_associate_public_ip_address=False,
             authentication_mode=eks.AuthenticationMode.API,
-            access_entries={
-                f"admin-{i}": eks.AccessEntryArgs(
-                    principal_arn=arn,
-                    access_policies={
-                        "cluster-admin": eks.AccessPolicyAssociationArgs(
-                            policy_arn=CLUSTER_ADMIN_POLICY,
-                            access_scope=aws_eks.AccessPolicyAssociationAccessScopeArgs(
-                                type="cluster"
-                            ),
-                        )
-                    },
-                )
-                for i, arn in enumerate(args.admin_arns)
-            },
             # The kubeconfig's `aws eks get-token` must run as the identity Pulumi uses, or the
             # Kubernetes provider calls the cluster as whoever the default chain finds.
             provider_credential_opts=(
@@ -129,6 +159,9 @@ class EksCluster(pulumi.ComponentResource):
             ),
             # The network policy agent enforces the consumer namespace's NetworkPolicies.
             vpc_cni_options=eks.VpcCniOptionsArgs(enable_network_policy=True),
+            kube_proxy_addon_options=eks.KubeProxyAddonOptionsArgs(
+                version=KUBE_PROXY_ADDON[args.kubernetes_version]
+            ),
             create_oidc_provider=True,
             enabled_cluster_log_types=CONTROL_PLANE_LOGS,
             encryption_config_key_arn=secrets_key.arn,
@@ -141,12 +174,14 @@ class EksCluster(pulumi.ComponentResource):
             skip_default_security_groups=True,
             # CoreDNS needs nodes to become healthy; it is installed after the system nodes below.
             coredns_addon_options=eks.CoreDnsAddonOptionsArgs(enabled=False),
+            cluster_tags=creator or None,
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group]),
         )
         # The cluster name is fixed up front (subnets and policies need it before the cluster
         # exists); resolving it through the cluster makes everything that uses it wait for it.
         self.cluster_name = cluster.kubeconfig_json.apply(lambda _: args.cluster_name)
+        access_entries(name, cluster, self.cluster_name, args, self)
         role, attachments = node_role(f"{name}-system-node", tags, self, "EKS system nodes")
         # EKS creates the access entry for a managed node group's role by itself.
         self.system_nodes = aws_eks.NodeGroup(
@@ -170,10 +205,14 @@ class EksCluster(pulumi.ComponentResource):
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=attachments),
         )
-        aws_eks.Addon(
+        # Kept on destroy (preserve), as pulumi-eks keeps its own CoreDNS: Karpenter, which
+        # depends on this add-on, still drains nodes while the stack goes, and needs DNS for it.
+        self.coredns = aws_eks.Addon(
             f"{name}-coredns",
             cluster_name=self.cluster_name,
             addon_name="coredns",
+            addon_version=COREDNS_ADDON[args.kubernetes_version],
+            preserve=True,
             resolve_conflicts_on_create="OVERWRITE",
             resolve_conflicts_on_update="OVERWRITE",
             tags=tags,
@@ -196,3 +235,87 @@ class EksCluster(pulumi.ComponentResource):
                 "cluster_security_group_id": self.cluster_security_group_id,
             }
         )
+
+
+def control_plane_log_group(
+    name: str, args: EksClusterArgs, parent: pulumi.Resource
+) -> cloudwatch.LogGroup:
+    """`/aws/eks/<cluster>/cluster`, made before the cluster with a retention (left to EKS it has
+    none). EKS writes the last control-plane logs after the cluster is gone and would recreate the
+    group (terraform-aws-eks#2763), so `destroy` keeps it (its retention expires the logs) and the
+    next `up` of the same stack adopts it: Pulumi imports it by name, ignoring for that one run
+    the retention and tags EKS would have left off (the `up` after applies ours)."""
+    group_name = f"/aws/eks/{args.cluster_name}/cluster"
+    adopt = args.adopt_log_group
+    return cloudwatch.LogGroup(
+        f"{name}-control-plane-logs",
+        name=group_name,
+        retention_in_days=args.log_retention_days,
+        tags=dict(args.tags),
+        opts=pulumi.ResourceOptions(
+            parent=parent,
+            retain_on_delete=True,
+            import_=group_name if adopt else None,
+            ignore_changes=["retentionInDays", "tags"] if adopt else None,
+        ),
+    )
+
+
+def access_entries(
+    name: str,
+    cluster: eks.Cluster,
+    cluster_name: pulumi.Input[str],
+    args: EksClusterArgs,
+    parent: pulumi.Resource,
+) -> list[aws_eks.AccessEntry]:
+    """An access entry per principal, named by a digest of its ARN (so reordering or removing
+    others never touches it), admins with the cluster-admin policy, previewers with the
+    PREVIEW_GROUP. None for the cluster's creator, whose entry EKS made.
+
+    Each admin entry once was pulumi-eks's child `<cluster>-admin-<i>` (i its list position): the
+    alias makes the move a rename, never a second entry for the same principal (409)."""
+    access, tags = args.access, args.tags
+    entries = []
+    admins = {arn: i for i, arn in enumerate(access.admin_arns)}
+    for arn in (*access.admin_arns, *access.preview_arns):
+        if access.creator and same_principal(arn, access.creator):
+            continue
+        entry_name = f"{name}-access-{digest(arn)}"
+        admin = arn in admins
+        old_entry = f"{name}-eks-admin-{admins.get(arn)}"  # pulumi-eks: <its name>-<key>
+        entry_type = "aws:eks/accessEntry:AccessEntry"
+        entry = aws_eks.AccessEntry(
+            entry_name,
+            cluster_name=cluster_name,
+            principal_arn=arn,
+            type="STANDARD",
+            kubernetes_groups=None if admin else [PREVIEW_GROUP],
+            tags=dict(tags),
+            opts=pulumi.ResourceOptions(
+                parent=parent,
+                # Whatever forces a new entry must delete the old one first: EKS allows one
+                # entry per principal.
+                delete_before_replace=True,
+                aliases=[pulumi.Alias(name=old_entry, parent=cluster)] if admin else None,
+            ),
+        )
+        entries.append(entry)
+        if admin:
+            aws_eks.AccessPolicyAssociation(
+                f"{entry_name}-cluster-admin",
+                cluster_name=cluster_name,
+                principal_arn=arn,
+                policy_arn=CLUSTER_ADMIN_POLICY,
+                access_scope=aws_eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+                opts=pulumi.ResourceOptions(
+                    parent=parent,
+                    depends_on=[entry],
+                    aliases=[
+                        pulumi.Alias(
+                            name=f"{old_entry}-cluster-admin",
+                            parent=pulumi.create_urn(old_entry, entry_type, parent=cluster),
+                        )
+                    ],
+                ),
+            )
+    return entries

@@ -27,16 +27,22 @@ from components.aws.karpenter_policy import ControllerScope, controller_statemen
 from components.aws.network import DISCOVERY_TAG
 from components.k8s.nodepools import KarpenterNodePools, KarpenterNodePoolsArgs, NodeClassRef
 from components.settings import NodePoolSettings
-from components.versions import EC2_NODE_CLASS_API, KARPENTER_CHART
+from components.versions import EC2_NODE_CLASS_API, KARPENTER_CHART, KARPENTER_CRD_CHART
 
 NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "karpenter"
 NODE_CLASS = "default"
+# The EventBridge rules of Karpenter v1.14.1's CloudFormation template (tests/reference/
+# karpenter-aws/cloudformation.yaml: ScheduledChangeRule ... CapacityReservationInterruptionRule).
 INTERRUPTION_EVENTS = {
     "scheduled-change": ("aws.health", "AWS Health Event"),
     "spot-interruption": ("aws.ec2", "EC2 Spot Instance Interruption Warning"),
     "rebalance": ("aws.ec2", "EC2 Instance Rebalance Recommendation"),
     "instance-state-change": ("aws.ec2", "EC2 Instance State-change Notification"),
+    "capacity-reservation-interruption": (
+        "aws.ec2",
+        "EC2 Capacity Reservation Instance Interruption Warning",
+    ),
 }
 
 
@@ -48,6 +54,7 @@ class KarpenterNodeAutoscalingArgs:
     oidc: ClusterOidc
     cluster_security_group_id: pulumi.Input[str]
     system_nodes: pulumi.Resource
+    dns: pulumi.Resource  # CoreDNS: removed only after the controller, which drains nodes with it
     nodes: NodePoolSettings
     ami_alias: str
     system_node_count: int
@@ -80,6 +87,17 @@ class KarpenterNodeAutoscaling(pulumi.ComponentResource):
             tags={**tags, "edw/role": "karpenter-interruption"},
             opts=child,
         )
+        rules = [
+            cloudwatch.EventRule(
+                f"{name}-{event}",
+                event_pattern=json.dumps({"source": [source], "detail-type": [detail_type]}),
+                tags=tags,
+                opts=child,
+            )
+            for event, (source, detail_type) in INTERRUPTION_EVENTS.items()
+        ]
+        # Upstream lets events.amazonaws.com (and sqs.amazonaws.com) send from anywhere; only our
+        # rules may (EventBridge user guide, "Amazon SQS permissions": aws:SourceArn).
         queue_policy = sqs.QueuePolicy(
             f"{name}-interruption-policy",
             queue_url=queue.url,
@@ -88,30 +106,24 @@ class KarpenterNodeAutoscaling(pulumi.ComponentResource):
                     allow(
                         ["sqs:SendMessage"],
                         [queue.arn],
-                        "AllowEventBridgeAndSqs",
-                        Principal={"Service": ["events.amazonaws.com", "sqs.amazonaws.com"]},
+                        "AllowOurInterruptionRules",
+                        Principal={"Service": "events.amazonaws.com"},
+                        Condition={"ArnEquals": {"aws:SourceArn": [r.arn for r in rules]}},
                     ),
                     deny_insecure_transport(queue.arn),
                 ]
             ),
             opts=child,
         )
-        rules = []
-        for event, (source, detail_type) in INTERRUPTION_EVENTS.items():
-            rule = cloudwatch.EventRule(
+        targets = [
+            cloudwatch.EventTarget(
                 f"{name}-{event}",
-                event_pattern=json.dumps({"source": [source], "detail-type": [detail_type]}),
-                tags=tags,
-                opts=child,
+                rule=rule.name,
+                arn=queue.arn,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[queue_policy]),
             )
-            rules.append(
-                cloudwatch.EventTarget(
-                    f"{name}-{event}",
-                    rule=rule.name,
-                    arn=queue.arn,
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[queue_policy]),
-                )
-            )
+            for event, rule in zip(INTERRUPTION_EVENTS, rules, strict=True)
+        ]
 
         spot_role = []
         if args.create_spot_service_linked_role:
@@ -162,6 +174,20 @@ class KarpenterNodeAutoscaling(pulumi.ComponentResource):
             opts=child,
         )
 
+        # The CRDs from their own chart, upgraded with the controller (the controller chart's
+        # crds/ folder is installed once and never upgraded). take_ownership adopts the CRDs an
+        # earlier release installed through that folder (Karpenter's troubleshooting guide,
+        # "Helm error when installing the karpenter-crd chart", fixes the same by hand).
+        crds = helm.v3.Release(
+            f"{name}-crds",
+            name="karpenter-crd",
+            chart=KARPENTER_CRD_CHART.chart,
+            version=KARPENTER_CRD_CHART.version,
+            namespace=NAMESPACE,
+            take_ownership=True,
+            timeout=300,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.system_nodes]),
+        )
         release = helm.v3.Release(
             f"{name}-controller",
             name="karpenter",
@@ -169,7 +195,13 @@ class KarpenterNodeAutoscaling(pulumi.ComponentResource):
             version=KARPENTER_CHART.version,
             namespace=NAMESPACE,
             values={
-                "settings": {"clusterName": args.cluster_name, "interruptionQueue": queue.name},
+                "settings": {
+                    "clusterName": args.cluster_name,
+                    "interruptionQueue": queue.name,
+                    # Lets consolidation replace a spot node by a cheaper spot node (chart
+                    # values.yaml at v1.14.1: ALPHA, off by default).
+                    "featureGates": {"spotToSpotConsolidation": True},
+                },
                 "serviceAccount": {
                     "name": SERVICE_ACCOUNT,
                     "annotations": {"eks.amazonaws.com/role-arn": controller.role_arn},
@@ -184,12 +216,21 @@ class KarpenterNodeAutoscaling(pulumi.ComponentResource):
                     }
                 },
             },
+            skip_crds=True,  # the karpenter-crd release above owns them
             # Wait for the pods, so NodePools are only created once something serves them.
             wait_for_jobs=True,
             timeout=600,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[args.system_nodes, controller, access_entry, sg_tag, *rules],
+                depends_on=[
+                    args.system_nodes,
+                    args.dns,
+                    crds,
+                    controller,
+                    access_entry,
+                    sg_tag,
+                    *targets,
+                ],
             ),
         )
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_aws import ec2
 
+from components.aws.cluster import digest
 from components.settings import AwsSettings
 
 DISCOVERY_TAG = "karpenter.sh/discovery"
@@ -59,12 +60,17 @@ class EksNetwork(pulumi.ComponentResource):
         if s.existing_vpc_id:
             self.vpc_id = pulumi.Output.from_input(s.existing_vpc_id)
             for i, subnet_id in enumerate(s.existing_private_subnet_ids):
+                # Named by the subnet, not its list position: two tag resources for one subnet
+                # (a reordered list) would delete the tag when the old one goes. The alias is the
+                # name of earlier releases, so the move renames instead.
                 ec2.Tag(
-                    f"{name}-discovery-{i}",
+                    f"{name}-discovery-{digest(subnet_id)}",
                     resource_id=subnet_id,
                     key=DISCOVERY_TAG,
                     value=args.cluster_name,
-                    opts=pulumi.ResourceOptions(parent=self),
+                    opts=pulumi.ResourceOptions(
+                        parent=self, aliases=[pulumi.Alias(name=f"{name}-discovery-{i}")]
+                    ),
                 )
             self.private_subnet_ids = pulumi.Output.from_input(list(s.existing_private_subnet_ids))
         else:

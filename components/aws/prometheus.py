@@ -1,9 +1,10 @@
 """`edw:observability: full` on AWS: Amazon Managed Service for Prometheus scraping the consumers
 (the managed, agentless collector), the consumer alert rules routed to the alert topic, and
-container logs and metrics through the EKS amazon-cloudwatch-observability add-on."""
+container logs through the EKS amazon-cloudwatch-observability add-on."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -12,18 +13,55 @@ import yaml
 from pulumi_aws import amp, cloudwatch, eks
 from pulumi_kubernetes import meta, rbac
 
+from components.aws.cluster import SYSTEM_POOL_LABEL, SYSTEM_TAINT_KEY
 from components.aws.iam import allow
 from components.aws.irsa import ClusterOidc, IrsaRole, IrsaRoleArgs
+from components.k8s.preview import READ_VERBS, Grant
 from components.observability.scrape import SCRAPE_INTERVAL, consumer_job, keda_job
+from components.versions import CLOUDWATCH_OBSERVABILITY_ADDON
 
-# AMP user guide, "Configuring your Amazon EKS cluster" (managed collectors): the scraper acts
-# in the cluster as this user, bound to this role.
+# AMP user guide, "Set up managed collectors for Amazon EKS" > "Configuring your Amazon EKS
+# cluster": the scraper acts in the cluster as this user, bound to this role. In API
+# authentication mode AMP creates the scraper role's access entry itself (with this user name);
+# a second one from us fails with ResourceInUseException.
 COLLECTOR_USER = "aps-collector-user"
 COLLECTOR_ROLE = "aps-collector-role"
-# Container Insights' log groups (EKS user guide, amazon-cloudwatch-observability): created here
-# with a retention, or the add-on would create them keeping logs forever.
-LOG_GROUPS = ("application", "dataplane", "host", "performance")
+# What our scrape jobs need (components/observability/scrape.py): Prometheus' kubernetes_sd
+# `role: pod` lists and watches pods; the targets are scraped on the pod IPs, not through the
+# API. The guide's role also reads nodes, nodes/proxy and services for its default jobs, which
+# we do not run (and which a previewer would then have to hold too: components/k8s/preview.py).
+COLLECTOR_RULES = (Grant("", ("pods",), READ_VERBS),)
+# A managed scraper tags its destination workspace so; declaring the tag keeps a refresh from
+# showing drift and an `up` from removing it (pulumi-aws amp.Scraper docs, "Ignoring changes to
+# Prometheus Workspace destination").
+SCRAPER_TAG = {"AMPAgentlessScraper": ""}
+# Fluent Bit's log groups (CloudWatch user guide, "Send logs to CloudWatch Logs", Container
+# Insights Fluent Bit set-up): created here with a retention, or the add-on would create them
+# keeping logs forever. Container Insights metrics (the "performance" group) are off below.
+LOG_GROUPS = ("application", "dataplane", "host")
 CLOUDWATCH_AGENT = ("amazon-cloudwatch", "cloudwatch-agent")  # the add-on's service account
+
+
+def cloudwatch_addon_configuration() -> str:
+    """The add-on's configuration values (the same as its Helm chart's: CloudWatch user guide,
+    "Configuring the add-on and the Helm chart"; aws-observability/helm-charts,
+    amazon-cloudwatch-observability 6.2.0 values.yaml). Only container logs stay on: Application
+    Signals (on by default, billed per request, needing X-Ray rights we do not grant) and
+    Container Insights metrics (billed per observation) feed nothing of this stack. The
+    operator ("manager") tolerates nothing by default and would keep a Karpenter node alive for
+    itself: it runs on the system nodes. The agents' DaemonSets tolerate every taint already."""
+    return json.dumps(
+        {
+            "applicationSignals": {"enabled": False},
+            "containerInsights": {"enabled": False},
+            "containerLogs": {"enabled": True},
+            "manager": {
+                "nodeSelector": {"kubernetes.io/os": "linux", **SYSTEM_POOL_LABEL},
+                "tolerations": [{"key": SYSTEM_TAINT_KEY, "operator": "Exists"}],
+            },
+        },
+        sort_keys=True,
+    )
 
 
 def scrape_configuration(consumer_namespace: str, keda_namespace: str) -> str:
@@ -76,7 +114,7 @@ class PrometheusWorkspace(pulumi.ComponentResource):
         workspace = amp.Workspace(
             f"{name}-workspace",
             alias=alias,
-            tags=dict(tags),
+            tags={**tags, **SCRAPER_TAG},
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.arn, self.id = workspace.arn, workspace.id
@@ -85,7 +123,6 @@ class PrometheusWorkspace(pulumi.ComponentResource):
 
 @dataclass(frozen=True)
 class ManagedPrometheusArgs:
-    cluster_name: pulumi.Input[str]
     cluster_arn: pulumi.Input[str]
     subnet_ids: pulumi.Input[Sequence[str]]
     security_group_ids: Sequence[pulumi.Input[str]]
@@ -100,8 +137,8 @@ class ManagedPrometheusArgs:
 
 
 class ManagedPrometheus(pulumi.ComponentResource):
-    """Rules + alert manager on the workspace, the managed scraper and what it needs in the
-    cluster (an access entry for its role, read-only RBAC for its user)."""
+    """Rules + alert manager on the workspace, the managed scraper and the read-only RBAC its
+    user needs in the cluster (AMP makes the access entry)."""
 
     scraper_arn: pulumi.Output[str]
 
@@ -133,21 +170,7 @@ class ManagedPrometheus(pulumi.ComponentResource):
         role = rbac.v1.ClusterRole(
             f"{name}-collector-role",
             metadata=meta.v1.ObjectMetaArgs(name=COLLECTOR_ROLE),
-            rules=[
-                rbac.v1.PolicyRuleArgs(
-                    api_groups=[""],
-                    resources=[
-                        "nodes",
-                        "nodes/proxy",
-                        "nodes/metrics",
-                        "services",
-                        "endpoints",
-                        "pods",
-                    ],
-                    verbs=["get", "list", "watch"],
-                ),
-                rbac.v1.PolicyRuleArgs(non_resource_urls=["/metrics"], verbs=["get"]),
-            ],
+            rules=[grant.rule() for grant in COLLECTOR_RULES],
             opts=in_cluster,
         )
         rbac.v1.ClusterRoleBinding(
@@ -179,15 +202,6 @@ class ManagedPrometheus(pulumi.ComponentResource):
             tags=dict(args.tags),
             opts=child,
         )
-        eks.AccessEntry(
-            f"{name}-collector-access",
-            cluster_name=args.cluster_name,
-            principal_arn=scraper.role_arn,
-            type="STANDARD",
-            user_name=COLLECTOR_USER,
-            tags=dict(args.tags),
-            opts=child,
-        )
         self.scraper_arn = scraper.arn
         self.register_outputs({"scraper_arn": self.scraper_arn})
 
@@ -203,7 +217,7 @@ class ContainerLogsArgs:
 
 
 class ContainerLogs(pulumi.ComponentResource):
-    """The amazon-cloudwatch-observability add-on (Container Insights and Fluent Bit) under an
+    """The amazon-cloudwatch-observability add-on (Fluent Bit's container logs only) under an
     IRSA role that may write only this cluster's Container Insights log groups, which exist
     beforehand with a retention."""
 
@@ -242,12 +256,6 @@ class ContainerLogs(pulumi.ComponentResource):
                         [arn, f"{arn}:log-stream:*"],
                         "WriteThisClustersContainerInsightsLogs",
                     ),
-                    # No resource-level permissions for these (the policy pack's allow-list).
-                    allow(
-                        ["cloudwatch:PutMetricData", "ec2:DescribeTags", "ec2:DescribeVolumes"],
-                        ["*"],
-                        "PublishNodeMetrics",
-                    ),
                 ],
                 tags=args.tags,
             ),
@@ -256,8 +264,9 @@ class ContainerLogs(pulumi.ComponentResource):
         eks.Addon(
             f"{name}-addon",
             cluster_name=args.cluster_name,
-            # The EKS default version for the cluster's Kubernetes version, as for coredns.
             addon_name="amazon-cloudwatch-observability",
+            addon_version=CLOUDWATCH_OBSERVABILITY_ADDON,
+            configuration_values=cloudwatch_addon_configuration(),
             service_account_role_arn=role.role_arn,
             resolve_conflicts_on_create="OVERWRITE",
             resolve_conflicts_on_update="OVERWRITE",

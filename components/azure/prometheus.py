@@ -16,8 +16,6 @@ import yaml
 from pulumi_azure_native import alertsmanagement, monitor, operationalinsights
 from pulumi_kubernetes import core, meta
 
-from components.observability.scrape import keda_job
-
 PROMETHEUS_STREAM = "Microsoft-PrometheusMetrics"
 DESTINATION = "MonitoringAccount1"
 LOG_RETENTION_DAYS = 30
@@ -28,9 +26,6 @@ SEVERITY = {"page": 1, "ticket": 3}
 # in the other. Names and keys: Azure Monitor docs "Customize scraping of Prometheus metrics"
 # and Azure/prometheus-collector otelcollector/configmaps/ama-metrics-settings-configmap.yaml.
 AMA_SETTINGS = "ama-metrics-settings-configmap"
-# Its custom scrape jobs (the ama-metrics replica set reads key prometheus-config).
-AMA_SCRAPE_JOBS = "ama-metrics-prometheus-config"
-KEDA_ADDON_NAMESPACE = "kube-system"  # where the AKS KEDA add-on runs its operator
 
 
 def iso_duration(prometheus: str) -> str:
@@ -193,19 +188,15 @@ class AzureManagedPrometheus(pulumi.ComponentResource):
             data_collection_endpoint_id=endpoint.id,
             opts=child,
         )
-        # KEDA's operator is outside the consumer namespace: a custom job, for EdwNoProgress.
-        keda_jobs = {"scrape_configs": [keda_job(KEDA_ADDON_NAMESPACE)]}
-        for suffix, config_map, data in (
-            ("scraping", AMA_SETTINGS, ama_settings(args.consumer_namespace)),
-            ("keda-scraping", AMA_SCRAPE_JOBS, {"prometheus-config": yaml.safe_dump(keda_jobs)}),
-        ):
-            # The metrics agent reads both from kube-system, by these names.
-            core.v1.ConfigMap(
-                f"{name}-{suffix}",
-                metadata=meta.v1.ObjectMetaArgs(name=config_map, namespace="kube-system"),
-                data=data,
-                opts=pulumi.ResourceOptions.merge(cluster_opts, child),
-            )
+        # No job for KEDA: the AKS add-on's operator serves no Prometheus metrics (EdwNoProgress
+        # reads replicas from kube-state-metrics instead: components/observability/rules.py).
+        # The metrics agent reads its settings from kube-system, by this name.
+        core.v1.ConfigMap(
+            f"{name}-scraping",
+            metadata=meta.v1.ObjectMetaArgs(name=AMA_SETTINGS, namespace="kube-system"),
+            data=ama_settings(args.consumer_namespace),
+            opts=pulumi.ResourceOptions.merge(cluster_opts, child),
+        )
         for rule_group in azure_rules(args.rules, args.action_group_id):
             alertsmanagement.PrometheusRuleGroup(
                 f"{name}-{rule_group['name']}",

@@ -16,7 +16,7 @@ from typing import Any
 import pulumi
 from pulumi_kubernetes import apiextensions, apps, core, meta, networking, policy
 
-from components.k8s.nodepools import CONSUMER_NODE_LABEL, SPOT_TAINT
+from components.k8s.nodepools import CONSUMER_NODE_LABEL, CONSUMER_TAINT
 from components.settings import ConsumerSettings, Workflow
 from components.versions import KEDA_API
 
@@ -45,6 +45,11 @@ class QueueTrigger:
 PART_OF = {"app.kubernetes.io/part-of": "edw"}
 # What the namespace carried when it belonged to the single consumer (kept: no label churn).
 NAMESPACE_LABELS = {"app.kubernetes.io/name": "edw-consumer", **PART_OF}
+# Pod Security Admission: the API server refuses any pod in the namespace that breaks the
+# "restricted" profile (Kubernetes docs, "Enforce Pod Security Standards with Namespace Labels").
+POD_SECURITY_LABELS = {
+    f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "audit", "warn")
+}
 # The namespace and its default-deny policy once belonged to the ConsumerDeployment "consumer".
 LEGACY_OWNER = ("consumer", "edw:k8s:ConsumerDeployment")
 
@@ -67,7 +72,9 @@ class ConsumerNamespace(pulumi.ComponentResource):
         )
         ns = core.v1.Namespace(
             f"{name}-ns",
-            metadata=meta.v1.ObjectMetaArgs(name=namespace, labels=NAMESPACE_LABELS),
+            metadata=meta.v1.ObjectMetaArgs(
+                name=namespace, labels={**NAMESPACE_LABELS, **POD_SECURITY_LABELS}
+            ),
             opts=moved,
         )
         networking.v1.NetworkPolicy(
@@ -169,6 +176,8 @@ class ConsumerDeployment(pulumi.ComponentResource):
                 spec=policy.v1.PodDisruptionBudgetSpecArgs(
                     max_unavailable="25%",
                     selector=meta.v1.LabelSelectorArgs(match_labels=labels),
+                    # A pod that is not Ready (crash-looping, stuck) never holds a drain up.
+                    unhealthy_pod_eviction_policy="AlwaysAllow",
                 ),
                 opts=in_ns,
             )
@@ -219,8 +228,11 @@ TMP_MOUNT = core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")
 TMP_VOLUME = core.v1.VolumeArgs(
     name="tmp", empty_dir=core.v1.EmptyDirVolumeSourceArgs(size_limit="64Mi")
 )
-SPOT_TOLERATION = core.v1.TolerationArgs(
-    key=SPOT_TAINT["key"], operator="Equal", value=SPOT_TAINT["value"], effect=SPOT_TAINT["effect"]
+CONSUMER_TOLERATION = core.v1.TolerationArgs(
+    key=CONSUMER_TAINT["key"],
+    operator="Equal",
+    value=CONSUMER_TAINT["value"],
+    effect=CONSUMER_TAINT["effect"],
 )
 
 DNS_PORTS = [
@@ -358,7 +370,7 @@ def _pod_template(
             security_context=POD_SECURITY,
             containers=[container],
             volumes=[TMP_VOLUME],
-            tolerations=[SPOT_TOLERATION],
+            tolerations=[CONSUMER_TOLERATION],
             affinity=node_affinity(workflow.capacity),
             topology_spread_constraints=[
                 core.v1.TopologySpreadConstraintArgs(
@@ -366,6 +378,8 @@ def _pod_template(
                     topology_key="topology.kubernetes.io/zone",
                     when_unsatisfiable="ScheduleAnyway",
                     label_selector=meta.v1.LabelSelectorArgs(match_labels=dict(labels)),
+                    # Spread each rollout's pods on their own, not old and new together.
+                    match_label_keys=["pod-template-hash"],
                 )
             ],
         ),

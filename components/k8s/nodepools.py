@@ -19,8 +19,10 @@ from components.versions import KARPENTER_API
 
 # Consumer pods require this label (so they never land on system nodes) ...
 CONSUMER_NODE_LABEL = {"edw/workload": "consumer"}
-# ... and tolerate this taint, which keeps everything else off the spot nodes.
-SPOT_TAINT = {"key": "edw/spot", "value": "true", "effect": "NoSchedule"}
+# ... and tolerate this taint on both pools, which keeps every other pod off them: a stray pod
+# (an add-on without a node selector) can neither land there nor make Karpenter launch a node
+# for itself and keep it forever.
+CONSUMER_TAINT = {"key": "edw/workload", "value": "consumer", "effect": "NoSchedule"}
 SPOT_WEIGHT = 100
 ON_DEMAND_WEIGHT = 10
 
@@ -84,9 +86,12 @@ def node_pool_spec(args: KarpenterNodePoolsArgs, capacity_type: str) -> dict[str
         },
         "requirements": requirements,
         "expireAfter": s.expire_after,
+        "taints": [dict(CONSUMER_TAINT)],
     }
-    if spot:
-        template_spec["taints"] = [dict(SPOT_TAINT)]
+    if s.termination_grace_period:
+        # A drain never hangs on a stuck pod or a blocking budget past this (karpenter.sh/v1
+        # NodePool CRD, spec.template.spec.terminationGracePeriod).
+        template_spec["terminationGracePeriod"] = s.termination_grace_period
     return {
         "weight": SPOT_WEIGHT if spot else ON_DEMAND_WEIGHT,
         "template": {

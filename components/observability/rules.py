@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
+
+from components.settings import Workflow
 
 RULES = Path(__file__).with_name("consumer-alerts.yaml")
 LATENCY_ALERT = "EdwEndToEndLatencyHigh"
@@ -23,4 +26,60 @@ def consumer_rules(latency_alert_seconds: int) -> str:
                 if not BOUND.search(expr):
                     raise ValueError(f"{LATENCY_ALERT} has no trailing bound to set: {expr!r}")
                 rule["expr"] = BOUND.sub(f"> {latency_alert_seconds}", expr)
+    return yaml.safe_dump(groups, sort_keys=False, width=100)
+
+
+NO_PROGRESS_ALERT = "EdwNoProgress"
+# Per workflow, over kube-state-metrics (which Azure Monitor's minimal ingestion profile keeps:
+# kube_deployment_spec_replicas, kube_job_status_active; Azure/prometheus-collector
+# tomlparser-default-targets-metrics-keep-list.go). KEDA names a ScaledJob's Jobs
+# "<ScaledJob>-<random>" (keda v2.20.2 pkg/scaling/executor/scale_jobs.go, GenerateName).
+SERVICE_DEMAND = (
+    'max by (namespace, workflow) (label_replace(kube_deployment_spec_replicas{{namespace="{ns}",'
+    ' deployment="{k8s}"}}, "workflow", "{workflow}", "", "")) > {floor}'
+)
+JOB_DEMAND = (
+    "sum by (namespace, workflow) (label_replace(max_over_time(kube_job_status_active{{"
+    'namespace="{ns}", job_name=~"{k8s}-.+"}}[5m]), "workflow", "{workflow}", "", "")) > 0'
+)
+NO_PROGRESS_BY_REPLICAS = """(
+  {demand}
+)
+unless on (namespace, workflow)
+sum by (namespace, workflow) (rate(edw_messages_processed_total[10m])) > 0
+"""
+
+
+def no_progress_from_replicas(rules: str, namespace: str, workflows: Sequence[Workflow]) -> str:
+    """The rule groups with EdwNoProgress for a cluster whose KEDA serves no metrics (the AKS
+    add-on, whose values cannot be set: Azure/AKS#4090; its operator runs with the chart's
+    default --enable-prometheus-metrics=false). "KEDA sees messages" becomes "KEDA has scaled the
+    workflow above its floor": KEDA activates at any queued or in-flight message
+    (activationQueueLength 0), so above minReplicas (a service) or with a Job running (a job
+    workflow) there is work; with nothing stored for 15 minutes, the workflow is stuck."""
+    groups = yaml.safe_load(rules)
+    for group in groups["groups"]:
+        kept = []
+        for rule in group["rules"]:
+            if rule.get("alert") != NO_PROGRESS_ALERT:
+                kept.append(rule)
+                continue
+            # One rule per workload kind (the file's `workload` label), over its workflows only.
+            mode = rule["labels"]["workload"]
+            demand = "\n  or\n  ".join(
+                (JOB_DEMAND if mode == "job" else SERVICE_DEMAND).format(
+                    ns=namespace, k8s=w.k8s_name, workflow=w.name, floor=w.consumer.min_replicas
+                )
+                for w in workflows
+                if (w.mode == "job") == (mode == "job")
+            )
+            if not demand:
+                continue
+            rule["expr"] = NO_PROGRESS_BY_REPLICAS.format(demand=demand)
+            rule["annotations"]["summary"] = (
+                "{{ $labels.workflow }}: KEDA has scaled up for queued messages and no "
+                "consumer has stored one for 15 minutes"
+            )
+            kept.append(rule)
+        group["rules"] = kept
     return yaml.safe_dump(groups, sort_keys=False, width=100)

@@ -119,6 +119,24 @@ def test_the_leftover_sweep_finds_what_destroy_left(moto, monkeypatch: pytest.Mo
     assert e2e.settle_leftovers(lambda: e2e.aws_leftovers(session, "aws-e2e-abc123"), 5) == []
 
 
+def test_a_throw_away_stack_drops_the_log_group_destroy_keeps(
+    moto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """destroy keeps /aws/eks/<cluster>/cluster (tagged with the stack) for a later `up` to
+    adopt; the e2e run deletes it, or the sweep would report it, and tolerates its absence."""
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto.endpoint)
+    logs = session.client("logs")
+    logs.create_log_group(logGroupName="/aws/eks/edw-aws-e2e-def456/cluster")
+    logs.create_log_group(logGroupName="/aws/eks/edw-aws/cluster")
+    e2e.drop_kept_log_group(session, "edw-aws-e2e-def456")
+    e2e.drop_kept_log_group(session, "edw-aws-e2e-def456")  # already gone: no error
+    names = [g["logGroupName"] for g in logs.describe_log_groups()["logGroups"]]
+    assert names == ["/aws/eks/edw-aws/cluster"]
+
+
 def test_leftovers_are_waited_for_then_reported() -> None:
     answers = [["arn:1", "arn:2"], ["arn:2"], []]
     assert e2e.settle_leftovers(lambda: answers.pop(0), 60, sleep=lambda _: None) == []

@@ -12,11 +12,12 @@ from stacks.config import ConfigError, EdwConfig
 from stacks.offline import ProgramError, StackRun, run_stack
 
 LOCATION = {"azure-native:location": "westeurope"}
+API_CIDRS = {"apiAllowedCidrs": '["198.51.100.0/24"]'}
 
 
 def _parse(values: Mapping[str, str], provider: Mapping[str, str] = LOCATION) -> EdwConfig:
     return EdwConfig.parse(
-        {"cloud": "azure", "disableLocalAccounts": "false", **values}, "dev", provider
+        {"cloud": "azure", "disableLocalAccounts": "false", **API_CIDRS, **values}, "dev", provider
     )
 
 
@@ -133,7 +134,7 @@ def test_aws_then_azure_in_one_process_keep_their_own_resources() -> None:
 @pytest.mark.parametrize(("max_length", "sep"), [(24, ""), (44, "-"), (50, "")])
 def test_globally_unique_names_fit_azure_rules(max_length: int, sep: str) -> None:
     cfg = EdwConfig.parse(
-        {"cloud": "azure", "prefix": "abcdefghij", "disableLocalAccounts": "false"},
+        {"cloud": "azure", "prefix": "abcdefghij", "disableLocalAccounts": "false", **API_CIDRS},
         "Prod_EU.west-2024",
         LOCATION,
     )

@@ -222,7 +222,13 @@ def test_a_stack_with_job_and_schedule_breaks_no_mandatory_rule(run: StackRun) -
 
 def parse(workflows: list[dict[str, Any]]) -> EdwConfig:
     return EdwConfig.parse(
-        {"cloud": "aws", "workflows": json.dumps(workflows)}, "s", {"aws:region": "us-east-1"}
+        {
+            "cloud": "aws",
+            "apiAllowedCidrs": '["198.51.100.0/24"]',
+            "workflows": json.dumps(workflows),
+        },
+        "s",
+        {"aws:region": "us-east-1"},
     )
 
 

@@ -11,10 +11,15 @@ from stacks.offline import ProgramError, run_stack
 ROOT = Path(__file__).resolve().parents[2]
 AWS = {"aws:region": "eu-west-1"}
 AZURE = {"azure-native:location": "westeurope"}
+API_CIDRS = '["198.51.100.0/24"]'  # a stack must say who may reach its Kubernetes API
 
 
 def parse(values: dict[str, str], provider: dict[str, str] = AWS) -> EdwConfig:
-    return EdwConfig.parse({"cloud": "aws", **values}, stack="t", provider_values=provider)
+    return EdwConfig.parse(
+        {"cloud": "aws", "apiAllowedCidrs": API_CIDRS, **values},
+        stack="t",
+        provider_values=provider,
+    )
 
 
 def error_of(values: dict[str, str], provider: dict[str, str] = AWS) -> str:
@@ -79,10 +84,53 @@ def test_values_are_parsed_with_their_types():
         ({"clusterAdminArns": '["admin"]'}, "edw:clusterAdminArns must be IAM role or user ARNs"),
         ({"vmSkuFamilies": '["E"]'}, "edw:vmSkuFamilies only applies to cloud azure, not aws"),
         ({"instnceFamilies": '["m6i"]'}, "edw:instnceFamilies is not a setting of this project"),
+        # Only versions both pinned controllers support (Karpenter 1.14: 1.30-1.36, KEDA 2.20:
+        # 1.33-1.35), each with its pinned add-ons.
+        ({"kubernetesVersion": "1.32"}, "edw:kubernetesVersion must be one of 1.33, 1.34, 1.35"),
+        ({"kubernetesVersion": "1.36"}, "Karpenter 1.14.1 and KEDA 2.20.2 support"),
+        ({"amiAlias": "al2023@latest"}, "edw:amiAlias must be a pinned AL2023 release like"),
+        ({"previewArns": '["preview"]'}, "edw:previewArns must be IAM role or user ARNs"),
+        (
+            {
+                "clusterAdminArns": '["arn:aws:iam::123456789012:role/ci"]',
+                "previewArns": '["arn:aws:iam::123456789012:role/ci"]',
+            },
+            "edw:previewArns must not repeat edw:clusterAdminArns entries",
+        ),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_allowed(values, expected):
     assert expected in error_of(values)
+
+
+@pytest.mark.parametrize("cloud", ["aws", "azure"])
+@pytest.mark.parametrize("cidrs", [None, "[]"])
+def test_no_stack_opens_its_api_unless_its_config_says_so(cloud: str, cidrs: str | None):
+    """Nothing defaults to 0.0.0.0/0: the setting is required, and the error says how to find
+    one's own egress address."""
+    values = {"cloud": cloud, "disableLocalAccounts": "false"}
+    if cloud == "azure":
+        values["adminGroupObjectIds"] = '["00000000-0000-4000-8000-000000000001"]'
+    if cidrs is not None:
+        values["apiAllowedCidrs"] = cidrs
+    with pytest.raises(ConfigError) as info:
+        EdwConfig.parse(values, "t", AWS if cloud == "aws" else AZURE)
+    message = str(info.value)
+    assert "edw:apiAllowedCidrs is required" in message
+    assert "https://checkip.amazonaws.com" in message
+    assert '["0.0.0.0/0"] to open it to the whole internet on purpose' in message
+    assert (
+        "default"
+        not in yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]["apiAllowedCidrs"]
+    )
+
+
+def test_node_pools_drain_within_the_longest_consumer_need():
+    """A service pod needs its grace period, a job its deadline; plus five minutes for the PDB."""
+    assert parse({}).nodes.termination_grace_period == "345s"  # 30 s batch + 15 s drain + 300
+    jobs = '[{"name": "work"}, {"name": "batch", "mode": "job"}]'
+    # 120 s start + 5 batches of 30 s + 30 s idle + 45 s drain + 300
+    assert parse({"workflows": jobs}).nodes.termination_grace_period == "645s"
 
 
 def test_visibility_timeout_must_outlast_the_consumer_drain():

@@ -4,6 +4,7 @@ carries its unit, source and the date it was read, one file per cloud and region
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from typing import Any
@@ -295,10 +296,26 @@ def test_full_observability_adds_the_collector_and_its_samples() -> None:
     assert not [i for i in basic["lineItems"] if "Prometheus" in i["name"]]
 
 
+def test_the_cloudwatch_add_on_bills_only_what_the_model_prices() -> None:
+    """Only container logs stay on; the add-on's defaults (Container Insights metrics per
+    observation, Application Signals per request) would bill what no line item counts."""
+    full = cost.run_stack("aws", {"observability": "full"})
+    (addon,) = [r for r in full.of_type("aws:eks/addon:Addon") if r.name == "container-logs-addon"]
+    values = json.loads(addon.inputs["configurationValues"])
+    assert [values[p]["enabled"] for p in cost.UNPRICED_PIPELINES] == [False, False]
+    assert estimate(full, "us-east-1", Volume(10_000_000, 512))["lineItems"]
+    defaults = dataclasses.replace(addon, inputs={**addon.inputs, "configurationValues": "{}"})
+    graph = dataclasses.replace(
+        full, resources=[defaults if r is addon else r for r in full.resources]
+    )
+    with pytest.raises(PriceError, match=r"containerInsights.*applicationSignals"):
+        estimate(graph, "us-east-1", Volume(10_000_000, 512))
+
+
 def test_full_observability_on_azure_prices_its_samples_and_logs() -> None:
     basic, full = report("dev"), report("dev", observability="full")
-    samples = line(full, "Prometheus samples (cluster, KEDA)")
-    series = 2 * cost.AKS_DEFAULT_SERIES_PER_NODE + cost.KEDA_SERIES  # two system nodes
+    samples = line(full, "Prometheus samples (cluster)")
+    series = 2 * cost.AKS_DEFAULT_SERIES_PER_NODE  # two system nodes; the KEDA add-on serves none
     assert samples["quantity"] == pytest.approx(series * 120 * 730 / 1e7)
     logs = line(full, "container logs (system pool)")
     assert (logs["kind"], logs["unit"]) == ("fixed", "GB")

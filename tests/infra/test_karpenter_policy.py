@@ -13,20 +13,12 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 import pytest
-import yaml
 
 from stacks.offline import ACCOUNT, StackRun
-from tests.reference_data import reference_dir
+from tests.reference_data import karpenter_template
 
 REGION, CLUSTER = "us-east-1", "edw-aws"
 Grant = tuple[str, str, str]  # (action, resource, canonical JSON of the condition)
-
-
-class CfnLoader(yaml.SafeLoader):
-    """Reads CloudFormation's short-form tags (!Sub, !GetAtt, !Ref ...) as plain values."""
-
-
-CfnLoader.add_multi_constructor("!", lambda loader, _tag, node: loader.construct_scalar(node))
 
 
 def as_list(value: Any) -> list[Any]:
@@ -44,9 +36,7 @@ def grants(statements: list[dict[str, Any]]) -> set[Grant]:
 
 
 def upstream_grants(node_role: str, queue: str) -> set[Grant]:
-    template = yaml.load(
-        (reference_dir() / "karpenter-aws" / "cloudformation.yaml").read_text(), CfnLoader
-    )
+    template = karpenter_template()
     values = {
         "AWS::Partition": "aws",
         "AWS::Region": REGION,

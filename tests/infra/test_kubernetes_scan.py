@@ -21,6 +21,7 @@ from stacks.offline import RecordedResource, StackRun, run_stack
 REPO = Path(__file__).resolve().parents[2]
 CHECKOV = REPO / ".tools" / "checkov" / "bin" / "checkov"
 SKIPS = Path(__file__).with_name("checkov-skips.yaml")
+PREVIEW_ROLE = "arn:aws:iam::123456789012:role/pr-preview"
 JOB_WORKFLOW = {
     "name": "nightly",
     "mode": "job",
@@ -97,6 +98,9 @@ def findings(
     batch = json.dumps([{"name": "work"}, JOB_WORKFLOW])
     for stack in ("aws", "dev"):
         assert render(run_stack(stack, {"workflows": batch}), root / f"{stack}-batch") >= 10
+    # Observability full and a preview identity add RBAC: the collector's and the previewers'.
+    full = {"observability": "full", "previewArns": json.dumps([PREVIEW_ROLE])}
+    assert render(run_stack("aws", full), root / "aws-rbac") >= 10
     return scan(root)
 
 

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from components.azure.prometheus import iso_duration
-from components.observability.rules import consumer_rules
+from components.observability.rules import consumer_rules, no_progress_from_replicas
+from components.versions import CLOUDWATCH_OBSERVABILITY_ADDON
 from policy.offline import STACK_CONFIG_DIR, PackConfig, evaluate
 from stacks.config import ConfigError, EdwConfig
 from stacks.offline import StackRun, run_stack
@@ -93,11 +94,19 @@ def test_the_scraper_reads_the_consumers_and_keda_with_a_read_only_cluster_user(
     }
     assert jobs["edw-consumers"]["kubernetes_sd_configs"][0]["namespaces"] == {"names": ["edw"]}
     assert jobs["keda-operator"]["honor_labels"] is True  # keeps the ScaledObject's namespace
-    access = full.one("aws:eks/accessEntry:AccessEntry", "prometheus-collection-collector-access")
-    assert access.inputs["principalArn"] == scraper.outputs["roleArn"]
-    assert access.inputs["userName"] == "aps-collector-user"
+    # In API authentication mode AMP creates the scraper role's access entry itself: a second
+    # one from the program failed the first `up` with ResourceInUseException.
+    assert [
+        e
+        for e in full.of_type("aws:eks/accessEntry:AccessEntry")
+        if e.inputs["principalArn"] == scraper.outputs["roleArn"]
+    ] == []
+    # Pod discovery is all our scrape jobs (kubernetes_sd role: pod) need: read pods, no more.
     role = full.one("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole").inputs
-    assert {v for rule in role["rules"] for v in rule["verbs"]} == {"get", "list", "watch"}
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
+    ]
+    assert {j["kubernetes_sd_configs"][0]["role"] for j in jobs.values()} == {"pod"}
     binding = full.one("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding").inputs
     assert binding["subjects"] == [
         {"kind": "User", "name": "aps-collector-user", "apiGroup": "rbac.authorization.k8s.io"}
@@ -110,10 +119,12 @@ def test_container_logs_write_only_this_clusters_log_groups_kept_for_a_while(
     groups = {g.inputs["name"]: g.inputs for g in full.of_type("aws:cloudwatch/logGroup:LogGroup")}
     prefix = "/aws/containerinsights/edw-aws/"
     kinds = {n.removeprefix(prefix) for n in groups if n.startswith(prefix)}
-    assert kinds == {"application", "dataplane", "host", "performance"}
+    # Fluent Bit's; "performance" was Container Insights' metrics, now off.
+    assert kinds == {"application", "dataplane", "host"}
     assert all(g["retentionInDays"] == 30 for n, g in groups.items() if n.startswith(prefix))
     addon = full.one("aws:eks/addon:Addon", "container-logs-addon").inputs
     assert addon["addonName"] == "amazon-cloudwatch-observability"
+    assert addon["addonVersion"] == CLOUDWATCH_OBSERVABILITY_ADDON
     role = full.one("aws:iam/role:Role", "container-logs-agent-identity-role")
     assert addon["serviceAccountRoleArn"] == role.outputs["arn"]
     trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]["Condition"]["StringEquals"]
@@ -130,6 +141,30 @@ def test_container_logs_write_only_this_clusters_log_groups_kept_for_a_while(
         )
         for r in logs
     )
+
+
+def test_the_cloudwatch_add_on_runs_only_container_logs_with_its_operator_on_system_nodes(
+    full: StackRun,
+) -> None:
+    """Its operator tolerates nothing by default: it landed on a consumer pool and kept a
+    Karpenter node for itself. Application Signals (on by default, no IAM granted for it) and
+    Container Insights metrics (per observation) fed nothing of ours."""
+    addon = full.one("aws:eks/addon:Addon", "container-logs-addon").inputs
+    values = json.loads(addon["configurationValues"])
+    assert values["applicationSignals"] == {"enabled": False}
+    assert values["containerInsights"] == {"enabled": False}
+    assert values["containerLogs"] == {"enabled": True}
+    system = full.one("aws:eks/nodeGroup:NodeGroup").inputs
+    assert values["manager"]["nodeSelector"] == {"kubernetes.io/os": "linux", **system["labels"]}
+    (taint,) = system["taints"]
+    assert values["manager"]["tolerations"] == [{"key": taint["key"], "operator": "Exists"}]
+
+
+def test_the_workspace_carries_the_tag_its_scraper_adds(full: StackRun) -> None:
+    """A managed scraper tags its destination AMPAgentlessScraper; declaring it keeps a refresh
+    free of drift and an `up` from removing it."""
+    tags = full.one("aws:amp/workspace:Workspace").inputs["tags"]
+    assert tags["AMPAgentlessScraper"] == ""
 
 
 def test_a_full_stack_breaks_no_mandatory_rule(full: StackRun) -> None:
@@ -202,8 +237,14 @@ def test_azure_the_consumer_rules_notify_the_action_group(azure_full: StackRun) 
     workspace = azure_full.one("azure-native:monitor:AzureMonitorWorkspace")
     cluster = azure_full.one("azure-native:containerservice:ManagedCluster")
     assert group["scopes"] == [workspace.id, cluster.id]
-    expected = yaml.safe_load(consumer_rules(120))["groups"][0]["rules"]
-    # In the file's order: EdwNoProgress is two rules (service and job workflows).
+    cfg = EdwConfig.parse(
+        {"cloud": "azure", "disableLocalAccounts": "false", "apiAllowedCidrs": '["0.0.0.0/0"]'},
+        "dev",
+        {"azure-native:location": "westeurope"},
+    )
+    azure = no_progress_from_replicas(consumer_rules(120), "edw", cfg.workflows)
+    expected = yaml.safe_load(azure)["groups"][0]["rules"]
+    # In the file's order, the service workflows' EdwNoProgress only (no job workflow here).
     assert [r["alert"] for r in group["rules"]] == [r["alert"] for r in expected]
     action = azure_full.one("azure-native:monitor:ActionGroup").id
     for rule, source in zip(group["rules"], expected, strict=True):
@@ -234,10 +275,16 @@ def test_a_duration_azure_cannot_take_is_refused(bad: str) -> None:
         iso_duration(bad)
 
 
-def test_azure_scrapes_the_keda_add_on_for_the_no_progress_rule(azure_full: StackRun) -> None:
-    jobs = azure_full.one("kubernetes:core/v1:ConfigMap", "prometheus-keda-scraping").inputs
-    assert jobs["metadata"] == {"name": "ama-metrics-prometheus-config", "namespace": "kube-system"}
-    (job,) = yaml.safe_load(jobs["data"]["prometheus-config"])["scrape_configs"]
-    assert job["job_name"] == "keda-operator"
-    assert job["kubernetes_sd_configs"][0]["namespaces"] == {"names": ["kube-system"]}
-    assert job["honor_labels"] is True
+def test_azure_waits_for_no_keda_metrics(azure_full: StackRun) -> None:
+    """The AKS KEDA add-on's operator serves no Prometheus metrics (its values cannot be set,
+    Azure/AKS#4090, and the chart defaults them off): no scrape job for it; EdwNoProgress reads
+    the workflow's replicas from kube-state-metrics instead (tests/observability)."""
+    config_maps = azure_full.of_type("kubernetes:core/v1:ConfigMap")
+    assert [c.inputs["metadata"]["name"] for c in config_maps] == ["ama-metrics-settings-configmap"]
+    group = azure_full.one("azure-native:alertsmanagement:PrometheusRuleGroup").inputs
+    (stuck,) = [r for r in group["rules"] if r["alert"] == "EdwNoProgress"]
+    assert "keda_scaler_metrics_value" not in stuck["expression"]
+    assert (
+        'kube_deployment_spec_replicas{namespace="edw", deployment="edw-consumer"}'
+        in (stuck["expression"])
+    )

@@ -153,6 +153,7 @@ def test_an_azure_stack_outputs_the_table_id_a_recovery_stack_takes(dev_run: Sta
         {
             "cloud": "azure",
             "disableLocalAccounts": "false",
+            "apiAllowedCidrs": '["198.51.100.0/24"]',
             "existingResultsTable": dev_run.outputs["tableId"],
         },
         stack="dev-recovery",

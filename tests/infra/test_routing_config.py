@@ -129,7 +129,9 @@ def test_strings_that_only_look_alike_are_still_strings() -> None:
 def parse(values: dict[str, Any], cloud: str = "aws") -> EdwConfig:
     raw = {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
     provider = AWS if cloud == "aws" else {"azure-native:location": "westeurope"}
-    extra = {} if cloud == "aws" else {"adminGroupObjectIds": json.dumps(["g"])}
+    extra = {"apiAllowedCidrs": json.dumps(["198.51.100.0/24"])}
+    if cloud == "azure":
+        extra["adminGroupObjectIds"] = json.dumps(["g"])
     return EdwConfig.parse({"cloud": cloud, **extra, **raw}, "s", provider)
 
 

@@ -16,10 +16,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.observability import Metrics
 from bench.emulators import REPO
+from components.observability.rules import consumer_rules, no_progress_from_replicas
+from stacks.config import EdwConfig
 from tests import tools
 
 RULES = REPO / "components" / "observability" / "consumer-alerts.yaml"
 RULE_TESTS = Path(__file__).with_name("consumer-alerts.test.yaml")
+REPLICA_TESTS = Path(__file__).with_name("no-progress-by-replicas.test.yaml")
 CONSUMER_METRIC = re.compile(r"\bedw_[a-z_]+\b")
 
 
@@ -143,3 +146,52 @@ def test_the_dashboard_uses_only_metrics_the_consumer_exports() -> None:
     assert used
     assert used <= exported_series()
     assert {"edw_messages_processed_total", "edw_end_to_end_seconds_bucket"} <= used
+
+
+def replica_rules(tmp_path: Path, floor: int = 2) -> Path:
+    """The rules as the Azure stack deploys them, for a service, a floored service and a job."""
+    workflows = [
+        {"name": "work"},
+        {"name": "steady", "minReplicas": floor},
+        {"name": "nightly", "mode": "job"},
+    ]
+    cfg = EdwConfig.parse(
+        {
+            "cloud": "azure",
+            "disableLocalAccounts": "false",
+            "apiAllowedCidrs": '["0.0.0.0/0"]',
+            "workflows": json.dumps(workflows),
+        },
+        "dev",
+        {"azure-native:location": "westeurope"},
+    )
+    path = tmp_path / "rules.yaml"
+    path.write_text(no_progress_from_replicas(consumer_rules(60), "edw", cfg.workflows))
+    return path
+
+
+def run_replica_tests(tmp_path: Path, rules: Path) -> subprocess.CompletedProcess[str]:
+    tests = tmp_path / "replicas.test.yaml"
+    tests.write_text(REPLICA_TESTS.read_text().replace("RULES_PATH", str(rules)))
+    return promtool("test", "rules", tests)
+
+
+def test_without_keda_metrics_no_progress_fires_from_the_workflows_replicas(
+    tmp_path: Path,
+) -> None:
+    """The AKS KEDA add-on serves no keda_scaler_metrics_value: the rule reads kube-state-metrics
+    (a service scaled above its floor, a job running) against what the consumers store."""
+    rules = replica_rules(tmp_path)
+    checked = promtool("check", "rules", rules)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    result = run_replica_tests(tmp_path, rules)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "keda_scaler_metrics_value" not in rules.read_text()
+    assert unknown_metrics(rules.read_text()) == set()
+
+
+def test_a_workflow_at_its_floor_is_not_stuck(tmp_path: Path) -> None:
+    """Ignoring the floor (steady's 2 pods with an empty queue) would page: the tests fail."""
+    result = run_replica_tests(tmp_path, replica_rules(tmp_path, floor=1))
+    assert result.returncode != 0
+    assert "steady" in result.stdout + result.stderr
