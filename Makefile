@@ -113,8 +113,9 @@ preview: stack policy/.venv/.installed
 up: stack policy/.venv/.installed
 	pulumi up --stack $(STACK_REF) $(POLICY)
 
+# destroy runs with the stored kubeconfig: kubelogin logs in the way this environment does.
 destroy: stack
-	pulumi destroy --stack $(STACK_REF)
+	$(BIN)/python -m tools.login -- pulumi destroy --stack $(STACK_REF)
 
 # Prove a stack for real with its cloud's credentials: a throw-away copy goes up, carries events
 # to rows, scales from zero and back, is destroyed, and nothing may be left (tools/e2e.py).

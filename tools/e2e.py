@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -316,9 +317,10 @@ def run(stack: str, count: int, keep: bool) -> int:
         session = boto3.session.Session(region_name=stack_config(stack)["aws:region"])
         left = settle_leftovers(lambda: aws_leftovers(session, name))
     else:
-        from components.azure.readiness import deployer_credential  # noqa: PLC0415
+        from components.azure.login import provider_login  # noqa: PLC0415
 
-        credential, subscription = deployer_credential(), outputs.get("subscriptionId", "")
+        credential = provider_login(os.environ).credential()
+        subscription = outputs.get("subscriptionId", "")
         groups = [g for g in (outputs.get("resourceGroup"), outputs.get("nodeResourceGroup")) if g]
         left = settle_leftovers(lambda: azure_leftovers(credential, subscription, groups))
     if left:
