@@ -128,15 +128,12 @@ def results_table(
     assert cfg.azure is not None
     if cfg.existing_results_table:
         return existing_table(cfg.existing_results_table)
-    account_name = globally_unique(cfg, subscription, 44, "-")
-    if not cfg.azure.cosmos_serverless:
-        refuse_capacity_change(account_name, f"{cfg.name}-rg")
     own = CosmosResultsTable(
         "results",
         CosmosResultsTableArgs(
             resource_group_name=group,
             location=cfg.azure.location,
-            account_name=account_name,
+            account_name=cosmos_account_name(cfg, subscription),
             table_name=TABLE,
             serverless=cfg.azure.cosmos_serverless,
             deletion_protection=cfg.deletion_protection,
@@ -145,6 +142,10 @@ def results_table(
         ),
     )
     return TableRef(own.account_name, own.account_id, group, own.table_name, own.table_endpoint)
+
+
+def cosmos_account_name(cfg: EdwConfig, subscription: str) -> str:
+    return globally_unique(cfg, subscription, 44, "-")
 
 
 def refuse_capacity_change(account_name: str, group: str) -> None:
@@ -207,6 +208,8 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
     client = authorization.get_client_config()
     subscription = client.subscription_id
     tags = {"project": "edw", "stack": cfg.stack, **cfg.tags}
+    if not az.cosmos_serverless and not cfg.existing_results_table:
+        refuse_capacity_change(cosmos_account_name(cfg, subscription), f"{cfg.name}-rg")
 
     group = resources.ResourceGroup(
         "resource-group", resource_group_name=f"{cfg.name}-rg", location=az.location, tags=tags

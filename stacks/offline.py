@@ -64,6 +64,7 @@ class RecordedResource:
     custom: bool
     provider: str
     retain_on_delete: bool = False
+    protect: bool = False
     aliases: tuple[str, ...] = ()  # the URNs this resource had before (what the engine matches)
 
 
@@ -965,6 +966,7 @@ def _recorded(monitor: RecordingMonitor) -> list[RecordedResource]:
                 custom=custom,
                 provider=request.provider,
                 retain_on_delete=bool(request.retainOnDelete),
+                protect=bool(request.protect),
                 aliases=tuple(_alias_urn(monitor, request, a) for a in request.aliases),
             )
         )

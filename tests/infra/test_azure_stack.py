@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from stacks.offline import SUBSCRIPTION, RecordedResource, StackRun, run_stack
+from stacks.config import ConfigError
+from stacks.offline import SUBSCRIPTION, ProgramError, RecordedResource, StackRun, run_stack
 
 ROLE_DEFINITIONS = (
     f"/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/"
@@ -333,6 +334,54 @@ def test_provisioned_cosmos_follows_config_and_the_network_stays_reachable() -> 
     assert {c["name"] for c in stack.one(COSMOS).inputs["capabilities"]} == {"EnableTable"}
     assert stack.one(TABLE).inputs["options"]["throughput"] == 400
     assert stack.one(ACCOUNT).inputs["networkRuleSet"]["defaultAction"] == "Allow"
+    # A new account: the program asked ARM whether one existed before choosing the mode.
+    asked = [a for t, a in stack.invokes if t == "azure-native:cosmosdb:getDatabaseAccount"]
+    assert asked == [
+        {"accountName": stack.one(COSMOS).outputs["name"], "resourceGroupName": "edw-dev-rg"}
+    ]
+
+
+def test_an_existing_serverless_table_is_never_turned_provisioned() -> None:
+    """Cosmos DB for Table cannot change an account's capacity mode: the program refuses the
+    setting change, with the way forward, before it registers anything."""
+    account = run_stack("dev").one(COSMOS).outputs["name"]
+    with pytest.raises(ProgramError) as error:
+        run_stack(
+            "dev",
+            {
+                "cosmosServerless": "false",
+                "offline:cosmosAccounts": json.dumps(
+                    {account: ["EnableTable", "EnableServerless"]}
+                ),
+            },
+        )
+    assert isinstance(error.value.cause, ConfigError)
+    message = str(error.value.cause)
+    assert f"edw:cosmosServerless false: the results table's account {account} is serverless" in (
+        message
+    )
+    assert "create a provisioned account and copy the table" in message
+    assert error.value.resources == []
+    # An account that is provisioned already goes on as it is.
+    provisioned = run_stack(
+        "dev",
+        {
+            "cosmosServerless": "false",
+            "offline:cosmosAccounts": json.dumps({account: ["EnableTable"]}),
+        },
+    )
+    assert provisioned.one(TABLE).inputs["options"]["throughput"] == 400
+
+
+@pytest.mark.parametrize(
+    ("overrides", "kept"), [({}, True), ({"deletionProtection": "false"}, False)]
+)
+def test_the_results_table_is_protected_from_deletion_by_default(
+    overrides: dict[str, str], kept: bool
+) -> None:
+    stack = run_stack("dev", overrides)
+    assert stack.one(COSMOS).protect is kept
+    assert stack.one(TABLE).protect is kept
 
 
 # --- cluster ------------------------------------------------------------------------------------
