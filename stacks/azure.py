@@ -365,10 +365,9 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
                     cfg.consumer.namespace: CONSUMER_KINDS,
                     **({KEDA_NAMESPACE: SYSTEM_KINDS} if full else {}),
                 },
+                ready=[namespace],
             ),
-            opts=pulumi.ResourceOptions.merge(
-                on_cluster, pulumi.ResourceOptions(depends_on=[namespace])
-            ),
+            opts=on_cluster,
         )
     consumer_identities = {}
     for w in cfg.workflows:

@@ -42,6 +42,8 @@ class PreviewAccessArgs:
     subjects: Sequence[Subject]
     cluster_kinds: Sequence[Kind]  # cluster-scoped kinds (namespaces, NodePools...)
     namespaced_kinds: Mapping[str, Sequence[Kind]]  # namespace -> kinds managed there
+    # What must exist before the namespaced roles: the namespaces the program creates.
+    ready: Sequence[pulumi.Resource] = ()
 
 
 def rules(kinds: Sequence[Kind]) -> list[rbac.v1.PolicyRuleArgs]:
@@ -84,12 +86,13 @@ class PreviewAccess(pulumi.ComponentResource):
             subjects=subjects,
             opts=child,
         )
+        in_namespace = pulumi.ResourceOptions(parent=self, depends_on=list(args.ready))
         for namespace, kinds in args.namespaced_kinds.items():
             local = rbac.v1.Role(
                 f"{name}-{namespace}",
                 metadata=meta.v1.ObjectMetaArgs(name=args.name, namespace=namespace),
                 rules=rules(kinds),
-                opts=child,
+                opts=in_namespace,
             )
             rbac.v1.RoleBinding(
                 f"{name}-{namespace}-binding",
@@ -98,6 +101,6 @@ class PreviewAccess(pulumi.ComponentResource):
                     api_group="rbac.authorization.k8s.io", kind="Role", name=local.metadata.name
                 ),
                 subjects=subjects,
-                opts=child,
+                opts=in_namespace,
             )
         self.register_outputs({})
