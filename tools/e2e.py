@@ -268,6 +268,12 @@ def stack_config(stack: str) -> dict[str, str]:
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
 
 
+def throwaway_config(stack: str) -> dict[str, str]:
+    """The stack's config for its throw-away copy, which must leave nothing behind: the results
+    table unprotected (Azure protects it by default)."""
+    return {**stack_config(stack), "edw:deletionProtection": "false"}
+
+
 def run(stack: str, count: int, keep: bool) -> int:
     from kubernetes import client as k8s  # noqa: PLC0415
     from kubernetes import config as k8s_config  # noqa: PLC0415
@@ -276,7 +282,8 @@ def run(stack: str, count: int, keep: bool) -> int:
     run_id = uuid.uuid4().hex[:6]
     name = f"{stack}-e2e-{run_id}"
     workspace = auto.create_or_select_stack(stack_name=name, work_dir=str(REPO))
-    workspace.set_all_config({k: auto.ConfigValue(value=v) for k, v in stack_config(stack).items()})
+    config = throwaway_config(stack)
+    workspace.set_all_config({k: auto.ConfigValue(value=v) for k, v in config.items()})
     outputs: dict[str, Any] = {}
     try:
         print(f"e2e: up {name}", flush=True)
