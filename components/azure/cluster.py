@@ -154,31 +154,28 @@ class AksCluster(pulumi.ComponentResource):
             scope=registry.id,
             opts=child,
         )
-        grants: list[pulumi.Resource] = [
-            # The deployer creates NodePools and the consumer: Kubernetes rights through
-            # Azure RBAC on this cluster only. Cluster Admin, because RBAC Admin may not
-            # create namespaces (its NotDataActions: namespaces/write; built-in roles,
-            # MicrosoftDocs/azure-docs built-in-roles/containers.md).
-            authorization.RoleAssignment(
-                f"{name}-deployer-{suffix}",
+
+        def grant(suffix: str, principal: Principal, role: str) -> pulumi.Resource:
+            return authorization.RoleAssignment(
+                f"{name}-{suffix}",
                 principal_id=principal.object_id,
                 principal_type=principal.type,
-                role_definition_id=role_definition_id(args.subscription_id, AKS_RBAC_CLUSTER_ADMIN),
+                role_definition_id=role_definition_id(args.subscription_id, role),
                 scope=cluster.id,
                 opts=child,
             )
+
+        # The deployer creates NodePools and the consumer: Kubernetes rights through Azure RBAC
+        # on this cluster only. Cluster Admin, because RBAC Admin may not create namespaces
+        # (its NotDataActions: namespaces/write; MicrosoftDocs/azure-docs
+        # built-in-roles/containers.md).
+        grants = [
+            grant(f"deployer-{suffix}", principal, AKS_RBAC_CLUSTER_ADMIN)
             for suffix, principal in args.deployers.items()
         ]
+        # Previewers: listClusterUserCredential/action, and nothing else in Azure.
         for principal in args.previewers:
-            # listClusterUserCredential/action, and nothing else in Azure.
-            authorization.RoleAssignment(
-                f"{name}-previewer-{principal.object_id[:8]}",
-                principal_id=principal.object_id,
-                principal_type=principal.type,
-                role_definition_id=role_definition_id(args.subscription_id, AKS_CLUSTER_USER),
-                scope=cluster.id,
-                opts=child,
-            )
+            grant(f"previewer-{principal.object_id[:8]}", principal, AKS_CLUSTER_USER)
         self.kubeconfig = pulumi.Output.secret(
             cluster_kubeconfig(args.resource_group_name, cluster.name, args.kubelogin_args)
         )
