@@ -18,6 +18,12 @@ import pulumi
 from pulumi_kubernetes import meta, rbac
 
 PREVIEW_VERBS = ("get", "list", "watch", "create", "patch")
+# The provider reads CRDs to tell how a custom resource is scoped: reading is enough.
+CRD_READ = rbac.v1.PolicyRuleArgs(
+    api_groups=["apiextensions.k8s.io"],
+    resources=["customresourcedefinitions"],
+    verbs=["get", "list", "watch"],
+)
 
 
 @dataclass(frozen=True)
@@ -74,7 +80,7 @@ class PreviewAccess(pulumi.ComponentResource):
         role = rbac.v1.ClusterRole(
             f"{name}-cluster",
             metadata=meta.v1.ObjectMetaArgs(name=args.name),
-            rules=rules(args.cluster_kinds),
+            rules=[*rules(args.cluster_kinds), CRD_READ],
             opts=child,
         )
         rbac.v1.ClusterRoleBinding(

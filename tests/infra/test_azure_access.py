@@ -97,8 +97,11 @@ def rules_of(run: StackRun, kind: str, namespace: str | None = None) -> dict[str
     ]
     found: dict[str, set[str]] = {}
     for rule in role.inputs["rules"]:
-        assert rule["verbs"] == ["get", "list", "watch", "create", "patch"]  # never delete
         (group,) = rule["apiGroups"]
+        if group == "apiextensions.k8s.io":  # the provider reads CRDs to scope custom resources
+            assert rule["verbs"] == ["get", "list", "watch"]
+            continue
+        assert rule["verbs"] == ["get", "list", "watch", "create", "patch"]  # never delete
         found.setdefault(group, set()).update(rule["resources"])
     return found
 
