@@ -114,11 +114,12 @@ up: stack policy/.venv/.installed
 	pulumi up --stack $(STACK_REF) $(POLICY)
 
 # Destroy deletes every queue with what it holds: refused while any queue or dead-letter store of
-# the stack holds a message (tools/replay.py --check); DISCARD_MESSAGES=1 accepts the loss.
+# the stack holds a message (tools/replay.py --check); DISCARD_MESSAGES=1 accepts the loss. It runs
+# with the stored kubeconfig: kubelogin logs in the way this environment does (tools/login.py).
 DISCARD_MESSAGES ?=
 destroy: stack
 	$(if $(DISCARD_MESSAGES),,$(BIN)/python -m tools.replay --check --from-stack $(STACK_REF))
-	pulumi destroy --stack $(STACK_REF)
+	$(BIN)/python -m tools.login -- pulumi destroy --stack $(STACK_REF)
 
 # Prove a stack for real with its cloud's credentials: a throw-away copy goes up, carries events
 # to rows, scales from zero and back, is destroyed, and nothing may be left (tools/e2e.py).

@@ -121,6 +121,21 @@ class AwsSettings:
     replica_regions: tuple[str, ...] = ()
 
 
+# The Entra principal types an ARM role assignment names (Microsoft.Authorization
+# roleAssignments PrincipalType, less ForeignGroup and Device, which this stack never grants).
+PrincipalType = Literal["User", "Group", "ServicePrincipal"]
+PRINCIPAL_TYPES: tuple[PrincipalType, ...] = ("User", "Group", "ServicePrincipal")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An Entra object and its type: a role assignment must say which (ARM refuses a
+    mismatch with UnmatchedPrincipalType, and the SDK sends "User" when none is given)."""
+
+    type: PrincipalType
+    object_id: str
+
+
 @dataclass(frozen=True)
 class AzureSettings:
     location: str
@@ -130,3 +145,8 @@ class AzureSettings:
     storage_network_default_action: Literal["Allow", "Deny"]
     cosmos_serverless: bool
     replica_locations: tuple[str, ...] = ()
+    router_publishers: tuple[Principal, ...] = ()
+    # Who runs `up` (each gets AKS RBAC Cluster Admin); empty: whoever runs it now.
+    deployers: tuple[Principal, ...] = ()
+    # Who runs previews (cluster user credentials, dry-run create/patch of our kinds).
+    previewers: tuple[Principal, ...] = ()

@@ -52,3 +52,10 @@ CLOUDWATCH_OBSERVABILITY_ADDON = "v6.2.0-eksbuild.1"
 # The EKS-optimized AL2023 AMI release Karpenter launches (awslabs/amazon-eks-ami tag v20260724);
 # "al2023@latest" would move every node whenever a new AMI ships (Karpenter drift).
 AL2023_AMI_ALIAS = "al2023@v20260724"
+# Kubernetes minors each cloud gets when edw:kubernetesVersion is unset. AKS: the oldest minor
+# AKS still supports, so an older stack moves one minor (AKS upgrades one minor at a time and the
+# `patch` upgrade channel never changes the minor). AKS release calendar
+# (MicrosoftDocs/azure-aks-docs articles/aks/supported-kubernetes-versions.md, Aug 2026):
+# 1.34 end of life Nov 2026, 1.35 Mar 2027, 1.36 Jun 2027, 1.37 Oct 2027.
+DEFAULT_KUBERNETES_VERSION = {"aws": "1.34", "azure": "1.35"}
+AKS_SUPPORTED_MINORS = ("1.35", "1.36", "1.37")

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-from pulumi_azure_native import authorization, resources
+from pulumi_azure_native import authorization, cosmosdb, resources
 from pulumi_kubernetes import core
 
 from components.azure.alerts import MonitorAlerts, MonitorAlertsArgs
-from components.azure.cluster import AksCluster, AksClusterArgs, kubelogin_login
+from components.azure.cluster import AksCluster, AksClusterArgs
+from components.azure.container_insights import ContainerInsights, ContainerInsightsArgs
 from components.azure.heartbeats import (
     Heartbeat,
     HeartbeatAlerts,
@@ -31,13 +32,16 @@ from components.azure.identity import (
 )
 from components.azure.image import AcrConsumerImage, AcrConsumerImageArgs
 from components.azure.keda_token import KedaOperatorToken
+from components.azure.login import provider_login, token_principal_type
 from components.azure.nap import NapNodeAutoscaling, NapNodeAutoscalingArgs
 from components.azure.prometheus import AzureManagedPrometheus, AzurePrometheusArgs, LogWorkspace
+from components.azure.readiness import ClusterAction
 from components.azure.results_table import CosmosResultsTable, CosmosResultsTableArgs
 from components.azure.roles import (
     COSMOS_TABLE_DATA_CONTRIBUTOR,
     EVENTGRID_DATA_SENDER,
     MONITORING_METRICS_PUBLISHER,
+    STORAGE_QUEUE_DATA_CONTRIBUTOR,
     STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR,
     STORAGE_QUEUE_DATA_MESSAGE_SENDER,
     STORAGE_QUEUE_DATA_READER,
@@ -68,10 +72,12 @@ from components.k8s.consumer import (
     ConsumerNamespace,
     QueueTrigger,
 )
+from components.k8s.preview_access import Kind, PreviewAccess, PreviewAccessArgs, Subject
 from components.k8s.schedule import PeriodicTask, PeriodicTaskArgs, SystemPlacement
 from components.observability.rules import consumer_rules, no_progress_from_replicas
+from components.settings import Principal
 from components.ticks import missed_tick_window_seconds
-from stacks.config import EdwConfig
+from stacks.config import ConfigError, EdwConfig
 from stacks.shared import schedule_env, schedule_task, schedule_window, task_name
 
 TABLE = "results"
@@ -90,6 +96,27 @@ SYSTEM_NODES = SystemPlacement(
         key="CriticalAddonsOnly", operator="Exists", effect="NoSchedule"
     ),
 )
+SERVERLESS = "EnableServerless"
+# The Kubernetes kinds the program manages, where: what a preview dry-runs (previewPrincipals).
+# RBAC kinds are left out on purpose: rights to change roles would let a preview grant itself
+# anything; a change to the preview access itself is previewed by a deployer.
+CLUSTER_KINDS = (
+    Kind("", "namespaces"),
+    Kind("karpenter.sh", "nodepools"),
+    Kind("karpenter.azure.com", "aksnodeclasses"),
+)
+CONSUMER_KINDS = (
+    Kind("", "serviceaccounts"),
+    Kind("apps", "deployments"),
+    Kind("policy", "poddisruptionbudgets"),
+    Kind("networking.k8s.io", "networkpolicies"),
+    Kind("batch", "cronjobs"),
+    Kind("batch", "jobs"),  # a schedule's first heartbeat
+    Kind("keda.sh", "scaledobjects"),
+    Kind("keda.sh", "scaledjobs"),
+    Kind("keda.sh", "triggerauthentications"),
+)
+SYSTEM_KINDS = (Kind("", "configmaps"),)  # observability full: the metrics agent's settings
 
 
 @dataclass(frozen=True)
@@ -124,7 +151,7 @@ def results_table(
         CosmosResultsTableArgs(
             resource_group_name=group,
             location=cfg.azure.location,
-            account_name=globally_unique(cfg, subscription, 44, "-"),
+            account_name=cosmos_account_name(cfg, subscription),
             table_name=TABLE,
             serverless=cfg.azure.cosmos_serverless,
             deletion_protection=cfg.deletion_protection,
@@ -133,6 +160,54 @@ def results_table(
         ),
     )
     return TableRef(own.account_name, own.account_id, group, own.table_name, own.table_endpoint)
+
+
+def cosmos_account_name(cfg: EdwConfig, subscription: str) -> str:
+    return globally_unique(cfg, subscription, 44, "-")
+
+
+def refuse_capacity_change(account_name: str, group: str) -> None:
+    """A serverless account stays serverless: Cosmos DB changes an account's capacity mode only
+    for the NoSQL, MongoDB, Cassandra and Gremlin APIs, not Table (Cosmos DB "Change capacity
+    mode", applies to), so `cosmosServerless: false` on an existing serverless account would fail
+    or replace the account and its data. Refused before anything is created."""
+    try:
+        account = cosmosdb.get_database_account(
+            account_name=account_name, resource_group_name=group
+        )
+    except Exception as exc:
+        text = str(exc)
+        if "NotFound" in text or "404" in text:
+            return  # a new account: provisioned from the start
+        raise ConfigError(
+            f"cannot tell whether the results table's account {account_name} is serverless "
+            f"(reading it failed: {text}); the deployer needs read access to {group}"
+        ) from exc
+    if any(c.name == SERVERLESS for c in account.capabilities or []):
+        raise ConfigError(
+            f"edw:cosmosServerless false: the results table's account {account_name} is "
+            "serverless, and Cosmos DB for Table cannot change an account's capacity mode; the "
+            "program never replaces the table. Way forward: keep cosmosServerless true, or "
+            'create a provisioned account and copy the table (docs/resilience.md, "Turning on '
+            'replicas")'
+        )
+
+
+def deployer_principals(az_deployers: Sequence[Principal], object_id: str) -> dict[str, Principal]:
+    """Who gets Kubernetes rights to deploy, by child-name suffix: the configured deployers, or
+    else the identity running this `up` (a person's `az login`), typed from its own token."""
+    if az_deployers:
+        return {p.object_id[:8]: p for p in az_deployers}
+    token = authorization.get_client_token().token
+    # "admin": the name this grant always had, so a lab stack's grant is never replaced.
+    return {"admin": Principal(token_principal_type(token), object_id)}
+
+
+def preview_subject(principal: Principal) -> Subject:
+    """How the AKS API server names an Entra principal in Kubernetes RBAC: a service principal
+    by its object id as a User (kubelogin docs, "Using Service Principal"), a group by its object
+    id (AKS, "Use Kubernetes RBAC with Microsoft Entra ID")."""
+    return Subject("Group" if principal.type == "Group" else "User", principal.object_id)
 
 
 def globally_unique(cfg: EdwConfig, subscription_id: str, max_length: int, sep: str = "") -> str:
@@ -151,6 +226,8 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
     client = authorization.get_client_config()
     subscription = client.subscription_id
     tags = {"project": "edw", "stack": cfg.stack, **cfg.tags}
+    if not az.cosmos_serverless and not cfg.existing_results_table:
+        refuse_capacity_change(cosmos_account_name(cfg, subscription), f"{cfg.name}-rg")
 
     group = resources.ResourceGroup(
         "resource-group", resource_group_name=f"{cfg.name}-rg", location=az.location, tags=tags
@@ -159,9 +236,6 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         "queues",
         QueueAccountArgs(
             resource_group_name=group.name,
-            resource_group_id=group.id,
-            subscription_id=subscription,
-            stack_name=cfg.name,
             location=az.location,
             account_name=globally_unique(cfg, subscription, 24),
             network_default_action=az.storage_network_default_action,
@@ -213,6 +287,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         ),
     )
     beats: list[Heartbeat] = []
+    namespace_name = cfg.consumer.namespace
     cluster = AksCluster(
         "cluster",
         AksClusterArgs(
@@ -224,12 +299,26 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             api_allowed_cidrs=cfg.api_allowed_cidrs,
             settings=az,
             subscription_id=subscription,
-            deployer_object_id=client.object_id,
+            deployers=deployer_principals(az.deployers, client.object_id),
+            previewers=az.previewers,
             tags=tags,
-            kubelogin_args=kubelogin_login(os.environ),
+            kubelogin_args=provider_login(os.environ).kubelogin_args(),
+            deployer_actions=deployer_actions(namespace_name),
             log_analytics_workspace_id=logs.id if full else None,
         ),
     )
+    if full:
+        ContainerInsights(
+            "container-insights",
+            ContainerInsightsArgs(
+                resource_group_name=group.name,
+                location=az.location,
+                cluster_name=cfg.name,
+                cluster_id=cluster.cluster.id,
+                workspace_id=logs.id,
+                tags=tags,
+            ),
+        )
     on_cluster = pulumi.ResourceOptions(providers={"kubernetes": cluster.provider})
     prometheus = (
         AzureManagedPrometheus(
@@ -295,14 +384,27 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             AcrConsumerImageArgs(
                 registry_id=cluster.registry_id,
                 login_server=cluster.registry_login_server,
-                subscription_id=subscription,
                 tenant_id=client.tenant_id,
-                deployer_object_id=client.object_id,
             ),
         ).image_ref
     )
 
     namespace = ConsumerNamespace("consumer", cfg.consumer.namespace, opts=on_cluster)
+    if az.previewers:
+        PreviewAccess(
+            "preview-access",
+            PreviewAccessArgs(
+                name=f"{cfg.prefix}-preview",
+                subjects=[preview_subject(p) for p in az.previewers],
+                cluster_kinds=CLUSTER_KINDS,
+                namespaced_kinds={
+                    cfg.consumer.namespace: CONSUMER_KINDS,
+                    **({KEDA_NAMESPACE: SYSTEM_KINDS} if full else {}),
+                },
+                ready=[namespace],
+            ),
+            opts=on_cluster,
+        )
     consumer_identities = {}
     for w in cfg.workflows:
         queue = queues[w.name]
@@ -310,14 +412,20 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             w.resource_name("consumer-identity"),
             cfg.consumer.namespace,
             w.k8s_name,
-            # Drain its own queue, set aside to its own poison queue, write results.
+            # Drain its own queue (Get, Update and Delete Message: Queue Data Contributor is the
+            # one built-in role with messages/write, which Update Message needs), set aside to
+            # its own poison queue and remove what it put there when the envelope fails
+            # (Message Sender + Processor). Actions per operation: Azure Storage REST,
+            # "Authorize with Microsoft Entra ID", permissions for queue data operations.
             roles=[
-                identity.role(
-                    "queue-processor", STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR, queue.queue_id
-                ),
-                RoleGrant("queue-updater", account.message_updater_role_id, queue.queue_id),
+                identity.role("queue-contributor", STORAGE_QUEUE_DATA_CONTRIBUTOR, queue.queue_id),
                 identity.role(
                     "poison-sender", STORAGE_QUEUE_DATA_MESSAGE_SENDER, queue.poison_queue_id
+                ),
+                identity.role(
+                    "poison-processor",
+                    STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR,
+                    queue.poison_queue_id,
                 ),
             ],
             table_roles=[table_writer(results)],
@@ -457,6 +565,12 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         # Attach your own receivers (chat, pager) to it; e-mails come from edw:alertEmails.
         "actionGroupId": alerts.action_group_id,
         "workbookUrl": workbook.url,
+        # What each partner checks in the Authorization header (docs/routing.md).
+        **(
+            {"webhookSecrets": pulumi.Output.secret(dict(router.webhook_secrets))}
+            if cfg.webhooks
+            else {}
+        ),
         **({"prometheusWorkspaceId": prometheus.workspace_id} if prometheus else {}),
         "routerTopicId": router.topic_id,
         "workflows": {
@@ -481,6 +595,21 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         "kedaClientId": keda_identity.client_id,
         "image": image,
     }
+
+
+def deployer_actions(namespace: str) -> list[ClusterAction]:
+    """What the program does on the cluster as the deployer (probed before the first object)."""
+    return [
+        ClusterAction("create", "namespaces"),
+        ClusterAction("create", "nodepools", "karpenter.sh"),
+        ClusterAction("create", "aksnodeclasses", "karpenter.azure.com"),
+        ClusterAction("create", "deployments", "apps", namespace),
+        ClusterAction("create", "scaledobjects", "keda.sh", namespace),
+        ClusterAction("create", "roles", "rbac.authorization.k8s.io", namespace),
+        # The KEDA token check restarts the add-on's operator pods.
+        ClusterAction("delete", "pods", "", KEDA_NAMESPACE),
+        ClusterAction("create", "configmaps", "", KEDA_NAMESPACE),
+    ]
 
 
 def table_writer(results: TableRef) -> CosmosTableGrant:
@@ -553,7 +682,7 @@ def event_router(
             location=cfg.azure.location,
             topic_name=globally_unique(cfg, subscription, 50, "-"),
             subscription_id=subscription,
-            publisher_object_ids=cfg.router_publishers,
+            publishers=cfg.azure.router_publishers,
             dead_letters=dead_letters,
             # Follows the storage account's network default (Deny is refused until private
             # endpoints exist, see stacks/config.py).
@@ -580,7 +709,7 @@ def event_router(
             ),
         )
     for hook in cfg.webhooks:
-        EventGridWebhook(
+        router.webhook_secrets[hook.name] = EventGridWebhook(
             f"webhook-{hook.name}",
             EventGridWebhookArgs(
                 topic_id=router.topic_id,
@@ -590,7 +719,7 @@ def event_router(
                 filter=hook.filter,
                 ready=[router.dead_letter_grant],
             ),
-        )
+        ).secret
     return router
 
 

@@ -23,12 +23,14 @@ from components.routing import EventFilter, FilterError, matches, parse_filter
 from components.settings import (
     DEFAULT_WORKFLOW,
     DRAIN_MARGIN_SECONDS,
+    PRINCIPAL_TYPES,
     SCHEDULE_SOURCE,
     AwsSettings,
     AzureSettings,
     Cloud,
     ConsumerSettings,
     NodePoolSettings,
+    Principal,
     QueueSettings,
     Webhook,
     Workflow,
@@ -39,7 +41,9 @@ from components.ticks import (
     longest_gap_seconds,
 )
 from components.versions import (
+    AKS_SUPPORTED_MINORS,
     AL2023_AMI_ALIAS,
+    DEFAULT_KUBERNETES_VERSION,
     EKS_KUBERNETES_VERSIONS,
     KARPENTER_CHART,
     KEDA_CHART,
@@ -206,7 +210,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cloud", "string", None, "Which cloud this stack builds: aws or azure."),
     Setting("prefix", "string", "edw", "Short name prefix for every resource (2-10 a-z0-9)."),
     Setting("tags", "array", [], "Extra tags on every taggable resource, as key=value strings."),
-    Setting("kubernetesVersion", "string", "1.34", "Kubernetes minor version (EKS and AKS)."),
+    Setting(
+        "kubernetesVersion",
+        "string",
+        "",
+        "Kubernetes minor version; empty: the cloud's pinned default (components/versions.py: "
+        "EKS 1.34, AKS 1.35). Azure accepts only AKS-supported minors.",
+    ),
     Setting(
         "apiAllowedCidrs",
         "array",
@@ -264,7 +274,8 @@ SETTINGS: tuple[Setting, ...] = (
         "boolean",
         None,
         "Protect the results table from deletion (blocks `pulumi destroy` of it).",
-        derived_default="true with edw:replicaRegions (AWS: a global table), else false",
+        derived_default="on for azure (Pulumi protect on the Cosmos DB account and table); on "
+        "for aws with edw:replicaRegions (a global table), else off",
     ),
     Setting("resultTtlDays", "integer", 0, "Expire result rows after N days (0 keeps them)."),
     Setting(
@@ -319,7 +330,8 @@ SETTINGS: tuple[Setting, ...] = (
         "routerPublishers",
         "array",
         [],
-        "Who may publish to the router: AWS, IAM role/user ARNs; Azure, Entra object ids.",
+        "Who may publish to the router: AWS, IAM role/user ARNs; Azure, Entra principals as "
+        "<type>:<object id> (type User, Group or ServicePrincipal).",
     ),
     # AWS
     Setting("vpcCidr", "string", "10.42.0.0/16", "CIDR of the new VPC.", "aws"),
@@ -409,7 +421,24 @@ SETTINGS: tuple[Setting, ...] = (
         "adminGroupObjectIds",
         "array",
         [],
-        "Entra group object ids that get AKS cluster-admin through Azure RBAC.",
+        "Entra group object ids that get Kubernetes cluster-admin on AKS (optional break-glass).",
+        "azure",
+    ),
+    Setting(
+        "deployerPrincipals",
+        "array",
+        [],
+        "Entra principals that run up/destroy (CI's deploy identity), as <type>:<object id>; each "
+        "gets AKS RBAC Cluster Admin on the cluster. Empty: the identity running `up`.",
+        "azure",
+    ),
+    Setting(
+        "previewPrincipals",
+        "array",
+        [],
+        "Entra principals that run previews (CI's preview identity), as Group:<id> or "
+        "ServicePrincipal:<id>; each may list the cluster's user credentials and dry-run "
+        "create/patch the kinds the program manages (docs/azure.md).",
         "azure",
     ),
     Setting(
@@ -583,12 +612,13 @@ class _Parser:
         return value
 
     def deletion_protection(self, cloud: str | None) -> bool:
-        """As set; unset, a global table is protected: deleting the stack that owns it would
-        delete every replica at once (docs/resilience.md)."""
+        """As set. Unset: Azure protects its results table (a Cosmos DB account has no deletion
+        protection of its own); AWS protects a global table, since deleting the stack that owns
+        it would delete every replica at once (docs/resilience.md), not a one-region table."""
         value = self.raw("deletionProtection")
         if value is not None:
             return bool(value)
-        return cloud == "aws" and bool(self.raw("replicaRegions"))
+        return cloud == "azure" or (cloud == "aws" and bool(self.raw("replicaRegions")))
 
     def api_cidrs(self) -> tuple[str, ...]:
         """Who may reach the Kubernetes API: always the config's explicit choice."""
@@ -641,8 +671,9 @@ class _Parser:
             prefix=self.matching("prefix", PREFIX_RE, "2-10 chars of a-z0-9, starting a-z"),
             tags=tags,
             kubernetes_version=self.matching(
-                "kubernetesVersion", K8S_VERSION_RE, "a minor version like 1.34"
-            ),
+                "kubernetesVersion", K8S_VERSION_RE, "a minor version like 1.35"
+            )
+            or DEFAULT_KUBERNETES_VERSION.get(cloud or "", ""),
             api_allowed_cidrs=cidrs,
             system_node_count=self.integer("systemNodeCount", 1, 10),
             deletion_protection=self.deletion_protection(cloud),
@@ -747,7 +778,7 @@ class _Parser:
         both = sorted(set(admins) & set(previewers))
         if both:
             self.fail("previewArns", f"must not repeat edw:clusterAdminArns entries; got {both}")
-        version = self.raw("kubernetesVersion")
+        version = self.raw("kubernetesVersion") or DEFAULT_KUBERNETES_VERSION["aws"]
         if version not in EKS_KUBERNETES_VERSIONS:
             # What both pinned controllers support, and what the add-on pins exist for.
             self.fail(
@@ -803,24 +834,62 @@ class _Parser:
                 "rule, so the consumer and KEDA could not reach the queue; allowed: Allow",
             )
         admins = tuple(self.raw("adminGroupObjectIds"))
-        disable_local = self.raw("disableLocalAccounts")
-        if disable_local and not admins:
+        bad_groups = [g for g in admins if not GUID_RE.match(g)]
+        if bad_groups:
+            self.fail("adminGroupObjectIds", f"must be Entra group object ids; got {bad_groups}")
+        self.aks_version()
+        previewers = self.principals("previewPrincipals")
+        people = [p.object_id for p in previewers if p.type == "User"]
+        if people:
+            # A Kubernetes binding names a person by sign-in name, not object id: bind a group.
             self.fail(
-                "adminGroupObjectIds",
-                "must name at least one Entra group when disableLocalAccounts is true "
-                "(otherwise nobody can reach the cluster)",
+                "previewPrincipals",
+                f"must be groups or service principals (Group:<id>, ServicePrincipal:<id>): "
+                f"list people through an Entra group; got User {people}",
             )
         return AzureSettings(
             location=location,
             system_vm_size=self.matching(
                 "systemVmSize", VM_SIZE_RE, "an Azure VM size like Standard_D4ds_v5"
             ),
-            disable_local_accounts=disable_local,
+            disable_local_accounts=self.raw("disableLocalAccounts"),
             admin_group_object_ids=admins,
             storage_network_default_action=action,
             cosmos_serverless=self.raw("cosmosServerless"),
             replica_locations=self.replica_locations(location),
+            router_publishers=self.principals("routerPublishers"),
+            deployers=self.principals("deployerPrincipals"),
+            previewers=previewers,
         )
+
+    def principals(self, key: str) -> tuple[Principal, ...]:
+        """Entra principals written <type>:<object id>: a role assignment must name the type."""
+        found, bad = [], []
+        for item in self.raw(key):
+            kind, _, object_id = item.partition(":")
+            if kind in PRINCIPAL_TYPES and GUID_RE.match(object_id):
+                found.append(Principal(kind, object_id.lower()))
+            else:
+                bad.append(item)
+        if bad:
+            self.fail(
+                key,
+                f"must list Entra principals as <type>:<object id> with type "
+                f"{', '.join(PRINCIPAL_TYPES)} (an app registration or managed identity is a "
+                f"ServicePrincipal: use its service principal's object id); got {bad}",
+            )
+        return tuple(found)
+
+    def aks_version(self) -> None:
+        """AKS creates and upgrades only its supported minors (components/versions.py)."""
+        version = self.raw("kubernetesVersion")
+        if version and version not in AKS_SUPPORTED_MINORS:
+            self.fail(
+                "kubernetesVersion",
+                f"must be a minor AKS supports: {', '.join(AKS_SUPPORTED_MINORS)}; got "
+                f"{version!r}. AKS upgrades one minor at a time: raise it by one and `up` for "
+                "each step (docs/azure.md)",
+            )
 
     def replica_locations(self, location: str) -> tuple[str, ...]:
         locations = self.replicas("replicaLocations", location, AZURE_LOCATIONS)
@@ -989,8 +1058,9 @@ class _Parser:
                 # Credentials in the URL would sit in plain text in the stack's config and state.
                 self.fail(
                     f"{label}.url",
-                    "must not carry credentials (user:password@); verify the router's "
-                    "signature or token instead (docs/routing.md)",
+                    "must not carry credentials (user:password@): they would sit in plain text "
+                    "in config and state; how a partner authenticates deliveries: "
+                    "docs/routing.md",
                 )
             raw_filter = item.get("filter")
             event_filter = self.item_filter(f"{label} ({name})", raw_filter)
@@ -1008,13 +1078,10 @@ class _Parser:
         return mode
 
     def publishers(self, cloud: str | None) -> tuple[str, ...]:
-        if cloud == "aws":
-            return self.arns("routerPublishers")
-        publishers = tuple(self.raw("routerPublishers"))
-        bad = [p for p in publishers if not GUID_RE.match(p)]
-        if bad:
-            self.fail("routerPublishers", f"must be Entra object ids (GUIDs) on azure; got {bad}")
-        return publishers
+        # Azure's are parsed with their types into AzureSettings.router_publishers.
+        return (
+            self.arns("routerPublishers") if cloud == "aws" else tuple(self.raw("routerPublishers"))
+        )
 
     def workload_checks(self, consumer: ConsumerSettings, queue: QueueSettings) -> None:
         if consumer.max_replicas < consumer.min_replicas:

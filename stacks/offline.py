@@ -64,6 +64,7 @@ class RecordedResource:
     custom: bool
     provider: str
     retain_on_delete: bool = False
+    protect: bool = False
     aliases: tuple[str, ...] = ()  # the URNs this resource had before (what the engine matches)
     import_id: str = ""  # the import resource option: adopt this existing cloud resource
     ignore_changes: tuple[str, ...] = ()
@@ -182,6 +183,7 @@ class ProviderMocks(pulumi_mocks.Mocks):
         aws_region: str,
         azure_location: str,
         account: AccountFacts | None = None,
+        tenant: TenantState | None = None,
         *,
         preview: bool = False,
     ) -> None:
@@ -191,6 +193,14 @@ class ProviderMocks(pulumi_mocks.Mocks):
         # What the mocked account already has (a fresh account: nothing), set per run with the
         # offline: config keys (ACCOUNT_KEYS), which the program never sees.
         self.account = account or AccountFacts()
+        self.tenant = tenant or TenantState()
+        # Entra: every principal a role assignment may name, with its type (what ARM checks
+        # principalType against): the deployer, the configured principals, and each managed
+        # identity, topic identity and kubelet identity as the mocks create them.
+        self.directory: dict[str, str] = {
+            DEPLOYER_OBJECT_ID: self.tenant.deployer_type,
+            **self.tenant.directory,
+        }
         self.invokes: list[tuple[str, Props]] = []
         self._outputs: dict[str, Callable[[str, str, Props], Props]] = {
             **self._aws_outputs(),
@@ -203,12 +213,16 @@ class ProviderMocks(pulumi_mocks.Mocks):
     # --- invokes -------------------------------------------------------------------------
     def call(self, args: pulumi_mocks.MockCallArgs) -> Any:  # type: ignore[override]
         self.invokes.append((args.token, dict(args.args)))
-        if args.token == "aws:iam/getRole:getRole":
-            return self._get_role(str(args.args.get("name")))
-        if args.token == "aws:eks/getCluster:getCluster":
-            return self._get_cluster(str(args.args.get("name")))
-        if args.token == "aws:cloudwatch/getLogGroup:getLogGroup":
-            return self._get_log_group(str(args.args.get("name")))
+        # Lookups whose answer depends on what the mocked account or tenant already has.
+        by_name = {
+            "aws:iam/getRole:getRole": self._get_role,
+            "aws:eks/getCluster:getCluster": self._get_cluster,
+            "aws:cloudwatch/getLogGroup:getLogGroup": self._get_log_group,
+        }
+        if args.token in by_name:
+            return by_name[args.token](str(args.args.get("name")))
+        if args.token == "azure-native:cosmosdb:getDatabaseAccount":
+            return self._cosmos_account(dict(args.args))
         answers: dict[str, Props] = {
             "aws:index/getCallerIdentity:getCallerIdentity": {
                 "accountId": ACCOUNT,
@@ -309,6 +323,52 @@ class ProviderMocks(pulumi_mocks.Mocks):
             "id": self.region,
         }
 
+    def _learn_principals(self, state: Props) -> None:
+        """Azure creates a service principal for each managed identity it makes: a
+        user-assigned identity's, a resource's system identity, AKS's kubelet identity."""
+        kubelet = (state.get("identityProfile") or {}).get("kubeletidentity") or {}
+        for found in (
+            state.get("principalId") if "clientId" in state else None,
+            (state.get("identity") or {}).get("principalId"),
+            kubelet.get("objectId"),
+        ):
+            if found:
+                self.directory[found] = "ServicePrincipal"
+
+    def _check_principal_type(self, principal: Any, principal_type: Any) -> None:
+        """ARM's checks on a role assignment's principal (the request as the SDK sends it:
+        pulumi-azure-native authorization/role_assignment.py sends principalType "User" when
+        none is given)."""
+        if not principal:
+            return  # unknown until apply (a preview): ARM is not asked yet
+        known = self.directory.get(str(principal))
+        if known is None:
+            raise ArmError(
+                f"PrincipalNotFound: Principal {principal} does not exist in the directory "
+                f"{TENANT}."
+            )
+        if known != principal_type:
+            # ARM's text, spelling included (Azure/azure-dev#5814 quotes it).
+            raise ArmError(
+                f"UnmatchedPrincipalType: The PrincipalId '{principal}' has type '{known}' , which "
+                f"is different from specified PrinciaplType '{principal_type}'."
+            )
+
+    def _cosmos_account(self, args: Props) -> Any:
+        """getDatabaseAccount: an account the tenant has, or ARM's not-found failure."""
+        name = str(args.get("accountName"))
+        if name not in self.tenant.cosmos_accounts:
+            group = args.get("resourceGroupName")
+            return {}, [
+                (
+                    "accountName",
+                    f"ResourceNotFound: The Resource 'Microsoft.DocumentDB/databaseAccounts/"
+                    f"{name}' under resource group '{group}' was not found (404)",
+                )
+            ]
+        capabilities = self.tenant.cosmos_accounts[name]
+        return {"name": name, "capabilities": [{"name": c} for c in capabilities]}
+
     def acr_token_exchange(self, login_server: str, tenant_id: str, aad_token: str) -> str:
         """ACR's /oauth2/exchange (plain HTTPS, not a provider invoke), answered like ACR."""
         request = {"service": login_server, "tenant": tenant_id, "access_token": aad_token}
@@ -332,6 +392,8 @@ class ProviderMocks(pulumi_mocks.Mocks):
             # Empty id: the SDK resolves it as unknown, as it does for a create in a preview.
             return "", {**inputs, **_planned(inputs, computed)}
         state = {**inputs, **(compute(args.typ, args.name, inputs) if compute else {})}
+        if args.typ.startswith("azure-native:"):
+            self._learn_principals(state)
         resource_id = args.resource_id or state.pop("__id", None) or f"{args.name}-id"
         return resource_id, state
 
@@ -629,9 +691,10 @@ class ProviderMocks(pulumi_mocks.Mocks):
             return {"name": n, "__id": provider_id(i, parent, f"federatedIdentityCredentials/{n}")}
 
         def role_assignment(_t: str, name: str, i: Props) -> Props:
+            self._check_principal_type(i.get("principalId"), i.get("principalType"))
             n = i.get("roleAssignmentName") or _guid(name, "role-assignment")
             rid = f"{i['scope']}/providers/Microsoft.Authorization/roleAssignments/{n}"
-            return {"name": n, "__id": rid, "principalType": i.get("principalType", "User")}
+            return {"name": n, "__id": rid}
 
         def role_definition(_t: str, name: str, i: Props) -> Props:
             guid = i.get("roleDefinitionId") or _guid(name, "role-definition")
@@ -752,6 +815,14 @@ class ProviderMocks(pulumi_mocks.Mocks):
             "azure-native:operationalinsights:Table": log_table,
         }
 
+    def _deployer_claims(self, audience: str) -> Props:
+        """An ARM access token's claims as Entra issues them to the deployer: a person's has
+        `scp` (delegated), an application's `idtyp: app` and `roles` instead."""
+        claims: Props = {"aud": audience, "oid": DEPLOYER_OBJECT_ID, "tid": TENANT}
+        if self.tenant.deployer_type == "User":
+            return {**claims, "scp": "user_impersonation", "idtyp": "user"}
+        return {**claims, "idtyp": "app", "roles": []}
+
     def _azure_invokes(self) -> dict[str, Callable[[Props], Props]]:
         """Invokes whose answer depends on their arguments (cluster credentials, tokens)."""
         location = self.location
@@ -783,7 +854,7 @@ class ProviderMocks(pulumi_mocks.Mocks):
                 "clusterAdmin", admin_user
             ),
             "azure-native:authorization:getClientToken": lambda a: {
-                "token": f"mock-arm-token-for-{a.get('endpoint') or 'arm'}"
+                "token": _jwt(self._deployer_claims(a.get("endpoint") or "arm"))
             },
         }
 
@@ -810,12 +881,41 @@ class ProviderMocks(pulumi_mocks.Mocks):
             # A Readiness check (components/azure/readiness.py) whose probe succeeded at once.
             return {"attempts": 3, "__id": f"{_name}-ready"}
 
+        def random_password(_t: str, name: str, i: Props) -> Props:
+            return {"result": f"mock-{_suffix(name, 'password')}" * 6, "__id": "none"}
+
         return {
             "pulumi-python:dynamic:Resource": readiness,
+            "random:index/randomPassword:RandomPassword": random_password,
             "kubernetes:helm.sh/v3:Release": release,
             # Every other kubernetes:<group>/<version>:<Kind> object.
             "kubernetes:*": k8s_object,
         }
+
+
+class ArmError(Exception):
+    """What ARM answers a bad request with (the provider fails the operation with it)."""
+
+
+def _jwt(claims: Props) -> str:
+    """An unsigned JWT with ``claims`` (only its payload is ever read)."""
+
+    def part(doc: Props) -> str:
+        return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.sig"
+
+
+@dataclass(frozen=True)
+class TenantState:
+    """What the mocked Entra tenant and subscription already hold: the deployer's type, the
+    principals config names (object id -> User, Group or ServicePrincipal) and existing Cosmos DB
+    accounts (name -> capability names). Set per run with the config keys offline:deployerType,
+    offline:directory and offline:cosmosAccounts, which the program never sees."""
+
+    deployer_type: str = "User"
+    directory: Mapping[str, str] = field(default_factory=dict)
+    cosmos_accounts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -866,6 +966,11 @@ def account_facts(config: dict[str, str]) -> AccountFacts:
     return AccountFacts(**facts)
 
 
+DEPLOYER_TYPE_KEY = "offline:deployerType"
+DIRECTORY_KEY = "offline:directory"
+COSMOS_ACCOUNTS_KEY = "offline:cosmosAccounts"
+
+
 def stack_config(stack: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     """Config as the CLI hands it to the program: project defaults, stack file, overrides."""
     project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
@@ -893,10 +998,18 @@ def run_stack(
 def _run_cached(stack: str, overrides: tuple[tuple[str, str], ...], preview: bool) -> StackRun:
     config = stack_config(stack, dict(overrides))
     account = account_facts(config)
+    tenant = TenantState(
+        deployer_type=config.pop(DEPLOYER_TYPE_KEY, "User"),
+        directory=json.loads(config.pop(DIRECTORY_KEY, "{}")),
+        cosmos_accounts={
+            k: tuple(v) for k, v in json.loads(config.pop(COSMOS_ACCOUNTS_KEY, "{}")).items()
+        },
+    )
     mocks = ProviderMocks(
         config.get("aws:region", ""),
         config.get("azure-native:location", ""),
         account,
+        tenant,
         preview=preview,
     )
     monitor = RecordingMonitor(mocks)
@@ -949,6 +1062,7 @@ def _recorded(monitor: RecordingMonitor) -> list[RecordedResource]:
                 custom=custom,
                 provider=request.provider,
                 retain_on_delete=bool(request.retainOnDelete),
+                protect=bool(request.protect),
                 aliases=tuple(_alias_urn(urn, request, a) for a in request.aliases),
                 import_id=request.importId,
                 ignore_changes=tuple(request.ignoreChanges),

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import threading
 import time
@@ -277,6 +278,29 @@ def stack_config(stack: str) -> dict[str, str]:
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
 
 
+def throwaway_config(stack: str) -> dict[str, str]:
+    """The stack's config for its throw-away copy, which must leave nothing behind: the results
+    table unprotected (Azure protects it by default)."""
+    return {**stack_config(stack), "edw:deletionProtection": "false"}
+
+
+def leftovers(stack: str, name: str, outputs: dict[str, Any]) -> list[str]:
+    """What the throw-away stack's destroy left in the account, once it settled."""
+    if stack_config(stack).get("edw:cloud") == "aws":
+        import boto3  # noqa: PLC0415
+
+        session = boto3.session.Session(region_name=stack_config(stack)["aws:region"])
+        if outputs.get("clusterName"):
+            drop_kept_log_group(session, outputs["clusterName"])
+        return settle_leftovers(lambda: aws_leftovers(session, name))
+    from components.azure.login import provider_login  # noqa: PLC0415
+
+    credential = provider_login(os.environ).credential()
+    subscription = outputs.get("subscriptionId", "")
+    groups = [g for g in (outputs.get("resourceGroup"), outputs.get("nodeResourceGroup")) if g]
+    return settle_leftovers(lambda: azure_leftovers(credential, subscription, groups))
+
+
 def run(stack: str, count: int, keep: bool) -> int:
     from kubernetes import client as k8s  # noqa: PLC0415
     from kubernetes import config as k8s_config  # noqa: PLC0415
@@ -285,7 +309,8 @@ def run(stack: str, count: int, keep: bool) -> int:
     run_id = uuid.uuid4().hex[:6]
     name = f"{stack}-e2e-{run_id}"
     workspace = auto.create_or_select_stack(stack_name=name, work_dir=str(REPO))
-    workspace.set_all_config({k: auto.ConfigValue(value=v) for k, v in stack_config(stack).items()})
+    config = throwaway_config(stack)
+    workspace.set_all_config({k: auto.ConfigValue(value=v) for k, v in config.items()})
     outputs: dict[str, Any] = {}
     try:
         print(f"e2e: up {name}", flush=True)
@@ -320,19 +345,7 @@ def run(stack: str, count: int, keep: bool) -> int:
             workspace.workspace.remove_stack(name)
     if keep:
         return 0
-    if stack_config(stack).get("edw:cloud") == "aws":
-        import boto3  # noqa: PLC0415
-
-        session = boto3.session.Session(region_name=stack_config(stack)["aws:region"])
-        if outputs.get("clusterName"):
-            drop_kept_log_group(session, outputs["clusterName"])
-        left = settle_leftovers(lambda: aws_leftovers(session, name))
-    else:
-        from components.azure.readiness import deployer_credential  # noqa: PLC0415
-
-        credential, subscription = deployer_credential(), outputs.get("subscriptionId", "")
-        groups = [g for g in (outputs.get("resourceGroup"), outputs.get("nodeResourceGroup")) if g]
-        left = settle_leftovers(lambda: azure_leftovers(credential, subscription, groups))
+    left = leftovers(stack, name, outputs)
     if left:
         raise E2EFailure(f"destroy left {len(left)} resources behind: {left}")
     print("e2e: destroy left nothing behind", flush=True)

@@ -9,7 +9,8 @@ the defaults of ``stacks.config.SETTINGS``):
   image is built from app/; docker-build builds during previews too);
 - cloud aws: the AWS CLI and a caller identity (the kubeconfig runs ``aws eks get-token``), with
   the stack's ``aws:profile`` if it sets one;
-- cloud azure: the Azure CLI and a login; kubelogin when ``edw:disableLocalAccounts`` is true.
+- cloud azure: the Azure CLI and a login, kubelogin (the program reaches AKS only through Entra),
+  and a provider login that can be renewed (components/azure/login.py).
 
 Usage: ``python -m tools.prereqs --stack aws --command up``.
 """
@@ -28,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from components.azure.login import LoginError, provider_login
 from stacks.config import PROJECT, SETTINGS_BY_KEY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,7 +43,8 @@ INSTALL = {
     "getting-started-install.html",
     "az": "install the Azure CLI: https://learn.microsoft.com/cli/azure/install-azure-cli",
     "kubelogin": "install kubelogin (az aks install-cli, or "
-    "https://azure.github.io/kubelogin/install.html); edw:disableLocalAccounts is true",
+    "https://azure.github.io/kubelogin/install.html), v0.1.0 or later; the program reaches AKS "
+    "through Entra only",
 }
 
 
@@ -49,7 +52,6 @@ INSTALL = {
 class StackNeeds:
     cloud: str
     consumer_image: str
-    disable_local_accounts: bool
     aws_profile: str
 
 
@@ -66,7 +68,6 @@ def stack_needs(stack: str, repo: Path = REPO) -> StackNeeds:
     return StackNeeds(
         cloud=str(setting("cloud") or ""),
         consumer_image=str(setting("consumerImage") or ""),
-        disable_local_accounts=bool(setting("disableLocalAccounts")),
         aws_profile=str(config.get("aws:profile") or ""),
     )
 
@@ -126,19 +127,12 @@ def _azure(needs: StackNeeds) -> list[str]:
         problems.append(f"az not found: {INSTALL['az']}")
     elif not succeeds(["az", "account", "show"]):
         problems.append("not logged in to Azure: `az account show` failed; run `az login`")
-    if needs.disable_local_accounts and not shutil.which("kubelogin"):
+    if not shutil.which("kubelogin"):
         problems.append(f"kubelogin not found: {INSTALL['kubelogin']}")
-    if (
-        needs.disable_local_accounts
-        and os.environ.get("ARM_CLIENT_SECRET")
-        and not os.environ.get("AZURE_CLIENT_SECRET")
-    ):
-        # The kubeconfig then logs in with kubelogin's spn mode, which reads this variable.
-        problems.append(
-            "AZURE_CLIENT_SECRET is not set while ARM_CLIENT_SECRET is: kubelogin (spn login) "
-            "reads the service principal's secret from it; export AZURE_CLIENT_SECRET="
-            '"$ARM_CLIENT_SECRET"'
-        )
+    try:
+        provider_login(os.environ)
+    except LoginError as exc:
+        problems.append(f"the Azure login cannot be renewed: {exc}")
     return problems
 
 

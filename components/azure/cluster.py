@@ -2,7 +2,9 @@
 
 The cluster runs only a small on-demand system pool (tainted for critical add-ons); consumer
 nodes come from NAP (AKS-managed Karpenter), which needs Azure CNI overlay with Cilium. Access is
-Entra ID with Azure RBAC; local accounts are off unless config allows them for a lab.
+Entra ID with Azure RBAC: the program always talks to the cluster as the deployer through
+kubelogin and never fetches the admin credential (local accounts are off unless config keeps them
+for break-glass use outside the program).
 """
 
 from __future__ import annotations
@@ -18,9 +20,14 @@ import pulumi_kubernetes as k8s
 import yaml
 from pulumi_azure_native import authorization, containerregistry, containerservice
 
-from components.azure.readiness import cluster_admin_effective
-from components.azure.roles import ACR_PULL, AKS_RBAC_CLUSTER_ADMIN, role_definition_id
-from components.settings import AzureSettings
+from components.azure.readiness import ClusterAction, cluster_access_effective
+from components.azure.roles import (
+    ACR_PULL,
+    AKS_CLUSTER_USER,
+    AKS_RBAC_CLUSTER_ADMIN,
+    role_definition_id,
+)
+from components.settings import AzureSettings, Principal
 
 SYSTEM_POOL = "system"
 SYSTEM_TAINT = "CriticalAddonsOnly=true:NoSchedule"
@@ -40,11 +47,17 @@ class AksClusterArgs:
     api_allowed_cidrs: Sequence[str]
     settings: AzureSettings
     subscription_id: str
-    deployer_object_id: str  # the identity running `pulumi up` (gets cluster admin via Azure RBAC)
+    # Who deploys (AKS RBAC Cluster Admin on this cluster), by child-name suffix.
+    deployers: Mapping[str, Principal]
     tags: Mapping[str, str]
-    # How kubelogin gets the deployer's token: the same way the provider authenticates
-    # (kubelogin_login()); "" for a lab cluster with local accounts.
-    kubelogin_args: Sequence[str] = ()
+    # How kubelogin gets the deployer's token: the way the provider authenticates
+    # (components/azure/login.py ProviderLogin.kubelogin_args()).
+    kubelogin_args: Sequence[str]
+    # What the program does on the cluster: checked, as the deployer, before the first object.
+    deployer_actions: Sequence[ClusterAction] = ()
+    # Who previews: may list the cluster's user credentials (their Kubernetes rights are
+    # granted in the cluster: components/k8s/preview_access.py).
+    previewers: Sequence[Principal] = ()
     # observability full: the Log Analytics workspace Container Insights writes to; set, the
     # cluster also turns on its managed Prometheus metrics (the AKS metrics profile).
     log_analytics_workspace_id: pulumi.Input[str] | None = None
@@ -141,42 +154,47 @@ class AksCluster(pulumi.ComponentResource):
             scope=registry.id,
             opts=child,
         )
-        access: list[pulumi.Resource] = [cluster]
-        if s.disable_local_accounts:
-            # Entra-only cluster: the identity running `up` deploys NodePools and the consumer,
-            # so it needs Kubernetes rights through Azure RBAC, on this cluster only.
-            access.append(
-                authorization.RoleAssignment(
-                    f"{name}-deployer-admin",
-                    principal_id=args.deployer_object_id,
-                    role_definition_id=role_definition_id(
-                        args.subscription_id, AKS_RBAC_CLUSTER_ADMIN
-                    ),
-                    scope=cluster.id,
-                    opts=child,
-                )
+
+        def grant(suffix: str, principal: Principal, role: str) -> pulumi.Resource:
+            return authorization.RoleAssignment(
+                f"{name}-{suffix}",
+                principal_id=principal.object_id,
+                principal_type=principal.type,
+                role_definition_id=role_definition_id(args.subscription_id, role),
+                scope=cluster.id,
+                opts=child,
             )
+
+        # The deployer creates NodePools and the consumer: Kubernetes rights through Azure RBAC
+        # on this cluster only. Cluster Admin, because RBAC Admin may not create namespaces
+        # (its NotDataActions: namespaces/write; MicrosoftDocs/azure-docs
+        # built-in-roles/containers.md).
+        grants = [
+            grant(f"deployer-{suffix}", principal, AKS_RBAC_CLUSTER_ADMIN)
+            for suffix, principal in args.deployers.items()
+        ]
+        # Previewers: listClusterUserCredential/action, and nothing else in Azure.
+        for principal in args.previewers:
+            grant(f"previewer-{principal.object_id[:8]}", principal, AKS_CLUSTER_USER)
         self.kubeconfig = pulumi.Output.secret(
-            cluster_kubeconfig(
-                args.resource_group_name,
-                cluster.name,
-                args.kubelogin_args if s.disable_local_accounts else None,
-            )
+            cluster_kubeconfig(args.resource_group_name, cluster.name, args.kubelogin_args)
         )
-        if s.disable_local_accounts:
-            # The deployer's cluster-admin takes minutes to reach the API server: the first
-            # objects would get 403. Ask the API server until it agrees.
-            access = [
-                cluster_admin_effective(
-                    f"{name}-admin-effective",
-                    self.kubeconfig,
-                    pulumi.ResourceOptions(parent=self, depends_on=access),
-                )
-            ]
+        # The deployer's grant takes minutes to reach the API server: the first objects would
+        # get 403. Ask the API server, for each thing the program does, until it agrees.
+        access = cluster_access_effective(
+            f"{name}-access-effective",
+            self.kubeconfig,
+            args.deployer_actions,
+            pulumi.ResourceOptions(
+                parent=self,
+                depends_on=grants,
+                aliases=[pulumi.Alias(name=f"{name}-admin-effective")],
+            ),
+        )
         self.provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=self.kubeconfig,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=access),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[access]),
         )
         self.cluster = cluster
         self.cluster_name = cluster.name
@@ -221,50 +239,20 @@ def api_server_access(
     )
 
 
-def kubelogin_login(env: Mapping[str, str]) -> list[str]:
-    """kubelogin's login arguments for the identity the azure-native provider uses, read from
-    the same environment, so the identity granted cluster-admin is the one calling the cluster:
-
-    - ARM_CLIENT_SECRET (a service principal with a secret): ``spn`` with its client and tenant;
-      kubelogin reads the secret from AZURE_CLIENT_SECRET (export it from ARM_CLIENT_SECRET).
-    - ARM_USE_MSI (a managed identity): ``msi``, with ARM_CLIENT_ID for a user-assigned one.
-    - ARM_OIDC_TOKEN_FILE_PATH or AZURE_FEDERATED_TOKEN_FILE (workload identity with a token
-      file, e.g. in a pod): ``workloadidentity``.
-    - otherwise the Azure CLI login (``azurecli``): a person's `az login`, and CI, where
-      azure/login signs the CLI in with the same federated (OIDC) identity as ARM_USE_OIDC.
-    """
-    client, tenant = env.get("ARM_CLIENT_ID", ""), env.get("ARM_TENANT_ID", "")
-    if env.get("ARM_CLIENT_SECRET"):
-        return ["--login", "spn", "--client-id", client, "--tenant-id", tenant]
-    if env.get("ARM_USE_MSI", "").lower() == "true":
-        return ["--login", "msi", *(["--client-id", client] if client else [])]
-    if env.get("ARM_OIDC_TOKEN_FILE_PATH") or env.get("AZURE_FEDERATED_TOKEN_FILE"):
-        return ["--login", "workloadidentity"]
-    return ["--login", "azurecli"]
-
-
 def cluster_kubeconfig(
     resource_group_name: pulumi.Input[str],
     cluster_name: pulumi.Input[str],
-    kubelogin_args: Sequence[str] | None,
+    kubelogin_args: Sequence[str],
 ) -> pulumi.Output[str]:
-    """The kubeconfig the Kubernetes provider uses.
-
-    Entra-only clusters (``kubelogin_args`` given): the user credentials, with the user switched
-    to a kubelogin exec plugin (what `kubelogin convert-kubeconfig -l <mode>` does). Lab clusters
-    with local accounts: the admin credentials (no kubelogin).
-    """
-    if kubelogin_args is not None:
-        creds = containerservice.list_managed_cluster_user_credentials_output(
-            resource_group_name=resource_group_name, resource_name=cluster_name
-        )
-        return creds.kubeconfigs.apply(
-            lambda k: kubelogin_kubeconfig(_decode(k[0].value), kubelogin_args)
-        )
-    admin = containerservice.list_managed_cluster_admin_credentials_output(
+    """The kubeconfig the Kubernetes provider uses and the stack exports: the user credentials
+    (no secret in them: Entra authenticates), the user switched to a kubelogin exec plugin (what
+    `kubelogin convert-kubeconfig -l <mode>` does). Never the admin credentials."""
+    creds = containerservice.list_managed_cluster_user_credentials_output(
         resource_group_name=resource_group_name, resource_name=cluster_name
     )
-    return admin.kubeconfigs.apply(lambda k: _decode(k[0].value))
+    return creds.kubeconfigs.apply(
+        lambda k: kubelogin_kubeconfig(_decode(k[0].value), kubelogin_args)
+    )
 
 
 def _decode(value: str) -> str:

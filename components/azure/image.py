@@ -3,8 +3,10 @@
 The registry has its admin user disabled, so the push authenticates as the identity running
 `pulumi up`, exactly like `az acr login`: the provider's Entra token for Azure Resource Manager
 is exchanged at the registry's /oauth2/exchange endpoint for an ACR refresh token, which docker
-accepts as the password of the fixed user 00000000-0000-0000-0000-000000000000. That identity gets
-AcrPush on this registry only.
+accepts as the password of the fixed user 00000000-0000-0000-0000-000000000000. The deployer's
+Contributor (or Owner) role already includes pushing (Microsoft.ContainerRegistry/registries/*
+write actions; ACR "roles and permissions"), so the program grants nothing for it: an AcrPush
+assignment for "whoever runs now" added no right and changed on every change of identity.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import pulumi_docker_build as docker_build
 from pulumi_azure_native import authorization
 
 from components.app_image import build_and_push
-from components.azure.roles import ACR_PUSH, role_definition_id
 
 ACR_TOKEN_USER = "00000000-0000-0000-0000-000000000000"
 REPOSITORY = "edw-consumer"
@@ -30,9 +31,7 @@ EXCHANGE_TIMEOUT_SECONDS = 30
 class AcrConsumerImageArgs:
     registry_id: pulumi.Input[str]
     login_server: pulumi.Input[str]
-    subscription_id: str
     tenant_id: str
-    deployer_object_id: str
 
 
 def acr_refresh_token(login_server: str, tenant_id: str, aad_access_token: str) -> str:
@@ -55,7 +54,7 @@ def acr_refresh_token(login_server: str, tenant_id: str, aad_access_token: str) 
 
 
 class AcrConsumerImage(pulumi.ComponentResource):
-    """AcrPush for the deployer, then build (linux/amd64), push and reference by digest."""
+    """Build (linux/amd64), push as the deployer and reference by digest."""
 
     image_ref: pulumi.Output[str]
 
@@ -63,13 +62,6 @@ class AcrConsumerImage(pulumi.ComponentResource):
         self, name: str, args: AcrConsumerImageArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("edw:azure:AcrConsumerImage", name, None, opts)
-        push = authorization.RoleAssignment(
-            f"{name}-push",
-            principal_id=args.deployer_object_id,
-            role_definition_id=role_definition_id(args.subscription_id, ACR_PUSH),
-            scope=args.registry_id,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
         aad_token = authorization.get_client_token_output().token
         password = pulumi.Output.secret(
             pulumi.Output.all(args.login_server, aad_token).apply(
@@ -82,6 +74,6 @@ class AcrConsumerImage(pulumi.ComponentResource):
             registry=docker_build.RegistryArgs(
                 address=args.login_server, username=ACR_TOKEN_USER, password=password
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[push]),
+            opts=pulumi.ResourceOptions(parent=self),
         )
         self.register_outputs({"image_ref": self.image_ref})

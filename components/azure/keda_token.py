@@ -13,6 +13,7 @@ every operator pod has the token and is ready. `make e2e` checks the same on a l
 from __future__ import annotations
 
 import base64
+import os
 import tempfile
 import time
 import urllib.parse
@@ -23,7 +24,8 @@ import pulumi
 import yaml
 from pulumi import dynamic
 
-from components.azure.readiness import AKS_SERVER_APP, deployer_credential
+from components.azure.login import provider_login
+from components.azure.readiness import AKS_SERVER_APP
 
 NAMESPACE = "kube-system"
 DEPLOYMENT = "keda-operator"
@@ -107,7 +109,7 @@ def kubernetes_client(kubeconfig: str) -> tuple[Get, Delete]:
         )
         token = None
     else:
-        credential = deployer_credential()
+        credential = provider_login(os.environ).credential()
         token = lambda: credential.get_token(f"{AKS_SERVER_APP}/.default").token  # noqa: E731
 
     def call(method: str, path: str) -> Any:

@@ -1,17 +1,18 @@
 """Waits for what Azure propagates late, by polling the real thing rather than sleeping.
 
-Three grants are refused or ineffective for minutes after the call that made them returned:
-- a custom role definition, assigned right after it is created ("role definition does not
-  exist"): poll ARM until the definition reads back, several times in a row;
+Two grants are refused or ineffective for minutes after the call that made them returned:
 - a Cosmos DB table role assignment for a managed identity Entra does not know yet ("principal
-  ... was not found"): poll Microsoft Graph until the service principal reads back;
-- the deployer's cluster-admin role assignment on an Entra-only AKS cluster (the first
-  Kubernetes objects get 403): ask the API server, as the deployer, whether it may do
-  everything (a SelfSubjectAccessReview) until it says yes.
+  ... was not found"): poll Microsoft Graph until the service principal reads back (404 is
+  "not yet"; 401/403 mean the deployer may not read service principals, which waiting never
+  fixes: fail at once and name the permission);
+- the deployer's Kubernetes role assignment on the cluster (the first objects would get 403):
+  ask the API server, as the deployer, whether it may do each concrete thing the program does
+  (SelfSubjectAccessReviews for those verbs and resources, never "*", which the AKS Azure RBAC
+  webhook need not answer) until every one is allowed.
 
 Each is a Pulumi dynamic resource (``Readiness``) whose create polls until the probe succeeds
 or a deadline passes (then `up` fails with the last answer); later `up`s leave it alone. The
-probes authenticate as the azure-native provider does (``deployer_credential``).
+probes authenticate as the azure-native provider does (components/azure/login.py).
 """
 
 from __future__ import annotations
@@ -22,19 +23,30 @@ import os
 import random
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 from pulumi import dynamic
 
-ARM = "https://management.azure.com"
+from components.azure.login import provider_login
+
 GRAPH = "https://graph.microsoft.com"
 AKS_SERVER_APP = "6dae42f8-4368-4678-94ff-3960e28e3630"  # the Entra app of every AKS API server
 DEFAULT_TIMEOUT_SECONDS = 900
 CONSECUTIVE = 3  # reads through different replicas must all agree before we go on
-RETRY_STATUSES = frozenset({401, 403, 404, 408, 429, 500, 502, 503, 504})
+TRANSIENT = frozenset({408, 429, 500, 502, 503, 504})
+# Graph: 404 until Entra knows the new identity; 401/403 are a missing permission, fatal.
+GRAPH_RETRY = TRANSIENT | {404}
+# The API server: 401/403 until the role assignment reaches it (a review that says "not
+# allowed" counts as 403).
+CLUSTER_RETRY = TRANSIENT | {401, 403}
+# Why a fatal status happened, by probe: told with the failure.
+GRAPH_PERMISSION = (
+    "the deployer may not read service principals in Microsoft Graph: give a service principal "
+    "the application permission Application.Read.All, or use a person's `az login` (docs/azure.md)"
+)
 
 
 class NotReadyError(RuntimeError):
@@ -52,6 +64,8 @@ def poll(
     probe: Callable[[], Answer],
     timeout: float,
     *,
+    retry: Collection[int] = TRANSIENT,
+    hint: str = "",
     consecutive: int = CONSECUTIVE,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
@@ -76,8 +90,10 @@ def poll(
             sleep(1.0)
             continue
         streak = 0
-        if last.status and last.status not in RETRY_STATUSES:
-            raise NotReadyError(f"HTTP {last.status}: {last.detail}")
+        if last.status and last.status not in retry:
+            raise NotReadyError(
+                f"HTTP {last.status}: {last.detail}" + (f" ({hint})" if hint else "")
+            )
         if clock() + pause > deadline:
             raise NotReadyError(
                 f"still not ready after {timeout:.0f} s: HTTP {last.status} {last.detail}"
@@ -86,32 +102,14 @@ def poll(
         pause = min(pause * 2, 30.0)
 
 
-def deployer_credential(env: Mapping[str, str] = os.environ) -> Any:
-    """The identity the azure-native provider authenticates as, from the same variables
-    (the choice mirrors components.azure.cluster.kubelogin_login)."""
-    from azure import identity  # noqa: PLC0415 - only an `up` against Azure needs it
-
-    client, tenant = env.get("ARM_CLIENT_ID", ""), env.get("ARM_TENANT_ID", "")
-    if env.get("ARM_CLIENT_SECRET"):
-        return identity.ClientSecretCredential(tenant, client, env["ARM_CLIENT_SECRET"])
-    if env.get("ARM_USE_MSI", "").lower() == "true":
-        return identity.ManagedIdentityCredential(client_id=client or None)
-    token_file = env.get("ARM_OIDC_TOKEN_FILE_PATH") or env.get("AZURE_FEDERATED_TOKEN_FILE")
-    if token_file:
-        return identity.WorkloadIdentityCredential(
-            tenant_id=tenant, client_id=client, token_file_path=token_file
-        )
-    return identity.AzureCliCredential()
-
-
 def http_probe(
-    method: str, url: str, scope: str, body: Any = None, ca_data: str = ""
+    method: str, url: str, scope: str, bodies: Sequence[Any] = (), ca_data: str = ""
 ) -> Callable[[], Answer]:
-    """A probe that calls ``url`` with a bearer token for ``scope``; ok on 2xx, and for a
-    SelfSubjectAccessReview only when the review says allowed."""
+    """A probe that calls ``url`` (once, or once per body) with a bearer token for ``scope``;
+    ok on 2xx, and for SelfSubjectAccessReviews only when every review says allowed."""
     import requests  # noqa: PLC0415 - only an `up` against Azure needs it
 
-    credential = deployer_credential()
+    credential = provider_login(os.environ).credential()
     verify: str | bool = True
     if ca_data:
         handle = tempfile.NamedTemporaryFile("wb", suffix=".crt", delete=False)  # noqa: SIM115
@@ -119,7 +117,7 @@ def http_probe(
         handle.close()
         verify = handle.name
 
-    def probe() -> Answer:
+    def call(body: Any) -> Answer:
         token = credential.get_token(scope).token
         response = requests.request(
             method,
@@ -134,8 +132,16 @@ def http_probe(
             return Answer(response.status_code, False, text)
         if body is not None and body.get("kind") == "SelfSubjectAccessReview":
             allowed = bool(response.json().get("status", {}).get("allowed"))
-            return Answer(403 if not allowed else response.status_code, allowed, text)
+            what = json.dumps(body["spec"]["resourceAttributes"], sort_keys=True)
+            return Answer(403 if not allowed else response.status_code, allowed, f"{what}: {text}")
         return Answer(response.status_code, True, text)
+
+    def probe() -> Answer:
+        for body in bodies or [None]:
+            answer = call(body)
+            if not answer.ok:
+                return answer
+        return answer
 
     return probe
 
@@ -143,9 +149,14 @@ def http_probe(
 class _ReadinessProvider(dynamic.ResourceProvider):
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
         probe = http_probe(
-            props["method"], props["url"], props["scope"], props.get("body"), props.get("ca", "")
+            props["method"], props["url"], props["scope"], props.get("bodies") or (), props["ca"]
         )
-        attempts = poll(probe, float(props.get("timeout", DEFAULT_TIMEOUT_SECONDS)))
+        attempts = poll(
+            probe,
+            float(props.get("timeout", DEFAULT_TIMEOUT_SECONDS)),
+            retry=frozenset(props["retry"]),
+            hint=props.get("hint", ""),
+        )
         ready = {**props, "attempts": attempts}
         return dynamic.CreateResult(id_=props["url"], outs=ready)
 
@@ -167,7 +178,9 @@ class Readiness(dynamic.Resource):
         method: str,
         url: pulumi.Input[str],
         scope: str,
-        body: Mapping[str, Any] | None = None,
+        retry: Collection[int],
+        hint: str = "",
+        bodies: Sequence[Mapping[str, Any]] = (),
         ca: pulumi.Input[str] = "",
         timeout: int = DEFAULT_TIMEOUT_SECONDS,
         opts: pulumi.ResourceOptions | None = None,
@@ -176,25 +189,14 @@ class Readiness(dynamic.Resource):
             "method": method,
             "url": url,
             "scope": scope,
-            "body": dict(body) if body else None,
+            "retry": sorted(retry),
+            "hint": hint,
+            "bodies": [dict(b) for b in bodies],
             "ca": ca,
             "timeout": timeout,
             "attempts": None,
         }
         super().__init__(_ReadinessProvider(), name, props, opts)
-
-
-def role_definition_visible(
-    name: str, definition_id: pulumi.Input[str], opts: pulumi.ResourceOptions
-) -> Readiness:
-    """Until the custom role definition reads back from ARM (it can then be assigned)."""
-    return Readiness(
-        name,
-        method="GET",
-        url=pulumi.Output.concat(ARM, definition_id, "?api-version=2022-04-01"),
-        scope=f"{ARM}/.default",
-        opts=opts,
-    )
 
 
 def principal_known(
@@ -206,14 +208,39 @@ def principal_known(
         method="GET",
         url=pulumi.Output.concat(GRAPH, "/v1.0/servicePrincipals/", principal_id),
         scope=f"{GRAPH}/.default",
+        retry=GRAPH_RETRY,
+        hint=GRAPH_PERMISSION,
         opts=opts,
     )
 
 
-def cluster_admin_effective(
-    name: str, kubeconfig: pulumi.Input[str], opts: pulumi.ResourceOptions
+@dataclass(frozen=True)
+class ClusterAction:
+    """One thing the program does on the cluster: a verb on a resource (in a namespace)."""
+
+    verb: str
+    resource: str
+    group: str = ""
+    namespace: str = ""
+
+    def review(self) -> dict[str, Any]:
+        attributes = {"verb": self.verb, "group": self.group, "resource": self.resource}
+        if self.namespace:
+            attributes["namespace"] = self.namespace
+        return {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": attributes},
+        }
+
+
+def cluster_access_effective(
+    name: str,
+    kubeconfig: pulumi.Input[str],
+    actions: Sequence[ClusterAction],
+    opts: pulumi.ResourceOptions,
 ) -> Readiness:
-    """Until the API server lets the deployer do everything (its cluster-admin is in force)."""
+    """Until the API server lets the deployer do each of ``actions`` (its role is in force)."""
     config = pulumi.Output.from_input(kubeconfig).apply(json.loads)
     cluster = config.apply(lambda c: c["clusters"][0]["cluster"])
     return Readiness(
@@ -223,11 +250,8 @@ def cluster_admin_effective(
             lambda c: f"{c['server']}/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
         ),
         scope=f"{AKS_SERVER_APP}/.default",
-        body={
-            "apiVersion": "authorization.k8s.io/v1",
-            "kind": "SelfSubjectAccessReview",
-            "spec": {"resourceAttributes": {"verb": "*", "group": "*", "resource": "*"}},
-        },
+        retry=CLUSTER_RETRY,
+        bodies=[a.review() for a in actions],
         ca=cluster.apply(lambda c: c.get("certificate-authority-data", "")),
         opts=opts,
     )

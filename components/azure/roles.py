@@ -8,6 +8,12 @@ from __future__ import annotations
 
 import pulumi
 
+# Built-in role definitions: MicrosoftDocs/azure-docs articles/role-based-access-control/
+# built-in-roles/storage.md and containers.md (the JSON of each role).
+# Queue Data Contributor: queues/messages read, write (Update Message), delete, process; and the
+# queue's own read/write/delete through ARM.
+STORAGE_QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
+# Message Processor: messages/read and messages/process/action (Get and Delete Message).
 STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR = "8a0f0c08-91a1-4084-bc3d-661d67233fed"
 STORAGE_QUEUE_DATA_MESSAGE_SENDER = "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a"
 STORAGE_QUEUE_DATA_READER = "19e7f393-937e-4f77-808e-94535e297925"
@@ -15,11 +21,9 @@ STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
 EVENTGRID_DATA_SENDER = "d5a91429-5739-47e2-a06b-3470a27159e7"
 MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
 ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
-ACR_PUSH = "8311e382-0749-4cb8-b61a-304f252e45ec"
 AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
-# The data action Storage Queue Data Message Processor lacks: Update Message (extend a message's
-# visibility while it is still being worked on). Granted through a one-action custom role.
-QUEUE_MESSAGE_WRITE = "Microsoft.Storage/storageAccounts/queueServices/queues/messages/write"
+# listClusterUserCredential/action + managedClusters/read (built-in-roles/containers.md).
+AKS_CLUSTER_USER = "4abbcc35-e782-43d8-92c5-2d3f1bd2253f"
 # Cosmos DB for Table "Cosmos DB Built-in Data Contributor": entity read/write on the scope.
 COSMOS_TABLE_DATA_CONTRIBUTOR = "00000000-0000-0000-0000-000000000002"
 # Tables of a Cosmos DB for Table account live in the fixed database TablesDB.

@@ -3,11 +3,13 @@ sends each event, by its content, to the workflows' Storage queues and to partne
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import pulumi
+import pulumi_random as random
 from pulumi_azure_native import authorization, eventgrid
 
 from components.azure.roles import (
@@ -17,6 +19,7 @@ from components.azure.roles import (
     role_definition_id,
 )
 from components.routing import EventFilter, event_grid_filters
+from components.settings import Principal
 
 CLOUD_EVENTS = "CloudEventSchemaV1_0"
 # Event Grid's defaults, stated: 30 tries over at most a day, then the dead-letter container.
@@ -40,7 +43,7 @@ class EventGridRouterArgs:
     location: str
     topic_name: str
     subscription_id: str
-    publisher_object_ids: Sequence[str]
+    publishers: Sequence[Principal]
     dead_letters: DeadLetterTarget
     public_network: Literal["Enabled", "Disabled"]
     tags: Mapping[str, str]
@@ -56,6 +59,7 @@ class EventGridRouter(pulumi.ComponentResource):
     endpoint: pulumi.Output[str]
     principal_id: pulumi.Output[str]
     dead_letter_grant: authorization.RoleAssignment
+    webhook_secrets: dict[str, pulumi.Output[str]]  # partner webhook name -> its secret
 
     def __init__(
         self, name: str, args: EventGridRouterArgs, opts: pulumi.ResourceOptions | None = None
@@ -75,10 +79,11 @@ class EventGridRouter(pulumi.ComponentResource):
             tags=dict(args.tags),
             opts=child,
         )
-        for object_id in args.publisher_object_ids:
+        for publisher in args.publishers:
             authorization.RoleAssignment(
-                f"{name}-publisher-{object_id[:8]}",
-                principal_id=object_id,
+                f"{name}-publisher-{publisher.object_id[:8]}",
+                principal_id=publisher.object_id,
+                principal_type=publisher.type,
                 role_definition_id=role_definition_id(args.subscription_id, EVENTGRID_DATA_SENDER),
                 scope=topic.id,
                 opts=child,
@@ -94,6 +99,7 @@ class EventGridRouter(pulumi.ComponentResource):
             scope=args.dead_letters.container_id,
             opts=child,
         )
+        self.webhook_secrets = {}
         self.topic_id = topic.id
         self.endpoint = topic.endpoint
         self.register_outputs(
@@ -211,26 +217,58 @@ class WebhookArgs:
     ready: Sequence[pulumi.Resource] = ()
 
 
+# Who the router says it is in the Authorization header (HTTP Basic: the same check a partner
+# makes on an SNS delivery with credentials in its endpoint URL; docs/routing.md).
+WEBHOOK_USER = "edw"
+SECRET_LENGTH = 40
+
+
+def basic_authorization(secret: str) -> str:
+    """The Authorization header value for ``secret`` (RFC 7617 Basic, user WEBHOOK_USER)."""
+    return "Basic " + base64.b64encode(f"{WEBHOOK_USER}:{secret}".encode()).decode()
+
+
 class EventGridWebhook(pulumi.ComponentResource):
     """A partner's endpoint: the events its filter selects, one per request, Event Grid's retries
-    and dead-lettering with the topic's identity. The endpoint must answer Event Grid's
-    validation handshake when the subscription is created (docs/routing.md)."""
+    and dead-lettering with the topic's identity. Every request carries a secret Authorization
+    header (a static delivery attribute marked secret; Event Grid "Custom delivery properties"
+    shows exactly this use for webhooks) that the partner checks. The endpoint must answer Event
+    Grid's validation handshake when the subscription is created (docs/routing.md)."""
+
+    secret: pulumi.Output[str]
 
     def __init__(
         self, name: str, args: WebhookArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("edw:azure:EventGridWebhook", name, None, opts)
+        # Generated once and kept (secret) in state; rotate with `pulumi up --replace` on it.
+        secret = random.RandomPassword(
+            f"{name}-secret",
+            length=SECRET_LENGTH,
+            special=False,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        header = eventgrid.StaticDeliveryAttributeMappingArgs(
+            name="Authorization",
+            type="Static",
+            is_secret=True,
+            value=pulumi.Output.secret(secret.result.apply(basic_authorization)),
+        )
         eventgrid.EventSubscription(
             f"{name}-subscription",
             scope=args.topic_id,
             event_subscription_name=args.subscription_name,
             event_delivery_schema=CLOUD_EVENTS,
             destination=eventgrid.WebHookEventSubscriptionDestinationArgs(
-                endpoint_type="WebHook", endpoint_url=args.url, max_events_per_batch=1
+                endpoint_type="WebHook",
+                endpoint_url=args.url,
+                max_events_per_batch=1,
+                delivery_attribute_mappings=[header],
             ),
             filter=subscription_filter(args.filter),
             retry_policy=RETRY,
             dead_letter_with_resource_identity=dead_letter(args.dead_letters),
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.ready)),
         )
-        self.register_outputs({})
+        self.secret = pulumi.Output.secret(secret.result)
+        self.register_outputs({"secret": self.secret})

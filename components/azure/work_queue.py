@@ -3,32 +3,25 @@ poison queue."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 import pulumi
-from pulumi_azure_native import authorization, storage
-
-from components.azure.readiness import role_definition_visible
-from components.azure.roles import QUEUE_MESSAGE_WRITE, role_definition_id
+from pulumi_azure_native import storage
 
 POISON_SUFFIX = "-poison"
 
 
 # The Event Grid router dead-letters what it cannot deliver here (one container per account).
 DEAD_LETTER_CONTAINER = "router-dead-letters"
-# Where the account and its custom role lived when the stack had one queue (docs/routing.md).
+# Where the account lived when the stack had one queue (docs/routing.md).
 LEGACY_OWNER = ("work", "edw:azure:StorageWorkQueue")
 
 
 @dataclass(frozen=True)
 class QueueAccountArgs:
     resource_group_name: pulumi.Input[str]
-    resource_group_id: pulumi.Input[str]
-    subscription_id: str
-    stack_name: str  # <prefix>-<stack>, names the custom role
     location: str
     account_name: str  # globally unique, 3-24 chars of a-z0-9
     network_default_action: Literal["Allow", "Deny"]
@@ -37,14 +30,14 @@ class QueueAccountArgs:
 
 class QueueAccount(pulumi.ComponentResource):
     """StorageV2 account (Entra-only, TLS 1.2, infrastructure encryption) that holds every
-    workflow's queues and the router's dead-letter container, plus the one-action custom role
-    the consumers extend visibility with."""
+    workflow's queues and the router's dead-letter container. No custom role: creating one needs
+    Microsoft.Authorization/roleDefinitions/write, which neither Contributor nor Role Based
+    Access Control Administrator has; the consumers use built-in roles (stacks/azure.py)."""
 
     account_name: pulumi.Output[str]
     account_id: pulumi.Output[str]
     dead_letter_container: pulumi.Output[str]
     dead_letter_container_id: pulumi.Output[str]
-    message_updater_role_id: pulumi.Output[str]
 
     def __init__(
         self, name: str, args: QueueAccountArgs, opts: pulumi.ResourceOptions | None = None
@@ -93,7 +86,6 @@ class QueueAccount(pulumi.ComponentResource):
             public_access=storage.PublicAccess.NONE,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.message_updater_role_id = self._message_updater(name, args, moved)
         self.account_name, self.account_id = account.name, account.id
         self.dead_letter_container, self.dead_letter_container_id = container.name, container.id
         self.register_outputs(
@@ -101,46 +93,7 @@ class QueueAccount(pulumi.ComponentResource):
                 "account_name": self.account_name,
                 "account_id": self.account_id,
                 "dead_letter_container": self.dead_letter_container,
-                "message_updater_role_id": self.message_updater_role_id,
             }
-        )
-
-    def _message_updater(
-        self,
-        name: str,
-        args: QueueAccountArgs,
-        moved: Callable[[str], pulumi.ResourceOptions],
-    ) -> pulumi.Output[str]:
-        """A custom role with only Update Message, which the consumer needs to extend a
-        message's visibility and no built-in queue role short of Data Contributor includes.
-
-        Custom roles cannot be assignable at a single queue, so the definition lists the
-        resource group; its assignments are still scoped to one work queue each.
-        """
-        sub = args.subscription_id
-        guid = uuid.uuid5(uuid.NAMESPACE_URL, f"edw/{sub}/{args.stack_name}/queue-message-updater")
-        legacy = f"{LEGACY_OWNER[0]}-message-updater"
-        definition = authorization.RoleDefinition(
-            f"{name}-message-updater",
-            role_definition_id=str(guid),
-            # Role names are unique per tenant: name the stack and its subscription.
-            role_name=f"{args.stack_name} queue message updater ({sub[:8]})",
-            description="Update messages (visibility) of the EDW work queues.",
-            scope=args.resource_group_id,
-            assignable_scopes=[args.resource_group_id],
-            permissions=[authorization.PermissionArgs(data_actions=[QUEUE_MESSAGE_WRITE])],
-            opts=moved(legacy),
-        )
-        # Role definitions propagate: an assignment made right away can be refused.
-        visible = role_definition_visible(
-            f"{name}-message-updater-visible",
-            definition.id,
-            pulumi.ResourceOptions.merge(
-                moved(f"{legacy}-visible"), pulumi.ResourceOptions(depends_on=[definition])
-            ),
-        )
-        return pulumi.Output.all(definition.name, visible.attempts).apply(
-            lambda a: role_definition_id(sub, a[0])
         )
 
 

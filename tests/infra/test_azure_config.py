@@ -64,9 +64,25 @@ def test_dev_defaults_parse() -> None:
             ["edw:systemVmSize must be an Azure VM size like Standard_D4ds_v5"],
         ),
         (
-            {"disableLocalAccounts": "true"},
+            {"kubernetesVersion": "1.34"},
             LOCATION,
-            ["edw:adminGroupObjectIds must name at least one Entra group"],
+            [
+                "edw:kubernetesVersion must be a minor AKS supports: 1.35, 1.36, 1.37; got '1.34'",
+                "one minor at a time",
+            ],
+        ),
+        (
+            {"deployerPrincipals": '["33333333-2222-4333-8444-555555555555"]'},
+            LOCATION,
+            [
+                "edw:deployerPrincipals must list Entra principals as <type>:<object id> with "
+                "type User, Group, ServicePrincipal",
+            ],
+        ),
+        (
+            {"previewPrincipals": '["User:33333333-2222-4333-8444-555555555555"]'},
+            LOCATION,
+            ["edw:previewPrincipals must be groups or service principals", "Entra group"],
         ),
         (
             {"resultTtlDays": "30"},
@@ -92,6 +108,20 @@ def test_azure_config_errors_name_the_key(
         _parse(values, provider)
     for text in expected:
         assert text in str(error.value)
+
+
+def test_azure_defaults_protect_the_table_on_an_entra_only_cluster_without_admin_groups() -> None:
+    """Entra-only needs no admin group any more (Azure RBAC grants the deployer); the results
+    table is protected unless config says otherwise; AWS keeps its own defaults."""
+    config = EdwConfig.parse(
+        {"cloud": "azure", "apiAllowedCidrs": '["0.0.0.0/0"]'}, "dev", LOCATION
+    )
+    assert config.azure is not None
+    assert config.azure.disable_local_accounts is True
+    assert config.azure.admin_group_object_ids == ()
+    assert config.deletion_protection is True
+    assert config.kubernetes_version == "1.35"
+    assert _parse({"deletionProtection": "false"}, LOCATION).deletion_protection is False
 
 
 def test_bad_config_registers_nothing() -> None:

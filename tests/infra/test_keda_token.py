@@ -104,7 +104,8 @@ def client(server: FakeApiServer, monkeypatch: pytest.MonkeyPatch) -> Any:
             assert scope == "6dae42f8-4368-4678-94ff-3960e28e3630/.default"
             return type("T", (), {"token": "entra-token"})()
 
-    monkeypatch.setattr(keda_token, "deployer_credential", Credential)
+    login = type("Login", (), {"credential": lambda self: Credential()})()
+    monkeypatch.setattr(keda_token, "provider_login", lambda env: login)
     exec_user = {"exec": {"command": "kubelogin", "args": ["get-token"]}}
     return keda_token.kubernetes_client(server.kubeconfig(exec_user))
 

@@ -200,6 +200,39 @@ def test_azure_the_cluster_sends_metrics_and_logs_to_the_stacks_workspaces(
     assert "addonProfiles" not in basic
 
 
+def test_azure_container_logs_have_the_rule_the_managed_identity_agent_needs(
+    azure_full: StackRun, dev_run: StackRun
+) -> None:
+    """Container Insights with useAADAuth collects nothing without the MSCI data collection
+    rule and its ContainerInsightsExtension association (Microsoft's MSI onboarding template)."""
+    cluster = azure_full.one("azure-native:containerservice:ManagedCluster")
+    logs = azure_full.one("azure-native:operationalinsights:Workspace")
+    rule = azure_full.one("azure-native:monitor:DataCollectionRule", "container-insights-rule")
+    assert rule.inputs["dataCollectionRuleName"] == "MSCI-westeurope-edw-dev"
+    assert rule.inputs["kind"] == "Linux"
+    (extension,) = rule.inputs["dataSources"]["extensions"]
+    assert extension["extensionName"] == "ContainerInsights"
+    assert extension["name"] == "ContainerInsightsExtension"
+    assert extension["streams"] == ["Microsoft-ContainerInsights-Group-Default"]
+    assert extension["extensionSettings"]["dataCollectionSettings"]["enableContainerLogV2"] is True
+    (destination,) = rule.inputs["destinations"]["logAnalytics"]
+    assert destination == {"workspaceResourceId": logs.id, "name": "ciworkspace"}
+    assert rule.inputs["dataFlows"] == [
+        {"streams": ["Microsoft-ContainerInsights-Group-Default"], "destinations": ["ciworkspace"]}
+    ]
+    (association,) = [
+        a.inputs
+        for a in azure_full.of_type("azure-native:monitor:DataCollectionRuleAssociation")
+        if a.inputs["associationName"] == "ContainerInsightsExtension"
+    ]
+    assert association["resourceUri"] == cluster.id
+    assert association["dataCollectionRuleId"] == rule.id
+    # Without observability full, only the tasks' heartbeats have a rule: no Container Insights.
+    assert [r.name for r in dev_run.of_type("azure-native:monitor:DataCollectionRule")] == [
+        "heartbeats-rule"
+    ]
+
+
 def test_azure_prometheus_flows_from_the_cluster_to_the_workspace(azure_full: StackRun) -> None:
     cluster = azure_full.one("azure-native:containerservice:ManagedCluster")
     workspace = azure_full.one("azure-native:monitor:AzureMonitorWorkspace")

@@ -105,23 +105,17 @@ def test_destroy_and_a_prebuilt_image_need_no_docker(tmp_path: Path) -> None:
         assert prereqs.missing("x", "up", tmp_path / "repo") == []
 
 
-def test_kubelogin_is_needed_only_for_entra_only_clusters(tmp_path: Path) -> None:
+def test_every_azure_stack_needs_kubelogin(tmp_path: Path) -> None:
+    """The program never uses the AKS admin credential, local accounts or not."""
     repo = tmp_path / "repo"
     repo.mkdir()
-    (repo / "Pulumi.lab.yaml").write_text("config:\n  edw:cloud: azure\n")
-    (repo / "Pulumi.prod.yaml").write_text(
-        "config:\n  edw:cloud: azure\n  edw:disableLocalAccounts: true\n"
-    )
-    (repo / "Pulumi.lab2.yaml").write_text(
+    (repo / "Pulumi.lab.yaml").write_text(
         "config:\n  edw:cloud: azure\n  edw:disableLocalAccounts: false\n"
     )
     bin_dir = toolbox(tmp_path, tuple(t for t in ALL if t != "kubelogin"))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PATH", str(bin_dir))
-        # The setting's default is true: a stack that says nothing needs kubelogin too.
-        assert any("kubelogin" in m for m in prereqs.missing("lab", "destroy", repo))
-        assert any("kubelogin" in m for m in prereqs.missing("prod", "destroy", repo))
-        assert prereqs.missing("lab2", "destroy", repo) == []
+        assert any("kubelogin not found" in m for m in prereqs.missing("lab", "destroy", repo))
 
 
 def test_the_stacks_aws_profile_is_used_for_the_identity_check(tmp_path: Path) -> None:
@@ -155,16 +149,22 @@ def test_make_stops_before_any_pulumi_call(tmp_path: Path, target: str) -> None:
     assert "command not found" not in result.stderr
 
 
-def test_a_service_principal_needs_its_secret_where_kubelogin_reads_it(tmp_path: Path) -> None:
+def test_a_login_that_cannot_be_renewed_is_named_before_any_pulumi_call(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "Pulumi.prod.yaml").write_text("config:\n  edw:cloud: azure\n")
     bin_dir = toolbox(tmp_path, ALL)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PATH", str(bin_dir))
-        patch.setenv("ARM_CLIENT_SECRET", "s")
-        patch.delenv("AZURE_CLIENT_SECRET", raising=False)
+        for key in (
+            "ARM_CLIENT_SECRET",
+            "ARM_CLIENT_CERTIFICATE_PATH",
+            "ACTIONS_ID_TOKEN_REQUEST_URL",
+        ):
+            patch.delenv(key, raising=False)
+        patch.setenv("ARM_USE_OIDC", "true")
+        patch.setenv("ARM_OIDC_TOKEN", "one-token")
         [problem] = prereqs.missing("prod", "destroy", repo)
-        assert problem.startswith("AZURE_CLIENT_SECRET is not set while ARM_CLIENT_SECRET is")
-        patch.setenv("AZURE_CLIENT_SECRET", "s")
+        assert problem.startswith("the Azure login cannot be renewed: ARM_OIDC_TOKEN")
+        patch.delenv("ARM_USE_OIDC")
         assert prereqs.missing("prod", "destroy", repo) == []

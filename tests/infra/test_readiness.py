@@ -12,18 +12,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from azure import identity
 
 from components.azure import readiness
-from components.azure.readiness import Answer, NotReadyError, poll
+from components.azure.readiness import (
+    CLUSTER_RETRY,
+    GRAPH_PERMISSION,
+    GRAPH_RETRY,
+    Answer,
+    NotReadyError,
+    poll,
+)
 from stacks.offline import RecordedResource, StackRun, run_stack
 from tests.http_replies import reply
 
 DYNAMIC = "pulumi-python:dynamic:Resource"
-HARDENED = {
-    "disableLocalAccounts": "true",
-    "adminGroupObjectIds": '["11111111-2222-4333-8444-555555555555"]',
-}
 
 
 class Clock:
@@ -48,13 +50,13 @@ def scripted(*answers: Answer | Exception) -> Any:
     return probe
 
 
-NOT_YET, OK = Answer(404, False, "RoleDefinitionDoesNotExist"), Answer(200, True, "{}")
+NOT_YET, OK = Answer(404, False, "Request_ResourceNotFound"), Answer(200, True, "{}")
 
 
 def test_poll_waits_through_not_found_until_three_reads_agree() -> None:
     clock = Clock()
     probe = scripted(NOT_YET, NOT_YET, OK, NOT_YET, OK, OK, OK)
-    assert poll(probe, 900, sleep=clock.sleep, clock=lambda: clock.now) == 7
+    assert poll(probe, 900, retry=GRAPH_RETRY, sleep=clock.sleep, clock=lambda: clock.now) == 7
     assert len(clock.sleeps) == 6
 
 
@@ -68,7 +70,11 @@ def test_poll_gives_up_at_the_deadline_with_the_last_answer() -> None:
     clock = Clock()
     with pytest.raises(NotReadyError, match="still not ready after 60 s: HTTP 403 forbidden"):
         poll(
-            lambda: Answer(403, False, "forbidden"), 60, sleep=clock.sleep, clock=lambda: clock.now
+            lambda: Answer(403, False, "forbidden"),
+            60,
+            retry=CLUSTER_RETRY,
+            sleep=clock.sleep,
+            clock=lambda: clock.now,
         )
     assert clock.now <= 60
     assert max(clock.sleeps) <= 30
@@ -77,6 +83,19 @@ def test_poll_gives_up_at_the_deadline_with_the_last_answer() -> None:
 def test_poll_fails_at_once_on_an_answer_waiting_cannot_change() -> None:
     with pytest.raises(NotReadyError, match="HTTP 400: bad request"):
         poll(lambda: Answer(400, False, "bad request"), 900, sleep=lambda _: None)
+
+
+def test_a_graph_refusal_fails_at_once_and_names_the_permission() -> None:
+    """Graph's 403 is a missing permission, not propagation: no 15 minutes of retries."""
+    calls: list[int] = []
+
+    def probe() -> Answer:
+        calls.append(1)
+        return Answer(403, False, "Authorization_RequestDenied")
+
+    with pytest.raises(NotReadyError, match=r"Application\.Read\.All"):
+        poll(probe, 900, retry=GRAPH_RETRY, hint=GRAPH_PERMISSION, sleep=lambda _: None)
+    assert calls == [1]
 
 
 class Server:
@@ -122,14 +141,15 @@ class FakeCredential:
 @pytest.fixture
 def credential(monkeypatch: pytest.MonkeyPatch) -> FakeCredential:
     fake = FakeCredential()
-    monkeypatch.setattr(readiness, "deployer_credential", lambda env=None: fake)
+    login = type("Login", (), {"credential": lambda self: fake})()
+    monkeypatch.setattr(readiness, "provider_login", lambda env: login)
     return fake
 
 
 def test_the_http_probe_reads_as_the_deployer_until_found(credential: FakeCredential) -> None:
     server = Server([(404, {"error": "not yet"}), (200, {"id": "r"}), (200, {}), (200, {})])
     probe = readiness.http_probe("GET", f"{server.url}/role?x=1", "https://arm/.default")
-    assert poll(probe, 60, sleep=lambda _: None) == 4
+    assert poll(probe, 60, retry=GRAPH_RETRY, sleep=lambda _: None) == 4
     assert server.requests[0] == {
         "method": "GET",
         "path": "/role?x=1",
@@ -139,53 +159,32 @@ def test_the_http_probe_reads_as_the_deployer_until_found(credential: FakeCreden
     assert set(credential.scopes) == {"https://arm/.default"}
 
 
-def test_the_access_review_waits_until_the_api_server_allows_everything(
+def test_the_access_reviews_wait_until_the_api_server_allows_every_action(
     credential: FakeCredential,
 ) -> None:
     denied = {"status": {"allowed": False}}
     allowed = {"status": {"allowed": True}}
-    server = Server([(403, {}), (201, denied), (201, allowed), (201, allowed), (201, allowed)])
-    body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview"}
-    probe = readiness.http_probe("POST", f"{server.url}/review", "aks/.default", body)
-    assert poll(probe, 60, sleep=lambda _: None) == 5
-    assert server.requests[-1]["body"] == body
-
-
-@pytest.mark.parametrize(
-    ("env", "kind"),
-    [
-        ({}, identity.AzureCliCredential),
-        ({"ARM_USE_OIDC": "true", "ARM_CLIENT_ID": "c"}, identity.AzureCliCredential),
-        (
-            {"ARM_CLIENT_ID": "c", "ARM_TENANT_ID": "t", "ARM_CLIENT_SECRET": "s"},
-            identity.ClientSecretCredential,
-        ),
-        ({"ARM_USE_MSI": "true"}, identity.ManagedIdentityCredential),
-        (
-            {"ARM_CLIENT_ID": "c", "ARM_TENANT_ID": "t", "ARM_OIDC_TOKEN_FILE_PATH": "/t"},
-            identity.WorkloadIdentityCredential,
-        ),
-    ],
-)
-def test_the_probes_authenticate_as_the_provider_does(env: dict[str, str], kind: type) -> None:
-    assert isinstance(readiness.deployer_credential(env), kind)
+    reviews = [
+        readiness.ClusterAction("create", "namespaces").review(),
+        readiness.ClusterAction("delete", "pods", "", "kube-system").review(),
+    ]
+    # The second action is refused at first: the probe is not ok until both are allowed.
+    server = Server(
+        [(403, {}), (201, allowed), (201, denied)] + [(201, allowed)] * 6,
+    )
+    probe = readiness.http_probe("POST", f"{server.url}/review", "aks/.default", reviews)
+    assert poll(probe, 60, retry=CLUSTER_RETRY, sleep=lambda _: None) == 5
+    assert [r["body"] for r in server.requests[-2:]] == reviews
+    assert reviews[1]["spec"]["resourceAttributes"] == {
+        "verb": "delete",
+        "group": "",
+        "resource": "pods",
+        "namespace": "kube-system",
+    }
 
 
 def checks(run: StackRun) -> dict[str, RecordedResource]:
     return {r.name: r for r in run.of_type(DYNAMIC)}
-
-
-def test_the_custom_role_is_assigned_only_once_it_reads_back(dev_run: StackRun) -> None:
-    check = checks(dev_run)["queues-message-updater-visible"]
-    definition = dev_run.one("azure-native:authorization:RoleDefinition")
-    assert check.inputs["url"] == (
-        f"https://management.azure.com{definition.id}?api-version=2022-04-01"
-    )
-    assert check.inputs["method"] == "GET"
-    updater = dev_run.one(
-        "azure-native:authorization:RoleAssignment", "consumer-identity-queue-updater"
-    )
-    assert dev_run.depends_on(updater, check)
 
 
 def test_the_cosmos_grant_waits_for_entra_to_know_the_identity(dev_run: StackRun) -> None:
@@ -197,28 +196,51 @@ def test_the_cosmos_grant_waits_for_entra_to_know_the_identity(dev_run: StackRun
     (grant,) = dev_run.of_type("azure-native:cosmosdb:TableResourceTableRoleAssignment")
     assert dev_run.depends_on(grant, check)
     assert "keda-identity-principal-known" not in checks(dev_run)  # KEDA has no Cosmos grant
+    assert check.inputs["retry"] == sorted(GRAPH_RETRY)
+    assert 403 not in check.inputs["retry"]
+    assert "Application.Read.All" in check.inputs["hint"]
 
 
-def test_an_entra_only_cluster_is_used_only_once_its_admin_is_in_force() -> None:
-    run = run_stack("dev", HARDENED)
-    check = checks(run)["cluster-admin-effective"]
-    aks = run.one("azure-native:containerservice:ManagedCluster")
+def test_the_cluster_is_used_only_once_the_deployer_may_do_what_the_program_does(
+    dev_run: StackRun,
+) -> None:
+    check = checks(dev_run)["cluster-access-effective"]
+    aks = dev_run.one("azure-native:containerservice:ManagedCluster")
     url = check.inputs["url"]
     url = url.get("value", url) if isinstance(url, dict) else url
     assert (
         url
         == f"https://{aks.outputs['fqdn']}:443/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
     )
-    assert check.inputs["body"]["spec"]["resourceAttributes"] == {
-        "verb": "*",
-        "group": "*",
-        "resource": "*",
-    }
+    asked = [b["spec"]["resourceAttributes"] for b in check.inputs["bodies"]]
+    # Concrete actions only: the AKS Azure RBAC webhook need not answer for "*".
+    assert all("*" not in json.dumps(a) for a in asked)
+    assert {"verb": "create", "group": "", "resource": "namespaces"} in asked
+    assert {"verb": "create", "group": "karpenter.sh", "resource": "nodepools"} in asked
+    assert {
+        "verb": "create",
+        "group": "keda.sh",
+        "resource": "scaledobjects",
+        "namespace": "edw",
+    } in asked
+    assert {"verb": "delete", "group": "", "resource": "pods", "namespace": "kube-system"} in asked
     assert check.inputs["scope"] == "6dae42f8-4368-4678-94ff-3960e28e3630/.default"
-    admin = run.one("azure-native:authorization:RoleAssignment", "cluster-deployer-admin")
-    assert run.depends_on(check, admin)
-    assert run.depends_on(run.one("pulumi:providers:kubernetes"), check)
+    assert check.inputs["retry"] == sorted(CLUSTER_RETRY)
+    admin = dev_run.one("azure-native:authorization:RoleAssignment", "cluster-deployer-admin")
+    assert dev_run.depends_on(check, admin)
+    assert dev_run.depends_on(dev_run.one("pulumi:providers:kubernetes"), check)
+    # Same resource as the old "*" check: an existing stack does not wait again.
+    assert check.aliases
 
 
-def test_a_lab_cluster_with_local_accounts_needs_no_admin_wait(dev_run: StackRun) -> None:
-    assert "cluster-admin-effective" not in checks(dev_run)
+def test_configured_deployers_are_waited_for_too() -> None:
+    deployer = "33333333-2222-4333-8444-555555555555"
+    run = run_stack(
+        "dev",
+        {
+            "deployerPrincipals": json.dumps([f"ServicePrincipal:{deployer}"]),
+            "offline:directory": json.dumps({deployer: "ServicePrincipal"}),
+        },
+    )
+    grant = run.one("azure-native:authorization:RoleAssignment", "cluster-deployer-33333333")
+    assert run.depends_on(checks(run)["cluster-access-effective"], grant)

@@ -4,6 +4,7 @@ key of its region), Cosmos DB failover locations, and recovery stacks on an exis
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -218,3 +219,20 @@ def test_replication_settings_are_checked(
 ) -> None:
     cloud = {"cloud": "aws"} if "aws:region" in provider else {"disableLocalAccounts": "false"}
     assert expected in parse_error({**cloud, **values}, provider)
+
+
+def test_a_point_in_time_restore_gets_its_table_grant_back_from_the_runbook() -> None:
+    """A Cosmos DB restore is a new account without the data-plane role assignments; the
+    runbook points the stack at it and `up` grants the consumer there again."""
+    runbook = (Path(__file__).resolve().parents[2] / "docs" / "resilience.md").read_text()
+    section = runbook.split("## Restoring the Azure table to a point in time", 1)[1]
+    assert "does not restore" in section.split("\n\n", 2)[1]
+    assert "edw:existingResultsTable" in section
+    restored = EXISTING_COSMOS.replace("edw-dev-1a2b3c4d", "edw-dev-restored")
+    run = run_stack("dev", {"existingResultsTable": restored})
+    (grant,) = run.of_type("azure-native:cosmosdb:TableResourceTableRoleAssignment")
+    assert grant.inputs["accountName"] == "edw-dev-restored"
+    consumer = run.one(
+        "azure-native:managedidentity:UserAssignedIdentity", "consumer-identity-identity"
+    )
+    assert grant.inputs["principalId"] == consumer.outputs["principalId"]

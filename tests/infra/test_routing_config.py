@@ -15,6 +15,7 @@ from components.routing import (
     sns_combinations,
     sns_filter_policy,
 )
+from components.settings import Principal
 from stacks.config import ConfigError, EdwConfig
 
 AWS = {"aws:region": "us-east-1"}
@@ -130,8 +131,6 @@ def parse(values: dict[str, Any], cloud: str = "aws") -> EdwConfig:
     raw = {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
     provider = AWS if cloud == "aws" else {"azure-native:location": "westeurope"}
     extra = {"apiAllowedCidrs": json.dumps(["198.51.100.0/24"])}
-    if cloud == "azure":
-        extra["adminGroupObjectIds"] = json.dumps(["g"])
     return EdwConfig.parse({"cloud": cloud, **extra, **raw}, "s", provider)
 
 
@@ -234,11 +233,17 @@ def test_bad_workflows_and_webhooks_are_refused_with_the_setting_named(
         parse(values)
 
 
-def test_azure_publishers_are_entra_object_ids() -> None:
-    message = errors({"routerPublishers": ["arn:aws:iam::123456789012:role/x"]}, "azure")
-    assert "edw:routerPublishers must be Entra object ids (GUIDs) on azure" in message
-    ok = parse({"routerPublishers": ["11111111-2222-4333-8444-555555555555"]}, "azure")
-    assert ok.router_publishers == ("11111111-2222-4333-8444-555555555555",)
+def test_azure_publishers_are_entra_principals_with_their_type() -> None:
+    """A role assignment must say the principal's type (the SDK sends User otherwise, which
+    ARM refuses for an app, a managed identity or a group): a bare object id is refused."""
+    for bad in ("arn:aws:iam::123456789012:role/x", "11111111-2222-4333-8444-555555555555"):
+        message = errors({"routerPublishers": [bad]}, "azure")
+        assert "edw:routerPublishers must list Entra principals as <type>:<object id>" in message
+    ok = parse({"routerPublishers": ["Group:11111111-2222-4333-8444-555555555555"]}, "azure")
+    assert ok.azure is not None
+    assert ok.azure.router_publishers == (
+        Principal("Group", "11111111-2222-4333-8444-555555555555"),
+    )
 
 
 def test_a_refused_webhook_filter_is_reported_once_with_its_reason() -> None:

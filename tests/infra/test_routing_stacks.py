@@ -3,6 +3,7 @@ reaches which queue, who may send to what, and what each workflow's consumer is 
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -27,10 +28,11 @@ PUBLISHER_ARN = "arn:aws:iam::123456789012:role/checkout"
 PUBLISHER_ID = "11111111-2222-4333-8444-555555555555"
 
 
-def routed(stack: str, publisher: str) -> StackRun:
+def routed(stack: str, publisher: str, **extra: str) -> StackRun:
     return run_stack(
         stack,
         {
+            **extra,
             "workflows": json.dumps(
                 [{"name": "work"}, {"name": "orders", "filter": ORDERS_FILTER, "maxReplicas": 5}]
             ),
@@ -49,7 +51,12 @@ def aws() -> StackRun:
 
 @pytest.fixture(scope="module")
 def dev() -> StackRun:
-    return routed("dev", PUBLISHER_ID)
+    # A publisher is named with its type; the mocked tenant knows it as a group.
+    return routed(
+        "dev",
+        f"Group:{PUBLISHER_ID}",
+        **{"offline:directory": json.dumps({PUBLISHER_ID: "Group"})},
+    )
 
 
 def statements(document: str) -> dict[str, dict[str, Any]]:
@@ -211,6 +218,7 @@ def test_azure_the_router_takes_only_cloud_events_from_entra_publishers(dev: Sta
         if a["roleDefinitionId"].endswith(EVENTGRID_DATA_SENDER)
     ]
     assert (publisher["principalId"], publisher["scope"]) == (PUBLISHER_ID, topic.id)
+    assert publisher["principalType"] == "Group"
     assert dev.outputs["routerEndpoint"] == topic.outputs["endpoint"]
 
 
@@ -261,6 +269,26 @@ def test_azure_each_workflow_subscription_filters_and_delivers_with_the_topic_id
     }
 
 
+def test_azure_every_webhook_delivery_carries_the_partners_secret(dev: StackRun) -> None:
+    """Event Grid sends a static, secret Authorization header (delivery attribute mapping)
+    with every request: HTTP Basic for user edw and the generated secret, which the stack
+    exports (as a secret) for the partner to check."""
+    secret = dev.one("random:index/randomPassword:RandomPassword", "webhook-partner-secret")
+    assert (secret.inputs["length"], secret.inputs["special"]) == (40, False)
+    token = secret.outputs["result"]
+    hook = dev.one("azure-native:eventgrid:EventSubscription", "webhook-partner-subscription")
+    (header,) = hook.inputs["destination"]["deliveryAttributeMappings"]
+    expected = "Basic " + base64.b64encode(f"edw:{token}".encode()).decode()
+    assert header == {
+        "name": "Authorization",
+        "type": "Static",
+        "isSecret": True,
+        "value": expected,
+    }
+    assert dev.outputs["webhookSecrets"] == {"partner": token}
+    assert "webhookSecrets" in dev.secret_outputs
+
+
 def test_azure_the_topic_identity_may_send_to_exactly_each_queue_and_write_dead_letters(
     dev: StackRun,
 ) -> None:
@@ -293,9 +321,9 @@ def test_azure_each_consumer_identity_reaches_only_its_own_queues(dev: StackRun)
         if name.startswith("orders-consumer-identity-")
     }
     assert scopes == {
-        "queue-processor": queues["orders-work"],
-        "queue-updater": queues["orders-work"],
+        "queue-contributor": queues["orders-work"],
         "poison-sender": queues["orders-poison"],
+        "poison-processor": queues["orders-poison"],
     }
     reader_scopes = sorted(
         inputs["scope"] for name, inputs in grants.items() if name.startswith("keda-identity-")
