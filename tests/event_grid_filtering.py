@@ -12,7 +12,10 @@ Where the page does not decide, ``outcomes`` returns every outcome it allows ins
   CloudEvents section filters the numeric extension ``comexampleothervalue`` (5) with
   StringBeginsWith ["5", "1"];
 - whether key names are matched with case: the page never says (all its keys are written as the
-  event spells them; its 2018 version wrote ``Data.Key1`` and ``Subject``).
+  event spells them; its 2018 version wrote ``Data.Key1`` and ``Subject``);
+- an array whose elements are of different types (``[5, "eu"]``): "Key", Note: advanced
+  filtering "only allows String, Boolean, Numbers, and Array of the same types (like integer
+  array or string array)", and the page says nothing of what happens to other arrays.
 Only the operators the router renders are modelled (StringIn, StringBeginsWith, NumberIn).
 """
 
@@ -72,6 +75,10 @@ def _one(advanced: Mapping[str, Any], value: Any, arrays: bool) -> Iterator[bool
             # "Key": "Array. You need to set the enableAdvancedFilteringOnArrays property to
             # true to use this feature."
             return iter((False,))
+        if len({_kind(v) for v in value}) > 1:
+            # "Key", Note: only "Array of the same types (like integer array or string array)"
+            # is allowed; a mixed array's outcome is not specified.
+            return iter((False, True))
         # Each operator: "If the key is an array, all the values in the array are checked
         # against the array of filter values ... FOR_EACH filter ... FOR_EACH key ... MATCH";
         # an element that is itself an array or object is of no filter's data type: ignored.
@@ -80,6 +87,15 @@ def _one(advanced: Mapping[str, Any], value: Any, arrays: bool) -> Iterator[bool
         ]
         return iter({any(combo) for combo in product(*per_element)} if per_element else {False})
     return _scalar(advanced, value)
+
+
+def _kind(value: Any) -> str:
+    """The JSON type of an array element (a boolean is no number)."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return type(value).__name__
 
 
 def _scalar(advanced: Mapping[str, Any], value: Any) -> Iterator[bool]:

@@ -71,7 +71,7 @@ class Event:
     name: str
     body: dict[str, Any]
     # A shape on which the clouds differ by design (the consumer counts "object-array" events;
-    # "key-case" is undocumented on Event Grid): docs/routing.md.
+    # "key-case" and "mixed-array" are undocumented on Event Grid): docs/routing.md.
     shape: str = ""
 
 
@@ -165,6 +165,7 @@ EVENTS = [
     _event(
         15,
         "arrays of mixed types",
+        "mixed-array",
         data={"region": [5, "eu"], "qty": ["5", 7], "sku": [1, "ab-4"]},
     ),
     _event(16, "no type match", type="com.example.order.shipped", data=MATCHING),
@@ -199,6 +200,8 @@ class Cell:
         ):
             return "AWS only"
         if self.shape == "key-case" and not self.sns and not self.language:
+            return "unspecified"
+        if self.shape == "mixed-array" and self.sns == self.language and len(self.event_grid) > 1:
             return "unspecified"
         return "DISAGREE"
 

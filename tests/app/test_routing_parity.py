@@ -90,7 +90,9 @@ def test_every_pair_the_config_accepts_is_routed_alike_on_both_clouds(
     }
     unspecified = {key for key, v in verdicts.items() if v == "unspecified"}
     assert unspecified
-    assert {by_event[event] for _, event in unspecified} == {"key-case"}
+    assert {by_event[event] for _, event in unspecified} == {"key-case", "mixed-array"}
+    # A mixed array is unspecified only where a filter looks at it: the type filter is not.
+    assert cells["exact", "arrays of mixed types"].verdict == "yes"
     # Both sides deliver something and hold something back: the matrix is not vacuous.
     assert set(verdicts.values()) >= {"yes", "no"}
 
@@ -112,23 +114,27 @@ def test_each_filter_kind_delivers_on_both_clouds_what_it_names(
         ("nested", "objects where values are expected"): "no",
         ("extension", "binary data (data_base64)"): "yes",
         ("values", "binary data (data_base64)"): "no",
-        ("webhook", "arrays of mixed types"): "yes",
+        ("webhook", "arrays of mixed types"): "unspecified",  # [1, "ab-4"]: not same-typed
         ("keys", "no type match"): "no",
         ("exact", "near misses"): "no",
     }
     assert {key: cells[key].verdict for key in expected} == expected
 
 
-def test_without_the_arrays_flag_event_grid_would_drop_what_sns_delivers(
-    cells: dict[tuple[str, str], Cell],
-) -> None:
-    """Why the subscriptions set enableAdvancedFilteringOnArrays: the flag off, the arrays row
-    disagrees."""
-    raw, _ = FILTERS["values"]
-    off = {**rendered_event_grid_filter(parse_filter(raw)), "enableAdvancedFilteringOnArrays": None}
-    arrays = next(e for e in EVENTS if e.name == "arrays")
-    assert cells["values", "arrays"].sns
-    assert outcomes(off, arrays.body) == {False}
+def test_event_grid_leaves_an_array_of_mixed_types_open() -> None:
+    """Only "Array of the same types" ("Understand event filtering", Key): a mixed array may go
+    either way; a same-typed one is decided."""
+    rendered = rendered_event_grid_filter(parse_filter({"data.region": ["eu"]}))
+
+    def decide(region: Any) -> frozenset[bool]:
+        return outcomes(rendered, {"data": {"region": region}})
+
+    assert decide([5, "eu"]) == {True, False}
+    assert decide(["x", True]) == {True, False}
+    assert decide(["x", None]) == {True, False}
+    assert decide(["fr", "eu"]) == {True}
+    assert decide(["fr", "de"]) == {False}
+    assert decide([1, 2.5]) == {False}
 
 
 def test_the_docs_show_the_matrix_as_the_suite_found_it(
