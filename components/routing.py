@@ -14,11 +14,12 @@ would decide differently is refused here, naming the key and the reason:
 - Case. Event Grid compares strings ignoring case ("Understand event filtering", Operators: "All
   string comparisons aren't case-sensitive"). SNS compares exactly, except with
   ``equals-ignore-case`` (SNS developer guide, "String value matching", Equals-ignore-case
-  matching), which exact values are translated to. SNS has no case-insensitive prefix (that page
-  lists none, and AWS answers "prefix match pattern must be a string" to any other pattern: the
-  LocalStack snapshot of ``test_validate_policy_string_operators``, recorded against AWS on
-  2024-12-03), so a prefix goes to SNS as each ASCII case variant of itself, within SNS's
-  complexity budget; a prefix with non-ASCII letters is refused.
+  matching), which exact values are translated to. The guide's string operators (exact,
+  anything-but, equals-ignore-case, prefix, suffix, ...) include no case-insensitive prefix.
+  Unverified: whether SNS would accept ``{"prefix": {"equals-ignore-case": ...}}`` as
+  EventBridge does (nothing we can run or read here says so), so a prefix goes to SNS as each
+  ASCII case variant of itself, within SNS's complexity budget; a prefix with non-ASCII letters
+  is refused.
 - Types. SNS matches a string only against a JSON string and a number only against a JSON
   number ("Numeric value matching": "an equal numeric value"). Event Grid's number operators
   ignore other types ("Any key values with data types that don't match the filter's data type
@@ -32,17 +33,17 @@ would decide differently is refused here, naming the key and the reason:
   when one element does, as on SNS. A path *through* an array of objects (``data.items.sku``
   against ``items: [{sku: ...}]``) matches on SNS and never on Event Grid ("Event Grid doesn't
   support filtering on an array of objects"); the config cannot see event shapes, so the
-  consumer counts such events (``edw_events_routed_one_cloud_only_total``, docs/routing.md).
+  consumer counts such events (``edw_events_filtered_through_arrays_total``, docs/routing.md).
 - Names. A data field named like an SNS operator (``$or``) is refused; so is a ``.`` inside a
   field (Event Grid has no escape for it).
 
 Limits, at the versions we deploy:
 - SNS ("Amazon SNS subscription filter policy constraints"): at most 5 keys (SNS counts a nested
-  policy's top-level keys; we count every key, which is never fewer), at most 150 combinations,
-  256 KB. SNS weighs each key's values by the key's depth in a MessageBody policy: the combinations
-  are the product over keys of (values x depth). Its guide's own example: key_c, four values three
-  levels deep, and key_e, three values two deep, make 3 x 4 x 2 x 3 = 72; AWS refuses that policy
-  with one more top-level key of three values (216: the LocalStack snapshot of
+  policy's leaf keys: "only the keys key_d and key_f are counted"; so do we), at most 150
+  combinations, 256 KB. SNS weighs each key's values by the key's depth in a MessageBody policy:
+  the combinations are the product over keys of (values x depth). Its guide's own example: key_c,
+  four values three levels deep, and key_e, three values two deep, make 3 x 4 x 2 x 3 = 72; AWS
+  refuses that policy with one more top-level key of three values (216: the LocalStack snapshot of
   ``test_sub_filter_policy_nested_property_constraints``, recorded against AWS on 2024-05-14), and
   moto computes it the same way (``moto/sns/models.py``, ``_validate_filter_policy``).
 - Event Grid ("Understand event filtering", Limitations): at most 25 advanced filters and 25
@@ -80,6 +81,9 @@ NOT_ROUTABLE = frozenset(
 STRING_ATTRIBUTES = frozenset({"type", "source", "subject"})
 # The text a JSON number, true, false or null could be read as by Event Grid's string operators.
 NUMBER_TEXT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+# The prefixes of those number texts: a sign and/or a point, then a digit or nothing (".net",
+# "-x" and "+a" begin no number's text).
+NUMBER_START = re.compile(r"^[-+]?\.?(\d|$)")
 KEYWORDS = ("true", "false", "null")
 
 
@@ -254,10 +258,14 @@ def _check_string(key: str, value: str) -> None:
 def _check_prefix(key: str, prefix: str) -> None:
     _check_length(key, prefix)
     folded = prefix.lower()
-    if prefix[0] in "+-.0123456789" or any(k.startswith(folded) for k in KEYWORDS):
+    could_begin = [k for k in KEYWORDS if k.startswith(folded)]
+    if NUMBER_START.match(prefix):
+        could_begin.append("a JSON number")
+    if could_begin:
         raise FilterError(
-            f"key {key!r}: the prefix {prefix!r} could begin the text of a JSON number, true, "
-            "false or null, which Event Grid's StringBeginsWith may match and SNS never does"
+            f"key {key!r}: the prefix {prefix!r} could begin the text of "
+            f"{' or '.join(could_begin)}; Event Grid's StringBeginsWith may match such a JSON "
+            "value as text and SNS never does"
         )
     foreign = sorted({c for c in prefix if not c.isascii() and c.lower() != c.upper()})
     if foreign:

@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 
-from app import azure, events
+from app import azure, events, producer
 from app.aws import open_router
 from app.azure import EVENT_GRID_SCOPE, EventGridRouter, http_session
 from app.backend import row_key
+from app.routing_shape import crossed_array
 from bench.emulators import REPO, AwsTarget, MotoEmulator, child_env
 from bench.router import router_hop
 from components.routing import parse_filter, sns_filter_policy
@@ -138,6 +139,19 @@ def test_the_producer_publishes_to_the_router_by_default(
     wait_until(lambda: len(work.row_ids()) == 25 and work.depth() == 0, 30, "25 rows")
     assert {r["workflow"] for r in work.rows()} == {"work"}
     assert targets["orders"].depth() == targets["audit"].depth() == 0
+
+
+@pytest.mark.parametrize("payload_bytes", [0, 512, 4096])
+def test_the_producers_events_hold_no_array_a_filter_path_could_cross(payload_bytes: int) -> None:
+    """docs/routing.md: the producer counts no one-cloud-only routing because its data is flat
+    (a string or a number per field), so no filter path crosses an array of objects in it."""
+    for seq in range(50):
+        event = json.loads(producer.body(seq, payload_bytes, "urn:edw:producer", "t"))
+        data = event["data"]
+        assert set(data) == {"seq", "customer", "amount_cents", "pad"}
+        assert all(type(v) in (str, int) for v in data.values()), data
+        paths = [f"data.{field}.x" for field in data]
+        assert crossed_array(data, paths) is None
 
 
 @pytest.fixture

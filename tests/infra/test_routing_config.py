@@ -104,8 +104,14 @@ def test_sns_weighs_each_key_by_its_depth() -> None:
         ({"data.x": ["-1.5e3"]}, "reads as a JSON number"),
         ({"data.x": ["TRUE"]}, "reads as a JSON number, true, false or null"),
         ({"data.x": ["null"]}, "reads as a JSON number, true, false or null"),
-        ({"data.x": {"prefix": "7"}}, "could begin the text of a JSON number"),
-        ({"data.x": {"prefix": "Fa"}}, "could begin the text of a JSON number, true, false"),
+        ({"data.x": {"prefix": "7"}}, "the prefix '7' could begin the text of a JSON number;"),
+        ({"data.x": {"prefix": "-"}}, "could begin the text of a JSON number;"),
+        ({"data.x": {"prefix": "-4x"}}, "could begin the text of a JSON number;"),
+        ({"data.x": {"prefix": "+"}}, "could begin the text of a JSON number;"),
+        ({"data.x": {"prefix": ".5"}}, "could begin the text of a JSON number;"),
+        ({"data.x": {"prefix": "-.5"}}, "could begin the text of a JSON number;"),
+        ({"data.x": {"prefix": "Fa"}}, "the prefix 'Fa' could begin the text of false;"),
+        ({"data.x": {"prefix": "n"}}, "could begin the text of null;"),
         ({"data.x": {"prefix": "Öl"}}, r"letters outside ASCII \['Ö'\]"),
         ({"data.x": [1e9]}, "outside -1e9..1e9"),
         ({"data.x": [0.123456]}, "more than 5 decimals"),
@@ -125,6 +131,9 @@ def test_strings_that_only_look_alike_are_still_strings() -> None:
     """Refused are the texts a number, boolean or null could be read as, nothing more."""
     ok = parse_filter({"data.x": ["v1", "1a", "nul", "falsey", "e5"], "source": {"prefix": "n1"}})
     assert len(ok.conditions) == 2
+    # A sign or a point begins a number's text only before a digit (or alone).
+    for prefix in (".net", "-x", "+a", "-_", ".Net"):
+        assert parse_filter({"data.x": {"prefix": prefix}}).conditions[0].prefix == prefix
 
 
 def parse(values: dict[str, Any], cloud: str = "aws") -> EdwConfig:
