@@ -78,7 +78,14 @@ from components.k8s.consumer import (
     ConsumerNamespace,
     QueueTrigger,
 )
-from components.k8s.preview import CLUSTER_GRANTS, Grant, PreviewAccess, PreviewAccessArgs
+from components.k8s.preview import (
+    CLUSTER_KINDS,
+    CONSUMER_KINDS,
+    Kind,
+    PreviewAccess,
+    PreviewAccessArgs,
+    Subject,
+)
 from components.k8s.schedule import PeriodicTask, PeriodicTaskArgs, SystemPlacement
 from components.observability.rules import consumer_rules
 from stacks.config import ConfigError, EdwConfig
@@ -97,7 +104,7 @@ SYSTEM_NODES = SystemPlacement(
     ),
 )
 # The one cluster-scoped kind only the AWS stack manages (components/aws/karpenter.py).
-EC2_NODE_CLASS_GRANT = Grant("karpenter.k8s.aws", ("ec2nodeclasses",))
+EC2_NODE_CLASS = Kind("karpenter.k8s.aws", "ec2nodeclasses")
 # How the provider reports a missing IAM role (NoSuchEntity), EKS cluster (retry.NotFoundError:
 # "couldn't find resource") or log group (tfresource.EmptyResultError: "empty result"):
 # terraform-provider-aws's iam, eks and logs data sources, which pulumi-aws wraps.
@@ -462,12 +469,14 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
     namespace = ConsumerNamespace("consumer", cfg.consumer.namespace, opts=on_cluster)
     if cfg.aws.preview_arns:
         PreviewAccess(
-            "edw-preview",
+            "preview-access",
             PreviewAccessArgs(
-                group=PREVIEW_GROUP,
-                namespaces=[namespace.namespace],
-                cluster_grants=(*CLUSTER_GRANTS, EC2_NODE_CLASS_GRANT),
+                name=f"{cfg.prefix}-preview",
+                subjects=[Subject("Group", PREVIEW_GROUP)],  # the previewers' access entries'
+                cluster_kinds=(*CLUSTER_KINDS, EC2_NODE_CLASS),
+                namespaced_kinds={cfg.consumer.namespace: CONSUMER_KINDS},
                 held_rules=COLLECTOR_RULES if prometheus else (),
+                ready=[namespace],
             ),
             opts=on_cluster,
         )

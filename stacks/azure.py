@@ -72,7 +72,14 @@ from components.k8s.consumer import (
     ConsumerNamespace,
     QueueTrigger,
 )
-from components.k8s.preview_access import Kind, PreviewAccess, PreviewAccessArgs, Subject
+from components.k8s.preview import (
+    CLUSTER_KINDS,
+    CONSUMER_KINDS,
+    Kind,
+    PreviewAccess,
+    PreviewAccessArgs,
+    Subject,
+)
 from components.k8s.schedule import PeriodicTask, PeriodicTaskArgs, SystemPlacement
 from components.observability.rules import consumer_rules, no_progress_from_replicas
 from components.settings import Principal
@@ -97,25 +104,8 @@ SYSTEM_NODES = SystemPlacement(
     ),
 )
 SERVERLESS = "EnableServerless"
-# The Kubernetes kinds the program manages, where: what a preview dry-runs (previewPrincipals).
-# RBAC kinds are left out on purpose: rights to change roles would let a preview grant itself
-# anything; a change to the preview access itself is previewed by a deployer.
-CLUSTER_KINDS = (
-    Kind("", "namespaces"),
-    Kind("karpenter.sh", "nodepools"),
-    Kind("karpenter.azure.com", "aksnodeclasses"),
-)
-CONSUMER_KINDS = (
-    Kind("", "serviceaccounts"),
-    Kind("apps", "deployments"),
-    Kind("policy", "poddisruptionbudgets"),
-    Kind("networking.k8s.io", "networkpolicies"),
-    Kind("batch", "cronjobs"),
-    Kind("batch", "jobs"),  # a schedule's first heartbeat
-    Kind("keda.sh", "scaledobjects"),
-    Kind("keda.sh", "scaledjobs"),
-    Kind("keda.sh", "triggerauthentications"),
-)
+# What only the Azure stack manages in the cluster, beyond the common kinds (previewPrincipals).
+AKS_NODE_CLASS = Kind("karpenter.azure.com", "aksnodeclasses")
 SYSTEM_KINDS = (Kind("", "configmaps"),)  # observability full: the metrics agent's settings
 
 
@@ -396,7 +386,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             PreviewAccessArgs(
                 name=f"{cfg.prefix}-preview",
                 subjects=[preview_subject(p) for p in az.previewers],
-                cluster_kinds=CLUSTER_KINDS,
+                cluster_kinds=(*CLUSTER_KINDS, AKS_NODE_CLASS),
                 namespaced_kinds={
                     cfg.consumer.namespace: CONSUMER_KINDS,
                     **({KEDA_NAMESPACE: SYSTEM_KINDS} if full else {}),

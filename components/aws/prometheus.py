@@ -16,7 +16,7 @@ from pulumi_kubernetes import meta, rbac
 from components.aws.cluster import SYSTEM_POOL_LABEL, SYSTEM_TAINT_KEY
 from components.aws.iam import allow
 from components.aws.irsa import ClusterOidc, IrsaRole, IrsaRoleArgs
-from components.k8s.preview import READ_VERBS, Grant
+from components.k8s.preview import READ_VERBS
 from components.observability.scrape import SCRAPE_INTERVAL, consumer_job, keda_job
 from components.versions import CLOUDWATCH_OBSERVABILITY_ADDON
 
@@ -30,7 +30,9 @@ COLLECTOR_ROLE = "aps-collector-role"
 # `role: pod` lists and watches pods; the targets are scraped on the pod IPs, not through the
 # API. The guide's role also reads nodes, nodes/proxy and services for its default jobs, which
 # we do not run (and which a previewer would then have to hold too: components/k8s/preview.py).
-COLLECTOR_RULES = (Grant("", ("pods",), READ_VERBS),)
+COLLECTOR_RULES = (
+    rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods"], verbs=list(READ_VERBS)),
+)
 # A managed scraper tags its destination workspace so; declaring the tag keeps a refresh from
 # showing drift and an `up` from removing it (pulumi-aws amp.Scraper docs, "Ignoring changes to
 # Prometheus Workspace destination").
@@ -170,7 +172,7 @@ class ManagedPrometheus(pulumi.ComponentResource):
         role = rbac.v1.ClusterRole(
             f"{name}-collector-role",
             metadata=meta.v1.ObjectMetaArgs(name=COLLECTOR_ROLE),
-            rules=[grant.rule() for grant in COLLECTOR_RULES],
+            rules=list(COLLECTOR_RULES),
             opts=in_cluster,
         )
         rbac.v1.ClusterRoleBinding(

@@ -56,7 +56,7 @@ class AksClusterArgs:
     # What the program does on the cluster: checked, as the deployer, before the first object.
     deployer_actions: Sequence[ClusterAction] = ()
     # Who previews: may list the cluster's user credentials (their Kubernetes rights are
-    # granted in the cluster: components/k8s/preview_access.py).
+    # granted in the cluster: components/k8s/preview.py).
     previewers: Sequence[Principal] = ()
     # observability full: the Log Analytics workspace Container Insights writes to; set, the
     # cluster also turns on its managed Prometheus metrics (the AKS metrics profile).

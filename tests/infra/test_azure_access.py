@@ -1,7 +1,7 @@
 """Who may do what on the Azure stack, as ARM and the API server would see it: the mocks send
-role assignments as the SDK does and refuse them as ARM does; preview identities get exactly
-the Kubernetes rights a server-side dry run needs; the workbook asks only for aggregations its
-metrics support."""
+role assignments as the SDK does and refuse them as ARM does; preview identities are bound as the
+API server names them (their rights: test_preview_access.py); the workbook asks only for
+aggregations its metrics support."""
 
 from __future__ import annotations
 
@@ -86,51 +86,6 @@ def previewed() -> StackRun:
             "offline:directory": json.dumps({APP: "ServicePrincipal", GROUP: "Group"}),
         },
     )
-
-
-def rules_of(run: StackRun, kind: str, namespace: str | None = None) -> dict[str, set[str]]:
-    (role,) = [
-        r
-        for r in run.resources
-        if r.type == f"kubernetes:{RBAC}/v1:{kind}"
-        and r.inputs["metadata"].get("namespace") == namespace
-    ]
-    found: dict[str, set[str]] = {}
-    for rule in role.inputs["rules"]:
-        (group,) = rule["apiGroups"]
-        if group == "apiextensions.k8s.io":  # the provider reads CRDs to scope custom resources
-            assert rule["verbs"] == ["get", "list", "watch"]
-            continue
-        assert rule["verbs"] == ["get", "list", "watch", "create", "patch"]  # never delete
-        found.setdefault(group, set()).update(rule["resources"])
-    return found
-
-
-def test_a_preview_identity_may_dry_run_exactly_the_kinds_the_program_manages(
-    previewed: StackRun,
-) -> None:
-    """pulumi-kubernetes previews with server-side dry runs, authorized as the real verb
-    (pulumi/pulumi-kubernetes#2213): create/patch on every kind the program manages, where it
-    manages it, and no RBAC kind (a preview must not grant itself more)."""
-    managed: dict[tuple[str, str | None], set[str]] = {}
-    for r in previewed.resources:
-        if not r.type.startswith("kubernetes:") or r.type == "pulumi:providers:kubernetes":
-            continue
-        group_version, kind = r.type.removeprefix("kubernetes:").rsplit(":", 1)
-        group = group_version.rsplit("/", 1)[0] if "/" in group_version else ""
-        group = "" if group == "core" else group
-        if group == RBAC:
-            continue
-        namespace = (r.inputs.get("metadata") or {}).get("namespace")
-        plural = kind.lower() + ("es" if kind.endswith("s") else "s")
-        managed.setdefault((group, namespace), set()).add(plural.replace("policys", "policies"))
-    cluster = rules_of(previewed, "ClusterRole")
-    consumer = rules_of(previewed, "Role", "edw")
-    for (group, namespace), kinds in managed.items():
-        granted = cluster if namespace is None else consumer if namespace == "edw" else {}
-        assert kinds <= granted.get(group, set()), (group, namespace, kinds)
-    assert RBAC not in cluster
-    assert RBAC not in consumer
 
 
 def test_preview_identities_are_bound_as_the_api_server_names_them(previewed: StackRun) -> None:

@@ -1,4 +1,5 @@
-"""Preview identities (edw:previewArns): exactly the Kubernetes rights a preview needs.
+"""Preview identities (AWS edw:previewArns, Azure edw:previewPrincipals): exactly the Kubernetes
+rights a preview needs, from the one component both stacks use (components/k8s/preview.py).
 
 pulumi-kubernetes previews by server-side dry run, authorized as the real verb (create, patch):
 the grant must cover every kind the program manages, where it manages it, and nothing that a
@@ -15,8 +16,13 @@ from components.aws.cluster import PREVIEW_GROUP
 from stacks.offline import ACCOUNT, StackRun, run_stack
 
 PREVIEW_ROLE = f"arn:aws:iam::{ACCOUNT}:role/pr-preview"
+APP = "55555555-2222-4333-8444-555555555555"
+GROUP = "44444444-2222-4333-8444-555555555555"
 RBAC = "kubernetes:rbac.authorization.k8s.io/v1"
-# Every kind of object: a job workflow with a schedule, observability full (the collector's RBAC).
+PREVIEW_NAME = "edw-preview"  # the Kubernetes name of every preview role and binding
+PREVIEW_VERBS = {"get", "list", "watch", "create", "patch"}
+# Every kind of object: a job workflow with a schedule, observability full (the collector's
+# ClusterRole on AWS, the metrics agent's ConfigMap in kube-system on Azure).
 WORKFLOWS = [
     {"name": "work"},
     {
@@ -26,19 +32,26 @@ WORKFLOWS = [
         "filter": {"type": ["edw.schedule.nightly"]},
     },
 ]
+EVERYTHING = {"observability": "full", "workflows": json.dumps(WORKFLOWS)}
+PREVIEWERS = {
+    "aws": {"previewArns": json.dumps([PREVIEW_ROLE])},
+    "dev": {
+        "previewPrincipals": json.dumps([f"ServicePrincipal:{APP}", f"Group:{GROUP}"]),
+        "offline:directory": json.dumps({APP: "ServicePrincipal", GROUP: "Group"}),
+    },
+}
+# What only one cloud manages, beyond the common kinds.
+OWN_KINDS = {
+    "aws": {(None, "karpenter.k8s.aws", "ec2nodeclasses")},
+    "dev": {(None, "karpenter.azure.com", "aksnodeclasses"), ("kube-system", "", "configmaps")},
+}
 NOT_KUBERNETES_OBJECTS = ("kubernetes:helm.sh/v3:Release", "pulumi:providers:kubernetes")
+Scoped = tuple[str | None, str, str]  # (namespace or None for cluster scope, group, resource)
 
 
-@pytest.fixture(scope="module")
-def run() -> StackRun:
-    return run_stack(
-        "aws",
-        {
-            "previewArns": json.dumps([PREVIEW_ROLE]),
-            "observability": "full",
-            "workflows": json.dumps(WORKFLOWS),
-        },
-    )
+@pytest.fixture(scope="module", params=["aws", "dev"])
+def run(request: pytest.FixtureRequest) -> StackRun:
+    return run_stack(request.param, {**EVERYTHING, **PREVIEWERS[request.param]})
 
 
 def plural(kind: str) -> str:
@@ -55,82 +68,129 @@ def kind_of(token: str) -> tuple[str, str]:
     return ("" if group == "core" else group), plural(kind)
 
 
+def managed(run: StackRun) -> set[Scoped]:
+    """Every kind of Kubernetes object the program manages, with its namespace."""
+    return {
+        (r.inputs["metadata"].get("namespace"), *kind_of(r.type))
+        for r in run.resources
+        if r.custom and r.type.startswith("kubernetes:") and r.type not in NOT_KUBERNETES_OBJECTS
+    }
+
+
+def preview_roles(run: StackRun) -> dict[str | None, list[dict[str, Any]]]:
+    """The rules of the preview ClusterRole (key None) and of each namespace's preview Role."""
+    roles = [
+        r
+        for r in (*run.of_type(f"{RBAC}:ClusterRole"), *run.of_type(f"{RBAC}:Role"))
+        if r.inputs["metadata"]["name"] == PREVIEW_NAME
+    ]
+    return {r.inputs["metadata"].get("namespace"): r.inputs["rules"] for r in roles}
+
+
 def allows(rules: list[dict[str, Any]], group: str, resource: str, verb: str) -> bool:
     return any(
-        group in r.get("apiGroups", []) and resource in r["resources"] and verb in r["verbs"]
-        for r in rules
-        if "resources" in r
+        group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"] for r in rules
     )
 
 
-def preview_roles(run: StackRun) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
-    """The preview ClusterRole's rules, and each namespace's preview Role rules."""
-    cluster = run.one(f"{RBAC}:ClusterRole", "edw-preview-cluster-role").inputs["rules"]
-    roles = {
-        r.inputs["metadata"]["namespace"]: r.inputs["rules"]
-        for r in run.of_type(f"{RBAC}:Role")
-        if r.name.startswith("edw-preview-role")
+def writable(roles: dict[str | None, list[dict[str, Any]]]) -> set[Scoped]:
+    return {
+        (namespace, group, resource)
+        for namespace, rules in roles.items()
+        for r in rules
+        if "create" in r["verbs"] or "patch" in r["verbs"]
+        for group in r["apiGroups"]
+        for resource in r["resources"]
     }
-    return cluster, roles
+
+
+def other_cluster_roles(run: StackRun) -> list[Any]:
+    return [
+        r
+        for r in run.of_type(f"{RBAC}:ClusterRole")
+        if r.inputs["metadata"]["name"] != PREVIEW_NAME
+    ]
 
 
 def test_every_kind_the_program_manages_can_be_previewed(run: StackRun) -> None:
     """A dry-run patch of each object, or its create when it is new, is authorized: cluster
     objects through the ClusterRole, namespaced ones through the Role of their namespace."""
-    cluster, roles = preview_roles(run)
-    managed = [
-        r
-        for r in run.resources
-        if r.custom and r.type.startswith("kubernetes:") and r.type not in NOT_KUBERNETES_OBJECTS
-    ]
-    kinds = {kind_of(r.type) for r in managed}
-    assert {("apps", "deployments"), ("keda.sh", "scaledjobs"), ("batch", "cronjobs")} <= kinds
+    roles = preview_roles(run)
+    kinds = managed(run)
+    stack = run.stack
+    # The fixture exercises every kind: the common ones, this cloud's own, the RBAC objects.
     assert {
-        ("karpenter.k8s.aws", "ec2nodeclasses"),
-        ("rbac.authorization.k8s.io", "roles"),
+        ("edw", "apps", "deployments"),
+        ("edw", "keda.sh", "scaledjobs"),
+        ("edw", "batch", "cronjobs"),
+        ("edw", "batch", "jobs"),
+        ("edw", "rbac.authorization.k8s.io", "roles"),
+        (None, "rbac.authorization.k8s.io", "clusterroles"),
+        *OWN_KINDS[stack],
     } <= kinds
-    for resource in managed:
-        group, plural_name = kind_of(resource.type)
-        namespace = resource.inputs["metadata"].get("namespace")
-        rules = roles[namespace] if namespace else cluster
+    for namespace, group, resource in kinds:
         for verb in ("get", "create", "patch"):
-            assert allows(rules, group, plural_name, verb), (resource.name, verb)
+            assert allows(roles[namespace], group, resource, verb), (namespace, resource, verb)
 
 
-def test_a_previewer_can_change_nothing_a_preview_never_does(run: StackRun) -> None:
-    cluster, roles = preview_roles(run)
-    for rules in (cluster, *roles.values()):
+def test_a_previewer_may_write_nothing_more(run: StackRun) -> None:
+    """Create/patch exactly where the program manages objects (plus what RBAC requires it to
+    hold of the other ClusterRoles); no other verb, no wildcard, no secrets, no exec."""
+    roles = preview_roles(run)
+    held = {
+        (None, group, resource)
+        for role in other_cluster_roles(run)
+        for r in role.inputs["rules"]
+        if {"create", "patch"} & set(r["verbs"])
+        for group in r["apiGroups"]
+        for resource in r["resources"]
+    }
+    assert writable(roles) == managed(run) | held
+    for rules in roles.values():
         verbs = {v for r in rules for v in r["verbs"]}
-        assert verbs <= {"get", "list", "watch", "create", "patch"}
-        resources = {x for r in rules for x in r.get("resources", [])}
-        assert "*" not in resources
-        assert "*" not in verbs
-        assert not {"secrets", "pods/exec", "nodes/proxy", "configmaps"} & resources
-    # Pods are read only (the collector's role needs it), never written.
-    assert not allows(cluster, "", "pods", "create")
+        assert verbs <= PREVIEW_VERBS
+        resources = {x for r in rules for x in r["resources"]}
+        assert not {"*", "secrets", "pods/exec", "nodes/proxy"} & resources
+    # Beyond the writable kinds, only CRDs (how the provider scopes custom resources) and the
+    # rules of the other ClusterRoles are readable.
+    (crds,) = [r for r in roles[None] if r["apiGroups"] == ["apiextensions.k8s.io"]]
+    assert crds == {
+        "apiGroups": ["apiextensions.k8s.io"],
+        "resources": ["customresourcedefinitions"],
+        "verbs": ["get", "list", "watch"],
+    }
 
 
 def test_a_previewer_holds_the_rules_of_every_cluster_role_it_previews(run: StackRun) -> None:
     """RBAC's escalation check applies to dry runs: patching a ClusterRole needs its rules."""
-    cluster, _ = preview_roles(run)
-    others = [r for r in run.of_type(f"{RBAC}:ClusterRole") if r.name != "edw-preview-cluster-role"]
-    assert others  # the collector's, with observability full
+    cluster = preview_roles(run)[None]
+    others = other_cluster_roles(run)
+    assert bool(others) == (run.stack == "aws")  # the AMP collector's, with observability full
     for role in others:
         for rule in role.inputs["rules"]:
             for group in rule["apiGroups"]:
                 for resource in rule["resources"]:
                     for verb in rule["verbs"]:
                         assert allows(cluster, group, resource, verb), (role.name, resource, verb)
+    # Read only: the collector's pods are never written by a previewer.
+    assert not allows(cluster, "", "pods", "create")
 
 
-def test_the_roles_are_bound_to_the_group_of_the_previewers_access_entries(run: StackRun) -> None:
+def test_eks_roles_are_bound_to_the_group_of_the_previewers_access_entries() -> None:
+    run = run_stack("aws", {**EVERYTHING, **PREVIEWERS["aws"]})
     group = {"kind": "Group", "name": PREVIEW_GROUP, "apiGroup": "rbac.authorization.k8s.io"}
-    binding = run.one(f"{RBAC}:ClusterRoleBinding", "edw-preview-cluster-binding").inputs
-    assert binding["subjects"] == [group]
-    assert binding["roleRef"]["name"] == "edw-preview"
-    (namespaced,) = run.of_type(f"{RBAC}:RoleBinding")
-    assert namespaced.inputs["subjects"] == [group]
-    assert namespaced.inputs["metadata"]["namespace"] == "edw"
+    bindings = [
+        b
+        for b in (
+            *run.of_type(f"{RBAC}:ClusterRoleBinding"),
+            *run.of_type(f"{RBAC}:RoleBinding"),
+        )
+        if b.inputs["metadata"]["name"] == PREVIEW_NAME
+    ]
+    assert {b.inputs["metadata"].get("namespace") for b in bindings} == {None, "edw"}
+    for binding in bindings:
+        assert binding.inputs["subjects"] == [group]
+        assert binding.inputs["roleRef"]["name"] == PREVIEW_NAME
     (entry,) = [
         e
         for e in run.of_type("aws:eks/accessEntry:AccessEntry")
@@ -139,5 +199,21 @@ def test_the_roles_are_bound_to_the_group_of_the_previewers_access_entries(run: 
     assert entry.inputs["kubernetesGroups"] == [PREVIEW_GROUP]
 
 
-def test_no_preview_objects_without_previewers(aws_run: StackRun) -> None:
-    assert not [r for r in aws_run.resources if r.name.startswith("edw-preview")]
+def test_aks_system_configmaps_are_previewable_only_with_observability_full() -> None:
+    """kube-system holds the metrics agent's ConfigMap only with observability full: without
+    it, the previewers get no Role there."""
+    run = run_stack("dev", PREVIEWERS["dev"])
+    assert set(preview_roles(run)) == {None, "edw"}
+    assert "kube-system" in preview_roles(run_stack("dev", {**EVERYTHING, **PREVIEWERS["dev"]}))
+
+
+@pytest.mark.parametrize("stack_fixture", ["aws_run", "dev_run"])
+def test_no_preview_objects_without_previewers(
+    stack_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    stack_run: StackRun = request.getfixturevalue(stack_fixture)
+    assert not [
+        r
+        for r in stack_run.resources
+        if r.type.startswith(RBAC) and r.inputs["metadata"]["name"] == PREVIEW_NAME
+    ]
