@@ -598,8 +598,8 @@ def _finished(args: argparse.Namespace, result: Result, steps: Steps, plot_path:
     print(
         f"{'OK' if ok else 'FAILED'}: {len(rows)} rows for {result.sent} events in "
         f"{elapsed:.0f}s ({len(rows) / max(elapsed, 1e-9):.0f} rows/s){drained}; "
-        f"{result.work} left on the queue, {result.dead} dead-lettered; up to "
-        f"{max((s.consumers for s in result.samples), default=0)} consumers; latency mean "
+        f"{result.work} left on the queue, {result.dead} dead-lettered; consumers: up to "
+        f"{max((s.consumers for s in result.samples), default=0)}; latency mean "
         f"{seconds(latency.mean())}, p95 {seconds(p95)}{within}; plot: {plot_path}",
         flush=True,
     )
