@@ -43,11 +43,14 @@ known-stack: ## stop unless STACK has a Pulumi.<stack>.yaml (each STACK target r
 # anything is installed), then the venv (a sub-make: the check may just have removed an old one).
 CLOUD ?= aws
 DEMO_VENV := .venv-demo
+# Azurite serves one request at a time (one node process, ~140 rows/s on 2 cores against ~400 on
+# moto): half the events keep its run under a minute (docs/demo.md has the measurements).
+DEMO_COUNT = $(if $(filter azure,$(CLOUD)),5000,10000)
 demo: ## see it work on emulators in a minute: no cloud, no Docker (CLOUD=azure: Azurite)
 	@$(PYTHON) tools/python_check.py --venv $(DEMO_VENV)
 	@$(if $(filter azure,$(CLOUD)),$(MAKE) --no-print-directory azurite)
 	@$(MAKE) --no-print-directory $(DEMO_VENV)/.installed
-	$(DEMO_VENV)/bin/python -m tools.demo --cloud $(CLOUD) --count 10000 --pattern burst \
+	$(DEMO_VENV)/bin/python -m tools.demo --cloud $(CLOUD) --count $(DEMO_COUNT) --pattern burst \
 		--consumers 3
 
 $(DEMO_VENV)/bin/python:
@@ -60,8 +63,9 @@ $(DEMO_VENV)/.installed: $(DEMO_VENV)/bin/python requirements-demo.txt app/requi
 	touch $@
 
 # The Azure demo's Azurite, alone: package.json's dependencies (the tests' tools are its
-# devDependencies; their full install has Azurite too). Without npm, or with a Node.js older than
-# Azurite's minimum, it says what to install before anything is changed.
+# devDependencies; their full install has Azurite too). Without npm it says what to install
+# before anything is changed; a Node.js older than Azurite's declared engine gets a note (it
+# starts on Node.js 20 here, which the tests use).
 NODE_MIN := 22
 node_modules/.azurite: package.json package-lock.json
 	@echo "installing Azurite (npm ci --omit=dev)"
@@ -74,9 +78,9 @@ azurite: ## install Azurite alone, for the Azure demo (needs npm)
 		echo "Install Node.js $(NODE_MIN) or newer, which includes npm: \
 	https://nodejs.org/en/download (or brew install node, or your package manager)."; \
 		echo "make demo (AWS) needs neither."; exit 2; } >&2
-	@node -e 'process.exit(+process.versions.node.split(".")[0] < $(NODE_MIN))' || { \
-		echo "Azurite needs Node.js $(NODE_MIN) or newer; node is $$(node --version): \
-	https://nodejs.org/en/download"; exit 2; } >&2
+	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) < $(NODE_MIN) ? 1 : 0)' \
+		|| echo "note: Azurite declares Node.js $(NODE_MIN) or newer and node is $$(node --version); \
+	if it fails to start, install $(NODE_MIN)+: https://nodejs.org/en/download" >&2
 	@$(MAKE) --no-print-directory node_modules/.azurite
 
 $(BIN)/python:
