@@ -63,9 +63,9 @@ $(DEMO_VENV)/.installed: $(DEMO_VENV)/bin/python requirements-demo.txt app/requi
 	touch $@
 
 # The Azure demo's Azurite, alone: package.json's dependencies (the tests' tools are its
-# devDependencies; their full install has Azurite too). Without npm it says what to install
-# before anything is changed; a Node.js older than Azurite's declared engine gets a note (it
-# starts on Node.js 20 here, which the tests use).
+# devDependencies; their full install, when up to date, serves too). Without npm it says what to
+# install before anything is changed; a Node.js older than Azurite's declared engine gets a note
+# (Azurite starts on Node.js 20 here, which the tests use).
 NODE_MIN := 22
 node_modules/.azurite: package.json package-lock.json
 	@echo "installing Azurite (npm ci --omit=dev)"
@@ -73,15 +73,20 @@ node_modules/.azurite: package.json package-lock.json
 	touch $@
 
 azurite: ## install Azurite alone, for the Azure demo (needs npm)
-	@$(MAKE) -q node_modules/.azurite 2>/dev/null || command -v npm >/dev/null || { \
-		echo "make demo CLOUD=azure runs Azurite, which npm installs, and npm is not on PATH."; \
-		echo "Install Node.js $(NODE_MIN) or newer, which includes npm: \
+	@if ! $(MAKE) -q node_modules/.installed 2>/dev/null \
+		&& ! $(MAKE) -q node_modules/.azurite 2>/dev/null; then \
+		command -v npm >/dev/null || { \
+			echo "make demo CLOUD=azure runs Azurite, which npm installs, and npm is not on PATH."; \
+			echo "Install Node.js $(NODE_MIN) or newer, which includes npm: \
 	https://nodejs.org/en/download (or brew install node, or your package manager)."; \
-		echo "make demo (AWS) needs neither."; exit 2; } >&2
+			echo "make demo (AWS) needs neither."; exit 2; } >&2; \
+		$(MAKE) --no-print-directory node_modules/.azurite; \
+	fi
+	@command -v node >/dev/null || { echo "Azurite runs on Node.js, and node is not on PATH: \
+	install Node.js $(NODE_MIN) or newer (https://nodejs.org/en/download)." >&2; exit 2; }
 	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) < $(NODE_MIN) ? 1 : 0)' \
 		|| echo "note: Azurite declares Node.js $(NODE_MIN) or newer and node is $$(node --version); \
 	if it fails to start, install $(NODE_MIN)+: https://nodejs.org/en/download" >&2
-	@$(MAKE) --no-print-directory node_modules/.azurite
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

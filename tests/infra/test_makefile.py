@@ -247,6 +247,19 @@ def test_the_aws_demo_installs_its_own_venv_and_no_test_tools(tmp_path):
     assert ".venv-demo/bin/python -m tools.demo --cloud aws" in out
     for tool in ("apt-get", "npm", "checkov", "requirements-dev", "promtool", "pulumi"):
         assert tool not in out, tool
+    assert "--count 10000" in out
+
+
+def test_the_azure_demo_installs_azurite_alone(tmp_path):
+    repo, path = bare_checkout(tmp_path)
+    npm = Path(path) / "npm"  # there, never run: this is a dry run
+    npm.write_text("#!/bin/sh\nexit 1\n")
+    npm.chmod(0o755)
+    result = make(
+        "-n", "demo", "CLOUD=azure", cwd=repo, path=f"{path}:/usr/bin:/bin", home=tmp_path
+    )
+    assert "npm ci --omit=dev" in result.stdout  # Azurite, not the tests' tools
+    assert "tools.demo --cloud azure --count 5000" in result.stdout
 
 
 def test_the_demo_requirements_leave_out_the_program_and_the_test_tools():
