@@ -49,7 +49,7 @@ DEMO_COUNT = $(if $(filter azure,$(CLOUD)),5000,10000)
 demo: ## see it work on emulators in a minute: no cloud, no Docker (CLOUD=azure: Azurite)
 	@$(PYTHON) tools/python_check.py --venv $(DEMO_VENV)
 	@$(if $(filter azure,$(CLOUD)),$(MAKE) --no-print-directory azurite)
-	@$(MAKE) --no-print-directory $(DEMO_VENV)/.installed
+	@$(MAKE) --no-print-directory -s $(DEMO_VENV)/.installed
 	$(DEMO_VENV)/bin/python -m tools.demo --cloud $(CLOUD) --count $(DEMO_COUNT) --pattern burst \
 		--consumers 3
 
