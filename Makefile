@@ -91,7 +91,8 @@ azurite: ## install Azurite alone, for the Azure demo (needs npm)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: $(BIN)/python requirements.txt requirements-dev.txt app/requirements.txt policy/requirements.txt
+$(VENV)/.installed: $(BIN)/python requirements.txt requirements-dev.txt requirements-demo.txt \
+		app/requirements.txt policy/requirements.txt
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@
 
