@@ -555,13 +555,18 @@ def run(settings: Settings) -> int:
     metrics = Metrics(settings.cloud, settings.workflow)
     backend = backends.build(settings)
     consumer = Consumer(settings, backend, metrics)
-    server = HealthServer(settings.http_port, metrics, consumer.alive, consumer.ready)
+    server = HealthServer(
+        settings.http_port, metrics, consumer.alive, consumer.ready, host=settings.http_host
+    )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     consumer.start()
     server.start()  # after the workers, so liveness never sees them not yet started
-    log.info("serving health and metrics", extra={"fields": {"port": server.port}})
+    log.info(
+        "serving health and metrics",
+        extra={"fields": {"host": settings.http_host, "port": server.port}},
+    )
     while not stop.wait(JOB_CHECK_SECONDS):
         if consumer.job_done():
             log.info("job done: quota settled or idle", extra={"fields": {"job": True}})

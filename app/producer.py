@@ -170,10 +170,15 @@ class Run:
         self.failed = 0
         self.lock = threading.Lock()
         self.started = time.monotonic()
+        self.stopping = threading.Event()
+
+    def stop(self) -> None:
+        """No new sends: senders finish the call they are in and return (Ctrl-C in the demo)."""
+        self.stopping.set()
 
     def claim(self) -> range | None:
         with self.lock:
-            if self.next >= self.count:
+            if self.next >= self.count or self.stopping.is_set():
                 return None
             start, self.next = self.next, min(self.next + self.batch, self.count)
             return range(start, self.next)
@@ -190,7 +195,8 @@ class Run:
 def _sender(run: Run, queue: Sender, schedule: Schedule, args: argparse.Namespace) -> None:
     while (seqs := run.claim()) is not None:
         while schedule.due(run.elapsed()) < seqs.stop:
-            time.sleep(0.005)
+            if run.stopping.wait(0.005):
+                return
         bodies = [body(i, args.payload_bytes, args.source, args.type) for i in seqs]
         # One size limit on both clouds: an event over it is not sent (it would never arrive on
         # Azure), and counts as failed with the reason.

@@ -7,6 +7,7 @@ variable and what is allowed, so a misconfigured pod fails at once with a readab
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ ENV_VARS: tuple[str, ...] = (
     "EDW_MAX_DELIVERIES",
     "EDW_SIMULATED_WORK_MS",
     "EDW_HTTP_PORT",
+    "EDW_HTTP_HOST",
     "EDW_SHUTDOWN_TIMEOUT_SECONDS",
     "EDW_RECEIVE_WAIT_SECONDS",
     "EDW_LOG_LEVEL",
@@ -75,6 +77,9 @@ class Settings:
     max_deliveries: int = 5
     simulated_work_ms: int = 0
     http_port: int = 8080
+    # A pod serves its probes and metrics on every interface; a process on a laptop (the demo)
+    # keeps them on loopback.
+    http_host: str = "0.0.0.0"
     shutdown_timeout_seconds: int = 45
     receive_wait_seconds: int = 10
     log_level: str = "INFO"
@@ -179,6 +184,14 @@ def _workflow(value: str) -> str | None:
     return "must be a workflow name: 3-20 of a-z 0-9 and single hyphens, starting with a letter"
 
 
+def _ip_address(value: str) -> str | None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return "is not an IP address (0.0.0.0: every interface, 127.0.0.1: loopback only)"
+    return None
+
+
 def _https_url(value: str) -> str | None:
     return None if re.match(r"^https?://[^/\s]+/?$", value) else "is not an endpoint URL"
 
@@ -232,6 +245,7 @@ def load(env: Mapping[str, str]) -> Settings:
         max_deliveries=r.integer("EDW_MAX_DELIVERIES", 5, 1, 1000),
         simulated_work_ms=r.integer("EDW_SIMULATED_WORK_MS", 0, 0, 600_000),
         http_port=r.integer("EDW_HTTP_PORT", 8080, 0, 65_535),  # 0: any free port (logged)
+        http_host=r.text("EDW_HTTP_HOST", required=False, check=_ip_address) or "0.0.0.0",
         shutdown_timeout_seconds=r.integer("EDW_SHUTDOWN_TIMEOUT_SECONDS", 45, 1, 3600),
         receive_wait_seconds=r.integer("EDW_RECEIVE_WAIT_SECONDS", 10, 0, SQS_MAX_WAIT_SECONDS),
         log_level=r.choice("EDW_LOG_LEVEL", LOG_LEVELS, "INFO") or "INFO",

@@ -264,7 +264,11 @@ class MotoEmulator:
                 str(self.port),
             ]
             self.process = subprocess.Popen(
-                args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                args,
+                cwd=REPO,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # see AzuriteEmulator: Ctrl-C is for its owner to handle
             )
         else:
             from moto.server import ThreadedMotoServer  # noqa: PLC0415 - a test-only dependency
@@ -422,8 +426,15 @@ class AzuriteEmulator:
             preload = REPO / "tools" / "azurite_gc.cjs"
             args = ["node", "--require", str(preload), str(script), *args[1:]]
             env["AZURITE_GC_INTERVAL_MS"] = str(self.gc_interval_ms)
+        # A session of its own: a terminal's Ctrl-C reaches the owner only (the demo, a test),
+        # which stops its consumers first and the emulator last, not everything at once.
         self.process = subprocess.Popen(
-            args, cwd=self.workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+            args,
+            cwd=self.workdir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         assert self.process.stdout is not None
         deadline = time.monotonic() + 60

@@ -8,10 +8,11 @@ what is allowed, before the program registers a single resource.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -509,11 +510,22 @@ class EdwConfig:
 Getter = Callable[[str], Any]
 
 
+def did_you_mean(name: str, known: Iterable[str], prefix: str = "") -> str:
+    """`` (did you mean edw:instanceFamilies?)`` for the closest known name, or nothing."""
+    names = list(known)
+    close = difflib.get_close_matches(name, names, n=1)
+    if not close:  # a slip of case alone: maxreplicas
+        close = [k for k in names if k.lower() == name.lower()][:1]
+    return f" (did you mean {prefix}{close[0]}?)" if close else ""
+
+
 class _Parser:
     def __init__(self, values: Mapping[str, str], provider: Mapping[str, str]) -> None:
         unknown = sorted(set(values) - set(SETTINGS_BY_KEY))
         self.errors: list[str] = [
-            f"edw:{k} is not a setting of this project (known: see Pulumi.yaml)" for k in unknown
+            f"edw:{k} is not a setting of this project{did_you_mean(k, SETTINGS_BY_KEY, 'edw:')}"
+            " (known: see Pulumi.yaml)"
+            for k in unknown
         ]
         self.values = values
         self.provider = provider
@@ -912,12 +924,12 @@ class _Parser:
         workflows = []
         for i, item in enumerate(items):
             label = f"workflows[{i}]"
-            unknown = sorted(set(item) - {*WORKFLOW_KEYS, *WORKFLOW_OVERRIDES})
+            allowed = [*WORKFLOW_KEYS, *WORKFLOW_OVERRIDES]
+            unknown = sorted(set(item) - set(allowed))
             if unknown:
+                hints = "".join(did_you_mean(k, allowed) for k in unknown)
                 self.fail(
-                    label,
-                    f"has unknown keys {unknown}; allowed: {', '.join(WORKFLOW_KEYS)}, "
-                    f"{', '.join(WORKFLOW_OVERRIDES)}",
+                    label, f"has unknown keys {unknown}{hints}; allowed: {', '.join(allowed)}"
                 )
             name = self.item_name(label, item.get("name"))
             if names.count(name) > 1:
@@ -1046,7 +1058,8 @@ class _Parser:
             label = f"webhooks[{i}]"
             unknown = sorted(set(item) - {"name", "url", "filter"})
             if unknown:
-                self.fail(label, f"has unknown keys {unknown}; allowed: name, url, filter")
+                hints = "".join(did_you_mean(k, ("name", "url", "filter")) for k in unknown)
+                self.fail(label, f"has unknown keys {unknown}{hints}; allowed: name, url, filter")
             name = self.item_name(label, item.get("name"))
             if names.count(name) > 1:
                 self.fail(label, f"repeats the name {name!r}; webhook names must be unique")

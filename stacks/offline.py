@@ -971,6 +971,13 @@ DIRECTORY_KEY = "offline:directory"
 COSMOS_ACCOUNTS_KEY = "offline:cosmosAccounts"
 
 
+def stack_names() -> list[str]:
+    """The stacks this repository configures: one Pulumi.<stack>.yaml each."""
+    return sorted(
+        p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in ROOT.glob("Pulumi.*.yaml")
+    )
+
+
 def stack_config(stack: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     """Config as the CLI hands it to the program: project defaults, stack file, overrides."""
     project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())

@@ -33,7 +33,7 @@ from components.aws.alarms import HEARTBEAT_NAMESPACE
 from components.ticks import START
 from policy.offline import parse_overrides
 from policy.rules.common import quantity
-from stacks.offline import StackRun, run_stack
+from stacks.offline import StackRun, run_stack, stack_names
 
 REPO = Path(__file__).resolve().parents[1]
 PRICES = REPO / "tools" / "prices"
@@ -736,7 +736,9 @@ def show(report: Mapping[str, Any], console: Console) -> None:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tools.cost", description=__doc__.split("\n")[0])
-    p.add_argument("--stack", required=True, help="aws or dev (a Pulumi.<stack>.yaml)")
+    p.add_argument(
+        "--stack", required=True, choices=stack_names(), help="a Pulumi.<stack>.yaml (dev: Azure)"
+    )
     p.add_argument("--messages-per-month", type=int, default=10_000_000)
     p.add_argument("--message-bytes", type=int, default=512, help="the producer's default")
     p.add_argument(

@@ -73,8 +73,9 @@ class ConsumerProcess:
         with log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "app.consumer"],
-                # Port 0: the consumer binds a free one and logs it (no race between workers).
-                env=child_env({**env, "EDW_HTTP_PORT": "0"}),
+                # Port 0: the consumer binds a free one and logs it (no race between workers);
+                # loopback only, like every process the tests start.
+                env=child_env({**env, "EDW_HTTP_PORT": "0", "EDW_HTTP_HOST": "127.0.0.1"}),
                 cwd=REPO,
                 stdout=out,
                 stderr=subprocess.STDOUT,

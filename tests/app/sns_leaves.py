@@ -1,6 +1,6 @@
 """moto's SNS payload filtering with its leaf comparisons corrected to the SNS docs.
 
-moto (5.2.5, requirements-dev.txt) runs the subscriptions, validates each filter policy (syntax,
+moto (5.2.5, requirements-demo.txt) runs the subscriptions, validates each filter policy (syntax,
 keys, complexity), walks a MessageBody policy through nested objects and arrays of objects
 (``FilterPolicyMatcher._compute_body_checks``), and hands each leaf (key, rules, the object that
 holds it) to ``_field_match``. For the three rules our filters become, that last step departs from

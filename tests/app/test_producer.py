@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import stat
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from app import events
 from app.backend import MAX_EVENT_BYTES
-from app.producer import Schedule, TargetError, body, parser, resolve_target, stack_outputs
+from app.producer import (
+    Run,
+    Schedule,
+    TargetError,
+    _sender,
+    body,
+    parser,
+    resolve_target,
+    stack_outputs,
+)
 
 
 @pytest.mark.parametrize(
@@ -161,3 +173,42 @@ def test_stack_output_failure_is_reported(tmp_path: Path, monkeypatch: pytest.Mo
     fake_pulumi(tmp_path, "echo 'no stack named dev' >&2; exit 255\n", monkeypatch)
     with pytest.raises(TargetError, match="pulumi stack output failed: no stack named dev"):
         stack_outputs("dev")
+
+
+class CountingQueue:
+    """A Sender that counts what it is given and stops the run after ``stop_after`` calls."""
+
+    max_batch = 10
+
+    def __init__(self, run: Run, stop_after: int) -> None:
+        self.run, self.stop_after, self.calls = run, stop_after, 0
+
+    def send(self, bodies: Sequence[str]) -> int:
+        self.calls += 1
+        if self.calls == self.stop_after:
+            self.run.stop()
+        return 0
+
+
+SENDER_ARGS = argparse.Namespace(payload_bytes=64, source="urn:test", type="test")
+
+
+def test_a_stopped_run_sends_nothing_more() -> None:
+    run = Run(1000, 10)
+    queue = CountingQueue(run, stop_after=3)
+    _sender(run, queue, Schedule("steady", 0), SENDER_ARGS)  # rate 0: nothing paces it
+    assert (queue.calls, run.sent) == (3, 30)
+
+
+def test_a_sender_waiting_for_its_turn_returns_when_the_run_stops() -> None:
+    run = Run(1000, 10)
+    queue = CountingQueue(run, stop_after=0)
+    # 0.1 message per second: the first batch is due after 100 s.
+    sender = threading.Thread(
+        target=_sender, args=(run, queue, Schedule("steady", 0.1), SENDER_ARGS)
+    )
+    sender.start()
+    run.stop()
+    sender.join(timeout=5)
+    assert not sender.is_alive()
+    assert (queue.calls, run.sent) == (0, 0)

@@ -150,3 +150,10 @@ def test_the_filter_paths_are_data_keys() -> None:
     assert load(AWS).filter_paths == ()
     with pytest.raises(SettingsError, match=r"EDW_FILTER_PATHS='type,data.\$or' has keys that"):
         load({**AWS, "EDW_FILTER_PATHS": "type,data.$or"})
+
+
+def test_the_http_server_listens_everywhere_in_a_pod_and_on_loopback_when_asked() -> None:
+    assert load(AWS).http_host == "0.0.0.0"  # kubelet probes and scraping reach the pod's IP
+    assert load({**AWS, "EDW_HTTP_HOST": "127.0.0.1"}).http_host == "127.0.0.1"
+    with pytest.raises(SettingsError, match="EDW_HTTP_HOST='localhost' is not an IP address"):
+        load({**AWS, "EDW_HTTP_HOST": "localhost"})

@@ -3,10 +3,17 @@ Kubernetes API on loopback)."""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
+import os
+import re
+import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,7 +24,10 @@ from botocore.exceptions import ClientError
 from kubernetes import client as k8s
 
 from app.backend import open_queue
+from app.observability import LATENCY_BUCKETS
 from bench.emulators import AWS_TEST_ENV, REPO, MotoEmulator, Target, child_env
+from stacks.config import SETTINGS_BY_KEY
+from tests.app.conftest import wait_until
 from tests.http_replies import reply
 from tools import demo, loadtest
 
@@ -26,13 +36,12 @@ RECORDED = Path(__file__).with_name("recorded")
 
 @pytest.mark.parametrize("cloud", ["aws", "azure"])
 def test_the_demo_runs_end_to_end_and_draws_the_run(cloud: str, tmp_path: Path) -> None:
-    plot = tmp_path / "demo.png"
     result = subprocess.run(
         [
             *(sys.executable, "-m", "tools.demo", "--cloud", cloud, "--count", "400"),
-            *("--consumers", "2", "--plot", str(plot), "--timeout", "120"),
+            *("--consumers", "2", "--timeout", "120"),
         ],
-        cwd=REPO,
+        cwd=tmp_path,  # the plot lands here, one file per cloud
         env=child_env({}),
         capture_output=True,
         text=True,
@@ -40,21 +49,222 @@ def test_the_demo_runs_end_to_end_and_draws_the_run(cloud: str, tmp_path: Path) 
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    summary = result.stdout.strip().splitlines()[-1]
-    assert summary.startswith("OK: 400 rows for 400 events sent in ")
-    assert "0 left on the queue, 0 dead-lettered" in summary
-    # No terminal here: the plain lines, not a live table.
-    assert "t=1s" in result.stdout or "t=2s" in result.stdout
-    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    lines = result.stdout.strip().splitlines()
+    steps = [line for line in lines if line.startswith("[")]
+    assert [s[:5] for s in steps] == [f"[{i}/6]" for i in range(1, 7)]  # nothing silent
+    summary = lines[-1]
+    assert summary.startswith("OK: 400 rows for 400 events in ")
+    assert re.search(
+        r"0 left on the queue, 0 dead-lettered; consumers: up to [12]; latency ", summary
+    )
+    assert re.search(r"p95 [\d.]+s \(in the [\d.]+-[\d.]+s bucket\); plot: demo-", summary)
+    # No terminal here: the plain lines, not a live table. The first is taken before any
+    # consumer ran: the burst has backed the queue up.
+    first = dict(
+        cell.split("=", 1) for cell in next(ln for ln in lines if ln.startswith("t=")).split()
+    )
+    assert (first["stored"], first["progress"]) == ("0", "0%")
+    assert int(first["depth"]) > 0
+    assert (tmp_path / f"demo-{cloud}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_summary_gives_the_whole_runs_latency_not_the_last_samples(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The last second was quick (p95 0.1 s); over the whole run 95 of 100 took up to 2.5 s.
+    last = demo.Sample(10.0, 100, 100, 0, 0, 0, 2, 50.0, 0.08, 0.1)
+    whole = demo.Histogram({0.5: 20, 1.0: 50, 2.5: 100, float("inf"): 100}, total=110.0)
+    running = demo.Running(
+        target=None,  # type: ignore[arg-type]
+        fleet=None,  # type: ignore[arg-type]
+        producer=threading.Thread(target=lambda: None),
+        producer_run=demo.Run(100, 10),
+        sent_at=4.0,
+    )
+    final = demo.ConsumerStats(processed=100, latency=whole)
+    result = demo.Result([last], running, 100, final, [str(i) for i in range(100)], 0, 0)
+    args = argparse.Namespace(count=100, cloud="aws", pattern="burst")
+    assert demo._finished(args, result, demo.Steps(1), tmp_path / "plot.png") == 0
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    p95 = whole.quantile(0.95)
+    assert f"latency mean 1.10s, p95 {p95:.2f}s (in the 1-2.5s bucket)" in summary
+    assert "in 10s (10 rows/s); drained 6s after the last send" in summary
+
+
+def descendants(root: int) -> dict[int, str]:
+    """Every process below ``root`` (pid -> command line), from `ps` (Linux and macOS)."""
+    out = subprocess.run(
+        ["ps", "-A", "-o", "pid=,ppid=,args="], capture_output=True, text=True, check=True
+    ).stdout
+    children: dict[int, list[tuple[int, str]]] = {}
+    for line in out.splitlines():
+        pid, ppid, *args = line.split(None, 2)
+        children.setdefault(int(ppid), []).append((int(pid), args[0] if args else ""))
+    found, todo = {}, [root]
+    while todo:
+        for pid, args in children.get(todo.pop(), []):
+            found[pid] = args
+            todo.append(pid)
+    return found
+
+
+def listening(pids: set[int]) -> set[str]:
+    """The local addresses of the TCP sockets these processes listen on (Linux /proc)."""
+    inodes = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if (link := os.readlink(fd)).startswith("socket:["):
+                        inodes.add(link[8:-1])
+    found = set()
+    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        for row in Path(table).read_text().splitlines()[1:]:
+            fields = row.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                raw = bytes.fromhex(fields[1].split(":")[0])
+                # The kernel prints each 32-bit word in host (little-endian) order.
+                words = [raw[i : i + 4][::-1] for i in range(0, len(raw), 4)]
+                found.add(socket.inet_ntop(family, b"".join(words)))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_stops_everything_with_one_line_and_leaves_nothing_running(
+    presses: int, tmp_path: Path
+) -> None:
+    """Ctrl-C as a terminal sends it: SIGINT to the whole foreground process group. A second
+    press during the cleanup must not leave anything behind either."""
+    demo_ = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "tools.demo", "--count", "1000000", "--rate", "300"),
+            *("--consumers", "2", "--timeout", "120"),
+        ],
+        cwd=tmp_path,
+        env=child_env({}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a shell gives a foreground job
+    )
+    try:
+        deadline = time.monotonic() + 90
+        children: dict[int, str] = {}
+        # Wait for the emulator and both consumers (the scale-out takes a few seconds).
+        while sum("app.consumer" in a for a in children.values()) < 2:
+            assert time.monotonic() < deadline, "the demo never started two consumers"
+            assert demo_.poll() is None, demo_.communicate()
+            time.sleep(0.2)
+            children = descendants(demo_.pid)
+        assert any("steady_moto" in a for a in children.values())
+        if sys.platform == "linux":  # moto's and the consumers' servers: loopback only
+            wait_until(lambda: len(listening(set(children))) > 0, 30, "servers listening")
+            time.sleep(1)  # the second consumer binds its port a moment after it starts
+            assert listening(set(children)) == {"127.0.0.1"}
+        for _ in range(presses):
+            os.killpg(demo_.pid, signal.SIGINT)
+            time.sleep(0.3)
+        out, err = demo_.communicate(timeout=60)
+    finally:
+        if demo_.poll() is None:
+            os.killpg(demo_.pid, signal.SIGKILL)
+    assert demo_.returncode == 128 + signal.SIGINT, out + err
+    summary = [line for line in out.splitlines() if line.startswith("STOPPED")]
+    assert len(summary) == 1
+    assert out.strip().splitlines()[-1] == summary[0]
+    assert summary[0].startswith("STOPPED by Ctrl-C after ")
+    assert "of 1000000 events sent" in summary[0]
+    assert "Traceback" not in err
+    assert "cannot schedule new futures" not in err
+    left = {pid: args for pid, args in children.items() if alive(pid)}
+    assert left == {}, f"still running after Ctrl-C: {left}"
+
+
+def test_the_plot_shows_sent_and_stored_against_the_total_and_marks_the_drain() -> None:
+    samples = [
+        demo.Sample(1.0, 500, 0, 500, 0, 0, 1, 0.0, None, None),
+        demo.Sample(2.0, 1000, 200, 700, 100, 0, 2, 200.0, 0.8, 2.1),
+        demo.Sample(3.0, 1000, 700, 250, 50, 0, 2, 500.0, 1.1, 2.4),
+        demo.Sample(4.0, 1000, 1000, 0, 0, 0, 2, 300.0, 0.6, 0.9),
+    ]
+    figure = demo.draw(samples, demo.Marks(1000, 2.1, 4.0), "aws", LATENCY_BUCKETS)
+    try:
+        events, queue, latency, fleet, rate = figure.axes
+        lines = {line.get_label(): line for ax in figure.axes for line in ax.get_lines()}
+
+        def series(label: str) -> list[float]:
+            return [float(v) for v in lines[label].get_ydata()]
+
+        assert series("sent (cumulative)") == [500, 1000, 1000, 1000]
+        assert series("stored (cumulative)") == [0, 200, 700, 1000]
+        assert series("all 1000 events") == [1000, 1000]
+        assert series("queue depth (waiting)") == [500, 700, 250, 0]
+        assert series("in flight") == [0, 100, 50, 0]
+        assert series("consumers (right axis)") == [1, 2, 2, 2]
+        assert series("rows/s (right axis)") == [0, 200, 500, 300]
+        assert list(lines["mean (exact)"].get_ydata()) == [None, 0.8, 1.1, 0.6]  # none yet: a gap
+        # The right axes carry what the legend says is on the right.
+        assert lines["consumers (right axis)"].axes is fleet
+        assert lines["rows/s (right axis)"].axes is rate
+        assert (fleet.get_ylabel(), rate.get_ylabel()) == ("consumers", "rows stored per second")
+        assert [float(x) for x in lines["queue drained"].get_xdata()] == [4.0, 4.0]
+        assert [float(x) for x in lines["last event sent"].get_xdata()] == [2.1, 2.1]
+        # Each panel's legend names its series; the marks are named once, on top.
+        legend = {ax: [t.get_text() for t in ax.get_legend().get_texts()] for ax in (events, queue)}
+        assert "consumers (right axis)" in legend[events]
+        assert "queue drained" in legend[events]
+        assert legend[queue] == ["queue depth (waiting)", "in flight", "rows/s (right axis)"]
+        # The p95's resolution is shown: the log axis' ticks are the histogram's bucket bounds.
+        assert latency.get_yscale() == "log"
+        assert [float(t) for t in latency.get_yticks()] == [0.5, 1.0, 2.5]
+    finally:
+        from matplotlib import pyplot
+
+        pyplot.close(figure)
+
+
+@pytest.mark.parametrize(
+    ("backlog", "running", "wanted"),
+    [
+        (0, 0, 0),  # nothing waits: nothing starts
+        (5, 0, 1),  # anything waiting starts one (KEDA's activation)
+        (1000, 1, 2),  # one more per step, not all at once
+        (1000, 3, 3),  # never more than --consumers
+        (30, 1, 2),  # ceil(30 / 20)
+        (20, 1, 1),  # exactly the target per consumer
+        (10, 3, 3),  # no scale-in while the run goes on
+    ],
+)
+def test_the_demo_scales_out_like_keda_one_step_at_a_time(
+    backlog: int, running: int, wanted: int
+) -> None:
+    assert demo.wanted(backlog, running, most=3) == wanted
+
+
+def test_the_scaler_aims_at_the_stacks_default_messages_per_pod() -> None:
+    assert SETTINGS_BY_KEY["queueLengthTarget"].default == demo.PER_CONSUMER
 
 
 def test_histogram_quantiles_follow_prometheus() -> None:
-    h = demo.Histogram({0.1: 10, 0.5: 60, 1.0: 100, float("inf"): 100})
+    h = demo.Histogram({0.1: 10, 0.5: 60, 1.0: 100, float("inf"): 100}, total=42.0)
     assert h.quantile(0.5) == pytest.approx(0.1 + 0.4 * (40 / 50))
     assert h.quantile(0.95) == pytest.approx(0.5 + 0.5 * (35 / 40))
+    assert h.bucket(0.95) == (0.5, 1.0)
+    assert h.mean() == pytest.approx(0.42)
     assert demo.Histogram({float("inf"): 0}).quantile(0.5) is None
-    later = demo.Histogram({0.1: 15, 0.5: 60, 1.0: 100, float("inf"): 100})
-    assert later.minus(h).buckets[0.1] == 5
+    later = demo.Histogram({0.1: 15, 0.5: 60, 1.0: 110, float("inf"): 110}, total=50.0)
+    since = later.minus(h)
+    assert since.buckets[0.1] == 5
+    assert since.mean() == pytest.approx(8.0 / 10)
 
 
 def test_consumer_metrics_add_up() -> None:
@@ -63,29 +273,32 @@ def test_consumer_metrics_add_up() -> None:
         'edw_messages_in_flight{cloud="aws"} 3.0\n'
         'edw_end_to_end_seconds_bucket{cloud="aws",le="1.0"} 5.0\n'
         'edw_end_to_end_seconds_bucket{cloud="aws",le="+Inf"} 7.0\n'
+        'edw_end_to_end_seconds_sum{cloud="aws"} 3.5\n'
     )
     stats = demo.ConsumerStats()
     stats.add(text)
     stats.add(text)
     assert (stats.processed, stats.in_flight) == (14, 6)
     assert stats.latency.buckets == {1.0: 10, float("inf"): 14}
+    assert stats.latency.mean() == pytest.approx(0.5)
 
 
-def test_steady_moto_receives_at_the_same_cost_at_any_depth() -> None:
-    """Measured in one process, unpatched then patched: the receive at depth 500 costs a
-    multiple of depth 10 with moto (x30 here), about the same with the patch."""
+@pytest.mark.parametrize("action", ["receive", "send"])
+def test_steady_moto_receives_and_sends_at_the_same_cost_at_any_depth(action: str) -> None:
+    """Measured in one process, unpatched then patched: a receive or a send of 10 at depth 500
+    costs a multiple of depth 10 with moto (x30 here), about the same with the patch."""
     script = (
         "from tools import steady_moto as s\n"
-        "a, b = s.receive_seconds(10, 3), s.receive_seconds(500, 3)\n"
+        f"a, b = s.seconds({action!r}, 10), s.seconds({action!r}, 500)\n"
         "s.patch()\n"
-        "c, d = s.receive_seconds(10, 3), s.receive_seconds(500, 3)\n"
+        f"c, d = s.seconds({action!r}, 10), s.seconds({action!r}, 500)\n"
         "print(b / a, d / c)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True
     )
     moto_ratio, steady_ratio = map(float, out.stdout.split())
-    print(f"deep/shallow receive: moto x{moto_ratio:.1f}, steady x{steady_ratio:.1f}")
+    print(f"deep/shallow {action}: moto x{moto_ratio:.1f}, steady x{steady_ratio:.1f}")
     assert moto_ratio > 10
     assert steady_ratio < 3
 
@@ -102,13 +315,22 @@ def test_steady_moto_returns_what_moto_returns() -> None:
         "first = b.receive_message('q', 10, 0, 30)\n"
         "second = b.receive_message('q', 10, 0, 30)\n"
         "print([m.body for m in first + second], len(q.messages), bool(q.messages))\n"
+        # Outside a send the counts are all there; inside one, FIFO deduplication still works.
+        "a = q.attributes\n"
+        "print(a['ApproximateNumberOfMessages'], a['ApproximateNumberOfMessagesNotVisible'])\n"
+        "f = b.create_queue('f.fifo', FifoQueue='true', ContentBasedDeduplication='true')\n"
+        "for _ in range(2): b.send_message('f.fifo', 'same', group_id='g')\n"
+        "print(len(f._messages))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True
     )
-    bodies, visible, nonempty = out.stdout.rsplit(" ", 2)
+    received, counts, fifo = out.stdout.splitlines()
+    bodies, visible, nonempty = received.rsplit(" ", 2)
     assert json.loads(bodies.replace("'", '"')) == [str(i) for i in range(20)]  # in order
     assert (int(visible), nonempty.strip()) == (10, "True")
+    assert counts.split() == ["10", "20"]
+    assert fifo == "1"
 
 
 RACING_DELETES = """

@@ -83,7 +83,6 @@ def test_values_are_parsed_with_their_types():
         ({"vpcCidr": "10.0.0.0/24"}, "edw:vpcCidr must be /20 or larger"),
         ({"clusterAdminArns": '["admin"]'}, "edw:clusterAdminArns must be IAM role or user ARNs"),
         ({"vmSkuFamilies": '["E"]'}, "edw:vmSkuFamilies only applies to cloud azure, not aws"),
-        ({"instnceFamilies": '["m6i"]'}, "edw:instnceFamilies is not a setting of this project"),
         # Only versions both pinned controllers support (Karpenter 1.14: 1.30-1.36, KEDA 2.20:
         # 1.33-1.35), each with its pinned add-ons.
         ({"kubernetesVersion": "1.32"}, "edw:kubernetesVersion must be one of 1.33, 1.34, 1.35"),
@@ -96,6 +95,16 @@ def test_values_are_parsed_with_their_types():
                 "previewArns": '["arn:aws:iam::123456789012:role/ci"]',
             },
             "edw:previewArns must not repeat edw:clusterAdminArns entries",
+        ),
+        (
+            {"instnceFamilies": '["m6i"]'},
+            "edw:instnceFamilies is not a setting of this project (did you mean "
+            "edw:instanceFamilies?)",
+        ),
+        ({"maxreplicas": "3"}, "edw:maxreplicas is not a setting of this project (did you mean "),
+        (
+            {"xyzzy": "1"},
+            "edw:xyzzy is not a setting of this project (known: see Pulumi.yaml)",
         ),
     ],
 )

@@ -323,3 +323,12 @@ def test_full_observability_on_azure_prices_its_samples_and_logs() -> None:
     assert full["totals"]["idleMonthly"] == pytest.approx(
         basic["totals"]["idleMonthly"] + added, abs=0.02
     )
+
+
+def test_a_stack_name_that_is_no_stack_is_refused_with_the_stacks(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        cost.parser().parse_args(["--stack", "azure"])
+    assert stopped.value.code == 2
+    assert "invalid choice: 'azure' (choose from 'aws', 'dev')" in capsys.readouterr().err

