@@ -63,6 +63,7 @@ RETRY_BACKOFF = (0.1, 2.0)  # in-place retries: first and largest pause (full ji
 WRITE_SHARE = 0.75
 BREAKER_PAUSE = (1.0, 10.0)  # open -> half-open: first pause, doubled after each failed probe
 BREAKER_POLL_SECONDS = 0.5  # how often a worker held by the open breaker looks again
+BREAKER_MIN_POLL_SECONDS = 0.05
 EXIT_BAD_SETTINGS = 2
 JOB_CHECK_SECONDS = 0.2  # how often the main thread asks whether a job is done
 # A worker or the heartbeat that shows no progress for this long past its longest legitimate
@@ -219,7 +220,9 @@ class Consumer:
             self._mark()
             admitted = self.breaker.admit()
             if admitted is None:  # the table fails: receive nothing it could not take
-                self.stopping.wait(min(BREAKER_POLL_SECONDS, self.breaker.wait_seconds()))
+                # Another worker's probe is out (wait_seconds 0): poll, don't spin at full CPU.
+                pause = max(BREAKER_MIN_POLL_SECONDS, self.breaker.wait_seconds())
+                self.stopping.wait(min(BREAKER_POLL_SECONDS, pause))
                 continue
             try:
                 idle = self._take(queue, backs_off, idle)

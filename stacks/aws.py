@@ -141,6 +141,9 @@ def consumer_statements(
             [queue_arn],
             "ConsumeWorkQueue",
         ),
+        # While the table fails, what was received goes back as a fresh copy (app/breaker.py),
+        # so no redrive count can move a valid event to the DLQ.
+        allow(["sqs:SendMessage"], [queue_arn], "RequeueFreshCopies"),
         allow(["sqs:SendMessage", "sqs:GetQueueAttributes"], [dlq_arn], "SetAsideToDeadLetter"),
         allow([f"dynamodb:{op}" for op in TABLE_WRITES], [table_arn], "WriteResults"),
         *(key_use if table_keys else []),

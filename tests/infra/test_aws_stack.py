@@ -477,6 +477,9 @@ def test_consumer_policy_names_exactly_the_queue_dlq_and_table(aws_run: StackRun
         "sqs:ChangeMessageVisibility",
         "sqs:GetQueueAttributes",
     }
+    # The breaker's fresh copies go back onto the work queue (SqsQueue.resend).
+    assert by_sid["RequeueFreshCopies"]["Resource"] == [queue]
+    assert by_sid["RequeueFreshCopies"]["Action"] == ["sqs:SendMessage"]
     assert by_sid["SetAsideToDeadLetter"]["Resource"] == [dlq]
     assert "sqs:SendMessage" in by_sid["SetAsideToDeadLetter"]["Action"]
     assert by_sid["WriteResults"]["Resource"] == [table]
