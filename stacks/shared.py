@@ -17,14 +17,15 @@ def schedule_window(workflow: Workflow) -> int:
     return missed_tick_window_seconds(workflow.schedule)
 
 
-def schedule_task(cfg: EdwConfig, workflow: Workflow) -> dict[str, str]:
+def schedule_task(cfg: EdwConfig, workflow: Workflow) -> dict[str, str | bool]:
     """The CronJob of a workflow's schedule: its name, cron, module and heartbeat (both
-    clouds)."""
+    clouds), and the Job's name in the pod, which names the tick's scheduled minute."""
     return {
         "k8s_name": f"{workflow.k8s_name}-schedule",
         "schedule": workflow.schedule,
         "module": "app.schedule",
         "heartbeat_task": task_name(workflow),
+        "job_name_env": True,
     }
 
 

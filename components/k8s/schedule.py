@@ -32,6 +32,10 @@ from components.ticks import ATTEMPTS, RUN_DEADLINE_SECONDS, STARTING_DEADLINE_S
 
 HISTORY = 3
 HEARTBEAT_MODULE = "app.heartbeat"
+# The label the Job controller sets on its pods (k8s.io/api batch/v1 JobNameLabel, Kubernetes
+# 1.27+; below every version the stacks allow). The downward API passes one label's value as an
+# env var (EnvVarSource.fieldRef: "metadata.labels['<KEY>']").
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,9 @@ class PeriodicTaskArgs:
     # The name its heartbeats carry ("" = no heartbeat, no alarm).
     heartbeat_task: str = ""
     service_account_labels: Mapping[str, str] = field(default_factory=dict)
+    # Tell the pod its Job's name (EDW_JOB_NAME) and the CronJob's (EDW_CRONJOB): the Job's name
+    # ends in the scheduled minute, which app.schedule makes the tick's id from.
+    job_name_env: bool = False
     pod_labels: Mapping[str, str] = field(default_factory=dict)
     platform: Sequence[pulumi.Resource] = ()
 
@@ -88,13 +95,29 @@ class PeriodicTask(pulumi.ComponentResource):
             **({"EDW_HEARTBEAT_TASK": args.heartbeat_task} if args.heartbeat_task else {}),
         }
 
-        def pod(module: str) -> core.v1.PodTemplateSpecArgs:
+        def pod(module: str, job_name_env: bool = False) -> core.v1.PodTemplateSpecArgs:
+            values = {**env, **({"EDW_CRONJOB": k8s_name} if job_name_env else {})}
+            from_job = (
+                [
+                    core.v1.EnvVarArgs(
+                        name="EDW_JOB_NAME",
+                        value_from=core.v1.EnvVarSourceArgs(
+                            field_ref=core.v1.ObjectFieldSelectorArgs(
+                                field_path=f"metadata.labels['{JOB_NAME_LABEL}']"
+                            )
+                        ),
+                    )
+                ]
+                if job_name_env
+                else []
+            )
             container = core.v1.ContainerArgs(
                 name="task",
                 image=args.image,
                 image_pull_policy="IfNotPresent",
                 command=["python", "-m", module],
-                env=[core.v1.EnvVarArgs(name=k, value=v) for k, v in sorted(env.items())],
+                env=[core.v1.EnvVarArgs(name=k, value=v) for k, v in sorted(values.items())]
+                + from_job,
                 resources=core.v1.ResourceRequirementsArgs(
                     requests={"cpu": "50m", "memory": "96Mi"},
                     limits={"cpu": "250m", "memory": "192Mi"},
@@ -134,7 +157,9 @@ class PeriodicTask(pulumi.ComponentResource):
                 failed_jobs_history_limit=HISTORY,
                 job_template=batch.v1.JobTemplateSpecArgs(
                     spec=batch.v1.JobSpecArgs(
-                        **run, ttl_seconds_after_finished=3600, template=pod(args.module)
+                        **run,
+                        ttl_seconds_after_finished=3600,
+                        template=pod(args.module, args.job_name_env),
                     )
                 ),
             ),

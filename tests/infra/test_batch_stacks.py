@@ -112,11 +112,16 @@ def test_the_schedule_is_a_utc_cron_job_publishing_to_the_router(run: StackRun) 
     pod = job["template"]["spec"]
     (container,) = pod["containers"]
     assert container["command"] == ["python", "-m", "app.schedule"]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
     router = run.outputs["routerTopicArn" if run.stack == "aws" else "routerEndpoint"]
     assert env["EDW_ROUTER"] == router
     assert env["EDW_SCHEDULE_TYPE"] == "edw.schedule.nightly"
     assert env["EDW_HEARTBEAT_TASK"] == "nightly-schedule"
+    # The Job's name (<cronjob>-<scheduled minute>) names the tick: app.schedule's id.
+    assert env["EDW_CRONJOB"] == cron.inputs["metadata"]["name"] == "edw-nightly-consumer-schedule"
+    assert env["EDW_JOB_NAME"] == {
+        "fieldRef": {"fieldPath": "metadata.labels['batch.kubernetes.io/job-name']"}
+    }
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["restartPolicy"] == "Never"
     assert pod["serviceAccountName"] == "edw-nightly-consumer-schedule"
