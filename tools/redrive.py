@@ -22,12 +22,20 @@ source and id).
   so workflows rewrite their rows and other partners see the event a second time, with the same
   CloudEvents id to deduplicate on.
 - Poison queue: the consumer's envelope (reason, original id, body) is opened and its body sent;
-  an envelope that points at a body stored as a message of its own sends that message.
+  an envelope that points at a body stored as a message of its own sends that message. A pointer
+  is deleted once its body was sent, or once a pass read the whole queue without finding it; a
+  pass cut short by ``--limit`` keeps the pointers whose body it did not reach.
 - Event Grid dead-letter blobs: each blob holds an array of events, each the CloudEvent as
   published plus Event Grid's dead-letter attributes, under a path naming the subscription in
   capitals (Event Grid, "Delivery and retry", dead-letter event formats; "Dead letter and retry
-  policies"). The attributes are removed and each event goes to the subscription's workflow queue
-  or, for a webhook, to the router; the blob is deleted once all its events are sent.
+  policies"). The attributes are removed and each event goes, as compact JSON with its
+  characters unescaped, to the subscription's workflow queue or, for a webhook, to the router;
+  the blob is deleted once all its events are sent. A blob that is not such an array (not UTF-8
+  JSON, not a list of events) or not under such a path is reported and kept, and the pass goes
+  on.
+
+Queue messages travel as the queue holds them (Event Grid's Base64 stays Base64), so each comes
+back byte for byte.
 """
 
 from __future__ import annotations
@@ -97,46 +105,75 @@ class PoisonPass:
 
 
 def redrive_poison(source: WorkQueue, destination: Sender, limit: int = sys.maxsize) -> PoisonPass:
-    """One pass over the poison queue: every envelope's body and every body stored on its own go
-    to ``destination``; an envelope pointing at a body is deleted once that body was sent, or
-    once the whole queue was read without finding it."""
+    """One pass over the poison queue: every envelope's body and every body stored on its own
+    (its content as the queue holds it) go to ``destination``, at most ``limit``; an envelope
+    pointing at a body is deleted once that body was sent, or once the whole queue was read
+    without finding it. What the pass leaves is made visible again at once."""
     result = PoisonPass()
     pointers: dict[str, Received] = {}  # body message id -> its envelope
     sent_bodies: set[str] = set()
+    left: list[Received] = []  # received but neither sent nor deleted: released at the end
+    read_all = False
     while result.moved < limit:
         batch = source.receive(0, VISIBILITY_SECONDS, source.max_batch)
         if not batch:
+            read_all = True
             break
         ready: list[tuple[Received, str]] = []
         for message in batch:
             doc = envelope(message.body)
             if doc is None:
-                ready.append((message, message.body))  # a body stored on its own
+                ready.append((message, message.content))  # a body stored on its own
             elif "body" in doc:
                 ready.append((message, doc["body"]))
             else:
                 pointers[str(doc.get("body_message_id"))] = message
+        left += [m for m, _ in ready[limit - result.moved :]]
+        ready = ready[: limit - result.moved]
         if ready and destination.send([body for _, body in ready]):
             result.errors.append("the destination refused a batch; it stays on the poison queue")
             return result
         kept = source.delete([m for m, _ in ready])
         result.moved += len(ready) - len(kept)
         sent_bodies.update(m.message_id for m, _ in ready if m not in kept)
-    # The queue answered empty: a pointer whose body was not seen points at nothing any more.
+    # A pointer whose body was sent is done; after reading the whole queue, one whose body was
+    # not seen points at nothing any more. A pass cut short by the limit keeps the others: their
+    # bodies may be among the messages it did not reach.
     done = [m for body_id, m in pointers.items() if body_id in sent_bodies]
-    result.stale = len(pointers) - len(done)
-    kept = source.delete(list(pointers.values()))
+    unseen = [m for body_id, m in pointers.items() if body_id not in sent_bodies]
+    if read_all:
+        result.stale, done = len(unseen), done + unseen
+    else:
+        left += unseen
+    kept = source.delete(done)
     if kept:
         result.errors.append(f"{len(kept)} envelopes were not deleted; run again")
+    if left:
+        source.extend(left, 0)
     return result
 
 
-def dead_lettered_events(blob_text: str) -> list[str]:
-    """The events of one dead-letter blob, each as published (dead-letter attributes removed)."""
-    doc = json.loads(blob_text)
-    events = doc if isinstance(doc, list) else [doc]
+class OddBlobError(ValueError):
+    """A blob that is not an Event Grid dead-letter blob: kept, reported, skipped."""
+
+
+def dead_lettered_events(blob: bytes) -> list[str]:
+    """The events of one dead-letter blob, each as published (dead-letter attributes removed),
+    as compact JSON with its characters as they are: ``\\uXXXX`` escapes would make a message
+    up to six times larger than the 64 KiB a queue message may hold."""
+    try:
+        doc = json.loads(blob.decode("utf-8"))
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise OddBlobError(f"not UTF-8 JSON ({exc})") from exc
+    if not isinstance(doc, list) or not all(isinstance(e, dict) for e in doc):
+        raise OddBlobError("not an array of events")
     return [
-        json.dumps({k: v for k, v in e.items() if k not in DEAD_LETTER_ATTRIBUTES}) for e in events
+        json.dumps(
+            {k: v for k, v in e.items() if k not in DEAD_LETTER_ATTRIBUTES},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        for e in doc
     ]
 
 
@@ -160,7 +197,11 @@ def redrive_blobs(
     for a webhook's subscription, to ``router``; the blob is deleted after all were sent."""
     result = BlobPass()
     for blob in list(container.list_blobs()):
-        subscription = subscription_of(blob.name)
+        try:
+            subscription = subscription_of(blob.name)
+        except ValueError as exc:
+            result.errors.append(f"{exc}; kept")
+            continue
         if only and subscription not in only:
             continue
         if subscription.startswith(WEBHOOK_PREFIX):
@@ -170,7 +211,11 @@ def redrive_blobs(
         if destination is None:
             result.errors.append(f"{blob.name}: no workflow or webhook {subscription!r}; kept")
             continue
-        events = dead_lettered_events(container.download_blob(blob.name).readall().decode())
+        try:
+            events = dead_lettered_events(container.download_blob(blob.name).readall())
+        except OddBlobError as exc:
+            result.errors.append(f"{blob.name}: {exc}; kept")
+            continue
         if destination.send(events):
             result.errors.append(f"{blob.name}: the {where} refused its events; kept")
             continue

@@ -11,7 +11,8 @@ webhook's DLQ to the same webhook's, and (Azure) each router dead-letter blob to
 container. Dead letters stay dead letters there, to be read and returned with ``tools.redrive``.
 A queue without counterpart stops the run before anything moves.
 
-Each body is copied byte for byte and only then deleted from the source: a crash between the two
+Each message is copied byte for byte (its content as the queue holds it: Event Grid's Base64
+stays Base64) and only then deleted from the source: a crash between the two
 leaves a message in both, which the consumers absorb (a row is keyed by its workflow, source and
 id). A batch the destination refuses in part stays on the source, whole, and the run stops with an
 error: nothing is deleted that was not sent. Each side's queues resolve in the region their URLs
@@ -55,8 +56,8 @@ def move(
     limit: int = sys.maxsize,
     transform: Callable[[str], str] = str,
 ) -> Moved:
-    """Move up to ``limit`` messages until the source answers empty; each body goes through
-    ``transform`` on the way (identity by default)."""
+    """Move up to ``limit`` messages until the source answers empty; each message's content, as
+    the queue holds it, goes through ``transform`` on the way (identity by default)."""
     result = Moved()
     while result.moved < limit:
         batch = source.receive(
@@ -65,7 +66,7 @@ def move(
         batch = batch[: limit - result.moved]
         if not batch:
             return result
-        unsent = destination.send([transform(m.body) for m in batch])
+        unsent = destination.send([transform(m.content) for m in batch])
         if unsent:
             result.error = (
                 f"the destination refused {unsent} of {len(batch)} messages; the batch stays on "

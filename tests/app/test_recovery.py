@@ -5,8 +5,10 @@ recording endpoint)."""
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,7 +18,7 @@ from typing import Any
 import pytest
 
 from app import events
-from app.azure import EVENT_GRID_SCOPE, EventGridRouter, http_session, open_queue
+from app.azure import EVENT_GRID_SCOPE, EventGridRouter, http_session, open_queue, poison_envelope
 from app.backend import Received
 from app.backend import open_queue as open_any_queue
 from bench.emulators import AwsTarget, AzureTarget, AzuriteEmulator, MotoEmulator
@@ -330,7 +332,9 @@ def test_dead_letter_helpers_follow_the_documented_formats() -> None:
         redrive.subscription_of("a/b.json")
     event = {"id": "1", "specversion": "1.0", "data": {"deadletterreason": "kept: inside data"}}
     marked = {**event, "deadletterreason": "x", "deliveryattempts": 3, "lasthttpstatuscode": 500}
-    assert [json.loads(e) for e in redrive.dead_lettered_events(json.dumps([marked]))] == [event]
+    assert [json.loads(e) for e in redrive.dead_lettered_events(json.dumps([marked]).encode())] == [
+        event
+    ]
     assert redrive.sns_unwrapped('{"specversion": "1.0"}') == '{"specversion": "1.0"}'
     assert redrive.sns_unwrapped("not json") == "not json"
 
@@ -405,3 +409,131 @@ def test_one_queue_replay_refuses_one_queue_for_both_ends(capsys: Any) -> None:
     assert "the same queue" in capsys.readouterr().err
     assert replay.main(["--from-queue", url, "--to-queue", url], env={}) == 2
     assert "cloud None is not one of: aws, azure" in capsys.readouterr().err
+
+
+def raw_contents(connection: str, queue: str) -> list[str]:
+    """What an Azure queue holds, as stored (no decoding), left there."""
+    from azure.storage.queue import QueueClient
+
+    client = QueueClient.from_connection_string(connection, queue)
+    return [m.content for m in client.peek_messages(max_messages=32)]
+
+
+def event_grid_base64(body: str) -> str:
+    """A queue message as Event Grid writes an event into a Storage queue: Base64."""
+    return base64.b64encode(body.encode()).decode()
+
+
+def test_replay_and_redrive_on_azure_return_event_grids_base64_byte_for_byte(
+    request: pytest.FixtureRequest, azurite: AzuriteEmulator, tmp_path: Path
+) -> None:
+    conn = azurite.connection_string
+    stack = azure_stack(request, azurite, "https://router.example/api/events")
+    orders, work = stack.workflows["orders"], stack.workflows["work"]
+    delivered = event_grid_base64(cloud_event(1))
+    put("azure", orders.env["EDW_QUEUE"], [delivered], conn)
+    flags = ["--cloud", "azure", "--connection-string", conn]
+    flags += ["--from-queue", orders.env["EDW_QUEUE"], "--to-queue", work.env["EDW_QUEUE"]]
+    assert replay.main(flags, env={}) == 0
+    assert raw_contents(conn, work.env["EDW_QUEUE"]) == [delivered]
+
+    # Set aside by the consumer: one in its envelope, one too large for it, stored on its own.
+    def padded(pad: int) -> str:
+        return events.make({"pad": "x" * pad}, source="urn:shop", type_="t", event_id="L")
+
+    # 49,149 bytes: 65,532 in Base64, within a queue message but not inside an envelope.
+    large_event = padded(49_149 - len(padded(0)))
+    large = event_grid_base64(large_event)
+    poison = open_queue(orders.env["EDW_DEAD_LETTER_QUEUE"], conn, None, 4)
+    rejects = [
+        (Received("m1", cloud_event(2), "r", 6, event_grid_base64(cloud_event(2))), "bad row"),
+        (Received("m2", large_event, "r", 6, large), "bad row"),
+    ]
+    assert len(poison.send_dead_letters(rejects)) == 2
+    assert large in raw_contents(conn, orders.env["EDW_DEAD_LETTER_QUEUE"])  # on its own
+    outputs = stack.save(tmp_path / "o.json")
+    assert redrive.main(["poison", "--outputs", outputs, "--connection-string", conn]) == 0
+    returned = raw_contents(conn, orders.env["EDW_QUEUE"])
+    assert sorted(returned) == sorted([event_grid_base64(cloud_event(2)), large])
+
+
+def test_a_poison_pass_cut_by_the_limit_keeps_the_pointers_whose_body_it_did_not_reach(
+    request: pytest.FixtureRequest, azurite: AzuriteEmulator, tmp_path: Path, capsys: Any
+) -> None:
+    conn = azurite.connection_string
+    stack = azure_stack(request, azurite, "https://router.example/api/events")
+    orders = stack.workflows["orders"]
+    poison = open_queue(orders.env["EDW_DEAD_LETTER_QUEUE"], conn, None, 4)
+    # A body stored on its own that this pass does not reach (Azure queues keep no order; here
+    # it is hidden for a few seconds), its pointer, and an envelope after them.
+    body = poison.client.send_message(cloud_event(9), visibility_timeout=3)
+    pointer = poison_envelope(Received("m9", cloud_event(9), "r", 6), "why", body.id)
+    assert pointer is not None
+    poison.client.send_message(pointer)
+    assert poison.send_dead_letters([(Received("m1", cloud_event(1), "r", 6), "why")])
+    flags = ["poison", "--outputs", stack.save(tmp_path / "o.json"), "--connection-string", conn]
+    assert redrive.main([*flags, "--limit", "1"]) == 0
+    assert raw_contents(conn, orders.env["EDW_QUEUE"]) == [cloud_event(1)]
+    # The pointer stays, visible again at once, with its reason for the body still to come.
+    assert raw_contents(conn, orders.env["EDW_DEAD_LETTER_QUEUE"]) == [pointer]
+    time.sleep(3.5)
+    capsys.readouterr()
+    assert redrive.main(flags) == 0
+    assert "1 returned, 0 stale envelopes removed" in capsys.readouterr().out
+    assert sorted(raw_contents(conn, orders.env["EDW_QUEUE"])) == sorted(
+        [cloud_event(1), cloud_event(9)]
+    )
+    assert raw_contents(conn, orders.env["EDW_DEAD_LETTER_QUEUE"]) == []
+
+
+def test_dead_letter_blob_events_return_as_compact_json_with_characters_unescaped(
+    request: pytest.FixtureRequest, azurite: AzuriteEmulator
+) -> None:
+    conn = azurite.connection_string
+    stack = azure_stack(request, azurite, "https://router.example/api/events")
+    # 25,000 "é": 50 KB of UTF-8 fits a 64 KiB queue message; as \\u00e9 escapes, 150 KB would not.
+    text = events.make({"text": "\u00e9" * 25_000}, source="urn:shop", type_="t", event_id="e")
+    marks = {"deadletterreason": "MaxDeliveryAttemptsExceeded", "deliveryattempts": 30}
+    blob = json.dumps([{**json.loads(text), **marks}], ensure_ascii=False).encode()
+    stack.container.upload_blob("TOPIC/ORDERS/2026/12/5/10/a.json", blob)
+    inv = inventory("dev", stack.outputs, conn)
+    queues = {q.owner: inv.open(q) for q in inv.of_kind("queue")}
+    result = redrive.redrive_blobs(stack.container, queues, None)
+    assert (result.events, result.errors) == ({"orders queue": 1}, [])
+    (returned,) = raw_contents(conn, stack.workflows["orders"].env["EDW_QUEUE"])
+    assert json.loads(returned) == json.loads(text)
+    assert returned == json.dumps(json.loads(text), ensure_ascii=False, separators=(",", ":"))
+    assert len(returned.encode()) <= 64 * 1024
+    assert list(stack.container.list_blobs()) == []
+
+
+def test_an_odd_dead_letter_blob_is_reported_and_kept_and_the_pass_goes_on(
+    request: pytest.FixtureRequest, azurite: AzuriteEmulator
+) -> None:
+    conn = azurite.connection_string
+    stack = azure_stack(request, azurite, "https://router.example/api/events")
+    day = "TOPIC/ORDERS/2026/12/5/10"
+    odd = {
+        f"{day}/a.json": b"not json",
+        f"{day}/b.json": b'{"id": "not in an array"}',
+        f"{day}/c.json": b"[1, 2]",
+        f"{day}/d.json": b"\xff\xfe[]",
+        "a-stray.json": b"[]",  # not under a dead-letter path
+    }
+    for name, data in odd.items():
+        stack.container.upload_blob(name, data)
+    good = f"{day}/z.json"  # listed after the odd ones: the pass must go on to it
+    stack.container.upload_blob(good, json.dumps([json.loads(cloud_event(1))]).encode())
+    inv = inventory("dev", stack.outputs, conn)
+    queues = {q.owner: inv.open(q) for q in inv.of_kind("queue")}
+    result = redrive.redrive_blobs(stack.container, queues, None)
+    assert result.events == {"orders queue": 1}
+    assert len(result.errors) == len(odd)
+    for name in odd:  # each named once, with what is wrong with it
+        (error,) = [e for e in result.errors if name in e]
+        assert error.endswith("; kept")
+    assert sum("not UTF-8 JSON" in e for e in result.errors) == 2
+    assert sum("not an array of events" in e for e in result.errors) == 2
+    assert sorted(b.name for b in stack.container.list_blobs()) == sorted(odd)
+    (returned,) = bodies_on("azure", stack.workflows["orders"].env["EDW_QUEUE"], conn)
+    assert json.loads(returned) == json.loads(cloud_event(1))
