@@ -42,6 +42,8 @@ JOB_DEMAND = (
     "sum by (namespace, workflow) (label_replace(max_over_time(kube_job_status_active{{"
     'namespace="{ns}", job_name=~"{k8s}-.+"}}[5m]), "workflow", "{workflow}", "", "")) > 0'
 )
+# Demand without progress for this long pages (the file's job rule times a window of its own).
+NO_PROGRESS_BY_REPLICAS_FOR = "15m"
 NO_PROGRESS_BY_REPLICAS = """(
   {demand}
 )
@@ -76,6 +78,7 @@ def no_progress_from_replicas(rules: str, namespace: str, workflows: Sequence[Wo
             if not demand:
                 continue
             rule["expr"] = NO_PROGRESS_BY_REPLICAS.format(demand=demand)
+            rule["for"] = NO_PROGRESS_BY_REPLICAS_FOR
             rule["annotations"]["summary"] = (
                 "{{ $labels.workflow }}: KEDA has scaled up for queued messages and no "
                 "consumer has stored one for 15 minutes"
