@@ -7,7 +7,9 @@
 The program runs offline through the same mocks as the policy check (``--override key=value``
 like ``policy.offline``), so what is priced is what ``pulumi up`` would create for that config.
 Unit prices come from ``tools/prices/<cloud>/<region>.json`` (data: each price with its unit,
-source page and the date it was read); throughput per consumer pod from
+source page, the date it was written down and whether it was read from that page then,
+``verified``; an unverified price is marked ``*`` in the table and ``"verified": false`` in the
+JSON); throughput per consumer pod from
 ``bench/results/latest.json`` (``make bench``). The model and its assumptions: docs/cost.md.
 """
 
@@ -69,6 +71,7 @@ ARRIVALS = ("steady", "bursty")
 UNPRICED_PIPELINES = ("containerInsights", "applicationSignals")
 
 Kind = Literal["fixed", "variable"]
+UNVERIFIED_MARK = "*"
 
 
 class PriceError(ValueError):
@@ -82,6 +85,7 @@ class LineItem:
     quantity: float
     unit: str
     unit_price: float
+    verified: bool  # the unit price was read from its source page on the date the file gives
 
     @property
     def monthly(self) -> float:
@@ -136,6 +140,11 @@ def priced_regions(cloud: str) -> list[str]:
     return sorted(path.stem for path in (PRICES / cloud).glob("*.json"))
 
 
+def verified(price: Mapping[str, Any]) -> bool:
+    """Whether a price was read from its page: only an explicit ``"verified": true`` says so."""
+    return price.get("verified") is True
+
+
 class PriceBook:
     """One region's prices (its own file); every lookup names the region and what is priced
     when it fails."""
@@ -156,7 +165,7 @@ class PriceBook:
         if key not in self.prices:
             raise PriceError(f"no price {key!r} for {self.cloud} {self.region}")
         price = self.prices[key]
-        return LineItem(name, kind, quantity, price["unit"], float(price["price"]))
+        return LineItem(name, kind, quantity, price["unit"], float(price["price"]), verified(price))
 
     def hourly(self, name: str, key: str, count: float) -> LineItem:
         """Something billed by the hour all month."""
@@ -305,12 +314,15 @@ def compute_items(
             hours = pod_hours(cloud, volume, w, book.hours)
             name = f"{w.name} consumer pods ({label} {size})"
             share = pod_share_per_hour(node, w)
-            target.append(LineItem(name, "variable", hours, "pod-hour", share))
+            checked = verified(node)
+            target.append(LineItem(name, "variable", hours, "pod-hour", share, checked))
             node_hours_of_pods += hours * share / float(node["price"])
             longest_tail = max(longest_tail, w.idle_tail_seconds)
             if w.min_replicas:
                 idle = w.min_replicas * book.hours
-                target.append(LineItem(f"{name}, minReplicas", "fixed", idle, "pod-hour", share))
+                target.append(
+                    LineItem(f"{name}, minReplicas", "fixed", idle, "pod-hour", share, checked)
+                )
         tails = (
             volume.bursts * (longest_tail + node_tail) / 3600 if volume.messages_per_month else 0
         )
@@ -322,6 +334,7 @@ def compute_items(
                 node_hours - node_hours_of_pods,
                 "node-hour",
                 float(node["price"]),
+                verified(node),
             )
         )
     return items, alternatives
@@ -676,6 +689,7 @@ def estimate(
                 "quantity": round(i.quantity, 6),
                 "unit": i.unit,
                 "unitPrice": i.unit_price,
+                "verified": i.verified,
                 "monthly": round(i.monthly, 4),
             }
             for i in found
@@ -718,10 +732,17 @@ def show(report: Mapping[str, Any], console: Console) -> None:
             i["kind"],
             f"{i['quantity']:,.3f}",
             i["unit"],
-            f"{i['unitPrice']:g}",
+            f"{i['unitPrice']:g}" + ("" if i["verified"] else UNVERIFIED_MARK),
             f"{i['monthly']:,.2f}",
         )
     console.print(table)
+    unverified = [i for i in report["lineItems"] if not i["verified"]]
+    if unverified:
+        console.print(
+            f"{UNVERIFIED_MARK} {len(unverified)} of {len(report['lineItems'])} unit prices are "
+            "not verified: not read from their source page on the date tools/prices gives. "
+            "Check them there before budgeting (docs/cost.md)."
+        )
     t = report["totals"]
     console.print(
         f"idle: {t['idleMonthly']:,.2f}/month   at {report['messagesPerMonth']:,} events "

@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from tools import cost
 from tools.cost import PriceBook, PriceError, Volume, estimate
@@ -47,6 +48,10 @@ def test_each_region_has_its_file_and_every_price_a_unit_a_source_and_the_date_r
             assert price["unit"], where
             assert price["source"].startswith("https://"), where
             assert re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", price["read"]), where
+            # Whether the figure was read from its page that day; if so, the day is named.
+            assert isinstance(price["verified"], bool), where
+            if price["verified"]:
+                assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", price["read"]), where
             if key.split(":", 1)[0] in ("ec2", "spot", "vm"):
                 assert price["vcpu"] > 0, where
                 assert price["memoryGiB"] > 0, where
@@ -248,7 +253,9 @@ def test_the_command_prints_the_documented_json(capsys: pytest.CaptureFixture[st
     assert found["region"] == "us-east-1"
     assert set(found["totals"]) == {"idleMonthly", "monthlyAtVolume", "perMillionEvents"}
     for item in found["lineItems"]:
-        assert set(item) == {"name", "kind", "quantity", "unit", "unitPrice", "monthly"}
+        assert set(item) == {
+            "name", "kind", "quantity", "unit", "unitPrice", "verified", "monthly"
+        }  # fmt: skip
         assert item["kind"] in ("fixed", "variable")
     assert found["alternatives"], "the on-demand price of the consumer pods is shown beside"
 
@@ -332,3 +339,28 @@ def test_a_stack_name_that_is_no_stack_is_refused_with_the_stacks(
         cost.parser().parse_args(["--stack", "azure"])
     assert stopped.value.code == 2
     assert "invalid choice: 'azure' (choose from 'aws', 'dev')" in capsys.readouterr().err
+
+
+def test_unverified_prices_are_marked_in_the_json_and_with_a_star_and_footnote() -> None:
+    """A price not read from its page (``"verified": false``, every price in tools/prices for
+    now) is flagged on its line; one read there is not."""
+    table = json.loads((cost.PRICES / "aws" / "us-east-1.json").read_text())
+    table["prices"]["eks-cluster"] = {**table["prices"]["eks-cluster"], "verified": True}
+    found = estimate(cost.run_stack("aws"), "us-east-1", VOLUME, table)
+    assert line(found, "EKS control plane")["verified"] is True
+    assert line(found, "NAT gateways")["verified"] is False
+    assert line(found, "consumer node beyond its pods")["verified"] is False  # from the node's
+    console = Console(record=True, width=300)
+    cost.show(found, console)
+    text = console.export_text()
+    cells = [[c.strip() for c in r.split("│")[1:-1]] for r in text.splitlines()]
+    unit_price = {c[0]: c[4] for c in cells if len(c) == 6}
+    assert unit_price["EKS control plane"] == "0.1"
+    assert unit_price["NAT gateways"] == "0.045*"
+    unverified = sum(1 for i in found["lineItems"] if not i["verified"])
+    assert f"* {unverified} of {len(found['lineItems'])} unit prices are not verified" in text
+    for price in table["prices"].values():
+        price["verified"] = True
+    console = Console(record=True, width=300)
+    cost.show(estimate(cost.run_stack("aws"), "us-east-1", VOLUME, table), console)
+    assert "*" not in console.export_text()
