@@ -203,3 +203,22 @@ def test_the_freshness_check_sees_a_stale_table(
     assert "| old |" in page.read_text()
     assert settingsdoc.main([]) == 0
     assert "| `edw:cloud` | string | (required) | both |" in page.read_text()
+
+
+def flat(page: str) -> str:
+    """A page's text with its line breaks and runs of blanks as single spaces."""
+    return " ".join((REPO / "docs" / page).read_text().split())
+
+
+def test_the_policy_pages_say_stack_rules_run_after_the_steps_and_what_guards_a_deploy() -> None:
+    """The engine checks a resource rule as each resource is about to change, but a stack rule
+    only once every step ran (pulumi/pulumi deployment_executor.go, AnalyzeStack after the step
+    executor): only the offline check with every value known stops, before anything changes, a
+    violation the preview could not see."""
+    for page in ("policy.md", "ci.md"):
+        text = flat(page)
+        assert "before each resource is changed" not in text, page
+        assert "make policy-check" in text, page
+        assert "deployment_executor.go" in text, page
+    assert "a stack rule runs once after every step" in flat("policy.md")
+    assert "a stack rule runs after every step" in flat("ci.md")
