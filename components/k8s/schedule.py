@@ -32,9 +32,11 @@ from components.ticks import ATTEMPTS, RUN_DEADLINE_SECONDS, STARTING_DEADLINE_S
 
 HISTORY = 3
 HEARTBEAT_MODULE = "app.heartbeat"
-# The label the Job controller sets on its pods (k8s.io/api batch/v1 JobNameLabel, Kubernetes
-# 1.27+; below every version the stacks allow). The downward API passes one label's value as an
-# env var (EnvVarSource.fieldRef: "metadata.labels['<KEY>']").
+# Every pod of a Job carries its name in this label: the API server sets it on the Job's pod
+# template and validation requires it there, equal to the Job's name (k8s.io/api batch/v1
+# JobNameLabel; kubernetes/kubernetes pkg/apis/batch/validation, ValidateHasLabel(...,
+# batch.JobNameLabel, obj.Name)). The downward API passes one label's value as an env var
+# (EnvVarSource.fieldRef: "metadata.labels['<KEY>']").
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
 
