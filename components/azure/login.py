@@ -15,7 +15,8 @@ something keeps fresh does not help it; after the first Entra token expires its 
 fails like a CLI session signed in with one federated token (Azure/azure-cli#28708, AADSTS700024).
 azure-native 3.x reads GitHub's variables only under their ACTIONS_ names (or the provider config
 oidcRequestUrl/oidcRequestToken): ARM_OIDC_REQUEST_URL/_TOKEN were read by the go-azure-helpers
-authentication of azure-native 1.x/2.x and are ignored now.
+authentication of earlier versions (provider/pkg/provider/auth.go, determineOidcConfig) and are
+ignored now.
 """
 
 from __future__ import annotations
