@@ -190,10 +190,10 @@ def deployer_principals(az_deployers: Sequence[Principal], object_id: str) -> tu
         return tuple(az_deployers)
     kind = token_principal_type(authorization.get_client_token().token)
     pulumi.log.info(
-        f"edw:deployerPrincipals is empty, so the identity running this `up` ({kind} "
+        f"edw:deployerPrincipals is empty, so the identity running this update ({kind} "
         f"{object_id}) is granted Azure Kubernetes Service RBAC Cluster Admin on the cluster: "
         "the program deploys into the cluster as that identity. List your deploy identities in "
-        "edw:deployerPrincipals to grant exactly those (docs/azure.md)."
+        "edw:deployerPrincipals to grant exactly those, whoever runs `up` (docs/azure.md)."
     )
     return (Principal(kind, object_id),)
 
