@@ -183,14 +183,19 @@ def refuse_capacity_change(account_name: str, group: str) -> None:
         )
 
 
-def deployer_principals(az_deployers: Sequence[Principal], object_id: str) -> dict[str, Principal]:
-    """Who gets Kubernetes rights to deploy, by child-name suffix: the configured deployers, or
-    else the identity running this `up` (a person's `az login`), typed from its own token."""
+def deployer_principals(az_deployers: Sequence[Principal], object_id: str) -> tuple[Principal, ...]:
+    """Who gets Kubernetes rights to deploy: the configured deployers, or else the identity
+    running this `up` (a person's `az login`), typed from its own token, and said so."""
     if az_deployers:
-        return {p.object_id[:8]: p for p in az_deployers}
-    token = authorization.get_client_token().token
-    # "admin": the name this grant always had, so a lab stack's grant is never replaced.
-    return {"admin": Principal(token_principal_type(token), object_id)}
+        return tuple(az_deployers)
+    kind = token_principal_type(authorization.get_client_token().token)
+    pulumi.log.info(
+        f"edw:deployerPrincipals is empty, so the identity running this update ({kind} "
+        f"{object_id}) is granted Azure Kubernetes Service RBAC Cluster Admin on the cluster: "
+        "the program deploys into the cluster as that identity. List your deploy identities in "
+        "edw:deployerPrincipals to grant exactly those, whoever runs `up` (docs/azure.md)."
+    )
+    return (Principal(kind, object_id),)
 
 
 def preview_subject(principal: Principal) -> Subject:
@@ -290,6 +295,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             settings=az,
             subscription_id=subscription,
             deployers=deployer_principals(az.deployers, client.object_id),
+            runner_object_id=client.object_id,
             previewers=az.previewers,
             tags=tags,
             kubelogin_args=provider_login(os.environ).kubelogin_args(),

@@ -278,10 +278,17 @@ def stack_config(stack: str) -> dict[str, str]:
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
 
 
+# The real stack's named identities (CI's `dev` and `dev-preview`). With them the throw-away
+# stack would grant those and not the identity running it (`dev-e2e`), which could then not reach
+# its own cluster; without them it grants whoever runs `up` (docs/ci.md, the `dev-e2e` row).
+REAL_STACK_IDENTITIES = ("edw:deployerPrincipals", "edw:previewPrincipals")
+
+
 def throwaway_config(stack: str) -> dict[str, str]:
     """The stack's config for its throw-away copy, which must leave nothing behind: the results
-    table unprotected (Azure protects it by default)."""
-    return {**stack_config(stack), "edw:deletionProtection": "false"}
+    table unprotected (Azure protects it by default), and run by its own identity."""
+    config = {k: v for k, v in stack_config(stack).items() if k not in REAL_STACK_IDENTITIES}
+    return {**config, "edw:deletionProtection": "false"}
 
 
 def leftovers(stack: str, name: str, outputs: dict[str, Any]) -> list[str]:

@@ -47,8 +47,9 @@ class AksClusterArgs:
     api_allowed_cidrs: Sequence[str]
     settings: AzureSettings
     subscription_id: str
-    # Who deploys (AKS RBAC Cluster Admin on this cluster), by child-name suffix.
-    deployers: Mapping[str, Principal]
+    # Who deploys (AKS RBAC Cluster Admin on this cluster); each grant is named by the first 8
+    # characters of its principal's object id.
+    deployers: Sequence[Principal]
     tags: Mapping[str, str]
     # How kubelogin gets the deployer's token: the way the provider authenticates
     # (components/azure/login.py ProviderLogin.kubelogin_args()).
@@ -61,6 +62,9 @@ class AksClusterArgs:
     # observability full: the Log Analytics workspace Container Insights writes to; set, the
     # cluster also turns on its managed Prometheus metrics (the AKS metrics profile).
     log_analytics_workspace_id: pulumi.Input[str] | None = None
+    # The object id of the identity running this `up`: its deployer grant takes over the one
+    # the stack named "deployer-admin" before grants were named by object id.
+    runner_object_id: str = ""
 
 
 class AksCluster(pulumi.ComponentResource):
@@ -155,23 +159,33 @@ class AksCluster(pulumi.ComponentResource):
             opts=child,
         )
 
-        def grant(suffix: str, principal: Principal, role: str) -> pulumi.Resource:
+        def grant(
+            suffix: str, principal: Principal, role: str, aliases: Sequence[pulumi.Alias] = ()
+        ) -> pulumi.Resource:
             return authorization.RoleAssignment(
                 f"{name}-{suffix}",
                 principal_id=principal.object_id,
                 principal_type=principal.type,
                 role_definition_id=role_definition_id(args.subscription_id, role),
                 scope=cluster.id,
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self, aliases=list(aliases)),
             )
 
         # The deployer creates NodePools and the consumer: Kubernetes rights through Azure RBAC
         # on this cluster only. Cluster Admin, because RBAC Admin may not create namespaces
         # (its NotDataActions: namespaces/write; MicrosoftDocs/azure-docs
         # built-in-roles/containers.md).
+        # Named by object id, so a principal keeps its grant whether it is configured or the
+        # identity running `up`: a second assignment of the same principal, role and scope under
+        # another name is refused (RoleAssignmentExists) while the old one still exists.
         grants = [
-            grant(f"deployer-{suffix}", principal, AKS_RBAC_CLUSTER_ADMIN)
-            for suffix, principal in args.deployers.items()
+            grant(
+                f"deployer-{principal.object_id[:8]}",
+                principal,
+                AKS_RBAC_CLUSTER_ADMIN,
+                former_admin_name(name, principal, args.runner_object_id),
+            )
+            for principal in args.deployers
         ]
         # Previewers: listClusterUserCredential/action, and nothing else in Azure.
         for principal in args.previewers:
@@ -210,6 +224,17 @@ class AksCluster(pulumi.ComponentResource):
                 "kubeconfig": self.kubeconfig,
             }
         )
+
+
+def former_admin_name(name: str, principal: Principal, runner_object_id: str) -> list[pulumi.Alias]:
+    """The grant's name before grants were named by object id: the identity running `up`
+    without configured deployers had "deployer-admin", and most likely still runs it. If someone
+    else held it, the changed principal replaces the assignment (pulumi-azure-native#1010), the
+    new one created first, which ARM allows for a different principal; that holder's own new
+    grant is the gap docs/azure.md describes ("Renaming the deployer grant")."""
+    if principal.object_id != runner_object_id:
+        return []
+    return [pulumi.Alias(name=f"{name}-deployer-admin")]
 
 
 def system_pool(args: AksClusterArgs) -> containerservice.ManagedClusterAgentPoolProfileArgs:

@@ -3,13 +3,20 @@ other caller (the readiness probes, the KEDA token check, kubelogin for the Kube
 is the identity the provider is, and renews its token the way the provider does.
 
 The provider's order, pulumi-azure-native provider/pkg/provider/auth_azidentity.go
-(newSingleMethodAuthCredential, readAuthConfig): a client certificate (ARM_CLIENT_CERTIFICATE_PATH),
-a client secret (ARM_CLIENT_SECRET), OIDC when ARM_USE_OIDC is true (ARM_OIDC_TOKEN, else
-ARM_OIDC_TOKEN_FILE_PATH, else a fresh token from GitHub's ACTIONS_ID_TOKEN_REQUEST_URL with
-ACTIONS_ID_TOKEN_REQUEST_TOKEN, audience ARM_OIDC_AUDIENCE or api://AzureADTokenExchange), a
-managed identity (ARM_USE_MSI), and otherwise the Azure CLI. An OIDC login that asks GitHub for a
-new ID token on each exchange outlives the hour after which a CLI session signed in with one
-federated token can no longer renew (Azure/azure-cli#28708, AADSTS700024).
+(newSingleMethodAuthCredential, newOidcCredential, readAuthConfig): a client certificate
+(ARM_CLIENT_CERTIFICATE_PATH), a client secret (ARM_CLIENT_SECRET), OIDC when ARM_USE_OIDC is true
+(ARM_OIDC_TOKEN, else ARM_OIDC_TOKEN_FILE_PATH, else a fresh token from GitHub's
+ACTIONS_ID_TOKEN_REQUEST_URL with ACTIONS_ID_TOKEN_REQUEST_TOKEN, audience ARM_OIDC_AUDIENCE or
+api://AzureADTokenExchange), a managed identity (ARM_USE_MSI), and otherwise the Azure CLI.
+
+Only the GitHub request renews: the provider reads ARM_OIDC_TOKEN_FILE_PATH once, when it starts
+(os.ReadFile in newOidcCredential), and hands that same token to every later exchange, so a file
+something keeps fresh does not help it; after the first Entra token expires its next exchange
+fails like a CLI session signed in with one federated token (Azure/azure-cli#28708, AADSTS700024).
+azure-native 3.x reads GitHub's variables only under their ACTIONS_ names (or the provider config
+oidcRequestUrl/oidcRequestToken): ARM_OIDC_REQUEST_URL/_TOKEN were read by the go-azure-helpers
+authentication of earlier versions (provider/pkg/provider/auth.go, determineOidcConfig) and are
+ignored now.
 """
 
 from __future__ import annotations
@@ -28,6 +35,16 @@ from components.settings import PrincipalType
 Mode = Literal["spn", "workloadidentity", "msi", "azurecli"]
 TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
 GITHUB_TOKEN_TIMEOUT_SECONDS = 30
+# What renews (module doc): the advice every refused OIDC login ends with. Entra access tokens
+# live 60 to 90 minutes by default (Microsoft identity platform, "Configurable token lifetimes").
+RENEWABLE_OIDC = (
+    "In GitHub Actions set no ARM_OIDC_TOKEN or ARM_OIDC_TOKEN_FILE_PATH and give the job "
+    "`permissions: id-token: write`: the provider then asks GitHub for a fresh ID token at each "
+    "exchange (ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN). Elsewhere use a client secret or "
+    "certificate, or a managed identity. ARM_OIDC_TOKEN_FILE_PATH is read once by the provider: "
+    "it serves only runs that end before the provider's first Entra token does (60 to 90 "
+    "minutes by default)"
+)
 
 
 class LoginError(ValueError):
@@ -43,22 +60,25 @@ class ProviderLogin:
     # request URL and token (read at each exchange from the environment).
     secret: str = ""
     certificate_path: str = ""
+    certificate_password: str = ""
     token_file: str = ""
     github_request_url: str = ""
     github_request_token: str = ""
     audience: str = TOKEN_EXCHANGE_AUDIENCE
 
     def kubelogin_args(self) -> list[str]:
-        """kubelogin get-token's login arguments. The environment can override them at run time
-        (kubelogin reads AAD_LOGIN_METHOD, AZURE_CLIENT_ID, AZURE_TENANT_ID after its flags:
-        Azure/kubelogin pkg/internal/token/options.go UpdateFromEnv), which is how `destroy` and
-        `refresh` log in from somewhere else than the `up` that stored the kubeconfig."""
+        """kubelogin get-token's login arguments. The environment overrides them at run time
+        (kubelogin_env), which is how `destroy` and `refresh` log in from somewhere else than the
+        `up` that stored the kubeconfig."""
         if self.mode == "spn":
-            # ARM_CLIENT_SECRET / ARM_CLIENT_CERTIFICATE_PATH, read by kubelogin itself.
+            # kubelogin reads ARM_CLIENT_ID, ARM_TENANT_ID, ARM_CLIENT_SECRET,
+            # ARM_CLIENT_CERTIFICATE_PATH and _PASSWORD itself: no secret in the kubeconfig.
             return ["--login", "spn", "--use-azurerm-env-vars"]
         if self.mode == "workloadidentity":
-            # With ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN set, kubelogin asks GitHub for a fresh
-            # token on each exchange (pkg/internal/token/provider.go, kubelogin >= v0.1.0).
+            # With ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN set, kubelogin asks GitHub for a fresh ID
+            # token at each exchange: from v0.2.0 whatever the token file says
+            # (pkg/internal/token/provider.go), before it only without a token file
+            # (v0.1.x federatedIdentity.go).
             token_file = ["--federated-token-file", self.token_file] if self.token_file else []
             ids = ["--client-id", self.client_id, "--tenant-id", self.tenant_id]
             return ["--login", "workloadidentity", *ids, *token_file]
@@ -72,7 +92,10 @@ class ProviderLogin:
 
         if self.mode == "spn" and self.certificate_path:
             return identity.CertificateCredential(
-                self.tenant_id, self.client_id, self.certificate_path
+                self.tenant_id,
+                self.client_id,
+                self.certificate_path,
+                password=self.certificate_password or None,
             )
         if self.mode == "spn":
             return identity.ClientSecretCredential(self.tenant_id, self.client_id, self.secret)
@@ -111,7 +134,11 @@ def provider_login(env: Mapping[str, str]) -> ProviderLogin:
     client, tenant = env.get("ARM_CLIENT_ID", ""), env.get("ARM_TENANT_ID", "")
     if env.get("ARM_CLIENT_CERTIFICATE_PATH"):
         return ProviderLogin(
-            "spn", client, tenant, certificate_path=env["ARM_CLIENT_CERTIFICATE_PATH"]
+            "spn",
+            client,
+            tenant,
+            certificate_path=env["ARM_CLIENT_CERTIFICATE_PATH"],
+            certificate_password=env.get("ARM_CLIENT_CERTIFICATE_PASSWORD", ""),
         )
     if env.get("ARM_CLIENT_SECRET"):
         return ProviderLogin("spn", client, tenant, secret=env["ARM_CLIENT_SECRET"])
@@ -119,9 +146,8 @@ def provider_login(env: Mapping[str, str]) -> ProviderLogin:
         audience = env.get("ARM_OIDC_AUDIENCE") or TOKEN_EXCHANGE_AUDIENCE
         if env.get("ARM_OIDC_TOKEN"):
             raise LoginError(
-                "ARM_OIDC_TOKEN is a single token that expires within the hour and cannot be "
-                "handed to kubelogin: use ARM_OIDC_TOKEN_FILE_PATH (a file something keeps "
-                "fresh) or, in GitHub Actions, nothing at all (the job's ID token request URL)"
+                f"ARM_OIDC_TOKEN is a single token that cannot be renewed or handed to "
+                f"kubelogin. {RENEWABLE_OIDC}"
             )
         if env.get("ARM_OIDC_TOKEN_FILE_PATH"):
             return ProviderLogin(
@@ -134,9 +160,10 @@ def provider_login(env: Mapping[str, str]) -> ProviderLogin:
         url = env.get("ACTIONS_ID_TOKEN_REQUEST_URL", "")
         token = env.get("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "")
         if not (url and token):
+            stale = [k for k in ("ARM_OIDC_REQUEST_URL", "ARM_OIDC_REQUEST_TOKEN") if env.get(k)]
+            ignored = f" ({' and '.join(stale)}: not read by azure-native 3.x)" if stale else ""
             raise LoginError(
-                "ARM_USE_OIDC is true but there is no OIDC token: set ARM_OIDC_TOKEN_FILE_PATH, "
-                "or run in a GitHub Actions job with `permissions: id-token: write`"
+                f"ARM_USE_OIDC is true but there is no OIDC token{ignored}. {RENEWABLE_OIDC}"
             )
         return ProviderLogin(
             "workloadidentity",
@@ -165,19 +192,30 @@ def token_principal_type(access_token: str) -> PrincipalType:
 
 
 def kubelogin_env(login: ProviderLogin) -> dict[str, str]:
-    """Environment that makes kubelogin log in as ``login`` whatever the stored kubeconfig says:
-    kubelogin reads these after its flags (Azure/kubelogin pkg/internal/token/options.go,
-    UpdateFromEnv: AAD_LOGIN_METHOD, AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_CLIENT_SECRET,
-    AZURE_CLIENT_CERTIFICATE_PATH, and AZURE_FEDERATED_TOKEN_FILE for workloadidentity)."""
+    """Environment that makes kubelogin log in as ``login`` whatever flags a stored kubeconfig
+    carries. kubelogin get-token reads, after its flags (Azure/kubelogin
+    pkg/internal/token/options.go UpdateFromEnv, pkg/internal/env/variables.go):
+    AAD_LOGIN_METHOD; AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_CLIENT_SECRET,
+    AZURE_CLIENT_CERTIFICATE_PATH and _PASSWORD, or with --use-azurerm-env-vars the ARM_ ones
+    instead (the provider's own, so they agree); and in workloadidentity mode AZURE_CLIENT_ID,
+    AZURE_FEDERATED_TOKEN_FILE and AZURE_AUTHORITY_HOST. A variable set empty clears its flag, so
+    every value a stored flag could hold is set here, empty when this login has none: a stale
+    --client-id, --tenant-id or --federated-token-file never wins. AZURE_AUTHORITY_HOST is left
+    to the environment: the program writes no --authority-host, so kubelogin uses the public
+    cloud's unless something sets it."""
     env = {"AAD_LOGIN_METHOD": login.mode}
-    ids = {"AZURE_CLIENT_ID": login.client_id, "AZURE_TENANT_ID": login.tenant_id}
-    if login.mode == "spn":
-        key = "AZURE_CLIENT_CERTIFICATE_PATH" if login.certificate_path else "AZURE_CLIENT_SECRET"
-        env |= {**ids, key: login.certificate_path or login.secret}
-    elif login.mode == "workloadidentity":
-        env |= ids
-        if login.token_file:
-            env["AZURE_FEDERATED_TOKEN_FILE"] = login.token_file
-    elif login.mode == "msi" and login.client_id:
-        env["AZURE_CLIENT_ID"] = login.client_id
-    return env
+    if login.mode == "azurecli":
+        # The tenant of `az login`, as an `up` from a laptop writes no --tenant-id.
+        return env | {"AZURE_TENANT_ID": ""}
+    if login.mode == "msi":
+        # Empty: the system-assigned identity, not a user-assigned one a stale flag names.
+        return env | {"AZURE_CLIENT_ID": login.client_id}
+    env |= {"AZURE_CLIENT_ID": login.client_id, "AZURE_TENANT_ID": login.tenant_id}
+    if login.mode == "workloadidentity":
+        # Empty with GitHub's request URL: kubelogin v0.1.x would read a stale token file first.
+        return env | {"AZURE_FEDERATED_TOKEN_FILE": login.token_file}
+    return env | {
+        "AZURE_CLIENT_SECRET": login.secret,
+        "AZURE_CLIENT_CERTIFICATE_PATH": login.certificate_path,
+        "AZURE_CLIENT_CERTIFICATE_PASSWORD": login.certificate_password,
+    }

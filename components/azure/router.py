@@ -230,10 +230,11 @@ def basic_authorization(secret: str) -> str:
 
 class EventGridWebhook(pulumi.ComponentResource):
     """A partner's endpoint: the events its filter selects, one per request, Event Grid's retries
-    and dead-lettering with the topic's identity. Every request carries a secret Authorization
-    header (a static delivery attribute marked secret; Event Grid "Custom delivery properties"
-    shows exactly this use for webhooks) that the partner checks. The endpoint must answer Event
-    Grid's validation handshake when the subscription is created (docs/routing.md)."""
+    and dead-lettering with the topic's identity. Every event delivery carries a secret
+    Authorization header (a static delivery attribute marked secret; Event Grid "Custom delivery
+    properties" shows exactly this use for webhooks) that the partner checks. The endpoint must
+    answer Event Grid's validation handshake when the subscription is created, without asking
+    for that header: it is documented for deliveries, not for the OPTIONS (docs/routing.md)."""
 
     secret: pulumi.Output[str]
 

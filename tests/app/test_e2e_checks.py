@@ -8,6 +8,7 @@ import signal
 
 import boto3
 import pytest
+import yaml
 
 from app.backend import row_key
 from bench.emulators import AWS_TEST_ENV, Target
@@ -153,3 +154,21 @@ def test_the_throwaway_stack_takes_the_real_stacks_config() -> None:
     assert config["azure-native:location"] == "westeurope"
     # It must leave nothing: the table Azure protects by default is not protected here.
     assert json.loads(config["edw:deletionProtection"]) is False
+
+
+def test_the_throwaway_stack_is_reached_by_the_identity_running_it(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real stack names CI's deploy and preview identities; copied, the throw-away stack
+    would grant them AKS access and not the `dev-e2e` identity that runs it (docs/ci.md)."""
+    real = yaml.safe_load((e2e.REPO / "Pulumi.dev.yaml").read_text())
+    real["config"]["edw:deployerPrincipals"] = [
+        "ServicePrincipal:" + "1" * 8 + "-0000-0000-0000-000000000000"
+    ]
+    real["config"]["edw:previewPrincipals"] = ["Group:" + "2" * 8 + "-0000-0000-0000-000000000000"]
+    (tmp_path / "Pulumi.dev.yaml").write_text(yaml.safe_dump(real))
+    monkeypatch.setattr(e2e, "REPO", tmp_path)
+    config = e2e.throwaway_config("dev")
+    assert "edw:deployerPrincipals" not in config
+    assert "edw:previewPrincipals" not in config
+    assert config["edw:apiAllowedCidrs"] == json.dumps(["0.0.0.0/0"])

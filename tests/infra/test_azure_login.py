@@ -102,11 +102,27 @@ def test_everything_logs_in_the_way_the_provider_is_authenticated(
     [
         ({"ARM_USE_OIDC": "true", **IDS, "ARM_OIDC_TOKEN": "jwt"}, "ARM_OIDC_TOKEN is a single"),
         ({"ARM_USE_OIDC": "true", **IDS}, "there is no OIDC token"),
+        # azure-native 3.x reads GitHub's request variables only under their ACTIONS_ names.
+        (
+            {
+                "ARM_USE_OIDC": "true",
+                **IDS,
+                "ARM_OIDC_REQUEST_URL": "u",
+                "ARM_OIDC_REQUEST_TOKEN": "r",
+            },
+            r"no OIDC token \(ARM_OIDC_REQUEST_URL and ARM_OIDC_REQUEST_TOKEN: not read by",
+        ),
     ],
 )
 def test_an_oidc_login_that_cannot_be_renewed_is_refused(env: dict[str, str], message: str) -> None:
-    with pytest.raises(LoginError, match=message):
+    with pytest.raises(LoginError, match=message) as refused:
         provider_login(env)
+    # The way out is the one that renews: the provider reads ARM_OIDC_TOKEN_FILE_PATH once
+    # (auth_azidentity.go newOidcCredential), so a refreshed file is no remedy.
+    advice = str(refused.value)
+    assert "keeps fresh" not in advice
+    assert "ACTIONS_ID_TOKEN_REQUEST_URL" in advice
+    assert "ARM_OIDC_TOKEN_FILE_PATH is read once by the provider" in advice
 
 
 class GitHubTokens:
@@ -159,6 +175,9 @@ def test_destroy_logs_in_from_its_own_environment_not_the_stored_one() -> None:
         "AZURE_CLIENT_ID": "c",
         "AZURE_TENANT_ID": "t",
         "AZURE_CLIENT_SECRET": "s",
+        # Set empty: kubelogin would take a certificate from the environment before the secret.
+        "AZURE_CLIENT_CERTIFICATE_PATH": "",
+        "AZURE_CLIENT_CERTIFICATE_PASSWORD": "",
     }
     makefile = (REPO / "Makefile").read_text()
     (recipe,) = [line for line in makefile.splitlines() if "pulumi destroy" in line]
@@ -182,3 +201,95 @@ def test_the_deployers_principal_type_comes_from_its_token(
     claims: dict[str, Any], kind: str
 ) -> None:
     assert token_principal_type(_token(claims)) == kind
+
+
+def kubelogin_resolves(args: list[str], env: dict[str, str]) -> dict[str, str]:
+    """What `kubelogin get-token` logs in with, and which of its options that login uses: its
+    flags, then UpdateFromEnv (Azure/kubelogin pkg/internal/token/options.go, variable names in
+    pkg/internal/env/variables.go; a variable set empty still overrides, os.LookupEnv)."""
+    flags = {
+        "--login": "login",
+        "--client-id": "client",
+        "--tenant-id": "tenant",
+        "--federated-token-file": "token_file",
+        "--server-id": "server",
+    }
+    options = dict.fromkeys(
+        ("client", "tenant", "secret", "cert", "cert_password", "token_file", "server"), ""
+    )
+    options["login"] = "devicecode"
+    azurerm = "--use-azurerm-env-vars" in args
+    words = iter(args)
+    for word in words:
+        if word in flags:
+            options[flags[word]] = next(words)
+
+    def take(option: str, variable: str) -> None:
+        if variable in env:
+            options[option] = env[variable]
+
+    prefix = "ARM_" if azurerm else "AZURE_"
+    if not azurerm:
+        take("client", "AAD_SERVICE_PRINCIPAL_CLIENT_ID")
+        take("secret", "AAD_SERVICE_PRINCIPAL_CLIENT_SECRET")
+        take("cert", "AAD_SERVICE_PRINCIPAL_CLIENT_CERTIFICATE")
+        take("cert_password", "AAD_SERVICE_PRINCIPAL_CLIENT_CERTIFICATE_PASSWORD")
+    take("client", f"{prefix}CLIENT_ID")
+    take("secret", f"{prefix}CLIENT_SECRET")
+    take("cert", f"{prefix}CLIENT_CERTIFICATE_PATH")
+    take("cert_password", f"{prefix}CLIENT_CERTIFICATE_PASSWORD")
+    take("tenant", f"{prefix}TENANT_ID")
+    take("login", "AAD_LOGIN_METHOD")
+    if options["login"] == "workloadidentity":
+        take("client", "AZURE_CLIENT_ID")
+        take("token_file", "AZURE_FEDERATED_TOKEN_FILE")
+    used = {
+        "azurecli": ("tenant",),
+        "msi": ("client",),
+        # The token file counts: kubelogin v0.1.x reads it before asking GitHub.
+        "workloadidentity": ("client", "tenant", "token_file"),
+        "spn": ("client", "tenant", "secret", "cert", "cert_password"),
+    }
+    return {"login": options["login"], "server": options["server"]} | {
+        k: options[k] for k in used[options["login"]]
+    }
+
+
+def logins(suffix: str) -> dict[str, dict[str, str]]:
+    """The environments an Azure stack is run from, each naming its own identities."""
+    ids = {"ARM_CLIENT_ID": f"client{suffix}", "ARM_TENANT_ID": f"tenant{suffix}"}
+    return {
+        "az login": {},
+        "GitHub OIDC": {**CI, **ids},
+        "token file": {**ids, "ARM_USE_OIDC": "true", "ARM_OIDC_TOKEN_FILE_PATH": f"/t{suffix}"},
+        "secret": {**ids, "ARM_CLIENT_SECRET": f"s{suffix}"},
+        "certificate": {
+            **ids,
+            "ARM_CLIENT_CERTIFICATE_PATH": f"/c{suffix}.pfx",
+            "ARM_CLIENT_CERTIFICATE_PASSWORD": f"p{suffix}",
+        },
+        "user-assigned identity": {"ARM_USE_MSI": "true", "ARM_CLIENT_ID": f"client{suffix}"},
+        "system-assigned identity": {"ARM_USE_MSI": "true"},
+    }
+
+
+STORED, HERE = logins("-old"), logins("")
+
+
+@pytest.mark.parametrize("stored", STORED)
+@pytest.mark.parametrize("here", HERE)
+def test_no_stale_flag_in_a_stored_kubeconfig_wins(stored: str, here: str) -> None:
+    """`destroy` runs the kubeconfig the last `up` stored, somewhere else: through tools.login
+    kubelogin must log in exactly as an `up` from here would have written it."""
+    source = yaml.safe_dump(
+        {"users": [{"name": "u", "user": {"token": "x"}}], "clusters": [], "contexts": []}
+    )
+
+    def exec_args(env: dict[str, str]) -> list[str]:
+        login = provider_login(env).kubelogin_args()
+        config = json.loads(cluster_module.kubelogin_kubeconfig(source, login))
+        return config["users"][0]["user"]["exec"]["args"]
+
+    env = HERE[here]
+    fresh = kubelogin_resolves(exec_args(env), env)
+    assert kubelogin_resolves(exec_args(STORED[stored]), login_tool.command_env(env)) == fresh

@@ -437,8 +437,11 @@ def test_the_program_never_fetches_or_exports_an_admin_credential(
 
 def test_the_logged_in_person_gets_the_cluster_with_their_principal_type(run: StackRun) -> None:
     """`make up STACK=dev` with nothing but `az login`: the deployer (a User, from its token's
-    claims) is granted AKS RBAC Cluster Admin on this cluster, under the grant's old name."""
-    admin = run.one(ROLE, "cluster-deployer-admin").inputs
+    claims) is granted AKS RBAC Cluster Admin on this cluster, the grant named by its object id
+    and answering to its old name, so an existing stack keeps it."""
+    grant = run.one(ROLE, "cluster-deployer-00000000")
+    assert former_admin(grant)
+    admin = grant.inputs
     assert admin["principalId"] == "00000000-0000-4000-8000-0000000000bb"
     assert admin["principalType"] == "User"
     assert admin["roleDefinitionId"] == ROLE_DEFINITIONS + AKS_RBAC_CLUSTER_ADMIN
@@ -449,7 +452,54 @@ def test_a_ci_deployer_without_configured_principals_is_granted_as_a_service_pri
     """An OIDC app or managed identity running `up` (a token with idtyp app): ARM refuses the
     SDK's default principalType User for it (UnmatchedPrincipalType), the mocks as well."""
     run = run_stack("dev", {"offline:deployerType": "ServicePrincipal"})
-    assert run.one(ROLE, "cluster-deployer-admin").inputs["principalType"] == "ServicePrincipal"
+    assert run.one(ROLE, "cluster-deployer-00000000").inputs["principalType"] == "ServicePrincipal"
+
+
+def former_admin(grant: RecordedResource) -> bool:
+    """Whether the grant answers to the name the runner's grant had before: deployer-admin."""
+    return f"{grant.urn.rsplit('::', 1)[0]}::cluster-deployer-admin" in grant.aliases
+
+
+RUNNER = "00000000-0000-4000-8000-0000000000bb"  # the mocks' signed-in identity
+
+
+@pytest.mark.parametrize(
+    ("configured", "inherits"),
+    [
+        # The person who ran the first `up` lists themself and a CI identity: their grant keeps
+        # its assignment. Named anew, it would be a second assignment of the same principal,
+        # role and scope while the old one still exists: RoleAssignmentExists.
+        ([f"User:{RUNNER}", "ServicePrincipal:33333333-2222-4333-8444-555555555555"], "00000000"),
+        # Someone else runs: no grant claims the old one, which `up` deletes.
+        (["ServicePrincipal:33333333-2222-4333-8444-555555555555"], None),
+    ],
+)
+def test_the_runners_grant_keeps_the_old_deployer_admin_assignment(
+    configured: list[str], inherits: str | None
+) -> None:
+    run = run_stack(
+        "dev",
+        {
+            "deployerPrincipals": json.dumps(configured),
+            "offline:directory": json.dumps({p.split(":")[1]: p.split(":")[0] for p in configured}),
+        },
+    )
+    grants = [g for g in run.of_type(ROLE) if g.name.startswith("cluster-deployer-")]
+    assert sorted(g.name for g in grants) == sorted(
+        f"cluster-deployer-{p.split(':')[1][:8]}" for p in configured
+    )
+    assert [g.name for g in grants if former_admin(g)] == (
+        [f"cluster-deployer-{inherits}"] if inherits else []
+    )
+
+
+def test_the_fallback_grant_says_who_gets_what_and_why(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO"):
+        run_stack("dev", {"tags": json.dumps(["case=fallback-grant-log"])})
+    (said,) = [r.getMessage() for r in caplog.records if "edw:deployerPrincipals" in r.getMessage()]
+    assert f"(User {RUNNER})" in said
+    assert "Azure Kubernetes Service RBAC Cluster Admin on the cluster" in said
+    assert "edw:deployerPrincipals is empty" in said
 
 
 def test_configured_deployers_and_previewers_get_least_aks_roles() -> None:

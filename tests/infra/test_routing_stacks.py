@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ ORDERS_FILTER = {
 }
 PARTNER_FILTER = {"source": {"prefix": "urn:"}}
 PARTNER_URL = "https://partner.example.com/hooks/edw"
+REPO = Path(__file__).resolve().parents[2]
 PUBLISHER_ARN = "arn:aws:iam::123456789012:role/checkout"
 PUBLISHER_ID = "11111111-2222-4333-8444-555555555555"
 
@@ -271,7 +273,7 @@ def test_azure_each_workflow_subscription_filters_and_delivers_with_the_topic_id
 
 def test_azure_every_webhook_delivery_carries_the_partners_secret(dev: StackRun) -> None:
     """Event Grid sends a static, secret Authorization header (delivery attribute mapping)
-    with every request: HTTP Basic for user edw and the generated secret, which the stack
+    with every event delivery: HTTP Basic for user edw and the generated secret, which the stack
     exports (as a secret) for the partner to check."""
     secret = dev.one("random:index/randomPassword:RandomPassword", "webhook-partner-secret")
     assert (secret.inputs["length"], secret.inputs["special"]) == (40, False)
@@ -287,6 +289,39 @@ def test_azure_every_webhook_delivery_carries_the_partners_secret(dev: StackRun)
     }
     assert dev.outputs["webhookSecrets"] == {"partner": token}
     assert "webhookSecrets" in dev.secret_outputs
+
+
+def partner_check() -> Any:
+    """The `answer` function docs/routing.md gives partners, exactly as printed there."""
+    page = (REPO / "docs" / "routing.md").read_text()
+    blocks = [b.split("```")[0] for b in page.split("```python\n")[1:]]
+    (block,) = [b for b in blocks if "def answer(" in b]
+    scope: dict[str, Any] = {}
+    exec(compile(block, "docs/routing.md", "exec"), scope)  # our own doc's code
+    return scope["answer"]
+
+
+def test_azure_a_partner_answers_the_handshake_without_the_secret_and_checks_deliveries(
+    dev: StackRun,
+) -> None:
+    """Microsoft documents delivery attribute mappings as headers of delivered events, not of
+    the CloudEvents OPTIONS handshake (Event Grid, "Custom delivery properties" and "Endpoint
+    validation with CloudEvents schema"): the partner's check must consent without the secret
+    header, then demand it on every POST."""
+    answer = partner_check()
+    secret = dev.outputs["webhookSecrets"]["partner"]
+    hook = dev.one("azure-native:eventgrid:EventSubscription", "webhook-partner-subscription")
+    (header,) = hook.inputs["destination"]["deliveryAttributeMappings"]
+    status, consent = answer("OPTIONS", {"webhook-request-origin": "eventgrid.azure.net"}, secret)
+    assert status == 200
+    assert consent["WebHook-Allowed-Origin"] == "eventgrid.azure.net"
+    assert consent["WebHook-Allowed-Rate"] == "*"
+    delivery = {header["name"].lower(): header["value"]}
+    assert answer("POST", delivery, secret) == (200, {})
+    for forged in ({}, {"authorization": header["value"] + "x"}):
+        status, challenge = answer("POST", forged, secret)
+        assert status == 401
+        assert challenge["WWW-Authenticate"].startswith("Basic")
 
 
 def test_azure_the_topic_identity_may_send_to_exactly_each_queue_and_write_dead_letters(
