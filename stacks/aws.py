@@ -39,7 +39,6 @@ from components.aws.cluster import (
     ClusterAccess,
     EksCluster,
     EksClusterArgs,
-    principal_of,
 )
 from components.aws.dashboard import CloudWatchDashboard, DashboardArgs, WorkflowQueues
 from components.aws.iam import Statement, allow
@@ -54,6 +53,7 @@ from components.aws.network import (
     EksNetwork,
     EksNetworkArgs,
 )
+from components.aws.principals import parse, principal_of
 from components.aws.prometheus import (
     COLLECTOR_RULES,
     ContainerLogs,
@@ -109,6 +109,10 @@ EC2_NODE_CLASS = Kind("karpenter.k8s.aws", "ec2nodeclasses")
 # "couldn't find resource") or log group (tfresource.EmptyResultError: "empty result"):
 # terraform-provider-aws's iam, eks and logs data sources, which pulumi-aws wraps.
 NOT_FOUND = ("NoSuchEntity", "couldn't find resource", "empty result")
+# The log group data source describes the group and then lists its tags by ARN
+# (terraform-provider-aws internal/service/logs: group_data_source.go is
+# @Tags(identifierAttribute="arn"), tags_gen.go listTags calls ListTagsForResource).
+LOG_GROUP_READ = "logs:DescribeLogGroups and logs:ListTagsForResource"
 
 
 def consumer_statements(
@@ -230,11 +234,20 @@ def preflight(cfg: EdwConfig, caller_arn: str) -> AccountState:
         if cluster is None
         else dict(cluster.tags or {}).get(CREATOR_TAG, "")
     )
+    if creator and parse(creator) is None:
+        # A tag set by hand that names no role or user would match no listed ARN: every listed
+        # principal would keep its entry, the creator's too (409).
+        raise ConfigError(
+            f"invalid stack configuration:\n  - the EKS cluster {cfg.name} has the tag "
+            f"{CREATOR_TAG}={creator!r}, which names no IAM role or user; set it to the ARN of "
+            "the identity that created the cluster (arn:aws:iam::<account>:role/<name> or "
+            ":user/<name>) with `aws eks tag-resource`"
+        )
     log_group = f"/aws/eks/{cfg.name}/cluster"
     orphan = cluster is None and (
         lookup(
             f"the log group {log_group}",
-            "logs:DescribeLogGroups",
+            LOG_GROUP_READ,
             lambda: cloudwatch.get_log_group(name=log_group),
         )
         is not None

@@ -7,7 +7,7 @@ import pytest
 
 from app import aws as app_aws
 from bench.emulators import DLQ_MAX_MESSAGE_BYTES, WORK_QUEUE_MAX_MESSAGE_BYTES
-from components.aws.cluster import CLUSTER_ADMIN_POLICY, PREVIEW_GROUP, same_principal
+from components.aws.cluster import CLUSTER_ADMIN_POLICY, PREVIEW_GROUP
 from components.versions import (
     AL2023_AMI_ALIAS,
     COREDNS_ADDON,
@@ -346,6 +346,35 @@ def test_a_cluster_that_ci_creates_remembers_its_role_without_the_session():
     assert run.one("eks:index:Cluster").inputs["clusterTags"] == {
         "edw/creator": f"arn:aws:sts::{ACCOUNT}:assumed-role/deploy"
     }
+
+
+def test_a_hand_set_creator_tag_holding_the_role_arn_is_the_listed_role():
+    """docs/aws.md's migration for a cluster made before the tag: tag it with the creator's role
+    ARN. Before, a role ARN in the tag never matched the same ARN in the list, so the `up` still
+    declared a second entry for the creator (409)."""
+    for tag in (CI_ROLE, f"arn:aws:iam::{ACCOUNT}:role/deploy", CI_CALLER):
+        run = run_stack(
+            "aws",
+            {
+                "clusterAdminArns": json.dumps([CI_ROLE, CREATOR]),
+                "offline:callerArn": CI_CALLER,
+                "offline:existingCluster": json.dumps({"edw/creator": tag}),
+            },
+        )
+        assert set(entries(run)) == {CREATOR}, tag
+
+
+def test_a_creator_tag_that_names_no_principal_is_refused():
+    with pytest.raises(ProgramError) as info:
+        run_stack(
+            "aws",
+            {
+                "clusterAdminArns": json.dumps([CI_ROLE]),
+                "offline:existingCluster": json.dumps({"edw/creator": "deploy"}),
+            },
+        )
+    assert "has the tag edw/creator='deploy', which names no IAM role or user" in str(info.value)
+    assert info.value.resources == []
 
 
 def test_a_cluster_from_before_the_creator_tag_keeps_every_listed_entry():
@@ -939,33 +968,6 @@ def test_a_missing_spot_role_without_permission_to_create_it_stops_before_any_re
     assert info.value.resources == []
 
 
-@pytest.mark.parametrize(
-    ("configured", "caller", "same"),
-    [
-        ("arn:aws:iam::111122223333:user/ana", "arn:aws:iam::111122223333:user/ana", True),
-        ("arn:aws:iam::111122223333:user/ops/ana", "arn:aws:iam::111122223333:user/ops/ana", True),
-        ("arn:aws:iam::111122223333:user/ana", "arn:aws:iam::111122223333:user/bob", False),
-        (
-            "arn:aws:iam::111122223333:role/ci/deploy",
-            "arn:aws:sts::111122223333:assumed-role/deploy/gha-123",
-            True,
-        ),
-        (
-            "arn:aws:iam::111122223333:role/deploy",
-            "arn:aws:sts::444455556666:assumed-role/deploy/gha-123",
-            False,
-        ),
-        (
-            "arn:aws:iam::111122223333:role/preview",
-            "arn:aws:sts::111122223333:assumed-role/deploy/gha-123",
-            False,
-        ),
-    ],
-)
-def test_the_creator_is_recognised_through_sts_arns(configured: str, caller: str, same: bool):
-    assert same_principal(configured, caller) is same
-
-
 def test_the_control_plane_log_group_exists_before_the_cluster_with_retention(aws_run: StackRun):
     group = aws_run.one("aws:cloudwatch/logGroup:LogGroup")
     assert group.inputs["name"] == "/aws/eks/edw-aws/cluster"
@@ -992,6 +994,25 @@ def test_a_second_up_adopts_the_log_group_the_last_cluster_left():
     assert set(group.ignore_changes) == {"retentionInDays", "tags"}
     checks = [a for t, a in run.invokes if t == "aws:cloudwatch/getLogGroup:getLogGroup"]
     assert checks == [{"name": LOG_GROUP}]
+
+
+@pytest.mark.parametrize("denied", ["logs:DescribeLogGroups", "logs:ListTagsForResource"])
+def test_the_log_group_check_names_every_permission_it_needs(denied: str):
+    """The provider's log group lookup describes the group, then lists its tags by ARN: a
+    deployer without ListTagsForResource fails exactly when the group exists (destroy, then up).
+    Before, the error asked only for DescribeLogGroups."""
+    with pytest.raises(ProgramError) as info:
+        run_stack(
+            "aws",
+            {
+                "offline:existingLogGroups": json.dumps([LOG_GROUP]),
+                "offline:deniedActions": json.dumps([denied]),
+            },
+        )
+    message = str(info.value)
+    assert f"not authorized to perform: {denied}" in message
+    assert message.endswith("; grant logs:DescribeLogGroups and logs:ListTagsForResource")
+    assert info.value.resources == []
 
 
 def test_the_log_group_of_a_running_cluster_is_left_to_its_update():
