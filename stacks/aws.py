@@ -44,7 +44,11 @@ from components.aws.dashboard import CloudWatchDashboard, DashboardArgs, Workflo
 from components.aws.iam import Statement, allow
 from components.aws.image import EcrConsumerImage, EcrConsumerImageArgs
 from components.aws.irsa import IrsaRole, IrsaRoleArgs
-from components.aws.karpenter import KarpenterNodeAutoscaling, KarpenterNodeAutoscalingArgs
+from components.aws.karpenter import (
+    NODE_CLASS,
+    KarpenterNodeAutoscaling,
+    KarpenterNodeAutoscalingArgs,
+)
 from components.aws.keda import NAMESPACE as KEDA_NAMESPACE
 from components.aws.keda import KedaOperator, KedaOperatorArgs
 from components.aws.network import (
@@ -55,6 +59,7 @@ from components.aws.network import (
 )
 from components.aws.principals import parse, principal_of
 from components.aws.prometheus import (
+    COLLECTOR_ROLE,
     COLLECTOR_RULES,
     ContainerLogs,
     ContainerLogsArgs,
@@ -79,12 +84,13 @@ from components.k8s.consumer import (
     QueueTrigger,
 )
 from components.k8s.preview import (
-    CLUSTER_KINDS,
     CONSUMER_KINDS,
     Kind,
+    OtherClusterRole,
     PreviewAccess,
     PreviewAccessArgs,
     Subject,
+    consumer_cluster_objects,
 )
 from components.k8s.schedule import PeriodicTask, PeriodicTaskArgs, SystemPlacement
 from components.observability.rules import consumer_rules
@@ -489,9 +495,14 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             PreviewAccessArgs(
                 name=f"{cfg.prefix}-preview",
                 subjects=[Subject("Group", PREVIEW_GROUP)],  # the previewers' access entries'
-                cluster_kinds=(*CLUSTER_KINDS, EC2_NODE_CLASS),
+                cluster_objects={
+                    **consumer_cluster_objects(cfg.consumer.namespace),
+                    EC2_NODE_CLASS: [NODE_CLASS],
+                },
                 namespaced_kinds={cfg.consumer.namespace: CONSUMER_KINDS},
-                held_rules=COLLECTOR_RULES if prometheus else (),
+                other_cluster_roles=(
+                    [OtherClusterRole(COLLECTOR_ROLE, COLLECTOR_RULES)] if prometheus else []
+                ),
                 ready=[namespace],
             ),
             opts=on_cluster,
