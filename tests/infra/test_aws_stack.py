@@ -1,6 +1,8 @@
 """The `aws` stack through the mocks: values the program sends and how resources are wired."""
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -299,6 +301,72 @@ def test_existing_admin_entries_are_renamed_not_recreated():
             f"{old}$aws:eks/accessPolicyAssociation:AccessPolicyAssociation"
             f"::cluster-eks-admin-{i}-cluster-admin",
         )
+
+
+UPGRADE_NOTES = "## Upgrading an existing stack (AWS)"
+# What each resource named by a list position in earlier releases was listed in.
+POSITIONAL = {
+    ENTRY: "edw:clusterAdminArns",
+    ASSOCIATION: "edw:clusterAdminArns",
+    "aws:ec2/tag:Tag": "edw:existingPrivateSubnetIds",
+}
+
+
+def upgrade_notes() -> str:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "aws.md").read_text()
+    return page.split(UPGRADE_NOTES, 1)[1].split("\n## ", 1)[0]
+
+
+def test_docs_say_a_newly_listed_identity_cannot_run_the_up_that_lists_it():
+    """Nothing Kubernetes waits for the listed identities' entries (nor could a preview, which
+    reads the cluster before any entry exists): the `up` that adds an identity must run as one
+    that already has access. Before, docs/aws.md told you to list the CI roles and stopped."""
+    run = run_stack(
+        "aws",
+        {"clusterAdminArns": json.dumps([CI_ROLE]), "previewArns": json.dumps([PREVIEW_ROLE])},
+    )
+    namespace = run.one("kubernetes:core/v1:Namespace")
+    for entry in entries(run).values():
+        assert not run.depends_on(namespace, entry)
+    page = (Path(__file__).resolve().parents[2] / "docs" / "aws.md").read_text()
+    identities = page.split("## Who can reach the cluster (identities)", 1)[1].split("\n## ")[0]
+    assert "**A newly listed identity cannot run the `up` that lists it.**" in identities
+
+
+def test_upgrade_notes_forbid_reordering_every_list_whose_resources_move_by_alias():
+    """An alias names an earlier release's position-keyed resource: reordering the list in the
+    `up` that follows the alias to another principal's or subnet's (409, or a deleted discovery
+    tag). Every such list must be in the upgrade notes' "keep as they are"; before, only the
+    admin list was warned about."""
+    run = run_stack(
+        "aws",
+        {
+            "clusterAdminArns": json.dumps([CI_ROLE]),
+            "existingVpcId": "vpc-0abc",
+            "existingPrivateSubnetIds": '["subnet-1", "subnet-2"]',
+        },
+    )
+    positional = {r.type for r in run.resources for a in r.aliases if re.search(r"-\d+(-|$)", a)}
+    assert positional == set(POSITIONAL)  # a new position alias needs its own warning
+    notes = upgrade_notes()
+    keep = notes.split("**Keep ", 1)[1].split("\n2. ", 1)[0]
+    for setting in set(POSITIONAL.values()):
+        assert f"`{setting}`" in keep, setting
+
+
+def test_upgrade_notes_announce_the_node_replacement_the_new_template_causes(aws_run: StackRun):
+    """The taint and terminationGracePeriod are node-template fields: Karpenter drifts every
+    node made from the old template (Karpenter v1.14 docs, concepts/disruption.md, "Drift")."""
+    pools = aws_run.of_type("kubernetes:karpenter.sh/v1:NodePool")
+    assert len(pools) == 2
+    for pool in pools:
+        template = pool.inputs["spec"]["template"]["spec"]
+        assert template["taints"]
+        assert template["terminationGracePeriod"]
+    notes = upgrade_notes()
+    assert "**Every consumer node is replaced once.**" in notes
+    assert "`terminationGracePeriod`" in notes
+    assert "taint" in notes
 
 
 def test_the_creating_up_leaves_the_creators_entry_to_eks_and_remembers_it():
