@@ -39,13 +39,16 @@ from components.aws.cluster import (
     ClusterAccess,
     EksCluster,
     EksClusterArgs,
-    principal_of,
 )
 from components.aws.dashboard import CloudWatchDashboard, DashboardArgs, WorkflowQueues
 from components.aws.iam import Statement, allow
 from components.aws.image import EcrConsumerImage, EcrConsumerImageArgs
 from components.aws.irsa import IrsaRole, IrsaRoleArgs
-from components.aws.karpenter import KarpenterNodeAutoscaling, KarpenterNodeAutoscalingArgs
+from components.aws.karpenter import (
+    NODE_CLASS,
+    KarpenterNodeAutoscaling,
+    KarpenterNodeAutoscalingArgs,
+)
 from components.aws.keda import NAMESPACE as KEDA_NAMESPACE
 from components.aws.keda import KedaOperator, KedaOperatorArgs
 from components.aws.network import (
@@ -54,7 +57,9 @@ from components.aws.network import (
     EksNetwork,
     EksNetworkArgs,
 )
+from components.aws.principals import parse, principal_of
 from components.aws.prometheus import (
+    COLLECTOR_ROLE,
     COLLECTOR_RULES,
     ContainerLogs,
     ContainerLogsArgs,
@@ -79,12 +84,13 @@ from components.k8s.consumer import (
     QueueTrigger,
 )
 from components.k8s.preview import (
-    CLUSTER_KINDS,
     CONSUMER_KINDS,
     Kind,
+    OtherClusterRole,
     PreviewAccess,
     PreviewAccessArgs,
     Subject,
+    consumer_cluster_objects,
 )
 from components.k8s.schedule import PeriodicTask, PeriodicTaskArgs, SystemPlacement
 from components.observability.rules import consumer_rules
@@ -109,6 +115,10 @@ EC2_NODE_CLASS = Kind("karpenter.k8s.aws", "ec2nodeclasses")
 # "couldn't find resource") or log group (tfresource.EmptyResultError: "empty result"):
 # terraform-provider-aws's iam, eks and logs data sources, which pulumi-aws wraps.
 NOT_FOUND = ("NoSuchEntity", "couldn't find resource", "empty result")
+# The log group data source describes the group and then lists its tags by ARN
+# (terraform-provider-aws internal/service/logs: group_data_source.go is
+# @Tags(identifierAttribute="arn"), tags_gen.go listTags calls ListTagsForResource).
+LOG_GROUP_READ = "logs:DescribeLogGroups and logs:ListTagsForResource"
 
 
 def consumer_statements(
@@ -230,11 +240,20 @@ def preflight(cfg: EdwConfig, caller_arn: str) -> AccountState:
         if cluster is None
         else dict(cluster.tags or {}).get(CREATOR_TAG, "")
     )
+    if creator and parse(creator) is None:
+        # A tag set by hand that names no role or user would match no listed ARN: every listed
+        # principal would keep its entry, the creator's too (409).
+        raise ConfigError(
+            f"invalid stack configuration:\n  - the EKS cluster {cfg.name} has the tag "
+            f"{CREATOR_TAG}={creator!r}, which names no IAM role or user; set it to the ARN of "
+            "the identity that created the cluster (arn:aws:iam::<account>:role/<name> or "
+            ":user/<name>) with `aws eks tag-resource`"
+        )
     log_group = f"/aws/eks/{cfg.name}/cluster"
     orphan = cluster is None and (
         lookup(
             f"the log group {log_group}",
-            "logs:DescribeLogGroups",
+            LOG_GROUP_READ,
             lambda: cloudwatch.get_log_group(name=log_group),
         )
         is not None
@@ -476,9 +495,14 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             PreviewAccessArgs(
                 name=f"{cfg.prefix}-preview",
                 subjects=[Subject("Group", PREVIEW_GROUP)],  # the previewers' access entries'
-                cluster_kinds=(*CLUSTER_KINDS, EC2_NODE_CLASS),
+                cluster_objects={
+                    **consumer_cluster_objects(cfg.consumer.namespace),
+                    EC2_NODE_CLASS: [NODE_CLASS],
+                },
                 namespaced_kinds={cfg.consumer.namespace: CONSUMER_KINDS},
-                held_rules=COLLECTOR_RULES if prometheus else (),
+                other_cluster_roles=(
+                    [OtherClusterRole(COLLECTOR_ROLE, COLLECTOR_RULES)] if prometheus else []
+                ),
                 ready=[namespace],
             ),
             opts=on_cluster,

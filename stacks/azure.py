@@ -33,6 +33,7 @@ from components.azure.identity import (
 from components.azure.image import AcrConsumerImage, AcrConsumerImageArgs
 from components.azure.keda_token import KedaOperatorToken
 from components.azure.login import provider_login, token_principal_type
+from components.azure.nap import NODE_CLASS as NAP_NODE_CLASS
 from components.azure.nap import NapNodeAutoscaling, NapNodeAutoscalingArgs
 from components.azure.prometheus import AzureManagedPrometheus, AzurePrometheusArgs, LogWorkspace
 from components.azure.readiness import ClusterAction
@@ -73,12 +74,12 @@ from components.k8s.consumer import (
     QueueTrigger,
 )
 from components.k8s.preview import (
-    CLUSTER_KINDS,
     CONSUMER_KINDS,
     Kind,
     PreviewAccess,
     PreviewAccessArgs,
     Subject,
+    consumer_cluster_objects,
 )
 from components.k8s.schedule import PeriodicTask, PeriodicTaskArgs, SystemPlacement
 from components.observability.rules import consumer_rules, no_progress_from_replicas
@@ -392,7 +393,10 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             PreviewAccessArgs(
                 name=f"{cfg.prefix}-preview",
                 subjects=[preview_subject(p) for p in az.previewers],
-                cluster_kinds=(*CLUSTER_KINDS, AKS_NODE_CLASS),
+                cluster_objects={
+                    **consumer_cluster_objects(cfg.consumer.namespace),
+                    AKS_NODE_CLASS: [NAP_NODE_CLASS],
+                },
                 namespaced_kinds={
                     cfg.consumer.namespace: CONSUMER_KINDS,
                     **({KEDA_NAMESPACE: SYSTEM_KINDS} if full else {}),

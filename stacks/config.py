@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from croniter import croniter
 
+from components.aws.principals import repeated, same_principal
 from components.k8s.consumer import job_deadline_seconds
 from components.routing import EventFilter, FilterError, matches, parse_filter
 from components.settings import (
@@ -589,6 +590,12 @@ class _Parser:
                 key,
                 f"must be IAM role or user ARNs (arn:aws:iam::<account>:role/<name>); got {bad}",
             )
+        for group in repeated(arns):
+            self.fail(
+                key,
+                f"lists one principal more than once: {group} (IAM names are unique in an "
+                "account whatever their path or case); list each once",
+            )
         return arns
 
     def replicas(self, key: str, own: str, allowed: frozenset[str]) -> tuple[str, ...]:
@@ -787,7 +794,9 @@ class _Parser:
         if subnets and not vpc_id:
             self.fail("existingVpcId", "is required when existingPrivateSubnetIds is set")
         admins, previewers = self.arns("clusterAdminArns"), self.arns("previewArns")
-        both = sorted(set(admins) & set(previewers))
+        # One access entry per principal, whatever its spelling (path, case): EKS allows one
+        # entry a principal, and one ARN twice would be one resource name twice.
+        both = sorted(p for p in previewers if any(same_principal(p, a) for a in admins))
         if both:
             self.fail("previewArns", f"must not repeat edw:clusterAdminArns entries; got {both}")
         version = self.raw("kubernetesVersion") or DEFAULT_KUBERNETES_VERSION["aws"]

@@ -272,12 +272,28 @@ class ProviderMocks(pulumi_mocks.Mocks):
         return {"name": name, "id": name, "arn": arn, "tags": dict(self.account.cluster_tags)}
 
     def _get_log_group(self, name: str) -> Any:
-        """logs:DescribeLogGroups by name, or the provider's failure for a missing group
-        (terraform-provider-aws logs log group data source: tfresource.EmptyResultError)."""
+        """logs:DescribeLogGroups by name, then logs:ListTagsForResource on the group found, or the
+        provider's failure for a missing group (terraform-provider-aws logs log group data source:
+        tfresource.EmptyResultError) or a denied call (worded as the AWS SDK for Go words an
+        AccessDeniedException; reconstructed, not captured from a real account)."""
+        reading = f"reading CloudWatch Logs Log Group ({name})"
+        if "logs:DescribeLogGroups" in self.account.denied_actions:
+            return {}, [("name", f"{reading}: {self._denied('DescribeLogGroups', '*')}")]
         if name not in self.account.log_groups:
-            return {}, [("name", f"reading CloudWatch Logs Log Group ({name}): empty result")]
+            return {}, [("name", f"{reading}: empty result")]
         arn = f"arn:aws:logs:{self.region}:{ACCOUNT}:log-group:{name}"
+        if "logs:ListTagsForResource" in self.account.denied_actions:
+            failure = f"listing tags for CloudWatch Logs Log Group ({arn}): "
+            return {}, [("name", failure + self._denied("ListTagsForResource", arn))]
         return {"name": name, "id": name, "arn": arn, "retentionInDays": 0, "tags": {}}
+
+    def _denied(self, operation: str, resource: str) -> str:
+        return (
+            f"operation error CloudWatch Logs: {operation}, https response error StatusCode: "
+            "400, RequestID: 00000000-0000-4000-8000-000000000000, AccessDeniedException: User: "
+            f"{self.account.caller} is not authorized to perform: logs:{operation} on resource: "
+            f"{resource}"
+        )
 
     def _get_role(self, name: str) -> Any:
         """iam:GetRole: the role, or the provider's failure for a role the account lacks."""
@@ -944,6 +960,7 @@ class AccountFacts:
     cluster_tags: Mapping[str, str] | None = None  # the stack's EKS cluster exists, tagged so
     log_groups: frozenset[str] = frozenset()  # log groups that exist
     impaired_zones: frozenset[str] = frozenset()  # zones in state "impaired" today
+    denied_actions: frozenset[str] = frozenset()  # IAM actions the caller may not call
 
 
 ACCOUNT_KEYS = {
@@ -952,6 +969,7 @@ ACCOUNT_KEYS = {
     "offline:existingCluster": "cluster_tags",
     "offline:existingLogGroups": "log_groups",
     "offline:impairedZones": "impaired_zones",
+    "offline:deniedActions": "denied_actions",
 }
 
 

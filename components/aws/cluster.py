@@ -15,6 +15,7 @@ from pulumi_aws import eks as aws_eks
 
 from components.aws.iam import EC2_TRUST, assume_role_trust
 from components.aws.irsa import ClusterOidc
+from components.aws.principals import same_principal
 from components.versions import COREDNS_ADDON, KUBE_PROXY_ADDON
 
 CONTROL_PLANE_LOGS = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
@@ -36,27 +37,6 @@ NODE_POLICIES = (
 CREATOR_TAG = "edw/creator"
 # The Kubernetes group previewers' access entries map to (components/k8s/preview.py binds it).
 PREVIEW_GROUP = "edw-previewers"
-
-
-def same_principal(configured: str, caller: str) -> bool:
-    """Whether an IAM principal ARN from the config is ``caller``.
-
-    STS reports an assumed role as ``arn:aws:sts::<account>:assumed-role/<name>/<session>``
-    (without the role's path), a user as ``arn:aws:iam::<account>:user/<path/name>``."""
-    account = configured.split(":")[4]
-    kind, _, rest = configured.split(":", 5)[5].partition("/")
-    if f":{account}:" not in caller:
-        return False
-    if ":assumed-role/" in caller:
-        return kind == "role" and rest.rsplit("/", 1)[-1] == caller.split("/")[1]
-    return kind == "user" and caller.endswith(f":user/{rest}")
-
-
-def principal_of(caller: str) -> str:
-    """The caller without its STS session name: what identifies it from one run to the next."""
-    if ":assumed-role/" in caller:
-        return "/".join(caller.split("/")[:2])
-    return caller
 
 
 def digest(value: str) -> str:

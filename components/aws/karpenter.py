@@ -27,7 +27,12 @@ from components.aws.karpenter_policy import ControllerScope, controller_statemen
 from components.aws.network import DISCOVERY_TAG
 from components.k8s.nodepools import KarpenterNodePools, KarpenterNodePoolsArgs, NodeClassRef
 from components.settings import NodePoolSettings
-from components.versions import EC2_NODE_CLASS_API, KARPENTER_CHART, KARPENTER_CRD_CHART
+from components.versions import (
+    EC2_NODE_CLASS_API,
+    KARPENTER_CHART,
+    KARPENTER_CRD_CHART,
+    HelmChart,
+)
 
 NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "karpenter"
@@ -178,22 +183,18 @@ class KarpenterNodeAutoscaling(pulumi.ComponentResource):
         # crds/ folder is installed once and never upgraded). take_ownership adopts the CRDs an
         # earlier release installed through that folder (Karpenter's troubleshooting guide,
         # "Helm error when installing the karpenter-crd chart", fixes the same by hand).
-        crds = helm.v3.Release(
+        crds = release(
             f"{name}-crds",
-            name="karpenter-crd",
-            chart=KARPENTER_CRD_CHART.chart,
-            version=KARPENTER_CRD_CHART.version,
-            namespace=NAMESPACE,
+            "karpenter-crd",
+            KARPENTER_CRD_CHART,
             take_ownership=True,
             timeout=300,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.system_nodes]),
         )
-        release = helm.v3.Release(
+        controller_release = release(
             f"{name}-controller",
-            name="karpenter",
-            chart=KARPENTER_CHART.chart,
-            version=KARPENTER_CHART.version,
-            namespace=NAMESPACE,
+            "karpenter",
+            KARPENTER_CHART,
             values={
                 "settings": {
                     "clusterName": args.cluster_name,
@@ -240,7 +241,7 @@ class KarpenterNodeAutoscaling(pulumi.ComponentResource):
             kind="EC2NodeClass",
             metadata=meta.v1.ObjectMetaArgs(name=NODE_CLASS),
             spec=ec2_node_class_spec(args, role.name),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[release]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[controller_release]),
         )
         self.node_pools = KarpenterNodePools(
             f"{name}-pools",
@@ -250,7 +251,7 @@ class KarpenterNodeAutoscaling(pulumi.ComponentResource):
                     group="karpenter.k8s.aws", kind="EC2NodeClass", name=node_class.metadata["name"]
                 ),
                 family_label="karpenter.k8s.aws/instance-family",
-                depends_on=[release, node_class, access_entry, *spot_role],
+                depends_on=[controller_release, node_class, access_entry, *spot_role],
             ),
             opts=child,
         )
@@ -265,6 +266,21 @@ class KarpenterNodeAutoscaling(pulumi.ComponentResource):
                 "controller_role_arn": self.controller_role_arn,
             }
         )
+
+
+def release(
+    resource_name: str, release_name: str, chart: HelmChart, **settings: Any
+) -> helm.v3.Release:
+    """A Helm release of one of Karpenter's charts (OCI, no repository), at its pinned version,
+    in Karpenter's namespace."""
+    return helm.v3.Release(
+        resource_name,
+        name=release_name,
+        chart=chart.chart,
+        version=chart.version,
+        namespace=NAMESPACE,
+        **settings,
+    )
 
 
 def ec2_node_class_spec(

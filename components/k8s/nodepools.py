@@ -23,6 +23,8 @@ CONSUMER_NODE_LABEL = {"edw/workload": "consumer"}
 # (an add-on without a node selector) can neither land there nor make Karpenter launch a node
 # for itself and keep it forever.
 CONSUMER_TAINT = {"key": "edw/workload", "value": "consumer", "effect": "NoSchedule"}
+# The pools, named after their capacity type (Karpenter's karpenter.sh/capacity-type values).
+NODE_POOL_NAMES = ("spot", "on-demand")
 SPOT_WEIGHT = 100
 ON_DEMAND_WEIGHT = 10
 
@@ -54,13 +56,13 @@ class KarpenterNodePools(pulumi.ComponentResource):
     ) -> None:
         super().__init__("edw:k8s:KarpenterNodePools", name, None, opts)
         pools = {}
-        for pool, capacity_type in (("spot", "spot"), ("on-demand", "on-demand")):
+        for pool in NODE_POOL_NAMES:
             pools[pool] = apiextensions.CustomResource(
                 f"{name}-{pool}",
                 api_version=KARPENTER_API,
                 kind="NodePool",
                 metadata=meta.v1.ObjectMetaArgs(name=pool),
-                spec=node_pool_spec(args, capacity_type),
+                spec=node_pool_spec(args, pool),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
             )
         self.spot_name = pools["spot"].metadata["name"]

@@ -1,17 +1,30 @@
 """The Kubernetes rights of an identity that only previews, cloud-neutral (EKS and AKS).
 
-pulumi-kubernetes previews with server-side dry run, and the API server authorizes a dry run as
-the real verb: a preview needs `patch` on every object it diffs and, for a new object, `create`
-too (pulumi/pulumi-kubernetes#2213; Kubernetes API concepts, "Dry-run authorization"). Helm
-releases need nothing: their preview renders the chart on the client (pulumi-kubernetes
-provider/pkg/provider/helm_release.go: Check and Diff are local, Create and Update return early
-in preview). So the grant is: read, create and patch on exactly the kinds the program manages,
-namespaced kinds only in the namespaces where it manages them, never `delete`, `update`,
-`escalate` or `bind`. The program manages these roles and bindings too, so each role covers the
-RBAC kinds of its scope. That grants nothing new: without `escalate` and `bind`, RBAC lets an
-identity create or patch a role or binding only with rules it already holds (Kubernetes RBAC,
-"Privilege escalation prevention and bootstrapping"); the same check applies to dry runs, which
-is why the caller passes the rules of every other ClusterRole the program manages (`held_rules`).
+What a pulumi-kubernetes preview sends (provider/pkg/provider/provider.go and pkg/await/await.go;
+read at commit 94977969 of 2026-07-01, after 4.32.0: the pinned 4.34.2 could not be read here):
+an object that exists is previewed by a server-side-apply PATCH with `dryRun=All`; a new object
+by a POST create with `dryRun=All` (a PATCH only with `upsertExistingObjects`, which we leave
+off so that an `up` never adopts an object it did not create). The API server authorizes a dry
+run as the real verb (Kubernetes API concepts, "Dry-run authorization"). When it answers 403, the
+provider does not fail the preview: Create and Update log "unable to compute Server-side dry-run"
+and show the inputs as planned, without the server's defaulting and validation. Helm releases
+need nothing: their preview renders the chart on the client (helm_release.go).
+
+So the grant is, never `delete`, `update`, `escalate` or `bind`:
+- in each namespace where the program manages objects, read, create and patch on exactly the
+  kinds it manages there (the namespace is the boundary: RBAC cannot restrict `create` by name);
+- for cluster-scoped kinds (namespaces, NodePools, node classes, ClusterRoles and bindings), read,
+  and `patch` restricted with `resourceNames` to the objects the program manages, no `create`:
+  RBAC cannot restrict a POST create by name (Kubernetes RBAC, "Referring to resources": "You
+  cannot restrict create or deletecollection requests by their resource name"), and an
+  unrestricted create would let a previewer make any namespace or bind a role it holds to anyone.
+  A preview adding a cluster-scoped object shows it client-side only; every later preview of it
+  is a full server-side dry run.
+The program manages these roles and bindings too, so each role covers the RBAC kinds of its
+scope. That grants nothing new: without `escalate` and `bind`, RBAC lets an identity create or
+patch a role or binding only with rules it already holds (Kubernetes RBAC, "Privilege escalation
+prevention and bootstrapping"); the same check applies to dry runs, which is why the caller
+passes every other ClusterRole the program manages (`other_cluster_roles`), rules and name.
 
 A previewer can do for real what it can preview (RBAC has no dry-run-only verb): give it to the
 pull-request identity, not to people.
@@ -24,6 +37,8 @@ from dataclasses import dataclass
 
 import pulumi
 from pulumi_kubernetes import meta, rbac
+
+from components.k8s.nodepools import NODE_POOL_NAMES
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
 PREVIEW_VERBS = ("get", "list", "watch", "create", "patch")
@@ -52,10 +67,12 @@ class Subject:
     name: str
 
 
-# The kinds the cloud-neutral components manage (components/k8s/consumer.py, schedule.py,
-# nodepools.py): the namespace and NodePools, and the consumer namespace's objects. A stack
-# adds its own (its node class; system ConfigMaps).
-CLUSTER_KINDS = (Kind("", "namespaces"), Kind("karpenter.sh", "nodepools"))
+NAMESPACES = Kind("", "namespaces")
+NODE_POOLS = Kind("karpenter.sh", "nodepools")
+CLUSTER_ROLES = Kind(RBAC_GROUP, "clusterroles")
+CLUSTER_ROLE_BINDINGS = Kind(RBAC_GROUP, "clusterrolebindings")
+# The kinds the cloud-neutral components manage in the consumer namespace
+# (components/k8s/consumer.py, schedule.py). A stack adds its own (system ConfigMaps).
 CONSUMER_KINDS = (
     Kind("", "serviceaccounts"),
     Kind("apps", "deployments"),
@@ -67,33 +84,79 @@ CONSUMER_KINDS = (
     Kind("keda.sh", "scaledjobs"),
     Kind("keda.sh", "triggerauthentications"),
 )
-# What this component manages itself, per scope.
-CLUSTER_RBAC = (Kind(RBAC_GROUP, "clusterroles"), Kind(RBAC_GROUP, "clusterrolebindings"))
+# What this component manages itself in a namespace.
 NAMESPACED_RBAC = (Kind(RBAC_GROUP, "roles"), Kind(RBAC_GROUP, "rolebindings"))
+
+
+@dataclass(frozen=True)
+class OtherClusterRole:
+    """Another ClusterRole the program manages, with its ClusterRoleBinding of the same name."""
+
+    name: str
+    rules: Sequence[rbac.v1.PolicyRuleArgs]
 
 
 @dataclass(frozen=True)
 class PreviewAccessArgs:
     name: str  # of the ClusterRole, Roles and bindings in the cluster
     subjects: Sequence[Subject]
-    cluster_kinds: Sequence[Kind]  # cluster-scoped kinds the program manages
+    # Cluster-scoped objects the program manages, kind -> names (beyond the RBAC objects).
+    cluster_objects: Mapping[Kind, Sequence[str]]
     namespaced_kinds: Mapping[str, Sequence[Kind]]  # namespace -> kinds managed there
-    # Rules of the other ClusterRoles the program manages: a previewer must hold them (RBAC).
-    held_rules: Sequence[rbac.v1.PolicyRuleArgs] = ()
+    # The other ClusterRoles the program manages: a previewer must hold their rules (RBAC).
+    other_cluster_roles: Sequence[OtherClusterRole] = ()
     # What must exist before the namespaced roles: the namespaces the program creates.
     ready: Sequence[pulumi.Resource] = ()
 
 
-def rules(kinds: Sequence[Kind]) -> list[rbac.v1.PolicyRuleArgs]:
-    """One preview rule per API group, resources sorted and unique."""
+def consumer_cluster_objects(namespace: str) -> dict[Kind, tuple[str, ...]]:
+    """The cluster-scoped objects the cloud-neutral components manage: the consumer namespace
+    (components/k8s/consumer.py) and the NodePools (components/k8s/nodepools.py)."""
+    return {NAMESPACES: (namespace,), NODE_POOLS: NODE_POOL_NAMES}
+
+
+def rules(kinds: Sequence[Kind], verbs: Sequence[str]) -> list[rbac.v1.PolicyRuleArgs]:
+    """One rule per API group, resources sorted and unique."""
     groups: dict[str, set[str]] = {}
     for kind in kinds:
         groups.setdefault(kind.group, set()).add(kind.resource)
     return [
-        rbac.v1.PolicyRuleArgs(
-            api_groups=[group], resources=sorted(names), verbs=list(PREVIEW_VERBS)
-        )
+        rbac.v1.PolicyRuleArgs(api_groups=[group], resources=sorted(names), verbs=list(verbs))
         for group, names in sorted(groups.items())
+    ]
+
+
+def named_patches(objects: Mapping[Kind, Sequence[str]]) -> list[rbac.v1.PolicyRuleArgs]:
+    """`patch` on exactly the named objects: one rule per kind, so that no kind's names apply to
+    another kind of the same group."""
+    return [
+        rbac.v1.PolicyRuleArgs(
+            api_groups=[kind.group],
+            resources=[kind.resource],
+            resource_names=sorted(set(names)),
+            verbs=["patch"],
+        )
+        for kind, names in sorted(
+            objects.items(), key=lambda item: (item[0].group, item[0].resource)
+        )
+    ]
+
+
+def cluster_rules(args: PreviewAccessArgs) -> list[rbac.v1.PolicyRuleArgs]:
+    """The ClusterRole's rules: read the cluster-scoped kinds, patch the program's objects of
+    them (this component's own ClusterRole and binding, and the other ClusterRoles' too), read
+    CRDs, and hold the other ClusterRoles' rules."""
+    rbac_names = [args.name, *(role.name for role in args.other_cluster_roles)]
+    objects: dict[Kind, list[str]] = {
+        kind: list(names) for kind, names in args.cluster_objects.items()
+    }
+    for kind in (CLUSTER_ROLES, CLUSTER_ROLE_BINDINGS):
+        objects.setdefault(kind, []).extend(rbac_names)
+    return [
+        *rules(list(objects), READ_VERBS),
+        *named_patches(objects),
+        CRD_READ,
+        *(rule for role in args.other_cluster_roles for rule in role.rules),
     ]
 
 
@@ -113,11 +176,7 @@ class PreviewAccess(pulumi.ComponentResource):
         cluster_role = rbac.v1.ClusterRole(
             f"{name}-cluster-role",
             metadata=meta.v1.ObjectMetaArgs(name=args.name),
-            rules=[
-                *rules([*args.cluster_kinds, *CLUSTER_RBAC]),
-                CRD_READ,
-                *args.held_rules,
-            ],
+            rules=cluster_rules(args),
             opts=child,
         )
         rbac.v1.ClusterRoleBinding(
@@ -134,7 +193,7 @@ class PreviewAccess(pulumi.ComponentResource):
             role = rbac.v1.Role(
                 f"{name}-role-{namespace}",
                 metadata=meta.v1.ObjectMetaArgs(name=args.name, namespace=namespace),
-                rules=rules([*kinds, *NAMESPACED_RBAC]),
+                rules=rules([*kinds, *NAMESPACED_RBAC], PREVIEW_VERBS),
                 opts=in_namespace,
             )
             rbac.v1.RoleBinding(

@@ -1,13 +1,15 @@
 """The `aws` stack through the mocks: values the program sends and how resources are wired."""
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from app import aws as app_aws
 from bench.emulators import DLQ_MAX_MESSAGE_BYTES, WORK_QUEUE_MAX_MESSAGE_BYTES
-from components.aws.cluster import CLUSTER_ADMIN_POLICY, PREVIEW_GROUP, same_principal
+from components.aws.cluster import CLUSTER_ADMIN_POLICY, PREVIEW_GROUP
 from components.versions import (
     AL2023_AMI_ALIAS,
     COREDNS_ADDON,
@@ -301,6 +303,72 @@ def test_existing_admin_entries_are_renamed_not_recreated():
         )
 
 
+UPGRADE_NOTES = "## Upgrading an existing stack (AWS)"
+# What each resource named by a list position in earlier releases was listed in.
+POSITIONAL = {
+    ENTRY: "edw:clusterAdminArns",
+    ASSOCIATION: "edw:clusterAdminArns",
+    "aws:ec2/tag:Tag": "edw:existingPrivateSubnetIds",
+}
+
+
+def upgrade_notes() -> str:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "aws.md").read_text()
+    return page.split(UPGRADE_NOTES, 1)[1].split("\n## ", 1)[0]
+
+
+def test_docs_say_a_newly_listed_identity_cannot_run_the_up_that_lists_it():
+    """Nothing Kubernetes waits for the listed identities' entries (nor could a preview, which
+    reads the cluster before any entry exists): the `up` that adds an identity must run as one
+    that already has access. Before, docs/aws.md told you to list the CI roles and stopped."""
+    run = run_stack(
+        "aws",
+        {"clusterAdminArns": json.dumps([CI_ROLE]), "previewArns": json.dumps([PREVIEW_ROLE])},
+    )
+    namespace = run.one("kubernetes:core/v1:Namespace")
+    for entry in entries(run).values():
+        assert not run.depends_on(namespace, entry)
+    page = (Path(__file__).resolve().parents[2] / "docs" / "aws.md").read_text()
+    identities = page.split("## Who can reach the cluster (identities)", 1)[1].split("\n## ")[0]
+    assert "**A newly listed identity cannot run the `up` that lists it.**" in identities
+
+
+def test_upgrade_notes_forbid_reordering_every_list_whose_resources_move_by_alias():
+    """An alias names an earlier release's position-keyed resource: reordering the list in the
+    `up` that follows the alias to another principal's or subnet's (409, or a deleted discovery
+    tag). Every such list must be in the upgrade notes' "keep as they are"; before, only the
+    admin list was warned about."""
+    run = run_stack(
+        "aws",
+        {
+            "clusterAdminArns": json.dumps([CI_ROLE]),
+            "existingVpcId": "vpc-0abc",
+            "existingPrivateSubnetIds": '["subnet-1", "subnet-2"]',
+        },
+    )
+    positional = {r.type for r in run.resources for a in r.aliases if re.search(r"-\d+(-|$)", a)}
+    assert positional == set(POSITIONAL)  # a new position alias needs its own warning
+    notes = upgrade_notes()
+    keep = notes.split("**Keep ", 1)[1].split("\n2. ", 1)[0]
+    for setting in set(POSITIONAL.values()):
+        assert f"`{setting}`" in keep, setting
+
+
+def test_upgrade_notes_announce_the_node_replacement_the_new_template_causes(aws_run: StackRun):
+    """The taint and terminationGracePeriod are node-template fields: Karpenter drifts every
+    node made from the old template (Karpenter v1.14 docs, concepts/disruption.md, "Drift")."""
+    pools = aws_run.of_type("kubernetes:karpenter.sh/v1:NodePool")
+    assert len(pools) == 2
+    for pool in pools:
+        template = pool.inputs["spec"]["template"]["spec"]
+        assert template["taints"]
+        assert template["terminationGracePeriod"]
+    notes = upgrade_notes()
+    assert "**Every consumer node is replaced once.**" in notes
+    assert "`terminationGracePeriod`" in notes
+    assert "taint" in notes
+
+
 def test_the_creating_up_leaves_the_creators_entry_to_eks_and_remembers_it():
     """The first `up` (no cluster yet): EKS makes its caller admin, so an entry for it in
     clusterAdminArns is not declared again (409), and the cluster's tag keeps who it was."""
@@ -346,6 +414,35 @@ def test_a_cluster_that_ci_creates_remembers_its_role_without_the_session():
     assert run.one("eks:index:Cluster").inputs["clusterTags"] == {
         "edw/creator": f"arn:aws:sts::{ACCOUNT}:assumed-role/deploy"
     }
+
+
+def test_a_hand_set_creator_tag_holding_the_role_arn_is_the_listed_role():
+    """docs/aws.md's migration for a cluster made before the tag: tag it with the creator's role
+    ARN. Before, a role ARN in the tag never matched the same ARN in the list, so the `up` still
+    declared a second entry for the creator (409)."""
+    for tag in (CI_ROLE, f"arn:aws:iam::{ACCOUNT}:role/deploy", CI_CALLER):
+        run = run_stack(
+            "aws",
+            {
+                "clusterAdminArns": json.dumps([CI_ROLE, CREATOR]),
+                "offline:callerArn": CI_CALLER,
+                "offline:existingCluster": json.dumps({"edw/creator": tag}),
+            },
+        )
+        assert set(entries(run)) == {CREATOR}, tag
+
+
+def test_a_creator_tag_that_names_no_principal_is_refused():
+    with pytest.raises(ProgramError) as info:
+        run_stack(
+            "aws",
+            {
+                "clusterAdminArns": json.dumps([CI_ROLE]),
+                "offline:existingCluster": json.dumps({"edw/creator": "deploy"}),
+            },
+        )
+    assert "has the tag edw/creator='deploy', which names no IAM role or user" in str(info.value)
+    assert info.value.resources == []
 
 
 def test_a_cluster_from_before_the_creator_tag_keeps_every_listed_entry():
@@ -939,33 +1036,6 @@ def test_a_missing_spot_role_without_permission_to_create_it_stops_before_any_re
     assert info.value.resources == []
 
 
-@pytest.mark.parametrize(
-    ("configured", "caller", "same"),
-    [
-        ("arn:aws:iam::111122223333:user/ana", "arn:aws:iam::111122223333:user/ana", True),
-        ("arn:aws:iam::111122223333:user/ops/ana", "arn:aws:iam::111122223333:user/ops/ana", True),
-        ("arn:aws:iam::111122223333:user/ana", "arn:aws:iam::111122223333:user/bob", False),
-        (
-            "arn:aws:iam::111122223333:role/ci/deploy",
-            "arn:aws:sts::111122223333:assumed-role/deploy/gha-123",
-            True,
-        ),
-        (
-            "arn:aws:iam::111122223333:role/deploy",
-            "arn:aws:sts::444455556666:assumed-role/deploy/gha-123",
-            False,
-        ),
-        (
-            "arn:aws:iam::111122223333:role/preview",
-            "arn:aws:sts::111122223333:assumed-role/deploy/gha-123",
-            False,
-        ),
-    ],
-)
-def test_the_creator_is_recognised_through_sts_arns(configured: str, caller: str, same: bool):
-    assert same_principal(configured, caller) is same
-
-
 def test_the_control_plane_log_group_exists_before_the_cluster_with_retention(aws_run: StackRun):
     group = aws_run.one("aws:cloudwatch/logGroup:LogGroup")
     assert group.inputs["name"] == "/aws/eks/edw-aws/cluster"
@@ -992,6 +1062,25 @@ def test_a_second_up_adopts_the_log_group_the_last_cluster_left():
     assert set(group.ignore_changes) == {"retentionInDays", "tags"}
     checks = [a for t, a in run.invokes if t == "aws:cloudwatch/getLogGroup:getLogGroup"]
     assert checks == [{"name": LOG_GROUP}]
+
+
+@pytest.mark.parametrize("denied", ["logs:DescribeLogGroups", "logs:ListTagsForResource"])
+def test_the_log_group_check_names_every_permission_it_needs(denied: str):
+    """The provider's log group lookup describes the group, then lists its tags by ARN: a
+    deployer without ListTagsForResource fails exactly when the group exists (destroy, then up).
+    Before, the error asked only for DescribeLogGroups."""
+    with pytest.raises(ProgramError) as info:
+        run_stack(
+            "aws",
+            {
+                "offline:existingLogGroups": json.dumps([LOG_GROUP]),
+                "offline:deniedActions": json.dumps([denied]),
+            },
+        )
+    message = str(info.value)
+    assert f"not authorized to perform: {denied}" in message
+    assert message.endswith("; grant logs:DescribeLogGroups and logs:ListTagsForResource")
+    assert info.value.resources == []
 
 
 def test_the_log_group_of_a_running_cluster_is_left_to_its_update():

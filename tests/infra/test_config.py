@@ -96,6 +96,31 @@ def test_values_are_parsed_with_their_types():
             },
             "edw:previewArns must not repeat edw:clusterAdminArns entries",
         ),
+        # One principal twice would be two access entries for it (EKS: 409) or, spelled the
+        # same, one resource name twice (a duplicate URN).
+        (
+            {
+                "clusterAdminArns": '["arn:aws:iam::123456789012:role/ci", '
+                '"arn:aws:iam::123456789012:role/ci"]'
+            },
+            "edw:clusterAdminArns lists one principal more than once: "
+            "['arn:aws:iam::123456789012:role/ci', 'arn:aws:iam::123456789012:role/ci']",
+        ),
+        (
+            {
+                "previewArns": '["arn:aws:iam::123456789012:role/pr/preview", '
+                '"arn:aws:iam::123456789012:role/Preview"]'
+            },
+            "edw:previewArns lists one principal more than once",
+        ),
+        (
+            {
+                "clusterAdminArns": '["arn:aws:iam::123456789012:role/deploy/ci"]',
+                "previewArns": '["arn:aws:iam::123456789012:role/ci"]',
+            },
+            "edw:previewArns must not repeat edw:clusterAdminArns entries; "
+            "got ['arn:aws:iam::123456789012:role/ci']",
+        ),
         (
             {"instnceFamilies": '["m6i"]'},
             "edw:instnceFamilies is not a setting of this project (did you mean "

@@ -1,9 +1,11 @@
 """Preview identities (AWS edw:previewArns, Azure edw:previewPrincipals): exactly the Kubernetes
 rights a preview needs, from the one component both stacks use (components/k8s/preview.py).
 
-pulumi-kubernetes previews by server-side dry run, authorized as the real verb (create, patch):
-the grant must cover every kind the program manages, where it manages it, and nothing that a
-preview never does (delete, update, escalate, bind, secrets)."""
+pulumi-kubernetes previews by server-side dry run, authorized as the real verb (a POST create
+for a new object, a server-side-apply patch for one that exists): the grant must cover every kind
+the program manages, where it manages it, and nothing that a preview never does (delete, update,
+escalate, bind, secrets). Cluster-scoped objects are patchable by name only, and never creatable
+(RBAC cannot restrict a create by name; the provider previews a forbidden dry run client-side)."""
 
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ OWN_KINDS = {
 }
 NOT_KUBERNETES_OBJECTS = ("kubernetes:helm.sh/v3:Release", "pulumi:providers:kubernetes")
 Scoped = tuple[str | None, str, str]  # (namespace or None for cluster scope, group, resource)
+Named = tuple[str, str, str]  # (group, resource, name) of a cluster-scoped object
 
 
 @pytest.fixture(scope="module", params=["aws", "dev"])
@@ -68,12 +71,25 @@ def kind_of(token: str) -> tuple[str, str]:
     return ("" if group == "core" else group), plural(kind)
 
 
-def managed(run: StackRun) -> set[Scoped]:
-    """Every kind of Kubernetes object the program manages, with its namespace."""
-    return {
-        (r.inputs["metadata"].get("namespace"), *kind_of(r.type))
+def objects(run: StackRun) -> list[Any]:
+    return [
+        r
         for r in run.resources
         if r.custom and r.type.startswith("kubernetes:") and r.type not in NOT_KUBERNETES_OBJECTS
+    ]
+
+
+def managed(run: StackRun) -> set[Scoped]:
+    """Every kind of Kubernetes object the program manages, with its namespace."""
+    return {(r.inputs["metadata"].get("namespace"), *kind_of(r.type)) for r in objects(run)}
+
+
+def cluster_objects(run: StackRun) -> set[Named]:
+    """Every cluster-scoped object the program manages, by name."""
+    return {
+        (*kind_of(r.type), r.inputs["metadata"]["name"])
+        for r in objects(run)
+        if not r.inputs["metadata"].get("namespace")
     }
 
 
@@ -87,20 +103,43 @@ def preview_roles(run: StackRun) -> dict[str | None, list[dict[str, Any]]]:
     return {r.inputs["metadata"].get("namespace"): r.inputs["rules"] for r in roles}
 
 
-def allows(rules: list[dict[str, Any]], group: str, resource: str, verb: str) -> bool:
+def allows(
+    rules: list[dict[str, Any]], group: str, resource: str, verb: str, name: str = ""
+) -> bool:
+    """Whether RBAC authorizes the request: a rule with resourceNames covers only requests that
+    carry one of those names (a POST create carries none; Kubernetes RBAC, "Referring to
+    resources")."""
     return any(
-        group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"] for r in rules
+        group in r["apiGroups"]
+        and resource in r["resources"]
+        and verb in r["verbs"]
+        and (not r.get("resourceNames") or name in r["resourceNames"])
+        for r in rules
     )
 
 
 def writable(roles: dict[str | None, list[dict[str, Any]]]) -> set[Scoped]:
+    """What each namespace's Role lets a previewer write, by kind."""
     return {
         (namespace, group, resource)
         for namespace, rules in roles.items()
+        if namespace is not None
         for r in rules
         if "create" in r["verbs"] or "patch" in r["verbs"]
         for group in r["apiGroups"]
         for resource in r["resources"]
+    }
+
+
+def patchable_by_name(cluster_rules: list[dict[str, Any]]) -> set[Named]:
+    """What the ClusterRole lets a previewer patch, by name."""
+    return {
+        (group, resource, name)
+        for r in cluster_rules
+        if "patch" in r["verbs"]
+        for group in r["apiGroups"]
+        for resource in r["resources"]
+        for name in r["resourceNames"]
     }
 
 
@@ -113,8 +152,9 @@ def other_cluster_roles(run: StackRun) -> list[Any]:
 
 
 def test_every_kind_the_program_manages_can_be_previewed(run: StackRun) -> None:
-    """A dry-run patch of each object, or its create when it is new, is authorized: cluster
-    objects through the ClusterRole, namespaced ones through the Role of their namespace."""
+    """Namespaced objects: the dry-run create of a new one and the dry-run patch of an existing
+    one, through the Role of their namespace. Cluster-scoped objects: the dry-run patch, by name,
+    through the ClusterRole."""
     roles = preview_roles(run)
     kinds = managed(run)
     stack = run.stack
@@ -128,9 +168,35 @@ def test_every_kind_the_program_manages_can_be_previewed(run: StackRun) -> None:
         (None, "rbac.authorization.k8s.io", "clusterroles"),
         *OWN_KINDS[stack],
     } <= kinds
-    for namespace, group, resource in kinds:
+    for namespace, group, resource in kinds - {k for k in kinds if k[0] is None}:
         for verb in ("get", "create", "patch"):
             assert allows(roles[namespace], group, resource, verb), (namespace, resource, verb)
+    # Cluster-scoped objects: read, and patched (an existing object's dry run) by name.
+    for group, resource, name in cluster_objects(run):
+        assert allows(roles[None], group, resource, "get", name), (resource, name)
+        assert allows(roles[None], group, resource, "patch", name), (resource, name)
+
+
+def test_a_previewer_creates_no_cluster_scoped_object_and_patches_only_ours(run: StackRun) -> None:
+    """Before, the ClusterRole let a previewer create and patch every namespace, NodePool, node
+    class, ClusterRole and binding of the cluster. Now: patch by name, exactly the program's
+    objects, and no create (RBAC cannot restrict a create by name: a new cluster-scoped object is
+    previewed client-side)."""
+    cluster = preview_roles(run)[None]
+    ours = cluster_objects(run)
+    for group, resource in {(g, r) for g, r, _ in ours}:
+        assert not allows(cluster, group, resource, "create"), resource
+        for _, _, name in sorted(n for n in ours if n[:2] == (group, resource)):
+            assert not allows(cluster, group, resource, "create", name), (resource, name)
+    for name in ("kube-system", "default", "keda", "kube-public"):
+        assert not allows(cluster, "", "namespaces", "patch", name), name
+    assert not allows(cluster, "karpenter.sh", "nodepools", "patch", "default")
+    for resource in ("clusterroles", "clusterrolebindings"):
+        assert not allows(cluster, "rbac.authorization.k8s.io", resource, "patch", "cluster-admin")
+    for rule in cluster:
+        if {"create", "patch"} & set(rule["verbs"]):
+            assert rule["verbs"] == ["patch"], rule
+            assert rule["resourceNames"], rule
 
 
 def test_a_previewer_may_write_nothing_more(run: StackRun) -> None:
@@ -145,7 +211,9 @@ def test_a_previewer_may_write_nothing_more(run: StackRun) -> None:
         for group in r["apiGroups"]
         for resource in r["resources"]
     }
-    assert writable(roles) == managed(run) | held
+    assert held == set()  # the collector's ClusterRole only reads
+    assert writable(roles) == {k for k in managed(run) if k[0] is not None}
+    assert patchable_by_name(roles[None]) == cluster_objects(run)
     for rules in roles.values():
         verbs = {v for r in rules for v in r["verbs"]}
         assert verbs <= PREVIEW_VERBS
