@@ -714,11 +714,21 @@ class _Parser:
         return config
 
     def queue(self) -> QueueSettings:
+        receives = self.integer("maxReceiveCount", 1, 1000)
+        if self.raw("cloud") == "aws" and receives < 2:
+            # The consumer sets a message aside, with its reason, on delivery maxReceiveCount - 1
+            # (components/k8s/consumer.py max_deliveries): SQS's redrive would move it silently.
+            self.fail(
+                "maxReceiveCount",
+                "must be at least 2 on aws (allowed: 2..1000): the consumer dead-letters a "
+                "message with its reason one delivery before SQS's redrive moves it without "
+                f"one; got {receives}",
+            )
         return QueueSettings(
             visibility_timeout_seconds=self.integer(
                 "visibilityTimeoutSeconds", 1, SQS_MAX_VISIBILITY
             ),
-            max_receive_count=self.integer("maxReceiveCount", 1, 1000),
+            max_receive_count=receives,
             message_retention_seconds=self.integer("messageRetentionSeconds", 60, 1_209_600),
         )
 
