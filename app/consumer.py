@@ -309,7 +309,7 @@ class Consumer:
         self.metrics.processed.inc(len(processed))
         for message in processed:
             event = events_by_message[message]
-            through = crossed_array(event.data, self.settings.filter_paths)
+            through = crossed_array(event.data_tree, self.settings.filter_paths)
             if through:
                 # Routed by SNS looking into an array; Event Grid would not have sent it here.
                 self.metrics.filtered_through_arrays.inc()

@@ -332,6 +332,25 @@ def test_an_event_filtered_through_an_array_of_objects_is_stored_and_counted() -
     assert count(consumer.metrics, "edw_events_filtered_through_arrays_total") == 2  # a and c
 
 
+def test_data_is_never_parsed_again_after_the_batch_is_settled() -> None:
+    """A 5000-digit integer is valid JSON (kept as sent) but more than ``int()`` takes from text
+    (Python's 4300-digit limit): looking at the event's shape afterwards must not raise and
+    cost its batch-mates their metrics."""
+    consumer, queue, _, table = consumer_for(filter_paths=("data.items.sku",))
+    huge = (
+        '{"specversion":"1.0","id":"h","source":"s","type":"t","time":"2026-01-01T00:00:00Z",'
+        '"data":{"n":' + "9" * 5000 + "}}"
+    )
+    through = events.make({"items": [{"sku": "a"}]}, source="s", type_="t", event_id="a")
+    consumer.process(queue.put(huge, through))
+    assert sorted(table.rows) == ["a", "h"]
+    assert table.rows["h"]["data"] == '{"n":' + "9" * 5000 + "}"
+    m = consumer.metrics
+    assert count(m, "edw_messages_processed_total") == 2
+    assert count(m, "edw_events_filtered_through_arrays_total") == 1
+    assert count(m, "edw_end_to_end_seconds_count") == 2
+
+
 def test_an_unexpected_error_counts_every_message_as_failed() -> None:
     consumer, queue, _, _ = consumer_for()
 
