@@ -51,8 +51,14 @@ MAX_REASON_CHARS = 1024
 # work queue keeps this much below the DLQ's 1 MiB (its MaximumMessageSize,
 # components/aws/work_queue.py): any body the work queue took fits the DLQ with its reason.
 DEAD_LETTER_RESERVE_BYTES = len(REASON_ATTRIBUTE) + len("String") + 4 * MAX_REASON_CHARS
-# Errors that say "this item", not "this moment": retrying the same row cannot succeed.
-ITEM_ERRORS = frozenset({"ValidationException", "SerializationException"})
+# The one refusal an event's content can cause: its item over 400 KB. DynamoDB then refuses the
+# whole BatchWriteItem ("An individual item in a batch exceeds 400 KB", BatchWriteItem API
+# reference) with ValidationException and this message (the API reference gives no text; it is
+# moto 5.2.5's ItemSizeTooLarge, moto/dynamodb/exceptions.py, as the service words it). Every
+# other ValidationException (a key schema that does not match, a malformed request) is not the
+# row's doing and would refuse every row alike: a table failure, never a dead letter. The
+# key-size message is left out on purpose: the key is a 64-character digest (row_key).
+ITEM_TOO_LARGE = "Item size has exceeded the maximum allowed size"
 
 
 class WriteError(RuntimeError):
@@ -215,6 +221,11 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:300]
 
 
+def _row_too_large(exc: ClientError) -> bool:
+    error = exc.response.get("Error", {})
+    return error.get("Code") == "ValidationException" and ITEM_TOO_LARGE in error.get("Message", "")
+
+
 def item_bytes(item: dict[str, dict[str, str]]) -> int:
     """DynamoDB's item size: every attribute name plus its value, in UTF-8 (numbers are close
     enough counted as their digits)."""
@@ -260,10 +271,9 @@ class DynamoTable:
             try:
                 response = self.client.batch_write_item(RequestItems=pending)
             except ClientError as exc:
-                # DynamoDB refuses a whole BatchWriteItem when one item is invalid (too large, a
-                # bad key): ValidationException for every row, which the consumer splits on.
-                code = exc.response.get("Error", {}).get("Code", "")
-                if code in ITEM_ERRORS:
+                # DynamoDB refuses a whole BatchWriteItem when one item is too large: the
+                # consumer splits the rows until that one is alone.
+                if _row_too_large(exc):
                     rows = len(pending[self.name])
                     what = "the row" if rows == 1 else f"a write of {rows} rows"
                     raise RowRejected(f"DynamoDB refused {what}: {_short(exc)}") from exc

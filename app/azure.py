@@ -49,8 +49,15 @@ EVENT_GRID_BATCH = 100
 EVENT_GRID_BATCH_BYTES = 1_000_000
 EVENT_GRID_SCOPE = "https://eventgrid.azure.net/.default"
 CLOUD_EVENTS_BATCH = "application/cloudevents-batch+json; charset=utf-8"
-# Status codes that say "these entities" (bad or too large), not "this moment".
-ROW_REFUSED_STATUS = frozenset({400, 413})
+# The refusals an event's content can cause: its entity, a property of it, or the one-entity
+# request too large (Table service error codes page, learn.microsoft.com/rest/api/
+# storageservices/table-service-error-codes: EntityTooLarge and PropertyValueTooLarge, 400;
+# common REST error codes: RequestBodyTooLarge, 413; all three in azure-data-tables 12.7.0's
+# TableErrorCode). Codes about names, types and property counts (PropertyNameTooLong,
+# TooManyProperties, InvalidValueType, ...) cannot come from an event: the entity's property
+# names and types are fixed by this code, so such a refusal would refuse every row alike. It and
+# every other 400 are table failures, never a dead letter.
+ROW_REFUSED_CODES = frozenset({"EntityTooLarge", "PropertyValueTooLarge", "RequestBodyTooLarge"})
 # Cosmos DB refuses a write into a logical partition at its 20 GB cap with 403, substatus 1014,
 # "Partition key reached maximum size of {...} GB" (learn.microsoft.com/azure/cosmos-db/nosql/
 # troubleshoot-forbidden). That page is for the NoSQL API; the Table API's exact body could not
@@ -249,9 +256,10 @@ def entity_bytes(entity: dict[str, str]) -> int:
 
 
 def _refused(exc: BaseException) -> bool:
-    """An upsert refused for what its entity holds (azure-data-tables raises HttpResponseError
-    with the status: 400 for a bad or too large entity, 413 for a too large request)."""
-    return getattr(exc, "status_code", None) in ROW_REFUSED_STATUS
+    """An upsert refused for what its entity holds: azure-data-tables raises HttpResponseError
+    with the service's code in ``error_code`` (a TableErrorCode, or the text when unknown)."""
+    code = getattr(exc, "error_code", None)
+    return getattr(code, "value", code) in ROW_REFUSED_CODES
 
 
 def _partition_full(exc: BaseException) -> bool:

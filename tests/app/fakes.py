@@ -8,13 +8,16 @@ azure-data-tables raise for the same input:
 - DynamoDB (botocore ``before-send`` hook, JSON 1.0 protocol): an invalid item refuses the whole
   ``BatchWriteItem`` with HTTP 400 ``ValidationException`` (the BatchWriteItem API reference:
   "DynamoDB rejects the entire batch write operation" when an item exceeds 400 KB); throttling is
-  HTTP 400 ``ProvisionedThroughputExceededException``; an outage is the
-  ``EndpointConnectionError`` botocore raises for a refused connection.
+  HTTP 400 ``ProvisionedThroughputExceededException``; a table that refuses every row alike (its
+  key schema is not the one the rows carry) is HTTP 400 ``ValidationException`` with moto's
+  "Missing the key" message; an outage is the ``EndpointConnectionError`` botocore raises for a
+  refused connection.
 - Azure Table (a ``requests`` adapter under azure-core's ``RequestsTransport``): each upsert is
   answered 204, or 400 ``PropertyValueTooLarge`` for a refused entity, which azure-data-tables
-  raises as ``HttpResponseError`` with that status; throttling is HTTP 429 (Cosmos DB's); an
-  outage is ``requests.ConnectionError``, which azure-core raises as ``ServiceRequestError``. The
-  formats are Azurite 3.37.0's, recorded.
+  raises as ``HttpResponseError`` with that status; throttling is HTTP 429 (Cosmos DB's); a
+  table that refuses every row alike answers 400 ``InvalidInput`` (common REST API error codes);
+  an outage is ``requests.ConnectionError``, which azure-core raises as ``ServiceRequestError``.
+  The formats are Azurite 3.37.0's, recorded.
 """
 
 from __future__ import annotations
@@ -50,6 +53,12 @@ TOO_LARGE = {
     "aws": "Item size has exceeded the maximum allowed size",
     "azure": "The property value exceeds the maximum allowed size (64KB). If the property value "
     "is a string, it is UTF-16 encoded and the maximum number of characters should be 32K or less.",
+}
+
+# A 400 that is not about the rows: every write is refused alike.
+INVALID = {
+    "aws": "One or more parameter values were invalid: Missing the key id in the item",
+    "azure": "One of the request inputs is not valid.",
 }
 
 
@@ -128,18 +137,21 @@ class FakeQueue:
 class TableService:
     """What the fake table holds and how it misbehaves: ``refused`` event ids make any write
     holding them refused whole; while ``outage`` returns True the table is unreachable, while
-    ``throttled`` returns True it throttles; ``delay`` makes every write that slow."""
+    ``throttled`` returns True it throttles, while ``invalid`` returns True it refuses every
+    write with a 400 that is not about the rows; ``delay`` makes every write that slow."""
 
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # event id -> stored row
     refused: set[str] = field(default_factory=set)
     outage: Callable[[], bool] = lambda: False
     throttled: Callable[[], bool] = lambda: False
+    invalid: Callable[[], bool] = lambda: False
     delay: float = 0.0
     writes: list[list[str]] = field(default_factory=list)  # event ids of each write request
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def attempt(self, ids: list[str]) -> str | None:
-        """Record a write request; what goes wrong ("outage", "throttled", "refused:<index>")."""
+        """Record a write request; what goes wrong ("outage", "throttled", "invalid",
+        "refused:<index>")."""
         with self.lock:
             self.writes.append(ids)
         if self.delay:
@@ -148,6 +160,8 @@ class TableService:
             return "outage"
         if self.throttled():
             return "throttled"
+        if self.invalid():
+            return "invalid"
         bad = [i for i, event_id in enumerate(ids) if event_id in self.refused]
         return f"refused:{bad[0]}" if bad else None
 
@@ -201,7 +215,7 @@ def dynamo_table(service: TableService) -> aws.DynamoTable:
                 400,
                 {
                     "__type": "com.amazon.coral.validate#ValidationException",
-                    "message": TOO_LARGE["aws"],
+                    "message": INVALID["aws"] if problem == "invalid" else TOO_LARGE["aws"],
                 },
             )
         rows = [{k: v["S"] for k, v in item.items() if "S" in v} for item in items]
@@ -227,6 +241,8 @@ class _TableAdapter(HTTPAdapter):
             raise requests.ConnectionError("[Errno 111] Connection refused")
         if problem == "throttled":
             return self._error(request, 429, "TooManyRequests", "Request rate is large.")
+        if problem == "invalid":
+            return self._error(request, 400, "InvalidInput", INVALID["azure"])
         if problem:
             return self._error(request, 400, "PropertyValueTooLarge", TOO_LARGE["azure"])
         self.service.store({entity["eventId"]: entity})

@@ -286,3 +286,55 @@ def test_other_forbidden_writes_are_not_table_full() -> None:
         assert not isinstance(err.value, TableFull | RowRejected)
     finally:
         replies.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "row_refused"),
+    [
+        (400, "PropertyValueTooLarge", True),
+        (400, "EntityTooLarge", True),
+        (413, "RequestBodyTooLarge", True),
+        # Not something an event's content can cause (the entity's names and types are fixed):
+        # they would refuse every row alike, so they are table failures.
+        (400, "InvalidInput", False),
+        (400, "InvalidValueType", False),
+        (400, "PropertyNameTooLong", False),
+        (400, "TooManyProperties", False),
+        (400, "OutOfRangeInput", False),
+    ],
+)
+def test_only_the_row_size_codes_make_an_azure_refusal_the_rows_fault(
+    status: int, code: str, row_refused: bool
+) -> None:
+    """Table service and common REST API error codes (learn.microsoft.com/rest/api/
+    storageservices/table-service-error-codes, common-rest-api-error-codes)."""
+    replies = CosmosReplies(status, {"x-ms-error-code": code}, odata_error(code, "refused"))
+    try:
+        with pytest.raises(Exception) as err:  # noqa: PT011 - which one is the assertion
+            replies.table().write(EVENTS[:2])
+    finally:
+        replies.close()
+    assert isinstance(err.value, RowRejected) is row_refused
+    http = err.value.__cause__ if row_refused else err.value
+    assert isinstance(http, HttpResponseError)
+    assert http.status_code == status
+
+
+@pytest.mark.parametrize(
+    ("message", "row_refused"),
+    [
+        (aws.ITEM_TOO_LARGE, True),
+        ("One or more parameter values were invalid: Missing the key id in the item", False),
+        ("1 validation error detected: Value null at 'requestItems' failed to satisfy", False),
+    ],
+)
+def test_only_the_item_size_message_makes_a_dynamodb_refusal_the_rows_fault(
+    message: str, row_refused: bool
+) -> None:
+    client, stubber = _dynamo_with_canned_responses([])
+    stubber.add_client_error(
+        "batch_write_item", "ValidationException", message, http_status_code=400
+    )
+    with pytest.raises(Exception) as err:  # noqa: PT011 - which one is the assertion
+        aws.DynamoTable(client, "events").write(EVENTS[:2])
+    assert isinstance(err.value, RowRejected) is row_refused

@@ -127,6 +127,26 @@ def test_a_table_failing_past_the_deadline_puts_messages_back_as_fresh_copies(
     assert count(m, "edw_breaker_open") == 1
 
 
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_a_refusal_that_is_not_about_the_rows_is_a_table_failure(cloud: str) -> None:
+    """DynamoDB ValidationException and Azure 400 are refusals of the row only for the row-size
+    codes; any other (here: the table's key schema is not the rows', an invalid request) would
+    refuse every row alike, so nothing is dead-lettered: the breaker opens and the messages go
+    back as fresh copies."""
+    consumer, queue, dlq, table = consumer_for(
+        TableService(invalid=lambda: True), cloud=cloud, processing_timeout_seconds=1
+    )
+    messages = queue.put(*(event_body(i) for i in range(3)))
+    consumer.process(messages)
+    assert dlq.sent == []
+    assert queue.copies == [m.body for m in messages]
+    assert queue.deleted == messages
+    assert table.rows == {}
+    assert len(table.writes) > 1  # retried as a failing table, not split as refused rows
+    assert consumer.breaker.state == OPEN
+    assert count(consumer.metrics, "edw_messages_dead_lettered_total") == 0
+
+
 def test_a_copy_that_is_refused_leaves_its_original_on_the_queue() -> None:
     consumer, queue, dlq, _ = consumer_for(
         TableService(outage=lambda: True),

@@ -317,6 +317,48 @@ def test_a_row_the_table_refuses_beside_others_is_split_out_on_the_emulator(
     assert letter.reason.startswith(refused), letter.reason
 
 
+def test_a_validation_error_that_is_not_about_the_row_dead_letters_nothing_on_moto(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The table's key is not the one the rows carry (replaced by hand, say): moto refuses every
+    BatchWriteItem with ValidationException "Missing the key id in the item". That is the
+    table's fault, not the rows': nothing is split or dead-lettered, the breaker opens and the
+    messages go back as fresh copies; on the same table, the right key stores them."""
+    target = provision(request, "aws")
+    ids, bodies = make_events(4)
+    target.send(bodies)
+    dynamodb = target.dynamodb  # type: ignore[attr-defined]
+    dynamodb.delete_table(TableName=target.table)  # type: ignore[attr-defined]
+    dynamodb.create_table(
+        TableName=target.table,  # type: ignore[attr-defined]
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for name, value in target.env.items():
+        monkeypatch.setenv(name, value)
+    settings = load({**target.env, "EDW_PROCESSING_TIMEOUT_SECONDS": "2"})
+    backend = backends.build(settings)
+    consumer = Consumer(settings, backend, Metrics(settings.cloud))
+    try:
+        batch: list[Received] = []
+        deadline = time.monotonic() + 10
+        while len(batch) < 4 and time.monotonic() < deadline:
+            batch += backend.queue.receive(1, 60, 4 - len(batch))
+        consumer.process(batch)
+        copies: list[Received] = []
+        while len(copies) < 4 and time.monotonic() < deadline + 10:
+            copies += backend.queue.receive(1, 60, 4 - len(copies))
+    finally:
+        backend.close()
+    assert target.dead_letters() == []
+    assert sorted(events.parse(m.body).id for m in copies) == ids
+    assert consumer.breaker.state == "open"
+    assert consumer.metrics.registry.get_sample_value(
+        "edw_messages_requeued_total", {"cloud": "aws", "workflow": "work"}
+    ) == len(ids)
+
+
 # Longer than SQS's redrive (maxReceiveCount, bench.emulators.MAX_RECEIVE_COUNT = 5) and the
 # consumer's delivery limit (2 here) times the 2 s visibility timeout: without the breaker, every
 # valid message would be dead-lettered meanwhile.
