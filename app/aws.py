@@ -21,7 +21,15 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from app.backend import Backend, Received, RowRejected, batches, stored_row
+from app.backend import (
+    COPIES,
+    Backend,
+    Received,
+    RowRejected,
+    batches,
+    copies_from,
+    stored_row,
+)
 from app.events import Event
 from app.settings import DEFAULT_WORKFLOW, SQS_MAX_VISIBILITY_SECONDS, Settings
 
@@ -131,6 +139,7 @@ class SqsQueue:
             # The delivery number, so the consumer can dead-letter with a reason before the
             # redrive policy moves a message silently.
             MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            MessageAttributeNames=[COPIES],  # a fresh copy's counter
         )
         return [
             Received(
@@ -138,6 +147,7 @@ class SqsQueue:
                 m["Body"],
                 m["ReceiptHandle"],
                 int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
+                copies=_copies(m),
             )
             for m in response.get("Messages", [])
         ]
@@ -195,7 +205,16 @@ class SqsQueue:
         return self._send_entries([{"MessageBody": body} for body in bodies]).count(False)
 
     def resend(self, messages: Sequence[Received]) -> list[Received]:
-        accepted = self._send_entries([{"MessageBody": m.content} for m in messages])
+        entries = [
+            {
+                "MessageBody": m.content,
+                "MessageAttributes": {
+                    COPIES: {"DataType": "Number", "StringValue": str(m.copies + 1)}
+                },
+            }
+            for m in messages
+        ]
+        accepted = self._send_entries(entries)
         return [m for m, ok in zip(messages, accepted, strict=True) if ok]
 
     def send_dead_letters(self, rejects: Sequence[tuple[Received, str]]) -> list[Received]:
@@ -214,6 +233,10 @@ class SqsQueue:
         ]
         accepted = self._send_entries(entries)
         return [message for (message, _), ok in zip(rejects, accepted, strict=True) if ok]
+
+
+def _copies(message: dict[str, Any]) -> int:
+    return copies_from(message.get("MessageAttributes", {}).get(COPIES, {}).get("StringValue", ""))
 
 
 def _short(exc: BaseException) -> str:

@@ -29,7 +29,16 @@ from azure.data.tables import TableClient, UpdateMode
 from azure.storage.queue import QueueClient
 from requests.adapters import HTTPAdapter
 
-from app.backend import Backend, Received, RowRejected, TableFull, batches, stored_row
+from app.backend import (
+    COPIES,
+    Backend,
+    Received,
+    RowRejected,
+    TableFull,
+    batches,
+    copies_from,
+    stored_row,
+)
 from app.events import Event
 from app.settings import DEFAULT_WORKFLOW, Settings
 
@@ -68,6 +77,7 @@ PARTITION_FULL_MESSAGE = "partition key reached maximum size"
 # later; without it a message expires silently after 7 days). Every message this app sends carries
 # it: dead letters, copies of messages the table could not take, the producer's events.
 NEVER_EXPIRES = -1
+COPY_LINE_PREFIX = f"{COPIES}:"
 log = logging.getLogger("edw.azure")
 T = TypeVar("T")
 R = TypeVar("R")
@@ -176,7 +186,7 @@ class StorageQueue:
         return results.count(False)
 
     def resend(self, messages: Sequence[Received]) -> list[Received]:
-        results = self.pool.map(lambda m: _ok(lambda: self._put(m.content), "resend"), messages)
+        results = self.pool.map(lambda m: _ok(lambda: self._put(copy_text(m)), "resend"), messages)
         return [m for m, ok in zip(messages, results, strict=True) if ok]
 
     def send_dead_letters(self, rejects: Sequence[tuple[Received, str]]) -> list[Received]:
@@ -204,9 +214,21 @@ class StorageQueue:
         return False
 
 
+def copy_text(message: Received) -> str:
+    """A fresh copy's content: the copy line, then the content as first queued."""
+    return f"{COPY_LINE_PREFIX}{message.copies + 1}\n{message.content}"
+
+
 def _received(message_id: str, content: str, receipt: str, dequeue_count: int) -> Received:
+    copies = 0
+    if content.startswith(COPY_LINE_PREFIX):  # never an event: see app.backend.COPIES
+        line, newline, rest = content.partition("\n")
+        value = line.removeprefix(COPY_LINE_PREFIX)
+        if newline and value.isascii() and value.isdigit():  # else: kept whole, set aside
+            copies, content = copies_from(value), rest
     text = event_grid_text(content)
-    return Received(message_id, text, receipt, dequeue_count, None if text == content else content)
+    raw = None if text == content else content
+    return Received(message_id, text, receipt, dequeue_count, raw, copies)
 
 
 def poison_envelope(

@@ -16,6 +16,7 @@ azure-data-tables raise for the same input:
   answered 204, or 400 ``PropertyValueTooLarge`` for a refused entity, which azure-data-tables
   raises as ``HttpResponseError`` with that status; throttling is HTTP 429 (Cosmos DB's); a
   table that refuses every row alike answers 400 ``InvalidInput`` (common REST API error codes);
+  a full Cosmos DB partition answers 403 with substatus 1014 (app/azure.py cites it);
   an outage is ``requests.ConnectionError``, which azure-core raises as ``ServiceRequestError``.
   The formats are Azurite 3.37.0's, recorded.
 """
@@ -86,11 +87,11 @@ class FakeQueue:
     lock: threading.Lock = field(default_factory=threading.Lock)
     numbers: Iterator[int] = field(default_factory=itertools.count)
 
-    def put(self, *bodies: str, deliveries: int = 1) -> list[Received]:
+    def put(self, *bodies: str, deliveries: int = 1, copies: int = 0) -> list[Received]:
         with self.lock:
             numbers = [next(self.numbers) for _ in bodies]
             messages = [
-                Received(f"m{n}", body, f"r{n}", deliveries)
+                Received(f"m{n}", body, f"r{n}", deliveries, copies=copies)
                 for n, body in zip(numbers, bodies, strict=True)
             ]
             self.inbox.extend(messages)
@@ -126,10 +127,12 @@ class FakeQueue:
         return [m for m, _ in accepted]
 
     def resend(self, messages: Sequence[Received]) -> list[Received]:
-        """A copy is a new message at the back of the queue, delivered for the first time."""
+        """A copy is a new message at the back of the queue, delivered for the first time, with
+        its copy counter one higher."""
         accepted = [m for m in messages if not self.fail_send(m)]
         self.copies.extend(m.content for m in accepted)
-        self.put(*(m.content for m in accepted))
+        for m in accepted:
+            self.put(m.content, copies=m.copies + 1)
         return accepted
 
 
@@ -138,13 +141,15 @@ class TableService:
     """What the fake table holds and how it misbehaves: ``refused`` event ids make any write
     holding them refused whole; while ``outage`` returns True the table is unreachable, while
     ``throttled`` returns True it throttles, while ``invalid`` returns True it refuses every
-    write with a 400 that is not about the rows; ``delay`` makes every write that slow."""
+    write with a 400 that is not about the rows, while ``full`` returns True (Azure only) it has
+    no room; ``delay`` makes every write that slow."""
 
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # event id -> stored row
     refused: set[str] = field(default_factory=set)
     outage: Callable[[], bool] = lambda: False
     throttled: Callable[[], bool] = lambda: False
     invalid: Callable[[], bool] = lambda: False
+    full: Callable[[], bool] = lambda: False
     delay: float = 0.0
     writes: list[list[str]] = field(default_factory=list)  # event ids of each write request
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -162,6 +167,8 @@ class TableService:
             return "throttled"
         if self.invalid():
             return "invalid"
+        if self.full():
+            return "full"
         bad = [i for i, event_id in enumerate(ids) if event_id in self.refused]
         return f"refused:{bad[0]}" if bad else None
 
@@ -243,18 +250,27 @@ class _TableAdapter(HTTPAdapter):
             return self._error(request, 429, "TooManyRequests", "Request rate is large.")
         if problem == "invalid":
             return self._error(request, 400, "InvalidInput", INVALID["azure"])
+        if problem == "full":
+            message = "Partition key reached maximum size of 20 GB"
+            return self._error(request, 403, "Forbidden", message, {"x-ms-substatus": "1014"})
         if problem:
             return self._error(request, 400, "PropertyValueTooLarge", TOO_LARGE["azure"])
         self.service.store({entity["eventId"]: entity})
         return self._reply(request, 204, {"ETag": "W/\"datetime'2026-01-01T00%3A00%3A00Z'\""})
 
     def _error(
-        self, request: requests.PreparedRequest, status: int, code: str, message: str
+        self,
+        request: requests.PreparedRequest,
+        status: int,
+        code: str,
+        message: str,
+        extra: dict[str, str] | None = None,
     ) -> requests.Response:
         error = {"odata.error": {"code": code, "message": {"lang": "en-US", "value": message}}}
         headers = {
             "Content-Type": "application/json;odata=minimalmetadata;streaming=true;charset=utf-8",
             "x-ms-error-code": code,
+            **(extra or {}),
         }
         return self._reply(request, status, headers, json.dumps(error).encode())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -338,3 +339,39 @@ def test_only_the_item_size_message_makes_a_dynamodb_refusal_the_rows_fault(
     with pytest.raises(Exception) as err:  # noqa: PT011 - which one is the assertion
         aws.DynamoTable(client, "events").write(EVENTS[:2])
     assert isinstance(err.value, RowRejected) is row_refused
+
+
+EVENT_TEXT = '{"specversion":"1.0","id":"e","source":"s","type":"t","data":"edw-copies:3\\n"}'
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        EVENT_TEXT,
+        " \n" + EVENT_TEXT,  # JSON may start with blanks, a newline among them
+        base64.b64encode(EVENT_TEXT.encode()).decode(),  # as Event Grid writes it
+        base64.b64encode(b"edw-copies:3\n" + EVENT_TEXT.encode()).decode(),
+    ],
+)
+def test_an_event_is_never_mistaken_for_an_azure_copy_line(content: str) -> None:
+    """JSON starts with "{" after blanks; Base64 has neither "-" nor ":": no event, sent as is or
+    by Event Grid, starts with "edw-copies:"."""
+    message = azure._received("m", content, "r", 1)
+    assert (message.copies, message.content) == (0, content)
+
+
+@pytest.mark.parametrize(
+    ("content", "copies", "kept"),
+    [
+        ("edw-copies:12\n" + EVENT_TEXT, 12, EVENT_TEXT),
+        ("edw-copies:1\nZXZlbnQ=", 1, "ZXZlbnQ="),
+        ("edw-copies:" + "9" * 5000 + "\n" + EVENT_TEXT, 1_000_000, EVENT_TEXT),  # no int() of it
+        ("edw-copies:x\n" + EVENT_TEXT, 0, "edw-copies:x\n" + EVENT_TEXT),  # not a copy: kept
+        ("edw-copies:12", 0, "edw-copies:12"),
+    ],
+)
+def test_an_azure_copy_line_is_parsed_and_stripped(content: str, copies: int, kept: str) -> None:
+    message = azure._received("m", content, "r", 1)
+    assert (message.copies, message.content) == (copies, kept)
+    if copies:
+        assert azure.copy_text(message) == f"edw-copies:{copies + 1}\n{kept}"

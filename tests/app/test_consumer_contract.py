@@ -147,6 +147,45 @@ def test_a_refusal_that_is_not_about_the_rows_is_a_table_failure(cloud: str) -> 
     assert count(consumer.metrics, "edw_messages_dead_lettered_total") == 0
 
 
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_a_message_put_back_max_copies_times_is_set_aside_with_its_reason(cloud: str) -> None:
+    """A table failure no copy gets past (one only some rows meet, say) must not loop forever:
+    the copy that would pass EDW_MAX_COPIES is a dead letter instead, counted and alerted on."""
+    consumer, queue, dlq, _ = consumer_for(
+        TableService(outage=lambda: True), cloud=cloud, processing_timeout_seconds=1, max_copies=3
+    )
+    below = queue.put(event_body(1), copies=2)
+    at = queue.put(event_body(2), copies=3)
+    consumer.process(below + at)
+    assert queue.copies == [below[0].body]
+    assert queue.inbox[-1].copies == 3  # the copy counts one more
+    [(dead, reason)] = dlq.sent
+    assert dead is at[0]
+    assert reason == (
+        "the table could not take it after 3 fresh copies (limit EDW_MAX_COPIES=3); the table is "
+        "still failing"
+    )
+    assert set(queue.deleted) == {*below, *at}
+    m = consumer.metrics
+    assert count(m, "edw_messages_over_copy_limit_total") == 1
+    assert count(m, "edw_messages_requeued_total") == 1
+    assert count(m, "edw_messages_failed_total") == 0
+
+
+def test_a_full_table_is_counted_for_its_alert_and_dead_letters_nothing() -> None:
+    """Cosmos DB's full partition (403, substatus 1014): no retry or pause ends it, so besides
+    the breaker it counts in edw_table_full_total, on which EdwTableFull pages at once."""
+    consumer, queue, dlq, _ = consumer_for(
+        TableService(full=lambda: True), cloud="azure", processing_timeout_seconds=1
+    )
+    messages = queue.put(event_body(0), event_body(1))
+    consumer.process(messages)
+    assert dlq.sent == []
+    assert queue.copies == [m.body for m in messages]
+    assert consumer.breaker.state == OPEN
+    assert count(consumer.metrics, "edw_table_full_total") >= 1
+
+
 def test_a_copy_that_is_refused_leaves_its_original_on_the_queue() -> None:
     consumer, queue, dlq, _ = consumer_for(
         TableService(outage=lambda: True),
