@@ -250,7 +250,13 @@ SETTINGS: tuple[Setting, ...] = (
         120,
         "Queue visibility timeout; must exceed the consumer's termination grace period.",
     ),
-    Setting("maxReceiveCount", "integer", 5, "Deliveries before a message is dead-lettered."),
+    Setting(
+        "maxReceiveCount",
+        "integer",
+        5,
+        "Deliveries before a message is dead-lettered (at least 2 on aws: the consumer sets it "
+        "aside, with its reason, on the last one, before the SQS redrive would).",
+    ),
     Setting(
         "messageRetentionSeconds", "integer", 345_600, "How long the work queue keeps messages."
     ),
