@@ -103,8 +103,9 @@ def stored_row(workflow: str, event: Event) -> tuple[str, dict[str, str]]:
 
 
 class RowRejected(Exception):  # noqa: N818 - reads as "raise RowRejected(reason)"
-    """The table refused a write for what its rows hold (too large, invalid): retrying the same
-    rows cannot help. A multi-row write is refused whole (DynamoDB's BatchWriteItem) or raises for
+    """The table refused a write for what its rows hold (only a row-size refusal counts, the
+    one thing an event's content can cause: app/aws.py, app/azure.py): retrying the same rows
+    cannot help. A multi-row write is refused whole (DynamoDB's BatchWriteItem) or raises for
     its first refused row (Azure's parallel upserts), so the consumer splits the rows until the
     refused one is alone; only it is dead-lettered, with this text as reason. Every other
     exception of a write is the table's fault, not the rows': the consumer retries it and never

@@ -16,7 +16,8 @@ The contract, message by message:
   breaker (app/breaker.py): workers stop receiving until a probe's write succeeds. A valid
   message the table still could not take is put back as a fresh copy (its delivery count starts
   again) and the original deleted, so neither the SQS redrive nor the delivery limit ever moves
-  it to the dead letters.
+  it to the dead letters. Copies are counted (``Received.copies``): the one that would pass
+  ``EDW_MAX_COPIES`` is set aside with its reason instead, so no failure loops forever.
 - The heartbeat extends every message of every batch on its own; a message whose extension failed
   is retried at the next tick and is not counted as extended. A batch past
   ``EDW_PROCESSING_TIMEOUT_SECONDS`` is released (visible at once to other consumers) while the
@@ -303,7 +304,8 @@ class Consumer:
         # it was put back EDW_MAX_COPIES times already: a failure that never ends for it.
         over = self._over_copy_limit(unwritten)
         rejects.extend(over)
-        copied = self._resend(batch, [m for m in unwritten if m not in dict(over)])
+        set_aside = {m for m, _ in over}
+        copied = self._resend(batch, [m for m in unwritten if m not in set_aside])
         dead = self._dead_letter(batch, rejects)
         deleted = self._delete(batch, [*stored, *dead, *copied])
         events_by_message = dict(valid)

@@ -721,9 +721,10 @@ class _Parser:
 
     def queue(self) -> QueueSettings:
         receives = self.integer("maxReceiveCount", 1, 1000)
-        if self.raw("cloud") == "aws" and receives < 2:
-            # The consumer sets a message aside, with its reason, on delivery maxReceiveCount - 1
-            # (components/k8s/consumer.py max_deliveries): SQS's redrive would move it silently.
+        if self.raw("cloud") == "aws" and receives == 1:  # below 1: refused by integer()
+            # The consumer's limit is maxReceiveCount - 1 (components/k8s/consumer.py
+            # max_deliveries): it sets a message aside, with its reason, on delivery
+            # maxReceiveCount, before SQS's redrive would move it silently. 1 leaves it none.
             self.fail(
                 "maxReceiveCount",
                 "must be at least 2 on aws (allowed: 2..1000): the consumer dead-letters a "
