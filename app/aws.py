@@ -21,7 +21,15 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from app.backend import Backend, Received, RowRejected, batches, stored_row
+from app.backend import (
+    COPIES,
+    Backend,
+    Received,
+    RowRejected,
+    batches,
+    copies_from,
+    stored_row,
+)
 from app.events import Event
 from app.settings import DEFAULT_WORKFLOW, SQS_MAX_VISIBILITY_SECONDS, Settings
 
@@ -51,8 +59,14 @@ MAX_REASON_CHARS = 1024
 # work queue keeps this much below the DLQ's 1 MiB (its MaximumMessageSize,
 # components/aws/work_queue.py): any body the work queue took fits the DLQ with its reason.
 DEAD_LETTER_RESERVE_BYTES = len(REASON_ATTRIBUTE) + len("String") + 4 * MAX_REASON_CHARS
-# Errors that say "this item", not "this moment": retrying the same row cannot succeed.
-ITEM_ERRORS = frozenset({"ValidationException", "SerializationException"})
+# The one refusal an event's content can cause: its item over 400 KB. DynamoDB then refuses the
+# whole BatchWriteItem ("An individual item in a batch exceeds 400 KB", BatchWriteItem API
+# reference) with ValidationException and this message (the API reference gives no text; it is
+# moto 5.2.5's ItemSizeTooLarge, moto/dynamodb/exceptions.py, as the service words it). Every
+# other ValidationException (a key schema that does not match, a malformed request) is not the
+# row's doing and would refuse every row alike: a table failure, never a dead letter. The
+# key-size message is left out on purpose: the key is a 64-character digest (row_key).
+ITEM_TOO_LARGE = "Item size has exceeded the maximum allowed size"
 
 
 class WriteError(RuntimeError):
@@ -125,6 +139,7 @@ class SqsQueue:
             # The delivery number, so the consumer can dead-letter with a reason before the
             # redrive policy moves a message silently.
             MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            MessageAttributeNames=[COPIES],  # a fresh copy's counter
         )
         return [
             Received(
@@ -132,6 +147,7 @@ class SqsQueue:
                 m["Body"],
                 m["ReceiptHandle"],
                 int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
+                copies=_copies(m),
             )
             for m in response.get("Messages", [])
         ]
@@ -189,7 +205,16 @@ class SqsQueue:
         return self._send_entries([{"MessageBody": body} for body in bodies]).count(False)
 
     def resend(self, messages: Sequence[Received]) -> list[Received]:
-        accepted = self._send_entries([{"MessageBody": m.content} for m in messages])
+        entries = [
+            {
+                "MessageBody": m.content,
+                "MessageAttributes": {
+                    COPIES: {"DataType": "Number", "StringValue": str(m.copies + 1)}
+                },
+            }
+            for m in messages
+        ]
+        accepted = self._send_entries(entries)
         return [m for m, ok in zip(messages, accepted, strict=True) if ok]
 
     def send_dead_letters(self, rejects: Sequence[tuple[Received, str]]) -> list[Received]:
@@ -210,9 +235,18 @@ class SqsQueue:
         return [message for (message, _), ok in zip(rejects, accepted, strict=True) if ok]
 
 
+def _copies(message: dict[str, Any]) -> int:
+    return copies_from(message.get("MessageAttributes", {}).get(COPIES, {}).get("StringValue", ""))
+
+
 def _short(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text}"[:300]
+
+
+def _row_too_large(exc: ClientError) -> bool:
+    error = exc.response.get("Error", {})
+    return error.get("Code") == "ValidationException" and ITEM_TOO_LARGE in error.get("Message", "")
 
 
 def item_bytes(item: dict[str, dict[str, str]]) -> int:
@@ -260,10 +294,9 @@ class DynamoTable:
             try:
                 response = self.client.batch_write_item(RequestItems=pending)
             except ClientError as exc:
-                # DynamoDB refuses a whole BatchWriteItem when one item is invalid (too large, a
-                # bad key): ValidationException for every row, which the consumer splits on.
-                code = exc.response.get("Error", {}).get("Code", "")
-                if code in ITEM_ERRORS:
+                # DynamoDB refuses a whole BatchWriteItem when one item is too large: the
+                # consumer splits the rows until that one is alone.
+                if _row_too_large(exc):
                     rows = len(pending[self.name])
                     what = "the row" if rows == 1 else f"a write of {rows} rows"
                     raise RowRejected(f"DynamoDB refused {what}: {_short(exc)}") from exc

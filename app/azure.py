@@ -29,7 +29,16 @@ from azure.data.tables import TableClient, UpdateMode
 from azure.storage.queue import QueueClient
 from requests.adapters import HTTPAdapter
 
-from app.backend import Backend, Received, RowRejected, TableFull, batches, stored_row
+from app.backend import (
+    COPIES,
+    Backend,
+    Received,
+    RowRejected,
+    TableFull,
+    batches,
+    copies_from,
+    stored_row,
+)
 from app.events import Event
 from app.settings import DEFAULT_WORKFLOW, Settings
 
@@ -49,8 +58,15 @@ EVENT_GRID_BATCH = 100
 EVENT_GRID_BATCH_BYTES = 1_000_000
 EVENT_GRID_SCOPE = "https://eventgrid.azure.net/.default"
 CLOUD_EVENTS_BATCH = "application/cloudevents-batch+json; charset=utf-8"
-# Status codes that say "these entities" (bad or too large), not "this moment".
-ROW_REFUSED_STATUS = frozenset({400, 413})
+# The refusals an event's content can cause: its entity, a property of it, or the one-entity
+# request too large (Table service error codes page, learn.microsoft.com/rest/api/
+# storageservices/table-service-error-codes: EntityTooLarge and PropertyValueTooLarge, 400;
+# common REST error codes: RequestBodyTooLarge, 413; all three in azure-data-tables 12.7.0's
+# TableErrorCode). Codes about names, types and property counts (PropertyNameTooLong,
+# TooManyProperties, InvalidValueType, ...) cannot come from an event: the entity's property
+# names and types are fixed by this code, so such a refusal would refuse every row alike. It and
+# every other 400 are table failures, never a dead letter.
+ROW_REFUSED_CODES = frozenset({"EntityTooLarge", "PropertyValueTooLarge", "RequestBodyTooLarge"})
 # Cosmos DB refuses a write into a logical partition at its 20 GB cap with 403, substatus 1014,
 # "Partition key reached maximum size of {...} GB" (learn.microsoft.com/azure/cosmos-db/nosql/
 # troubleshoot-forbidden). That page is for the NoSQL API; the Table API's exact body could not
@@ -61,6 +77,7 @@ PARTITION_FULL_MESSAGE = "partition key reached maximum size"
 # later; without it a message expires silently after 7 days). Every message this app sends carries
 # it: dead letters, copies of messages the table could not take, the producer's events.
 NEVER_EXPIRES = -1
+COPY_LINE_PREFIX = f"{COPIES}:"
 log = logging.getLogger("edw.azure")
 T = TypeVar("T")
 R = TypeVar("R")
@@ -169,7 +186,7 @@ class StorageQueue:
         return results.count(False)
 
     def resend(self, messages: Sequence[Received]) -> list[Received]:
-        results = self.pool.map(lambda m: _ok(lambda: self._put(m.content), "resend"), messages)
+        results = self.pool.map(lambda m: _ok(lambda: self._put(copy_text(m)), "resend"), messages)
         return [m for m, ok in zip(messages, results, strict=True) if ok]
 
     def send_dead_letters(self, rejects: Sequence[tuple[Received, str]]) -> list[Received]:
@@ -197,9 +214,21 @@ class StorageQueue:
         return False
 
 
+def copy_text(message: Received) -> str:
+    """A fresh copy's content: the copy line, then the content as first queued."""
+    return f"{COPY_LINE_PREFIX}{message.copies + 1}\n{message.content}"
+
+
 def _received(message_id: str, content: str, receipt: str, dequeue_count: int) -> Received:
+    copies = 0
+    if content.startswith(COPY_LINE_PREFIX):  # never an event: see app.backend.COPIES
+        line, newline, rest = content.partition("\n")
+        value = line.removeprefix(COPY_LINE_PREFIX)
+        if newline and value.isascii() and value.isdigit():  # else: kept whole, set aside
+            copies, content = copies_from(value), rest
     text = event_grid_text(content)
-    return Received(message_id, text, receipt, dequeue_count, None if text == content else content)
+    raw = None if text == content else content
+    return Received(message_id, text, receipt, dequeue_count, raw, copies)
 
 
 def poison_envelope(
@@ -249,9 +278,10 @@ def entity_bytes(entity: dict[str, str]) -> int:
 
 
 def _refused(exc: BaseException) -> bool:
-    """An upsert refused for what its entity holds (azure-data-tables raises HttpResponseError
-    with the status: 400 for a bad or too large entity, 413 for a too large request)."""
-    return getattr(exc, "status_code", None) in ROW_REFUSED_STATUS
+    """An upsert refused for what its entity holds: azure-data-tables raises HttpResponseError
+    with the service's code in ``error_code`` (a TableErrorCode, or the text when unknown)."""
+    code = getattr(exc, "error_code", None)
+    return getattr(code, "value", code) in ROW_REFUSED_CODES
 
 
 def _partition_full(exc: BaseException) -> bool:

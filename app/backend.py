@@ -12,19 +12,44 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from app.events import Event
-from app.settings import Settings
+from app.settings import MAX_COPIES_LIMIT, Settings
 
 T = TypeVar("T")
-# One event size limit on both clouds (the producer enforces it): Event Grid writes each event
-# into a Storage queue Base64-encoded, and a queue message holds 64 KiB, so an event of more than
-# 48 KiB of JSON (Base64: 4 characters per 3 bytes) never reaches an Azure queue; Event Grid
-# dead-letters it while the producer counts it sent. SQS and SNS take far more; the limit is the
-# smaller one, so an event that works on one cloud works on the other.
-MAX_EVENT_BYTES = 48 * 1024
+# The copy counter: the SQS message attribute of a fresh copy, and on Azure (queue messages carry
+# no attributes) the first line of a copy's content, "edw-copies:<n>\n", stripped on receive. An
+# event cannot be mistaken for it: JSON starts with "{" (after blanks) and Event Grid's Base64
+# has neither "-" nor ":".
+COPIES = "edw-copies"
+# The longest copy line the consumer writes (EDW_MAX_COPIES is at most MAX_COPIES_LIMIT).
+MAX_COPY_LINE_BYTES = len(f"{COPIES}:{MAX_COPIES_LIMIT}\n")
+# One event size limit on both clouds, enforced by the producer: every event it lets through
+# must reach the work queue, survive a fresh copy, and fit a row, on either cloud. The bounds:
+# - Azure Table (app/azure.py; the consumer holds Cosmos DB for Table to it): a string property
+#   holds at most 32K UTF-16 code units. A text never has more UTF-16 code units than UTF-8
+#   bytes, and every stored property (data, extensions, each attribute) is at most the event's
+#   text, so an event of at most 32,768 bytes fits whatever it holds; 48 KiB of ASCII data is
+#   dead-lettered there ("row too large").
+# - Azure queue: Event Grid writes the JSON Base64-encoded (4 characters per 3 bytes) into a
+#   64 KiB message, and a fresh copy adds its copy line (at most MAX_COPY_LINE_BYTES = 19):
+#   4 * ceil(n / 3) <= 65,536 - 19 gives n <= 49,137 bytes.
+# - SQS: the stack's work queue takes 256 KiB, counting attributes (a copy's counter, about 30
+#   bytes; a dead letter's reason is reserved in app/aws.py); DynamoDB items 400 KB.
+# The smallest is the table's: 32 KiB. It leaves the queue bound 16,369 bytes of margin for what
+# Event Grid may change in the JSON it writes (not documented; not checkable without a topic).
+MAX_EVENT_BYTES = 32 * 1024
 EVENT_LIMIT_REASON = (
-    f"the limit is {MAX_EVENT_BYTES} bytes (48 KiB) of JSON on both clouds: Event Grid writes "
-    "each event into an Azure Storage queue Base64-encoded, and a queue message holds 64 KiB"
+    f"the limit is {MAX_EVENT_BYTES} bytes (32 KiB) of JSON on both clouds: an Azure Table "
+    "string property holds 32K UTF-16 code units, and Event Grid writes each event into a 64 KiB "
+    "Azure Storage queue message Base64-encoded (docs/app.md, event size)"
 )
+
+
+def copies_from(text: str) -> int:
+    """A copy counter's value: 0 unless ASCII digits; never ``int()`` of an unbounded text
+    (Python refuses more than 4300 digits), a longer number counts as MAX_COPIES_LIMIT."""
+    if not (text.isascii() and text.isdigit()):
+        return 0
+    return int(text) if len(text) <= len(str(MAX_COPIES_LIMIT)) else MAX_COPIES_LIMIT
 
 
 def event_size_problem(body: str) -> str | None:
@@ -44,10 +69,12 @@ class Received:
     receipt: str
     deliveries: int  # this delivery's number: SQS ApproximateReceiveCount, Azure dequeue count
     raw: str | None = None  # the queue's content, when it differs from ``body``
+    copies: int = 0  # fresh copies the consumer made before this one (the counter, COPIES)
 
     @property
     def content(self) -> str:
-        """The message exactly as the queue holds it: what a dead letter or a copy carries."""
+        """The message as it was first queued (on Azure, without a copy's counter line): what a
+        dead letter or a copy carries."""
         return self.body if self.raw is None else self.raw
 
 
@@ -76,8 +103,9 @@ def stored_row(workflow: str, event: Event) -> tuple[str, dict[str, str]]:
 
 
 class RowRejected(Exception):  # noqa: N818 - reads as "raise RowRejected(reason)"
-    """The table refused a write for what its rows hold (too large, invalid): retrying the same
-    rows cannot help. A multi-row write is refused whole (DynamoDB's BatchWriteItem) or raises for
+    """The table refused a write for what its rows hold (only a row-size refusal counts, the
+    one thing an event's content can cause: app/aws.py, app/azure.py): retrying the same rows
+    cannot help. A multi-row write is refused whole (DynamoDB's BatchWriteItem) or raises for
     its first refused row (Azure's parallel upserts), so the consumer splits the rows until the
     refused one is alone; only it is dead-lettered, with this text as reason. Every other
     exception of a write is the table's fault, not the rows': the consumer retries it and never
@@ -86,10 +114,12 @@ class RowRejected(Exception):  # noqa: N818 - reads as "raise RowRejected(reason
 
 class TableFull(Exception):  # noqa: N818 - reads as "raise TableFull(reason)"
     """The table takes no more rows where this one goes until an operator acts (Cosmos DB: a
-    logical partition at its 20 GB cap, HTTP 403 with substatus 1014). Not the message's fault
-    and not transient: the consumer must neither dead-letter for it nor count it as a blip;
-    it stops writing and alerts. Raised by ``EventTable.write``; the text is the service's
-    error."""
+    logical partition at its 20 GB cap, HTTP 403 with substatus 1014). Not the message's fault:
+    the consumer never dead-letters for it. It fails the write like any table failure (the
+    breaker opens, receiving pauses, the messages go back as fresh copies) and also counts it in
+    ``edw_table_full_total``, on which the alert EdwTableFull pages at once, naming the cause,
+    instead of after EdwTableFailing's 5 minutes. Raised by ``EventTable.write``; the text is the
+    service's error."""
 
 
 class Sender(Protocol):

@@ -16,7 +16,8 @@ The contract, message by message:
   breaker (app/breaker.py): workers stop receiving until a probe's write succeeds. A valid
   message the table still could not take is put back as a fresh copy (its delivery count starts
   again) and the original deleted, so neither the SQS redrive nor the delivery limit ever moves
-  it to the dead letters.
+  it to the dead letters. Copies are counted (``Received.copies``): the one that would pass
+  ``EDW_MAX_COPIES`` is set aside with its reason instead, so no failure loops forever.
 - The heartbeat extends every message of every batch on its own; a message whose extension failed
   is retried at the next tick and is not counted as extended. A batch past
   ``EDW_PROCESSING_TIMEOUT_SECONDS`` is released (visible at once to other consumers) while the
@@ -48,7 +49,7 @@ from datetime import UTC, datetime
 
 from app import backend as backends
 from app import events
-from app.backend import Backend, Received, RowRejected
+from app.backend import Backend, Received, RowRejected, TableFull
 from app.breaker import CLOSED, OPEN, PROBE, Breaker
 from app.observability import HealthServer, Metrics, setup_logging
 from app.routing_shape import crossed_array
@@ -299,8 +300,12 @@ class Consumer:
         stored, refused, unwritten = self._store(batch, valid)
         rejects.extend(refused)
         # The table failed past the batch's time: the valid messages it could not take go back
-        # as fresh copies, whose delivery count starts again. Never dead-lettered for it.
-        copied = self._resend(batch, unwritten)
+        # as fresh copies, whose delivery count starts again. Never dead-lettered for it, unless
+        # it was put back EDW_MAX_COPIES times already: a failure that never ends for it.
+        over = self._over_copy_limit(unwritten)
+        rejects.extend(over)
+        set_aside = {m for m, _ in over}
+        copied = self._resend(batch, [m for m in unwritten if m not in set_aside])
         dead = self._dead_letter(batch, rejects)
         deleted = self._delete(batch, [*stored, *dead, *copied])
         events_by_message = dict(valid)
@@ -309,7 +314,7 @@ class Consumer:
         self.metrics.processed.inc(len(processed))
         for message in processed:
             event = events_by_message[message]
-            through = crossed_array(event.data, self.settings.filter_paths)
+            through = crossed_array(event.data_tree, self.settings.filter_paths)
             if through:
                 # Routed by SNS looking into an array; Event Grid would not have sent it here.
                 self.metrics.filtered_through_arrays.inc()
@@ -389,6 +394,8 @@ class Consumer:
             except RowRejected:
                 raise
             except Exception as exc:
+                if isinstance(exc, TableFull):  # no transient blip: EdwTableFull pages at once
+                    self.metrics.table_full.inc()
                 self.breaker.failed()
                 log.info("retrying in place", extra={"fields": {"error": _short(exc)}})
                 if not self._back_off(batch, attempt, batch.write_deadline):
@@ -407,6 +414,25 @@ class Consumer:
         time.sleep(pause)
         self._mark()
         return True
+
+    def _over_copy_limit(self, messages: list[Received]) -> list[tuple[Received, str]]:
+        limit = self.settings.max_copies
+        over = [
+            (
+                m,
+                f"the table could not take it after {m.copies} fresh copies (limit "
+                f"EDW_MAX_COPIES={limit}); the table is still failing",
+            )
+            for m in messages
+            if m.copies >= limit
+        ]
+        if over:
+            log.error(
+                "table failing: messages over the copy limit set aside",
+                extra={"fields": {"count": len(over), "limit": limit}},
+            )
+        self.metrics.over_copy_limit.inc(len(over))
+        return over
 
     def _resend(self, batch: Batch, messages: list[Received]) -> list[Received]:
         """Put fresh copies of messages the table did not take back on the work queue; returns

@@ -23,7 +23,7 @@ import binascii
 import json
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from json.decoder import scanstring
 from typing import Any
@@ -105,6 +105,10 @@ class Event:
     data_json: str | None = None  # the ``data`` member exactly as sent; None when absent
     data_base64: str | None = None
     extensions_json: str | None = None  # {"name": value as sent, ...}; None without extensions
+    # ``data`` as the parser read it, numbers as their JSON text: its shape, for the consumer to
+    # look at after the batch is settled without parsing the text again (json.loads raises for an
+    # integer of more than 4300 digits, Python's int_max_str_digits).
+    data_tree: Any = field(default=None, compare=False, repr=False)
 
     @property
     def identity(self) -> tuple[str, str]:
@@ -113,7 +117,9 @@ class Event:
 
     @property
     def data(self) -> Any:
-        """``data`` decoded (None when absent or null)."""
+        """``data`` decoded with Python numbers (None when absent or null), for tools and tests:
+        it raises ValueError for an integer of more than 4300 digits, so the consumer never
+        calls it (it uses ``data_tree``)."""
         return None if self.data_json is None else json.loads(self.data_json)
 
     def row(self) -> dict[str, str]:
@@ -184,6 +190,7 @@ def parse(body: str | bytes) -> Event:
         time=parse_time(time_text),
         time_text=time_text,
         data_json=_data(members),
+        data_tree=members["data"][0] if "data" in members else None,
         data_base64=_data_base64(attributes, "data" in doc),
         extensions_json=_extensions(members),
         **optional,

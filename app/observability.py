@@ -94,6 +94,16 @@ class Metrics:
             "edw_messages_requeued",
             "Valid messages put back as fresh copies because the table failed.",
         )
+        self.over_copy_limit = counter(
+            "edw_messages_over_copy_limit",
+            "Valid messages set aside because the table could not take them after "
+            "EDW_MAX_COPIES fresh copies.",
+        )
+        self.table_full = counter(
+            "edw_table_full",
+            "Writes the table refused for lack of room (Cosmos DB: a logical partition at its "
+            "20 GB cap); only an operator can make room.",
+        )
         self.breaker_open = Gauge(
             "edw_breaker_open",
             "1 while the table's circuit breaker is open or probing: the consumer receives no new "

@@ -31,6 +31,7 @@ AZURE_TABLE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
 # The stack's workflow names (stacks/config.py ITEM_NAME_RE); "work" is the one of a default stack.
 WORKFLOW_RE = re.compile(r"^[a-z](?!.*--)[a-z0-9-]{1,18}[a-z0-9]$")
 DEFAULT_WORKFLOW = "work"
+MAX_COPIES_LIMIT = 1_000_000
 
 ENV_VARS: tuple[str, ...] = (
     "EDW_CLOUD",
@@ -44,6 +45,7 @@ ENV_VARS: tuple[str, ...] = (
     "EDW_VISIBILITY_TIMEOUT_SECONDS",
     "EDW_PROCESSING_TIMEOUT_SECONDS",
     "EDW_MAX_DELIVERIES",
+    "EDW_MAX_COPIES",
     "EDW_SIMULATED_WORK_MS",
     "EDW_HTTP_PORT",
     "EDW_HTTP_HOST",
@@ -75,6 +77,9 @@ class Settings:
     visibility_timeout_seconds: int = 120
     processing_timeout_seconds: int = 30
     max_deliveries: int = 5
+    # How many fresh copies of a message the consumer puts back while the table fails, before it
+    # sets the message aside (a table failure it cannot get past must not loop forever).
+    max_copies: int = 1000
     simulated_work_ms: int = 0
     http_port: int = 8080
     # A pod serves its probes and metrics on every interface; a process on a laptop (the demo)
@@ -243,6 +248,8 @@ def load(env: Mapping[str, str]) -> Settings:
         ),
         processing_timeout_seconds=r.integer("EDW_PROCESSING_TIMEOUT_SECONDS", 30, 1, 86_400),
         max_deliveries=r.integer("EDW_MAX_DELIVERIES", 5, 1, 1000),
+        # At most 7 digits: the copy counter's room in a message is bounded (app/backend.py).
+        max_copies=r.integer("EDW_MAX_COPIES", 1000, 1, MAX_COPIES_LIMIT),
         simulated_work_ms=r.integer("EDW_SIMULATED_WORK_MS", 0, 0, 600_000),
         http_port=r.integer("EDW_HTTP_PORT", 8080, 0, 65_535),  # 0: any free port (logged)
         http_host=r.text("EDW_HTTP_HOST", required=False, check=_ip_address) or "0.0.0.0",

@@ -251,7 +251,13 @@ SETTINGS: tuple[Setting, ...] = (
         120,
         "Queue visibility timeout; must exceed the consumer's termination grace period.",
     ),
-    Setting("maxReceiveCount", "integer", 5, "Deliveries before a message is dead-lettered."),
+    Setting(
+        "maxReceiveCount",
+        "integer",
+        5,
+        "Deliveries before a message is dead-lettered (at least 2 on aws: the consumer sets it "
+        "aside, with its reason, on the last one, before the SQS redrive would).",
+    ),
     Setting(
         "messageRetentionSeconds", "integer", 345_600, "How long the work queue keeps messages."
     ),
@@ -721,11 +727,22 @@ class _Parser:
         return config
 
     def queue(self) -> QueueSettings:
+        receives = self.integer("maxReceiveCount", 1, 1000)
+        if self.raw("cloud") == "aws" and receives == 1:  # below 1: refused by integer()
+            # The consumer's limit is maxReceiveCount - 1 (components/k8s/consumer.py
+            # max_deliveries): it sets a message aside, with its reason, on delivery
+            # maxReceiveCount, before SQS's redrive would move it silently. 1 leaves it none.
+            self.fail(
+                "maxReceiveCount",
+                "must be at least 2 on aws (allowed: 2..1000): the consumer dead-letters a "
+                "message with its reason one delivery before SQS's redrive moves it without "
+                f"one; got {receives}",
+            )
         return QueueSettings(
             visibility_timeout_seconds=self.integer(
                 "visibilityTimeoutSeconds", 1, SQS_MAX_VISIBILITY
             ),
-            max_receive_count=self.integer("maxReceiveCount", 1, 1000),
+            max_receive_count=receives,
             message_retention_seconds=self.integer("messageRetentionSeconds", 60, 1_209_600),
         )
 

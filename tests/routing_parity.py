@@ -87,6 +87,16 @@ def _event(n: int, name: str, shape: str = "", **fields: Any) -> Event:
     return Event(name, body, shape)
 
 
+def _order(
+    n: int, name: str, tenant: Any, priority: Any, data: tuple[Any, ...], **fields: Any
+) -> Event:
+    """An event with both extensions and all four data keys the filters look at, each one
+    changed: ``data`` is (region, qty, customer tier, sku)."""
+    region, qty, tier, sku = data
+    values = {"region": region, "qty": qty, "customer": {"tier": tier}, "sku": sku}
+    return _event(n, name, tenant=tenant, priority=priority, data=values, **fields)
+
+
 MATCHING = {"region": "eu", "qty": 5, "customer": {"tier": "gold"}, "sku": "ab-1"}
 EVENTS = [
     _event(1, "every key matches", tenant="acme", priority=1, data=MATCHING),
@@ -108,22 +118,16 @@ EVENTS = [
             "sku": ["x", "ab-2"],
         },
     ),
-    _event(
+    _order(
         5,
         "other case",
+        "ACME",
+        1,
+        ("EU", 7, "Gold", "AB-3"),
         type="COM.Example.Order.CREATED",
         source="URN:Shop:eu",
-        tenant="ACME",
-        priority=1,
-        data={"region": "EU", "qty": 7, "customer": {"tier": "Gold"}, "sku": "AB-3"},
     ),
-    _event(
-        6,
-        "numbers as text, text as numbers",
-        tenant="acme",
-        priority="1",
-        data={"region": 5, "qty": "5", "customer": {"tier": 1}, "sku": 5},
-    ),
+    _order(6, "numbers as text, text as numbers", "acme", "1", (5, "5", 1, 5)),
     _event(7, "decimals", priority=1.0, data={"qty": 7.0}),
     _event(
         8,
@@ -145,22 +149,16 @@ EVENTS = [
         data_base64="AAEC",
     ),
     _event(11, "data is text", datacontenttype="text/plain", data="eu"),
-    _event(
+    _order(
         12,
         "near misses",
+        "acme-corp",
+        2,
+        ("europe", 6, "golden", "ab"),
         type="com.example.order.created.v2",
         source="urn:shopx:eu",
-        tenant="acme-corp",
-        priority=2,
-        data={"region": "europe", "qty": 6, "customer": {"tier": "golden"}, "sku": "ab"},
     ),
-    _event(
-        13,
-        "booleans",
-        tenant=True,
-        priority=True,
-        data={"region": True, "qty": True, "customer": {"tier": False}, "sku": False},
-    ),
+    _order(13, "booleans", True, True, (True, True, False, False)),
     _event(14, "empty arrays", data={"region": [], "qty": [], "sku": []}),
     _event(
         15,

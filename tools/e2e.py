@@ -27,6 +27,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -121,14 +122,28 @@ class AzureProbe:
             self.work = QueueClient(url, outputs["queueName"], credential=credential)
             self.poison = QueueClient(url, outputs["poisonQueueName"], credential=credential)
             self.table = TableClient(outputs["tableEndpoint"], table, credential=credential)
+        self.found: set[str] = set()  # rows seen already: a stored row stays
 
     def send(self, bodies: Sequence[str]) -> int:
         return self.queue.send(bodies)
 
+    def _exists(self, key: str) -> bool:
+        from azure.core.exceptions import ResourceNotFoundError  # noqa: PLC0415
+
+        try:
+            # A row's PartitionKey and RowKey are both its key (app/azure.py): a point read, one
+            # call that never reads another row, however large the table has grown.
+            self.table.get_entity(partition_key=key, row_key=key, select=["RowKey"])
+        except ResourceNotFoundError:
+            return False
+        return True
+
     def stored(self, keys: Sequence[str]) -> set[str]:
-        wanted = set(keys)
-        rows = self.table.list_entities(select=["RowKey"])
-        return {r["RowKey"] for r in rows if r["RowKey"] in wanted}
+        missing = [key for key in keys if key not in self.found]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            here = pool.map(self._exists, missing)
+            self.found.update(key for key, found in zip(missing, here, strict=True) if found)
+        return self.found & set(keys)
 
     def depth(self) -> int:
         return int(self.work.get_queue_properties().approximate_message_count)

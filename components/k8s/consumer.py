@@ -289,6 +289,16 @@ def workload_network_policy(
     )
 
 
+def max_deliveries(cloud: str, max_receive_count: int) -> int:
+    """The consumer's delivery limit (EDW_MAX_DELIVERIES). SQS moves a message to the DLQ itself,
+    without a reason, once its receive count exceeds maxReceiveCount (SQS API reference,
+    SetQueueAttributes RedrivePolicy: "moves messages after the value of maxReceiveCount is
+    exceeded"), so a consumer limit of maxReceiveCount would never fire: it sets the message aside
+    one delivery earlier, with its reason (the config refuses maxReceiveCount < 2 on aws). Azure
+    queues have no redrive: there the consumer's limit is the only one."""
+    return max_receive_count - 1 if cloud == "aws" else max_receive_count
+
+
 def _consumer_env(
     args: ConsumerDeploymentArgs,
 ) -> list[core.v1.EnvVarArgs]:
@@ -300,7 +310,7 @@ def _consumer_env(
         "EDW_CONCURRENCY": str(c.concurrency),
         "EDW_VISIBILITY_TIMEOUT_SECONDS": str(queue.visibility_timeout_seconds),
         "EDW_PROCESSING_TIMEOUT_SECONDS": str(c.processing_timeout_seconds),
-        "EDW_MAX_DELIVERIES": str(queue.max_receive_count),
+        "EDW_MAX_DELIVERIES": str(max_deliveries(args.cloud, queue.max_receive_count)),
         "EDW_SIMULATED_WORK_MS": str(c.simulated_work_ms),
         "EDW_HTTP_PORT": str(HTTP_PORT),
         # Leave the kubelet a few seconds between our exit and its SIGKILL.

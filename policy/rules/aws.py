@@ -106,8 +106,10 @@ def _sqs_redrive(queue: Subject, config: Config) -> Iterator[str]:
         yield f"queue {queue.label!r} redrivePolicy has no deadLetterTargetArn"
     count = redrive.get("maxReceiveCount")
     limit = config["maxReceiveCount"]
-    if not isinstance(count, int | float) or not 1 <= count <= limit:
-        yield f"queue {queue.label!r} maxReceiveCount is {count!r}; allowed: 1..{limit:g}"
+    # At least 2: the consumer sets a message aside with its reason on delivery maxReceiveCount - 1,
+    # before the redrive moves it without one (components/k8s/consumer.py max_deliveries).
+    if not isinstance(count, int | float) or not 2 <= count <= limit:
+        yield f"queue {queue.label!r} maxReceiveCount is {count!r}; allowed: 2..{limit:g}"
 
 
 # --- DynamoDB ----------------------------------------------------------------------------------
@@ -318,7 +320,7 @@ POLICIES = [
         config={
             "maxReceiveCount": {
                 "type": "integer",
-                "minimum": 1,
+                "minimum": 2,
                 "default": 10,
                 "description": "Highest allowed maxReceiveCount before dead-lettering.",
             },

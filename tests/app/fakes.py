@@ -8,13 +8,17 @@ azure-data-tables raise for the same input:
 - DynamoDB (botocore ``before-send`` hook, JSON 1.0 protocol): an invalid item refuses the whole
   ``BatchWriteItem`` with HTTP 400 ``ValidationException`` (the BatchWriteItem API reference:
   "DynamoDB rejects the entire batch write operation" when an item exceeds 400 KB); throttling is
-  HTTP 400 ``ProvisionedThroughputExceededException``; an outage is the
-  ``EndpointConnectionError`` botocore raises for a refused connection.
+  HTTP 400 ``ProvisionedThroughputExceededException``; a table that refuses every row alike (its
+  key schema is not the one the rows carry) is HTTP 400 ``ValidationException`` with moto's
+  "Missing the key" message; an outage is the ``EndpointConnectionError`` botocore raises for a
+  refused connection.
 - Azure Table (a ``requests`` adapter under azure-core's ``RequestsTransport``): each upsert is
   answered 204, or 400 ``PropertyValueTooLarge`` for a refused entity, which azure-data-tables
-  raises as ``HttpResponseError`` with that status; throttling is HTTP 429 (Cosmos DB's); an
-  outage is ``requests.ConnectionError``, which azure-core raises as ``ServiceRequestError``. The
-  formats are Azurite 3.37.0's, recorded.
+  raises as ``HttpResponseError`` with that status; throttling is HTTP 429 (Cosmos DB's); a
+  table that refuses every row alike answers 400 ``InvalidInput`` (common REST API error codes);
+  a full Cosmos DB partition answers 403 with substatus 1014 (app/azure.py cites it);
+  an outage is ``requests.ConnectionError``, which azure-core raises as ``ServiceRequestError``.
+  The formats are Azurite 3.37.0's, recorded.
 """
 
 from __future__ import annotations
@@ -52,6 +56,12 @@ TOO_LARGE = {
     "is a string, it is UTF-16 encoded and the maximum number of characters should be 32K or less.",
 }
 
+# A 400 that is not about the rows: every write is refused alike.
+INVALID = {
+    "aws": "One or more parameter values were invalid: Missing the key id in the item",
+    "azure": "One of the request inputs is not valid.",
+}
+
 
 def event_body(i: int) -> str:
     return make({"seq": i}, source="urn:test", type_="t", event_id=f"e{i}")
@@ -77,11 +87,11 @@ class FakeQueue:
     lock: threading.Lock = field(default_factory=threading.Lock)
     numbers: Iterator[int] = field(default_factory=itertools.count)
 
-    def put(self, *bodies: str, deliveries: int = 1) -> list[Received]:
+    def put(self, *bodies: str, deliveries: int = 1, copies: int = 0) -> list[Received]:
         with self.lock:
             numbers = [next(self.numbers) for _ in bodies]
             messages = [
-                Received(f"m{n}", body, f"r{n}", deliveries)
+                Received(f"m{n}", body, f"r{n}", deliveries, copies=copies)
                 for n, body in zip(numbers, bodies, strict=True)
             ]
             self.inbox.extend(messages)
@@ -117,10 +127,12 @@ class FakeQueue:
         return [m for m, _ in accepted]
 
     def resend(self, messages: Sequence[Received]) -> list[Received]:
-        """A copy is a new message at the back of the queue, delivered for the first time."""
+        """A copy is a new message at the back of the queue, delivered for the first time, with
+        its copy counter one higher."""
         accepted = [m for m in messages if not self.fail_send(m)]
         self.copies.extend(m.content for m in accepted)
-        self.put(*(m.content for m in accepted))
+        for m in accepted:
+            self.put(m.content, copies=m.copies + 1)
         return accepted
 
 
@@ -128,18 +140,23 @@ class FakeQueue:
 class TableService:
     """What the fake table holds and how it misbehaves: ``refused`` event ids make any write
     holding them refused whole; while ``outage`` returns True the table is unreachable, while
-    ``throttled`` returns True it throttles; ``delay`` makes every write that slow."""
+    ``throttled`` returns True it throttles, while ``invalid`` returns True it refuses every
+    write with a 400 that is not about the rows, while ``full`` returns True (Azure only) it has
+    no room; ``delay`` makes every write that slow."""
 
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # event id -> stored row
     refused: set[str] = field(default_factory=set)
     outage: Callable[[], bool] = lambda: False
     throttled: Callable[[], bool] = lambda: False
+    invalid: Callable[[], bool] = lambda: False
+    full: Callable[[], bool] = lambda: False
     delay: float = 0.0
     writes: list[list[str]] = field(default_factory=list)  # event ids of each write request
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def attempt(self, ids: list[str]) -> str | None:
-        """Record a write request; what goes wrong ("outage", "throttled", "refused:<index>")."""
+        """Record a write request; what goes wrong ("outage", "throttled", "invalid",
+        "refused:<index>")."""
         with self.lock:
             self.writes.append(ids)
         if self.delay:
@@ -148,6 +165,10 @@ class TableService:
             return "outage"
         if self.throttled():
             return "throttled"
+        if self.invalid():
+            return "invalid"
+        if self.full():
+            return "full"
         bad = [i for i, event_id in enumerate(ids) if event_id in self.refused]
         return f"refused:{bad[0]}" if bad else None
 
@@ -201,7 +222,7 @@ def dynamo_table(service: TableService) -> aws.DynamoTable:
                 400,
                 {
                     "__type": "com.amazon.coral.validate#ValidationException",
-                    "message": TOO_LARGE["aws"],
+                    "message": INVALID["aws"] if problem == "invalid" else TOO_LARGE["aws"],
                 },
             )
         rows = [{k: v["S"] for k, v in item.items() if "S" in v} for item in items]
@@ -227,18 +248,29 @@ class _TableAdapter(HTTPAdapter):
             raise requests.ConnectionError("[Errno 111] Connection refused")
         if problem == "throttled":
             return self._error(request, 429, "TooManyRequests", "Request rate is large.")
+        if problem == "invalid":
+            return self._error(request, 400, "InvalidInput", INVALID["azure"])
+        if problem == "full":
+            message = "Partition key reached maximum size of 20 GB"
+            return self._error(request, 403, "Forbidden", message, {"x-ms-substatus": "1014"})
         if problem:
             return self._error(request, 400, "PropertyValueTooLarge", TOO_LARGE["azure"])
         self.service.store({entity["eventId"]: entity})
         return self._reply(request, 204, {"ETag": "W/\"datetime'2026-01-01T00%3A00%3A00Z'\""})
 
     def _error(
-        self, request: requests.PreparedRequest, status: int, code: str, message: str
+        self,
+        request: requests.PreparedRequest,
+        status: int,
+        code: str,
+        message: str,
+        extra: dict[str, str] | None = None,
     ) -> requests.Response:
         error = {"odata.error": {"code": code, "message": {"lang": "en-US", "value": message}}}
         headers = {
             "Content-Type": "application/json;odata=minimalmetadata;streaming=true;charset=utf-8",
             "x-ms-error-code": code,
+            **(extra or {}),
         }
         return self._reply(request, status, headers, json.dumps(error).encode())
 

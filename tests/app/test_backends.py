@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -286,3 +287,91 @@ def test_other_forbidden_writes_are_not_table_full() -> None:
         assert not isinstance(err.value, TableFull | RowRejected)
     finally:
         replies.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "row_refused"),
+    [
+        (400, "PropertyValueTooLarge", True),
+        (400, "EntityTooLarge", True),
+        (413, "RequestBodyTooLarge", True),
+        # Not something an event's content can cause (the entity's names and types are fixed):
+        # they would refuse every row alike, so they are table failures.
+        (400, "InvalidInput", False),
+        (400, "InvalidValueType", False),
+        (400, "PropertyNameTooLong", False),
+        (400, "TooManyProperties", False),
+        (400, "OutOfRangeInput", False),
+    ],
+)
+def test_only_the_row_size_codes_make_an_azure_refusal_the_rows_fault(
+    status: int, code: str, row_refused: bool
+) -> None:
+    """Table service and common REST API error codes (learn.microsoft.com/rest/api/
+    storageservices/table-service-error-codes, common-rest-api-error-codes)."""
+    replies = CosmosReplies(status, {"x-ms-error-code": code}, odata_error(code, "refused"))
+    try:
+        with pytest.raises(Exception) as err:  # noqa: PT011 - which one is the assertion
+            replies.table().write(EVENTS[:2])
+    finally:
+        replies.close()
+    assert isinstance(err.value, RowRejected) is row_refused
+    http = err.value.__cause__ if row_refused else err.value
+    assert isinstance(http, HttpResponseError)
+    assert http.status_code == status
+
+
+@pytest.mark.parametrize(
+    ("message", "row_refused"),
+    [
+        (aws.ITEM_TOO_LARGE, True),
+        ("One or more parameter values were invalid: Missing the key id in the item", False),
+        ("1 validation error detected: Value null at 'requestItems' failed to satisfy", False),
+    ],
+)
+def test_only_the_item_size_message_makes_a_dynamodb_refusal_the_rows_fault(
+    message: str, row_refused: bool
+) -> None:
+    client, stubber = _dynamo_with_canned_responses([])
+    stubber.add_client_error(
+        "batch_write_item", "ValidationException", message, http_status_code=400
+    )
+    with pytest.raises(Exception) as err:  # noqa: PT011 - which one is the assertion
+        aws.DynamoTable(client, "events").write(EVENTS[:2])
+    assert isinstance(err.value, RowRejected) is row_refused
+
+
+EVENT_TEXT = '{"specversion":"1.0","id":"e","source":"s","type":"t","data":"edw-copies:3\\n"}'
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        EVENT_TEXT,
+        " \n" + EVENT_TEXT,  # JSON may start with blanks, a newline among them
+        base64.b64encode(EVENT_TEXT.encode()).decode(),  # as Event Grid writes it
+        base64.b64encode(b"edw-copies:3\n" + EVENT_TEXT.encode()).decode(),
+    ],
+)
+def test_an_event_is_never_mistaken_for_an_azure_copy_line(content: str) -> None:
+    """JSON starts with "{" after blanks; Base64 has neither "-" nor ":": no event, sent as is or
+    by Event Grid, starts with "edw-copies:"."""
+    message = azure._received("m", content, "r", 1)
+    assert (message.copies, message.content) == (0, content)
+
+
+@pytest.mark.parametrize(
+    ("content", "copies", "kept"),
+    [
+        ("edw-copies:12\n" + EVENT_TEXT, 12, EVENT_TEXT),
+        ("edw-copies:1\nZXZlbnQ=", 1, "ZXZlbnQ="),
+        ("edw-copies:" + "9" * 5000 + "\n" + EVENT_TEXT, 1_000_000, EVENT_TEXT),  # no int() of it
+        ("edw-copies:x\n" + EVENT_TEXT, 0, "edw-copies:x\n" + EVENT_TEXT),  # not a copy: kept
+        ("edw-copies:12", 0, "edw-copies:12"),
+    ],
+)
+def test_an_azure_copy_line_is_parsed_and_stripped(content: str, copies: int, kept: str) -> None:
+    message = azure._received("m", content, "r", 1)
+    assert (message.copies, message.content) == (copies, kept)
+    if copies:
+        assert azure.copy_text(message) == f"edw-copies:{copies + 1}\n{kept}"

@@ -127,6 +127,65 @@ def test_a_table_failing_past_the_deadline_puts_messages_back_as_fresh_copies(
     assert count(m, "edw_breaker_open") == 1
 
 
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_a_refusal_that_is_not_about_the_rows_is_a_table_failure(cloud: str) -> None:
+    """DynamoDB ValidationException and Azure 400 are refusals of the row only for the row-size
+    codes; any other (here: the table's key schema is not the rows', an invalid request) would
+    refuse every row alike, so nothing is dead-lettered: the breaker opens and the messages go
+    back as fresh copies."""
+    consumer, queue, dlq, table = consumer_for(
+        TableService(invalid=lambda: True), cloud=cloud, processing_timeout_seconds=1
+    )
+    messages = queue.put(*(event_body(i) for i in range(3)))
+    consumer.process(messages)
+    assert dlq.sent == []
+    assert queue.copies == [m.body for m in messages]
+    assert queue.deleted == messages
+    assert table.rows == {}
+    assert len(table.writes) > 1  # retried as a failing table, not split as refused rows
+    assert consumer.breaker.state == OPEN
+    assert count(consumer.metrics, "edw_messages_dead_lettered_total") == 0
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_a_message_put_back_max_copies_times_is_set_aside_with_its_reason(cloud: str) -> None:
+    """A table failure no copy gets past (one only some rows meet, say) must not loop forever:
+    the copy that would pass EDW_MAX_COPIES is a dead letter instead, counted and alerted on."""
+    consumer, queue, dlq, _ = consumer_for(
+        TableService(outage=lambda: True), cloud=cloud, processing_timeout_seconds=1, max_copies=3
+    )
+    below = queue.put(event_body(1), copies=2)
+    at = queue.put(event_body(2), copies=3)
+    consumer.process(below + at)
+    assert queue.copies == [below[0].body]
+    assert queue.inbox[-1].copies == 3  # the copy counts one more
+    [(dead, reason)] = dlq.sent
+    assert dead is at[0]
+    assert reason == (
+        "the table could not take it after 3 fresh copies (limit EDW_MAX_COPIES=3); the table is "
+        "still failing"
+    )
+    assert set(queue.deleted) == {*below, *at}
+    m = consumer.metrics
+    assert count(m, "edw_messages_over_copy_limit_total") == 1
+    assert count(m, "edw_messages_requeued_total") == 1
+    assert count(m, "edw_messages_failed_total") == 0
+
+
+def test_a_full_table_is_counted_for_its_alert_and_dead_letters_nothing() -> None:
+    """Cosmos DB's full partition (403, substatus 1014): no retry or pause ends it, so besides
+    the breaker it counts in edw_table_full_total, on which EdwTableFull pages at once."""
+    consumer, queue, dlq, _ = consumer_for(
+        TableService(full=lambda: True), cloud="azure", processing_timeout_seconds=1
+    )
+    messages = queue.put(event_body(0), event_body(1))
+    consumer.process(messages)
+    assert dlq.sent == []
+    assert queue.copies == [m.body for m in messages]
+    assert consumer.breaker.state == OPEN
+    assert count(consumer.metrics, "edw_table_full_total") >= 1
+
+
 def test_a_copy_that_is_refused_leaves_its_original_on_the_queue() -> None:
     consumer, queue, dlq, _ = consumer_for(
         TableService(outage=lambda: True),
@@ -330,6 +389,25 @@ def test_an_event_filtered_through_an_array_of_objects_is_stored_and_counted() -
     consumer.process(queue.put(*bodies))
     assert sorted(table.rows) == ["a", "b", "c"]
     assert count(consumer.metrics, "edw_events_filtered_through_arrays_total") == 2  # a and c
+
+
+def test_data_is_never_parsed_again_after_the_batch_is_settled() -> None:
+    """A 5000-digit integer is valid JSON (kept as sent) but more than ``int()`` takes from text
+    (Python's 4300-digit limit): looking at the event's shape afterwards must not raise and
+    cost its batch-mates their metrics."""
+    consumer, queue, _, table = consumer_for(filter_paths=("data.items.sku",))
+    huge = (
+        '{"specversion":"1.0","id":"h","source":"s","type":"t","time":"2026-01-01T00:00:00Z",'
+        '"data":{"n":' + "9" * 5000 + "}}"
+    )
+    through = events.make({"items": [{"sku": "a"}]}, source="s", type_="t", event_id="a")
+    consumer.process(queue.put(huge, through))
+    assert sorted(table.rows) == ["a", "h"]
+    assert table.rows["h"]["data"] == '{"n":' + "9" * 5000 + "}"
+    m = consumer.metrics
+    assert count(m, "edw_messages_processed_total") == 2
+    assert count(m, "edw_events_filtered_through_arrays_total") == 1
+    assert count(m, "edw_end_to_end_seconds_count") == 2
 
 
 def test_an_unexpected_error_counts_every_message_as_failed() -> None:

@@ -12,7 +12,7 @@ import yaml
 
 from app.backend import row_key
 from bench.emulators import AWS_TEST_ENV, Target
-from tests.app.conftest import ConsumerProcess, wait_until
+from tests.app.conftest import ConsumerProcess, provision, wait_until
 from tools import e2e
 
 pytestmark = pytest.mark.emulator
@@ -58,6 +58,39 @@ def test_delivery_is_verified_row_by_row(
     assert probe.stored([row_key("work", "urn:edw:e2e:t1", "e2e-t1-999999")]) == set()
     consumer.signal(signal.SIGTERM)
     assert consumer.wait(15) == 0
+
+
+def test_the_azure_poll_reads_rows_by_key_and_never_scans(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shared table holds every other run's rows too: a scan per poll would read them all."""
+    target = provision(request, "azure")
+    probe = probe_for(target, monkeypatch)
+    assert isinstance(probe, e2e.AzureProbe)
+    other = row_key("work", "urn:other", "x")
+    target.table.upsert_entity({"PartitionKey": other, "RowKey": other})  # type: ignore[attr-defined]
+    keys = [row_key("work", "urn:edw:e2e:t3", f"e{i}") for i in range(3)]
+    for key in keys[:2]:
+        target.table.upsert_entity({"PartitionKey": key, "RowKey": key})  # type: ignore[attr-defined]
+
+    def no_scan(*_: object, **__: object) -> None:
+        raise AssertionError("the poll scanned the table")
+
+    reads: list[str] = []
+    read = probe.table.get_entity
+
+    def point_read(**kwargs: str) -> object:
+        reads.append(kwargs["row_key"])
+        return read(**kwargs)
+
+    monkeypatch.setattr(probe.table, "list_entities", no_scan)
+    monkeypatch.setattr(probe.table, "query_entities", no_scan)
+    monkeypatch.setattr(probe.table, "get_entity", point_read)
+    assert probe.stored(keys) == set(keys[:2])
+    assert sorted(reads) == sorted(keys)
+    reads.clear()
+    assert probe.stored(keys) == set(keys[:2])
+    assert reads == [keys[2]]  # found rows are not read again
 
 
 def test_a_dead_letter_fails_the_run(

@@ -157,3 +157,14 @@ def test_the_http_server_listens_everywhere_in_a_pod_and_on_loopback_when_asked(
     assert load({**AWS, "EDW_HTTP_HOST": "127.0.0.1"}).http_host == "127.0.0.1"
     with pytest.raises(SettingsError, match="EDW_HTTP_HOST='localhost' is not an IP address"):
         load({**AWS, "EDW_HTTP_HOST": "localhost"})
+
+
+def test_the_copy_limit_defaults_to_1000_and_is_bounded() -> None:
+    """Bounded so the copy counter's room in a message is known (app/backend.py)."""
+    assert load(AWS).max_copies == 1000
+    assert load({**AWS, "EDW_MAX_COPIES": "7"}).max_copies == 7
+    for bad in ("0", "1000001"):
+        with pytest.raises(
+            SettingsError, match=r"EDW_MAX_COPIES=\d+ is out of range \(allowed: 1..1000000\)"
+        ):
+            load({**AWS, "EDW_MAX_COPIES": bad})

@@ -173,6 +173,23 @@ def test_visibility_timeout_must_outlast_the_consumer_drain():
     assert "(135s = edw:processingTimeoutSeconds 120s + 15s drain)" in message
 
 
+def test_aws_needs_two_receives_so_the_consumer_sets_a_message_aside_before_sqs_does():
+    """The consumer's limit is maxReceiveCount - 1 on aws (SQS's redrive moves a message silently
+    after maxReceiveCount): 1 would leave it none. Azure has no redrive, so 1 is fine there."""
+    message = error_of({"maxReceiveCount": "1"})
+    assert "edw:maxReceiveCount must be at least 2 on aws (allowed: 2..1000)" in message
+    assert "got 1" in message
+    overridden = error_of({"workflows": '[{"name": "work", "maxReceiveCount": 1}]'})
+    assert "edw:workflows[0] (work).maxReceiveCount must be at least 2 on aws" in overridden
+    assert parse({"maxReceiveCount": "2"}).queue.max_receive_count == 2
+    azure = EdwConfig.parse(
+        {"cloud": "azure", "apiAllowedCidrs": API_CIDRS, "maxReceiveCount": "1"},
+        stack="t",
+        provider_values=AZURE,
+    )
+    assert azure.queue.max_receive_count == 1
+
+
 def test_all_errors_are_reported_together():
     message = error_of({"maxReplicas": "0", "cloud": "aws", "maxReceiveCount": "9999"})
     assert "edw:maxReplicas must be between 1 and 1000" in message

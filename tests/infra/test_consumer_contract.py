@@ -29,3 +29,11 @@ def test_the_app_accepts_the_environment_the_deployment_gives_it(run: StackRun):
     pod = run.one("kubernetes:apps/v1:Deployment").inputs["spec"]["template"]["spec"]
     assert settings.shutdown_timeout_seconds < pod["terminationGracePeriodSeconds"]
     assert settings.http_port == pod["containers"][0]["ports"][0]["containerPort"]
+
+
+def test_the_consumer_dead_letters_with_its_reason_before_the_sqs_redrive_would(run: StackRun):
+    """SQS moves a message to the DLQ without a reason once its receive count exceeds
+    maxReceiveCount (5 in both stacks): on aws the consumer's limit is one lower, so it sets the
+    message aside itself on delivery 5; Azure queues have no redrive, the consumer's limit is it."""
+    expected = {"aws": 4, "dev": 5}[run.stack]
+    assert load(env_of(run)).max_deliveries == expected

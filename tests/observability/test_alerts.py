@@ -48,7 +48,7 @@ def unknown_metrics(rules_text: str) -> set[str]:
 def test_the_rules_parse() -> None:
     result = promtool("check", "rules", RULES)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 6 rules found" in result.stdout
+    assert "SUCCESS: 8 rules found" in result.stdout
 
 
 def test_every_alert_fires_and_resolves_on_sample_series() -> None:

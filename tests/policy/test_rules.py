@@ -68,13 +68,19 @@ CASES = [
         "aws-sqs-redrive-to-dlq",
         one(f.work_queue().with_inputs(redrivePolicy=json.dumps({"maxReceiveCount": 50}))),
         None,
-        ("has no deadLetterTargetArn", "maxReceiveCount is 50; allowed: 1..10"),
+        ("has no deadLetterTargetArn", "maxReceiveCount is 50; allowed: 2..10"),
+    ),
+    (
+        "aws-sqs-redrive-to-dlq",
+        one(f.work_queue().with_inputs(redrivePolicy=json.dumps({"maxReceiveCount": 1}))),
+        None,
+        ("has no deadLetterTargetArn", "maxReceiveCount is 1; allowed: 2..10"),
     ),
     (
         "aws-sqs-redrive-to-dlq",
         one(f.work_queue()),
         {"maxReceiveCount": 3},
-        ("maxReceiveCount is 5; allowed: 1..3",),
+        ("maxReceiveCount is 5; allowed: 2..3",),
     ),
     (
         "aws-sqs-redrive-to-dlq",
