@@ -49,7 +49,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
 from app.producer import PATTERNS, Run, Target, produce
-from bench.emulators import AZURITE, AzuriteEmulator, MotoEmulator, child_env
+from bench.emulators import (
+    AZURITE,
+    AzuriteEmulator,
+    EmulatorStartError,
+    MotoEmulator,
+    child_env,
+)
 from bench.emulators import Target as Provisioned
 from tools.live import LiveView
 
@@ -449,6 +455,33 @@ def missing(cloud: str) -> str | None:
     return None
 
 
+def azurite_advice() -> str:
+    """After Azurite failed to start: the node found against the one Azurite declares."""
+    locked = json.loads((REPO / "package-lock.json").read_text())["packages"]
+    azurite = locked["node_modules/azurite"]
+    engine = azurite["engines"]["node"]  # ">=22.0.0" for 3.37.0: its package.json's engines
+    needed = int(engine.removeprefix(">=").split(".")[0])
+    try:
+        answer = subprocess.run(
+            ["node", "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
+        found = answer.stdout.strip() or f"a node that prints no version ({answer.returncode})"
+    except (OSError, subprocess.SubprocessError):
+        found = "not on PATH"
+    major = found.removeprefix("v").split(".")[0]
+    if major.isdigit() and int(major) >= needed:
+        return (
+            f"node is {found}, which Azurite {azurite['version']} supports (Node.js {engine}): "
+            "the lines above are Azurite's own."
+        )
+    return (
+        f"Azurite {azurite['version']} needs Node.js {engine} (the engines of its package.json) "
+        f"and node is {found}. Install Node.js {needed} or newer: https://nodejs.org/en/download, "
+        f"or nvm (https://github.com/nvm-sh/nvm: nvm install {needed}), or Homebrew (brew install "
+        "node); then run `make demo CLOUD=azure` again. `make demo` (AWS) needs no Node.js."
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     if problem := missing(args.cloud):
         print(problem, file=sys.stderr)
@@ -457,7 +490,11 @@ def run(args: argparse.Namespace) -> int:
     stop.install()
     steps = Steps(6)
     plot_path = Path(args.plot or f"demo-{args.cloud}.png")
-    result = None if stop.event.is_set() else _demo(args, stop, steps)
+    try:
+        result = None if stop.event.is_set() else _demo(args, stop, steps)
+    except EmulatorStartError as error:  # Azurite's only (moto runs on this Python)
+        print(f"{error}\n{azurite_advice()}", file=sys.stderr)
+        return EXIT_MISSING
     if stop.signal is not None:
         return _stopped(stop, result, args.count)
     assert result is not None

@@ -25,11 +25,11 @@ from kubernetes import client as k8s
 
 from app.backend import open_queue
 from app.observability import LATENCY_BUCKETS
-from bench.emulators import AWS_TEST_ENV, REPO, MotoEmulator, Target, child_env
+from bench.emulators import AWS_TEST_ENV, AZURITE, REPO, MotoEmulator, Target, child_env
 from stacks.config import SETTINGS_BY_KEY
 from tests.app.conftest import wait_until
 from tests.http_replies import reply
-from tests.tools import node_package
+from tests.tools import need, node_package
 from tools import demo, loadtest
 
 RECORDED = Path(__file__).with_name("recorded")
@@ -580,3 +580,48 @@ def test_a_queue_on_its_own_is_reached_in_the_region_its_url_names(
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     queue = open_queue("aws", "https://sqs.us-west-2.amazonaws.com/123456789012/work")
     assert queue.client.meta.region_name == "us-west-2"  # type: ignore[attr-defined]
+
+
+def test_the_azure_demo_on_a_node_too_old_says_which_node_and_how_to_get_22(
+    tmp_path: Path,
+) -> None:
+    """Azurite 3.37 declares Node.js >=22.0.0; a node that fails it gets its output shown and
+    the advice, not a traceback."""
+    need("Azurite", AZURITE if AZURITE.exists() else None)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    node = fake / "node"
+    node.write_text(
+        "#!/bin/sh\necho v20.11.1\necho 'SyntaxError: from the fake node' >&2\nexit 1\n"
+    )
+    node.chmod(0o755)
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.demo", "--cloud", "azure", "--count", "10"],
+        cwd=tmp_path,
+        env=child_env({"PATH": f"{fake}:{os.environ['PATH']}"}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == demo.EXIT_MISSING, result.stdout + result.stderr
+    assert result.stdout.splitlines() == ["[1/6] starting Azurite (Queue + Table) on 127.0.0.1"]
+    assert result.stderr.splitlines() == [
+        "Azurite exited while starting (exit 1): v20.11.1",
+        "SyntaxError: from the fake node",  # Azurite's stderr, kept for this
+        "Azurite 3.37.0 needs Node.js >=22.0.0 (the engines of its package.json) and node is "
+        "v20.11.1. Install Node.js 22 or newer: https://nodejs.org/en/download, or nvm "
+        "(https://github.com/nvm-sh/nvm: nvm install 22), or Homebrew (brew install node); then "
+        "run `make demo CLOUD=azure` again. `make demo` (AWS) needs no Node.js.",
+    ]
+
+
+def test_azurites_node_engine_is_read_from_the_lock_as_its_package_declares_it() -> None:
+    locked = json.loads((REPO / "package-lock.json").read_text())["packages"]
+    assert locked["node_modules/azurite"]["engines"]["node"] == ">=22.0.0"
+    installed = REPO / "node_modules" / "azurite" / "package.json"
+    if installed.exists():  # the package itself, where npm installed it
+        assert json.loads(installed.read_text())["engines"]["node"] == ">=22.0.0"
+    node_min = re.search(r"^NODE_MIN := (\d+)$", (REPO / "Makefile").read_text(), re.M)
+    assert node_min
+    assert node_min.group(1) == "22"  # the Makefile's messages say the same
