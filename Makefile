@@ -53,20 +53,28 @@ demo: ## see it work on emulators in a minute: no cloud, no Docker (CLOUD=azure:
 	$(DEMO_VENV)/bin/python -m tools.demo --cloud $(CLOUD) --count $(DEMO_COUNT) --pattern burst \
 		--consumers 3
 
-$(DEMO_VENV)/bin/python:
-	@echo "creating $(DEMO_VENV) with $(PYTHON)"
+# All or nothing: the marker is written last, after the install, and any (re)install starts from
+# an empty directory. A run stopped half-way (Ctrl-C, a lost connection) leaves no marker, so the
+# next one builds again rather than reuse half a venv; a venv made by an older Python is removed
+# by the check above, marker and all.
+$(DEMO_VENV)/.installed: requirements-demo.txt app/requirements.txt
+	@echo "creating $(DEMO_VENV) with $(PYTHON) and installing the demo's packages \
+	(requirements-demo.txt)"
+	rm -rf $(DEMO_VENV)
 	$(PYTHON) -m venv $(DEMO_VENV)
-
-$(DEMO_VENV)/.installed: $(DEMO_VENV)/bin/python requirements-demo.txt app/requirements.txt
-	@echo "installing the demo's packages (requirements-demo.txt) into $(DEMO_VENV)"
-	$(DEMO_VENV)/bin/pip install -q -r requirements-demo.txt
+	$(DEMO_VENV)/bin/python -m pip install -q -r requirements-demo.txt
 	touch $@
 
 # The Azure demo's Azurite, alone: package.json's dependencies (the tests' tools are its
 # devDependencies; their full install, when up to date, serves too). Without npm it says what to
 # install before anything is changed; a Node.js older than Azurite's declared engine gets a note
-# (Azurite starts on Node.js 20 here, which the tests use).
+# (Azurite 3.37's package.json: "engines": {"node": ">=22.0.0"}; it happens to start on Node.js
+# 20 here, which the tests use, but nothing promises it: tools/demo.py explains a failed start).
+# Debian 12's nodejs package is 18.20 (apt-cache policy nodejs, bookworm/main).
 NODE_MIN := 22
+NODE_INSTALL := https://nodejs.org/en/download, or nvm (https://github.com/nvm-sh/nvm: nvm install \
+	$(NODE_MIN)), or Homebrew (brew install node). A distribution's nodejs package is often older \
+	(Debian 12's is 18): check node --version
 node_modules/.azurite: package.json package-lock.json
 	@echo "installing Azurite (npm ci --omit=dev)"
 	npm ci --omit=dev --no-audit --no-fund --silent
@@ -77,16 +85,15 @@ azurite: ## install Azurite alone, for the Azure demo (needs npm)
 		&& ! $(MAKE) -q node_modules/.azurite 2>/dev/null; then \
 		command -v npm >/dev/null || { \
 			echo "make demo CLOUD=azure runs Azurite, which npm installs, and npm is not on PATH."; \
-			echo "Install Node.js $(NODE_MIN) or newer, which includes npm: \
-	https://nodejs.org/en/download (or brew install node, or your package manager)."; \
+			echo "Install Node.js $(NODE_MIN) or newer, which includes npm: $(NODE_INSTALL)."; \
 			echo "make demo (AWS) needs neither."; exit 2; } >&2; \
 		$(MAKE) --no-print-directory node_modules/.azurite; \
 	fi
 	@command -v node >/dev/null || { echo "Azurite runs on Node.js, and node is not on PATH: \
-	install Node.js $(NODE_MIN) or newer (https://nodejs.org/en/download)." >&2; exit 2; }
+	install Node.js $(NODE_MIN) or newer: $(NODE_INSTALL)." >&2; exit 2; }
 	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) < $(NODE_MIN) ? 1 : 0)' \
 		|| echo "note: Azurite declares Node.js $(NODE_MIN) or newer and node is $$(node --version); \
-	if it fails to start, install $(NODE_MIN)+: https://nodejs.org/en/download" >&2
+	if it fails to start, install $(NODE_MIN)+: $(NODE_INSTALL)." >&2
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -184,9 +191,9 @@ preview: stack policy/.venv/.installed ## what `up` would change, with the polic
 	pulumi preview --stack $(STACK_REF) --diff $(POLICY)
 
 # Before the first `up` of a stack: its idle cost and how long it takes, and a question (not with
-# YES=1, nor in CI).
+# YES=1, nor in CI). YES=1 only: YES=0 or YES=no still asks.
 up: stack policy/.venv/.installed ## create or update STACK (asks first when it creates; YES=1 does not)
-	$(BIN)/python -m tools.firstup --stack $(STACK) --ref $(STACK_REF) $(if $(YES),--yes)
+	$(BIN)/python -m tools.firstup --stack $(STACK) --ref $(STACK_REF) $(if $(filter 1,$(YES)),--yes)
 	pulumi up --stack $(STACK_REF) $(POLICY)
 
 # Destroy deletes every queue with what it holds: refused while any queue or dead-letter store of

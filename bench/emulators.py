@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -396,6 +397,11 @@ class AzureTarget:
         ]
 
 
+class EmulatorStartError(RuntimeError):
+    """An emulator that exited, or never said it listens, while starting; the message ends with
+    what it printed (its stderr is kept for this, never shown on the terminal)."""
+
+
 class AzuriteEmulator:
     """Azurite on ports it picks itself (port 0) and reports on stdout: no race with another
     process (parallel test workers) for a port chosen in advance."""
@@ -428,30 +434,50 @@ class AzuriteEmulator:
             env["AZURITE_GC_INTERVAL_MS"] = str(self.gc_interval_ms)
         # A session of its own: a terminal's Ctrl-C reaches the owner only (the demo, a test),
         # which stops its consumers first and the emulator last, not everything at once.
-        self.process = subprocess.Popen(
-            args,
-            cwd=self.workdir,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + 60
-        while len(self.ports) < len(self.SERVICES) and time.monotonic() < deadline:
-            line = self.process.stdout.readline().decode(errors="replace")
-            if not line:
-                raise RuntimeError(f"Azurite exited while starting ({self.process.poll()})")
-            if match := self.LISTENING.search(line):
-                self.ports[match.group(1).lower()] = int(match.group(2))
-        if len(self.ports) < len(self.SERVICES):
-            raise TimeoutError(f"Azurite reported only {sorted(self.ports)} after 60 s")
+        errors = Path(self.workdir) / "stderr.log"
+        try:
+            with errors.open("wb") as stderr:
+                self.process = subprocess.Popen(
+                    args,
+                    cwd=self.workdir,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=stderr,
+                    start_new_session=True,
+                )
+        except OSError as error:  # `node` itself is missing
+            self.__exit__()
+            raise EmulatorStartError(f"Azurite could not start: {error}") from error
+        try:
+            self._wait_until_listening(errors)
+        except EmulatorStartError:
+            self.__exit__()  # a slow start may still be running: stopped, not left behind
+            raise
         # Keep reading what it prints (shutdown lines), so a full pipe can never block it.
         threading.Thread(target=self.process.stdout.read, daemon=True).start()
         self.connection_string = azurite_connection_string(
             self.ports["queue"], self.ports["table"], self.ports["blob"]
         )
         return self
+
+    def _wait_until_listening(self, errors: Path) -> None:
+        assert self.process is not None
+        assert self.process.stdout is not None
+        printed: list[str] = []
+        deadline = time.monotonic() + 60
+        while len(self.ports) < len(self.SERVICES) and time.monotonic() < deadline:
+            line = self.process.stdout.readline().decode(errors="replace")
+            if not line:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.process.wait(10)
+                why = f"Azurite exited while starting (exit {self.process.poll()})"
+                raise EmulatorStartError(f"{why}: {_output(printed, errors)}")
+            printed.append(line)
+            if match := self.LISTENING.search(line):
+                self.ports[match.group(1).lower()] = int(match.group(2))
+        if len(self.ports) < len(self.SERVICES):
+            why = f"Azurite reported only {sorted(self.ports)} after 60 s"
+            raise EmulatorStartError(f"{why}: {_output(printed, errors)}")
 
     def __exit__(self, *exc: object) -> None:
         if self.process is not None:
@@ -476,6 +502,13 @@ class AzuriteEmulator:
             "EDW_AZURE_CONNECTION_STRING": connection_string or self.connection_string,
         }
         return AzureTarget(queue, poison, table, env)
+
+
+def _output(stdout: Sequence[str], stderr: Path, lines: int = 20) -> str:
+    """The last lines an emulator printed (stdout, then stderr), or that it printed nothing."""
+    text = "".join(stdout) + stderr.read_text(errors="replace")
+    kept = [line for line in text.splitlines() if line.strip()][-lines:]
+    return "\n".join(kept) if kept else "(it printed nothing)"
 
 
 def child_env(extra: dict[str, str]) -> dict[str, str]:

@@ -15,14 +15,24 @@ prints a line every few seconds. At the end it draws the run (matplotlib) into
 and nothing is left on any queue; 128 + the signal's number when stopped by one.
 """
 
+# ruff: noqa: E402 - the imports follow the early signal handler (EARLY), on purpose
 from __future__ import annotations
+
+import signal
+
+# A Ctrl-C during the imports below (~0.3 s, longer on a busy machine) would end in a
+# KeyboardInterrupt traceback: until Stop.install, a signal is only remembered, and the demo then
+# starts nothing. Only as the command: importing this module (the tests) changes no handler.
+EARLY: list[int] = []
+if __name__ == "__main__":
+    for _number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(_number, lambda number, _frame: EARLY.append(number))
 
 import argparse
 import contextlib
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -39,7 +49,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
 from app.producer import PATTERNS, Run, Target, produce
-from bench.emulators import AZURITE, AzuriteEmulator, MotoEmulator, child_env
+from bench.emulators import (
+    AZURITE,
+    AzuriteEmulator,
+    EmulatorStartError,
+    MotoEmulator,
+    child_env,
+)
 from bench.emulators import Target as Provisioned
 from tools.live import LiveView
 
@@ -236,23 +252,26 @@ def wanted(backlog: int, running: int, most: int) -> int:
 
 class Stop:
     """The first SIGINT/SIGTERM/SIGHUP asks for an orderly stop; a second one kills the
-    children at once (the cleanup then has nothing left to wait for)."""
+    consumers at once (their drain is what the orderly stop waits for). The emulator is never
+    killed here: it stops last, after the producer and the queue reads, which would otherwise
+    fail against a dead server (the Azure SDK retries for minutes, holding the exit)."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.signal: signal.Signals | None = None
-        self.processes: list[subprocess.Popen[bytes]] = []
         self.fleet: Fleet | None = None
 
     def install(self) -> None:
         for sig in self.SIGNALS:
             signal.signal(sig, self._handle)
+        if EARLY:  # pressed while the demo was still importing
+            self._handle(EARLY[0], None)
 
     def _handle(self, number: int, _frame: FrameType | None) -> None:
         if self.event.is_set():
-            for process in [*self.processes, *(self.fleet.processes() if self.fleet else [])]:
+            for process in self.fleet.processes() if self.fleet else []:
                 with contextlib.suppress(OSError):
                     process.kill()
             return
@@ -436,6 +455,33 @@ def missing(cloud: str) -> str | None:
     return None
 
 
+def azurite_advice() -> str:
+    """After Azurite failed to start: the node found against the one Azurite declares."""
+    locked = json.loads((REPO / "package-lock.json").read_text())["packages"]
+    azurite = locked["node_modules/azurite"]
+    engine = azurite["engines"]["node"]  # ">=22.0.0" for 3.37.0: its package.json's engines
+    needed = int(engine.removeprefix(">=").split(".")[0])
+    try:
+        answer = subprocess.run(
+            ["node", "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
+        found = answer.stdout.strip() or f"a node that prints no version ({answer.returncode})"
+    except (OSError, subprocess.SubprocessError):
+        found = "not on PATH"
+    major = found.removeprefix("v").split(".")[0]
+    if major.isdigit() and int(major) >= needed:
+        return (
+            f"node is {found}, which Azurite {azurite['version']} supports (Node.js {engine}): "
+            "the lines above are Azurite's own."
+        )
+    return (
+        f"Azurite {azurite['version']} needs Node.js {engine} (the engines of its package.json) "
+        f"and node is {found}. Install Node.js {needed} or newer: https://nodejs.org/en/download, "
+        f"or nvm (https://github.com/nvm-sh/nvm: nvm install {needed}), or Homebrew (brew install "
+        "node); then run `make demo CLOUD=azure` again. `make demo` (AWS) needs no Node.js."
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     if problem := missing(args.cloud):
         print(problem, file=sys.stderr)
@@ -444,10 +490,24 @@ def run(args: argparse.Namespace) -> int:
     stop.install()
     steps = Steps(6)
     plot_path = Path(args.plot or f"demo-{args.cloud}.png")
+    try:
+        result = None if stop.event.is_set() else _demo(args, stop, steps)
+    except EmulatorStartError as error:  # Azurite's only (moto runs on this Python)
+        print(f"{error}\n{azurite_advice()}", file=sys.stderr)
+        return EXIT_MISSING
+    if stop.signal is not None:
+        return _stopped(stop, result, args.count)
+    assert result is not None
+    return _finished(args, result, steps, plot_path)
+
+
+def _demo(args: argparse.Namespace, stop: Stop, steps: Steps) -> Result | None:
+    """The emulator, the queues and the run; None when stopped before anything was sent."""
     names = {"aws": "moto (SQS + DynamoDB)", "azure": "Azurite (Queue + Table)"}
     steps(f"starting {names[args.cloud]} on 127.0.0.1")
     with emulator(args.cloud) as running, tempfile.TemporaryDirectory(prefix="edw-demo-") as logs:
-        stop.processes.append(running.process)
+        if stop.event.is_set():  # while the emulator started
+            return None
         steps("creating the work queue, its dead-letter queue and the table")
         provisioned = running.provision("demo")
         # The producer runs in this process: it reaches the emulator as the consumers do.
@@ -455,12 +515,9 @@ def run(args: argparse.Namespace) -> int:
         env = {**provisioned.env, "EDW_SIMULATED_WORK_MS": str(args.work_ms)}
         fleet = stop.fleet = Fleet(env, Path(logs), args.consumers)
         try:
-            result = _run(args, provisioned, fleet, stop, steps)
+            return _run(args, provisioned, fleet, stop, steps)
         finally:
             fleet.stop()
-    if stop.signal is not None:
-        return _stopped(stop, result)
-    return _finished(args, result, steps, plot_path)
 
 
 @dataclass
@@ -533,7 +590,8 @@ def watch(args: argparse.Namespace, running: Running, stop: Stop) -> list[Sample
             stats = fleet.stats()
             work, dead = queue_counts(running.target)
             now = running.producer_run.elapsed()
-            fleet.scale(work, now)
+            if not stop.event.is_set():  # no new consumer once stopping
+                fleet.scale(work, now)
             interval = now - (samples[-1].t if samples else 0.0)
             latency = stats.latency.minus(previous.latency)
             sample = Sample(
@@ -559,13 +617,13 @@ def watch(args: argparse.Namespace, running: Running, stop: Stop) -> list[Sample
     return samples
 
 
-def _stopped(stop: Stop, result: Result) -> int:
-    last = result.samples[-1] if result.samples else None
+def _stopped(stop: Stop, result: Result | None, total: int) -> int:
+    last = result.samples[-1] if result and result.samples else None
     print(
-        f"STOPPED by {stop.describe()} after {last.t if last else 0.0:.0f}s: {result.sent} of "
-        f"{result.running.producer_run.count} events sent, {last.stored if last else 0} stored, "
-        f"{last.depth + last.in_flight if last else 0} left on the queue; the consumers and the "
-        "emulator are stopped, no plot",
+        f"STOPPED by {stop.describe()} after {last.t if last else 0.0:.0f}s: "
+        f"{result.sent if result else 0} of {total} events sent, {last.stored if last else 0} "
+        f"stored, {last.depth + last.in_flight if last else 0} left on the queue; the consumers "
+        "and the emulator are stopped, no plot",
         flush=True,
     )
     assert stop.signal is not None

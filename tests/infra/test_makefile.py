@@ -214,6 +214,16 @@ def test_up_asks_before_creating_unless_yes(tmp_path):
     assert "tools.firstup --stack aws --ref acme/aws --yes" in org
 
 
+@pytest.mark.parametrize(("yes", "asks"), [("0", True), ("no", True), ("", True), ("1", False)])
+def test_only_yes_1_skips_the_question(yes, asks, tmp_path):
+    # `YES=0 make up` (the environment) and `make up YES=0` (the command line) both still ask.
+    from_env = dry_run("up", tmp_path, YES=yes)
+    from_args = make("-n", "up", "STACK=aws", f"YES={yes}", home=tmp_path).stdout
+    for out in (from_env, from_args):
+        (line,) = [line for line in out.splitlines() if "tools.firstup" in line]
+        assert line.split()[-2:] == (["--ref", "aws"] if asks else ["aws", "--yes"]), line
+
+
 # The demo on a machine with Python and nothing else: no apt-get, no npm, no Pulumi.
 DEMO_FILES = (
     "Makefile",
@@ -243,7 +253,7 @@ def bare_checkout(tmp_path: Path) -> tuple[Path, str]:
 def test_the_aws_demo_installs_its_own_venv_and_no_test_tools(tmp_path):
     out = make("-n", "demo", home=tmp_path).stdout
     assert "python3 tools/python_check.py --venv .venv-demo" in out
-    assert ".venv-demo/bin/pip install -q -r requirements-demo.txt" in out
+    assert ".venv-demo/bin/python -m pip install -q -r requirements-demo.txt" in out
     assert ".venv-demo/bin/python -m tools.demo --cloud aws" in out
     for tool in ("apt-get", "npm", "checkov", "requirements-dev", "promtool", "pulumi"):
         assert tool not in out, tool
@@ -278,9 +288,14 @@ def test_the_azure_demo_without_npm_says_what_to_install_before_installing_anyth
     assert "make demo CLOUD=azure runs Azurite, which npm installs, and npm is not on PATH" in (
         result.stderr
     )
-    assert "Install Node.js 22 or newer, which includes npm: https://nodejs.org/en/download" in (
-        result.stderr
+    install = result.stderr.split("Install Node.js 22 or newer, which includes npm: ", 1)[1]
+    # Where to get a Node.js new enough, not "your package manager": Debian 12's is 18.
+    assert install.startswith(
+        "https://nodejs.org/en/download, or nvm (https://github.com/nvm-sh/nvm: nvm install 22), "
+        "or Homebrew (brew install node). A distribution's nodejs package is often older "
+        "(Debian 12's is 18): check node --version.\n"
     )
+    assert "package manager" not in result.stderr
     assert "make demo (AWS) needs neither" in result.stderr
     assert not (repo / ".venv-demo").exists()
     assert not (repo / "node_modules").exists()
@@ -332,3 +347,66 @@ def test_a_venv_made_by_an_older_python_is_rebuilt(answer, kept, said, tmp_path)
     assert venv.exists() == kept
     assert said in result.stdout
     assert "3.11+ needed, ok" in result.stdout
+
+
+def venv_maker(tmp_path: Path, pip_exit: int) -> str:
+    """A PATH whose python3 makes a fake venv (bin/python only, which logs its pip call and
+    exits ``pip_exit``): what the demo's install rule runs, with no network."""
+    log = tmp_path / "calls"
+    folder = tmp_path / f"bin-{pip_exit}"
+    folder.mkdir()
+    python = folder / "python3"
+    python.write_text(
+        "#!/bin/sh\n"
+        f'echo "python3 $*" >> {log}\n'
+        '[ "$1 $2" = "-m venv" ] || exit 1\n'
+        'mkdir -p "$3/bin"\n'
+        f"printf '#!/bin/sh\\necho \"venv-python $*\" >> {log}\\nexit {pip_exit}\\n' "
+        '> "$3/bin/python"\n'
+        'chmod +x "$3/bin/python"\n'
+    )
+    python.chmod(0o755)
+    return f"{folder}:/usr/bin:/bin"
+
+
+def calls(tmp_path: Path) -> list[str]:
+    log = tmp_path / "calls"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_a_half_made_demo_venv_is_built_again_not_reused(tmp_path):
+    # What an interrupted first run leaves: the venv's python, no packages, no marker.
+    repo, _ = bare_checkout(tmp_path)
+    half = repo / ".venv-demo"
+    (half / "bin").mkdir(parents=True)
+    (half / "bin" / "python").symlink_to(sys.executable)
+    (half / "left-over").write_text("from the interrupted run")
+    result = make(
+        "-s", ".venv-demo/.installed", cwd=repo, path=venv_maker(tmp_path, 0), home=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert calls(tmp_path) == [
+        "python3 -m venv .venv-demo",
+        "venv-python -m pip install -q -r requirements-demo.txt",
+    ]
+    assert not (half / "left-over").exists()  # an empty directory first
+    assert (half / ".installed").exists()
+
+
+def test_an_install_that_stops_half_way_leaves_no_marker_and_the_next_run_starts_over(tmp_path):
+    repo, _ = bare_checkout(tmp_path)
+    failed = make(
+        "-s", ".venv-demo/.installed", cwd=repo, path=venv_maker(tmp_path, 1), home=tmp_path
+    )
+    assert failed.returncode != 0
+    assert not (repo / ".venv-demo" / ".installed").exists()
+    (repo / ".venv-demo" / "left-over").write_text("half an install")
+    again = make(
+        "-s", ".venv-demo/.installed", cwd=repo, path=venv_maker(tmp_path, 0), home=tmp_path
+    )
+    assert again.returncode == 0, again.stderr
+    assert calls(tmp_path).count("python3 -m venv .venv-demo") == 2
+    assert not (repo / ".venv-demo" / "left-over").exists()
+    assert (repo / ".venv-demo" / ".installed").exists()
+    # Complete now: nothing to do on the next run.
+    assert make("-q", ".venv-demo/.installed", cwd=repo, home=tmp_path).returncode == 0
