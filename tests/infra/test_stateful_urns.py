@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from stacks.offline import StackRun
+from tests.urns import RELEASES, plan_update, release_run, release_urns
 
 STATEFUL_TYPES = {
     "aws:cloudwatch/logGroup:LogGroup",
@@ -85,3 +86,16 @@ def test_the_storage_account_moved_under_the_queue_account_with_an_alias(dev_run
         "urn:pulumi:dev::edw::edw:azure:StorageWorkQueue$azure-native:storage:StorageAccount"
         "::work-account"
     ) in account.aliases
+
+
+@pytest.mark.parametrize("release", sorted(RELEASES))
+def test_every_resource_of_the_last_release_updates_in_place(release: str) -> None:
+    """The engine's view (tests/urns.py): every URN the last release made is still made, or is
+    the alias of exactly one new resource (an update, not a delete and a create); the update
+    claims no URN twice."""
+    old = release_urns(release)
+    update = plan_update(old, release_run(release))
+    assert update.errors == []
+    assert sorted(update.deleted) == []
+    moved_twice = {u: urns for u, urns in update.claims.items() if len(urns) > 1}
+    assert moved_twice == {}
