@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from components.k8s.consumer import ConsumerDeployment, ConsumerDeploymentArgs, QueueTrigger
+from components.k8s.consumer import (
+    ConsumerDeployment,
+    ConsumerDeploymentArgs,
+    ConsumerNamespace,
+    QueueTrigger,
+)
 from components.k8s.schedule import PeriodicTask, PeriodicTaskArgs, SystemPlacement
 from components.settings import SCHEDULE_SOURCE, Cloud, Workflow
 from components.ticks import missed_tick_window_seconds
@@ -52,8 +57,7 @@ class WorkflowCluster:
 
     cloud: Cloud
     prefix: str  # the stack's prefix: the schedule's event type carries it
-    namespace: pulumi.Input[str]  # the namespace resource's name: objects in it wait for it
-    namespace_name: str  # the same name, known before any resource (identities' trust)
+    namespace: ConsumerNamespace
     image: pulumi.Input[str]
     system_nodes: SystemPlacement  # where periodic tasks run
 
@@ -76,7 +80,7 @@ def consumer(
         ConsumerDeploymentArgs(
             cloud=cluster.cloud,
             workflow=workflow,
-            namespace=cluster.namespace,
+            namespace=cluster.namespace.namespace,
             image=cluster.image,
             backend_env=backend_env,
             trigger=trigger,
@@ -108,7 +112,7 @@ def schedule(
             schedule=workflow.schedule,
             module="app.schedule",
             heartbeat_task=task_name(workflow),
-            namespace=cluster.namespace,
+            namespace=cluster.namespace.namespace,
             image=cluster.image,
             env={
                 "EDW_CLOUD": cluster.cloud,

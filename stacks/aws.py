@@ -353,14 +353,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             ),
             opts=on_cluster,
         )
-    kubernetes = WorkflowCluster(
-        cloud="aws",
-        prefix=cfg.prefix,
-        namespace=namespace.namespace,
-        namespace_name=cfg.consumer.namespace,
-        image=image,
-        system_nodes=SYSTEM_NODES,
-    )
+    kubernetes = WorkflowCluster("aws", cfg.prefix, namespace, image, SYSTEM_NODES)
     workflows = {
         w.name: AwsWorkflow(
             w.name,

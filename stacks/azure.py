@@ -341,14 +341,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             ),
             opts=on_cluster,
         )
-    kubernetes = WorkflowCluster(
-        cloud="azure",
-        prefix=cfg.prefix,
-        namespace=namespace.namespace,
-        namespace_name=cfg.consumer.namespace,
-        image=image,
-        system_nodes=SYSTEM_NODES,
-    )
+    kubernetes = WorkflowCluster("azure", cfg.prefix, namespace, image, SYSTEM_NODES)
     keda = KedaAccess(keda_identity, KEDA_IDENTITY, keda_token)
     workflows = {
         w.name: AzureWorkflow(
@@ -440,6 +433,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             name: {
                 "queueName": wf.queue_name,
                 "poisonQueueName": wf.poison_queue_name,
+                "consumer": wf.consumer_name,
                 "consumerClientId": wf.consumer_client_id,
             }
             for name, wf in workflows.items()

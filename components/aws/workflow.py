@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import pulumi
 
+from components import workflow as neutral
 from components.aws.alarms import (
     HEARTBEAT_NAMESPACE,
     HeartbeatAlarm,
@@ -21,15 +22,6 @@ from components.aws.router import QueueSubscriptionArgs, SnsEventRouter, SnsQueu
 from components.aws.work_queue import SqsWorkQueue, SqsWorkQueueArgs
 from components.k8s.consumer import QueueTrigger
 from components.settings import Workflow
-from components.workflow import (
-    PodIdentity,
-    WorkflowCluster,
-    consumer,
-    moved_under,
-    schedule,
-    schedule_window,
-    task_name,
-)
 
 # The consumer's writes: granted on the table, and watched for server errors.
 TABLE_WRITES = ("PutItem", "BatchWriteItem")
@@ -104,8 +96,8 @@ def heartbeat_statements() -> list[Statement]:
     ]
 
 
-def irsa(role_arn: pulumi.Input[str]) -> PodIdentity:
-    return PodIdentity({"eks.amazonaws.com/role-arn": role_arn})
+def irsa(role_arn: pulumi.Input[str]) -> neutral.PodIdentity:
+    return neutral.PodIdentity({"eks.amazonaws.com/role-arn": role_arn})
 
 
 @dataclass(frozen=True)
@@ -128,7 +120,7 @@ class AwsWorkflowArgs:
     max_message_age_seconds: int
     result_ttl_days: int
     oidc: ClusterOidc
-    cluster: WorkflowCluster
+    cluster: neutral.WorkflowCluster
     # What the consumer waits for: KEDA and the Karpenter node pools.
     scaling: Sequence[pulumi.Resource]
     # What the schedule's pods wait for: the system node group.
@@ -152,7 +144,7 @@ class AwsWorkflow(pulumi.ComponentResource):
     ) -> None:
         super().__init__("edw:aws:AwsWorkflow", name, None, opts)
         w, router = args.workflow, args.router
-        moved = moved_under(self)
+        moved = neutral.moved_under(self)
         queue = SqsWorkQueue(
             w.name,
             SqsWorkQueueArgs(
@@ -190,7 +182,7 @@ class AwsWorkflow(pulumi.ComponentResource):
             ),
             args,
         )
-        workload = consumer(
+        workload = neutral.consumer(
             self,
             w,
             args.cluster,
@@ -224,7 +216,7 @@ class AwsWorkflow(pulumi.ComponentResource):
                 ],
                 args,
             )
-            task = schedule(
+            task = neutral.schedule(
                 self,
                 w,
                 args.cluster,
@@ -235,8 +227,8 @@ class AwsWorkflow(pulumi.ComponentResource):
             HeartbeatAlarm(
                 w.resource_name("schedule-alarms"),
                 HeartbeatAlarmArgs(
-                    task=task_name(w),
-                    window_seconds=schedule_window(w),
+                    task=neutral.task_name(w),
+                    window_seconds=neutral.schedule_window(w),
                     topic_arn=args.alert_topic_arn,
                     first_beat=task.first_beat,
                 ),
@@ -266,10 +258,10 @@ class AwsWorkflow(pulumi.ComponentResource):
             args.workflow.resource_name(base),
             IrsaRoleArgs(
                 oidc=args.oidc,
-                namespace=args.cluster.namespace_name,
+                namespace=args.cluster.namespace.namespace_name,
                 service_account=service_account,
                 statements=statements,
                 tags=args.tags,
             ),
-            opts=moved_under(self),
+            opts=neutral.moved_under(self),
         )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import pulumi
 
+from components import workflow as neutral
 from components.azure.heartbeats import Heartbeat, HeartbeatSink
 from components.azure.identity import IdentityFactory, WorkloadIdentity, assign_role
 from components.azure.results_table import TableRef
@@ -27,21 +28,14 @@ from components.azure.router import (
 from components.azure.work_queue import QueueAccount, StorageWorkQueue, StorageWorkQueueArgs
 from components.k8s.consumer import QueueTrigger
 from components.settings import Workflow
-from components.workflow import (
-    PodIdentity,
-    WorkflowCluster,
-    consumer,
-    moved_under,
-    schedule,
-    schedule_window,
-    task_name,
-)
 
 WORKLOAD_IDENTITY_USE = {"azure.workload.identity/use": "true"}
 
 
-def workload_identity(client_id: pulumi.Input[str]) -> PodIdentity:
-    return PodIdentity({"azure.workload.identity/client-id": client_id}, WORKLOAD_IDENTITY_USE)
+def workload_identity(client_id: pulumi.Input[str]) -> neutral.PodIdentity:
+    return neutral.PodIdentity(
+        {"azure.workload.identity/client-id": client_id}, WORKLOAD_IDENTITY_USE
+    )
 
 
 @dataclass(frozen=True)
@@ -68,7 +62,7 @@ class AzureWorkflowArgs:
     identities: IdentityFactory
     keda: KedaAccess
     heartbeats: HeartbeatSink
-    cluster: WorkflowCluster
+    cluster: neutral.WorkflowCluster
     node_pools: pulumi.Resource  # what the consumer's pods are scheduled on
     image_pull: pulumi.Resource  # the kubelet's pull grant on the registry
 
@@ -83,6 +77,7 @@ class AzureWorkflow(pulumi.ComponentResource):
     poison_queue_name: pulumi.Output[str]
     poison_queue_id: pulumi.Output[str]
     consumer_client_id: pulumi.Output[str]
+    consumer_name: pulumi.Output[str]  # its Deployment's (service) or ScaledJob's (job)
     heartbeat: Heartbeat | None  # the schedule's, for the stack's heartbeat alert
 
     def __init__(
@@ -90,7 +85,7 @@ class AzureWorkflow(pulumi.ComponentResource):
     ) -> None:
         super().__init__("edw:azure:AzureWorkflow", name, None, opts)
         w, ids, keda = args.workflow, args.identities, args.keda
-        moved = moved_under(self)
+        moved = neutral.moved_under(self)
         queue = StorageWorkQueue(
             w.name,
             StorageWorkQueueArgs(
@@ -126,7 +121,7 @@ class AzureWorkflow(pulumi.ComponentResource):
         )
         identity = ids(
             w.resource_name("consumer-identity"),
-            args.cluster.namespace_name,
+            args.cluster.namespace.namespace_name,
             w.k8s_name,
             # Drain its own queue (Get, Update and Delete Message: Queue Data Contributor is the
             # one built-in role with messages/write, which Update Message needs), set aside to
@@ -143,7 +138,7 @@ class AzureWorkflow(pulumi.ComponentResource):
             table_roles=[args.table.writer()],
             opts=moved,
         )
-        consumer(
+        workload = neutral.consumer(
             self,
             w,
             args.cluster,
@@ -180,7 +175,7 @@ class AzureWorkflow(pulumi.ComponentResource):
         if w.schedule:
             publisher = ids(
                 w.resource_name("schedule-identity"),
-                args.cluster.namespace_name,
+                args.cluster.namespace.namespace_name,
                 f"{w.k8s_name}-schedule",
                 # Publish to the router and its heartbeats, nothing else.
                 roles=[
@@ -189,7 +184,7 @@ class AzureWorkflow(pulumi.ComponentResource):
                 ],
                 opts=moved,
             )
-            task = schedule(
+            task = neutral.schedule(
                 self,
                 w,
                 args.cluster,
@@ -197,15 +192,19 @@ class AzureWorkflow(pulumi.ComponentResource):
                 identity=workload_identity(publisher.client_id),
                 ready=[publisher, args.image_pull],
             )
-            self.heartbeat = Heartbeat(task_name(w), schedule_window(w), task.first_beat)
+            self.heartbeat = Heartbeat(
+                neutral.task_name(w), neutral.schedule_window(w), task.first_beat
+            )
         self.queue_name, self.queue_id = queue.queue_name, queue.queue_id
         self.poison_queue_name = queue.poison_queue_name
         self.poison_queue_id = queue.poison_queue_id
         self.consumer_client_id = identity.client_id
+        self.consumer_name = workload.deployment_name
         self.register_outputs(
             {
                 "queue_name": self.queue_name,
                 "poison_queue_name": self.poison_queue_name,
                 "consumer_client_id": self.consumer_client_id,
+                "consumer_name": self.consumer_name,
             }
         )
