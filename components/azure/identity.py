@@ -134,9 +134,10 @@ def assign_role(
     opts: pulumi.ResourceOptions,
 ) -> authorization.RoleAssignment:
     """A managed identity's role on one resource. The assignment's name (a GUID) is left to the
-    provider, which picks one at create and keeps it in the state: the assignment keeps it as
-    long as its URN (or an alias) does; a new URN is a new GUID for the same principal, role and
-    scope, which Azure refuses (RoleAssignmentExists) while the old assignment still stands."""
+    provider, which auto-names it with a random UUID at create (pulumi/pulumi-azure-native#582,
+    fixed) and keeps it in the state: the assignment keeps it as long as its URN (or an alias)
+    does; a new URN is a new GUID for the same principal, role and scope, which Azure refuses
+    (RoleAssignmentExists) while the old assignment still stands."""
     return authorization.RoleAssignment(
         name,
         principal_id=principal_id,

@@ -99,3 +99,14 @@ def test_every_resource_of_the_last_release_updates_in_place(release: str) -> No
     assert sorted(update.deleted) == []
     moved_twice = {u: urns for u, urns in update.claims.items() if len(urns) > 1}
     assert moved_twice == {}
+
+
+def test_the_consumers_cosmos_grant_keeps_the_id_of_the_last_release(dev_run: StackRun) -> None:
+    """Cosmos DB table role assignments are named by the GUID we derive from the stack and the
+    identity's component name (components/azure/identity.py): a renamed identity would be a new
+    assignment for the same principal and scope, refused while the old one stands. (ARM role
+    assignments are named by the provider at create and kept in the state with their URN.)"""
+    grant = dev_run.one(
+        "azure-native:cosmosdb:TableResourceTableRoleAssignment", "consumer-identity-table-writer"
+    )
+    assert grant.inputs["roleAssignmentId"] == "fcca188b-efe7-554b-a597-edf7a20fe5ab"
