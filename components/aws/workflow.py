@@ -234,11 +234,8 @@ class AwsWorkflow(pulumi.ComponentResource):
                 ),
                 opts=moved,
             )
-        self.queue_url, self.queue_arn, self.queue_name = (
-            queue.queue_url,
-            queue.queue_arn,
-            queue.queue_name,
-        )
+        self.queue_url, self.queue_arn = queue.queue_url, queue.queue_arn
+        self.queue_name = queue.queue_name
         self.dlq_url, self.dlq_arn, self.dlq_name = queue.dlq_url, queue.dlq_arn, queue.dlq_name
         self.consumer_name = workload.deployment_name
         self.register_outputs(
