@@ -3,7 +3,7 @@ Karpenter and KEDA."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,12 +19,9 @@ from pulumi_aws import eks as aws_eks
 from pulumi_kubernetes import core as k8s_core
 
 from components.aws.alarms import (
-    HEARTBEAT_NAMESPACE,
     AlertTopic,
     AlertTopicArgs,
     DynamoTableAlarms,
-    HeartbeatAlarm,
-    HeartbeatAlarmArgs,
     RouterAlarmsArgs,
     SnsRouterAlarms,
     SqsWorkflowAlarms,
@@ -41,9 +38,7 @@ from components.aws.cluster import (
     EksClusterArgs,
 )
 from components.aws.dashboard import CloudWatchDashboard, DashboardArgs, WorkflowQueues
-from components.aws.iam import Statement, allow
 from components.aws.image import EcrConsumerImage, EcrConsumerImageArgs
-from components.aws.irsa import IrsaRole, IrsaRoleArgs
 from components.aws.karpenter import (
     NODE_CLASS,
     KarpenterNodeAutoscaling,
@@ -68,21 +63,9 @@ from components.aws.prometheus import (
     PrometheusWorkspace,
 )
 from components.aws.results_table import DynamoResultsTable, DynamoResultsTableArgs
-from components.aws.router import (
-    QueueSubscriptionArgs,
-    SnsEventRouter,
-    SnsEventRouterArgs,
-    SnsQueueSubscription,
-    SnsWebhook,
-    WebhookArgs,
-)
-from components.aws.work_queue import SqsWorkQueue, SqsWorkQueueArgs
-from components.k8s.consumer import (
-    ConsumerDeployment,
-    ConsumerDeploymentArgs,
-    ConsumerNamespace,
-    QueueTrigger,
-)
+from components.aws.router import SnsEventRouter, SnsEventRouterArgs, SnsWebhook, WebhookArgs
+from components.aws.workflow import TABLE_WRITES, AwsWorkflow, AwsWorkflowArgs, ResultsTable
+from components.k8s.consumer import ConsumerNamespace
 from components.k8s.preview import (
     CONSUMER_KINDS,
     Kind,
@@ -92,16 +75,14 @@ from components.k8s.preview import (
     Subject,
     consumer_cluster_objects,
 )
-from components.k8s.schedule import PeriodicTask, PeriodicTaskArgs, SystemPlacement
+from components.k8s.schedule import SystemPlacement
 from components.observability.rules import consumer_rules
+from components.workflow import WorkflowCluster
 from stacks.config import ConfigError, EdwConfig
-from stacks.shared import schedule_env, schedule_task, schedule_window, task_name
 
 # EC2's service-linked role for spot requests (IAM: AWSServiceRoleForEC2Spot, service
 # spot.amazonaws.com); without it CreateFleet cannot launch spot capacity.
 SPOT_SERVICE_LINKED_ROLE = "AWSServiceRoleForEC2Spot"
-# The consumer's writes: granted on the table, and watched for server errors.
-TABLE_WRITES = ("PutItem", "BatchWriteItem")
 # Periodic tasks run on the system node group, where they start at once.
 SYSTEM_NODES = SystemPlacement(
     node_selector=SYSTEM_POOL_LABEL,
@@ -119,75 +100,6 @@ NOT_FOUND = ("NoSuchEntity", "couldn't find resource", "empty result")
 # (terraform-provider-aws internal/service/logs: group_data_source.go is
 # @Tags(identifierAttribute="arn"), tags_gen.go listTags calls ListTagsForResource).
 LOG_GROUP_READ = "logs:DescribeLogGroups and logs:ListTagsForResource"
-
-
-def consumer_statements(
-    queue_arn: pulumi.Input[str],
-    dlq_arn: pulumi.Input[str],
-    table_arn: pulumi.Input[str],
-    table_keys: Sequence[pulumi.Input[str]] = (),
-    region: str = "",
-) -> list[Statement]:
-    """Exactly what the consumer does: drain the queue, set bad input aside, write rows (and,
-    for a table under a customer managed key, use that key through DynamoDB only)."""
-    key_use = [
-        allow(
-            ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"],
-            list(table_keys),
-            "UseTableKeyThroughDynamoDB",
-            # DynamoDB developer guide, "Key policy for a customer managed key": callers of an
-            # encrypted table need these, on the key, via the DynamoDB service of the region.
-            Condition={"StringEquals": {"kms:ViaService": f"dynamodb.{region}.amazonaws.com"}},
-        )
-    ]
-    return [
-        allow(
-            [
-                "sqs:ReceiveMessage",
-                "sqs:DeleteMessage",
-                "sqs:ChangeMessageVisibility",
-                "sqs:GetQueueAttributes",
-            ],
-            [queue_arn],
-            "ConsumeWorkQueue",
-        ),
-        # While the table fails, what was received goes back as a fresh copy (app/breaker.py),
-        # so no redrive count can move a valid event to the DLQ.
-        allow(["sqs:SendMessage"], [queue_arn], "RequeueFreshCopies"),
-        allow(["sqs:SendMessage", "sqs:GetQueueAttributes"], [dlq_arn], "SetAsideToDeadLetter"),
-        allow([f"dynamodb:{op}" for op in TABLE_WRITES], [table_arn], "WriteResults"),
-        *(key_use if table_keys else []),
-    ]
-
-
-def publisher_statements(
-    topic_arn: pulumi.Input[str], key_arn: pulumi.Input[str], region: str
-) -> list[Statement]:
-    """Publish to the router and nothing else (a schedule's CronJob): the topic, and its key
-    through SNS only."""
-    return [
-        allow(["sns:Publish"], [topic_arn], "PublishToTheRouter"),
-        allow(
-            ["kms:Decrypt", "kms:GenerateDataKey*"],
-            [key_arn],
-            "UseTheRouterKeyThroughSns",
-            Condition={"StringEquals": {"kms:ViaService": f"sns.{region}.amazonaws.com"}},
-        ),
-    ]
-
-
-def heartbeat_statements() -> list[Statement]:
-    """A task's heartbeats: PutMetricData has no resource-level permissions, so the namespace
-    condition keeps it to the heartbeat namespace (CloudWatch user guide, "Using condition keys
-    to limit access to CloudWatch namespaces")."""
-    return [
-        allow(
-            ["cloudwatch:PutMetricData"],
-            ["*"],
-            "SendHeartbeats",
-            Condition={"StringEquals": {"cloudwatch:namespace": HEARTBEAT_NAMESPACE}},
-        )
-    ]
 
 
 def lookup(what: str, permission: str, call: Callable[[], Any]) -> Any | None:
@@ -261,17 +173,15 @@ def preflight(cfg: EdwConfig, caller_arn: str) -> AccountState:
     return AccountState(spot_role is None, creator, orphan)
 
 
-def results_table(
-    cfg: EdwConfig, account: str, tags: Mapping[str, str]
-) -> tuple[pulumi.Input[str], pulumi.Input[str], list[pulumi.Input[str]]]:
-    """(name, ARN, keys the consumer uses it with) of the table this stack writes to: its own,
+def results_table(cfg: EdwConfig, account: str, tags: Mapping[str, str]) -> ResultsTable:
+    """The table this stack writes to (with the keys the consumer uses it with): its own,
     or, for a recovery stack, the replicated table of the lost stack (left alone by `destroy`:
     this stack never manages it)."""
     assert cfg.aws is not None
     if cfg.existing_results_table:
         region, name = cfg.aws.region, cfg.existing_results_table
         # Its replica key in this region, whatever its id: usable only through DynamoDB here.
-        return (
+        return ResultsTable(
             name,
             f"arn:aws:dynamodb:{region}:{account}:table/{name}",
             [f"arn:aws:kms:{region}:{account}:key/*"],
@@ -285,7 +195,9 @@ def results_table(
             replica_regions=cfg.aws.replica_regions,
         ),
     )
-    return results.table_name, results.table_arn, [results.key_arn] if results.key_arn else []
+    return ResultsTable(
+        results.table_name, results.table_arn, [results.key_arn] if results.key_arn else []
+    )
 
 
 def build(cfg: EdwConfig) -> dict[str, Any]:
@@ -302,27 +214,6 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             publisher_arns=cfg.router_publishers, account_id=account, region=region, tags=tags
         ),
     )
-    queues = {
-        w.name: SqsWorkQueue(
-            w.name,
-            SqsWorkQueueArgs(
-                settings=w.queue,
-                tags={**tags, "edw/workflow": w.name},
-                router_topic_arn=router.topic_arn,
-            ),
-        )
-        for w in cfg.workflows
-    }
-    for w in cfg.workflows:
-        SnsQueueSubscription(
-            w.resource_name("route"),
-            QueueSubscriptionArgs(
-                topic_arn=router.topic_arn,
-                queue_arn=queues[w.name].queue_arn,
-                dlq_arn=queues[w.name].dlq_arn,
-                filter=w.filter,
-            ),
-        )
     webhooks = {
         hook.name: SnsWebhook(
             f"webhook-{hook.name}",
@@ -330,7 +221,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         )
         for hook in cfg.webhooks
     }
-    table_name, table_arn, table_keys = results_table(cfg, account, tags)
+    table = results_table(cfg, account, tags)
     full = cfg.observability == "full"
     prometheus = PrometheusWorkspace("prometheus", cfg.name, tags) if full else None
     alerts = AlertTopic(
@@ -343,16 +234,6 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             prometheus_workspace_arn=prometheus.arn if prometheus else None,
         ),
     )
-    for w in cfg.workflows:
-        SqsWorkflowAlarms(
-            f"{w.name}-alarms",
-            WorkflowAlarmsArgs(
-                queue_name=queues[w.name].queue_name,
-                dlq_name=queues[w.name].dlq_name,
-                max_message_age_seconds=cfg.max_message_age_seconds,
-                topic_arn=alerts.topic_arn,
-            ),
-        )
     for name, hook in webhooks.items():
         SqsWorkflowAlarms(
             f"webhook-{name}-alarms",
@@ -370,26 +251,12 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
     DynamoTableAlarms(
         "results-alarms",
         TableAlarmsArgs(
-            table_name=table_name,
+            table_name=table.name,
             operations=TABLE_WRITES,
             topic_arn=alerts.topic_arn,
             replica_regions=cfg.aws.replica_regions,
         ),
     )
-    dashboard = CloudWatchDashboard(
-        "dashboard",
-        DashboardArgs(
-            dashboard_name=cfg.name,
-            region=region,
-            workflows=[
-                WorkflowQueues(w.name, queues[w.name].queue_name, queues[w.name].dlq_name)
-                for w in cfg.workflows
-            ],
-            topic_name=router.topic_name,
-            table_name=table_name,
-        ),
-    )
-
     # Every standard zone, whatever its state today: an impaired zone dropped from the list would
     # shift the zones after it and plan subnet replacements. Sorted, so the first N never move.
     zones = sorted(
@@ -445,11 +312,14 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         ),
         opts=on_cluster,
     )
+    # KEDA reads every workflow's queue, and each consumer waits for KEDA: its queue ARNs are
+    # given once the workflows exist.
+    queue_arns, resolve_queue_arns = pulumi.deferred_output()
     keda = KedaOperator(
         "keda",
         KedaOperatorArgs(
             oidc=cluster.oidc,
-            queue_arns=[q.queue_arn for q in queues.values()],
+            queue_arns=queue_arns,
             system_nodes=cluster.system_nodes,
             system_node_count=cfg.system_node_count,
             tags=tags,
@@ -507,94 +377,43 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             ),
             opts=on_cluster,
         )
-    consumers = {}
-    for w in cfg.workflows:
-        queue = queues[w.name]
-        identity = IrsaRole(
-            w.resource_name("consumer-identity"),
-            IrsaRoleArgs(
-                oidc=cluster.oidc,
-                namespace=cfg.consumer.namespace,
-                service_account=w.k8s_name,
-                statements=consumer_statements(
-                    queue.queue_arn, queue.dlq_arn, table_arn, table_keys, region
-                ),
-                tags=tags,
-            ),
-        )
-        consumers[w.name] = ConsumerDeployment(
-            w.resource_name("consumer"),
-            ConsumerDeploymentArgs(
-                cloud="aws",
+    kubernetes = WorkflowCluster("aws", cfg.prefix, namespace, image, SYSTEM_NODES)
+    workflows = {
+        w.name: AwsWorkflow(
+            w.name,
+            AwsWorkflowArgs(
                 workflow=w,
-                namespace=namespace.namespace,
-                image=image,
-                backend_env={
-                    "EDW_QUEUE": queue.queue_url,
-                    "EDW_DEAD_LETTER_QUEUE": queue.dlq_url,
-                    "EDW_TABLE": table_name,
-                    "AWS_REGION": region,
-                    "EDW_RESULT_TTL_DAYS": str(cfg.result_ttl_days),
-                },
-                trigger=QueueTrigger(
-                    type="aws-sqs-queue",
-                    metadata={
-                        "queueURL": queue.queue_url,
-                        "awsRegion": region,
-                        "scaleOnInFlight": "true",
-                    },
-                    # KEDA reads the queue with its own IRSA role (only sqs:GetQueueAttributes).
-                    pod_identity={"provider": "aws", "identityOwner": "keda"},
-                ),
-                service_account_annotations={"eks.amazonaws.com/role-arn": identity.role_arn},
-                platform=[keda, karpenter.node_pools, identity],
+                region=region,
+                tags=tags,
+                router=router,
+                table=table,
+                alert_topic_arn=alerts.topic_arn,
+                max_message_age_seconds=cfg.max_message_age_seconds,
+                result_ttl_days=cfg.result_ttl_days,
+                oidc=cluster.oidc,
+                cluster=kubernetes,
+                scaling=[keda, karpenter.node_pools],
+                system_nodes=cluster.system_nodes,
             ),
             opts=on_cluster,
         )
-        if w.schedule:
-            schedule_identity = IrsaRole(
-                w.resource_name("schedule-identity"),
-                IrsaRoleArgs(
-                    oidc=cluster.oidc,
-                    namespace=cfg.consumer.namespace,
-                    service_account=f"{w.k8s_name}-schedule",
-                    statements=[
-                        *publisher_statements(router.topic_arn, router.key_arn, region),
-                        *heartbeat_statements(),
-                    ],
-                    tags=tags,
-                ),
-            )
-            task = PeriodicTask(
-                w.resource_name("schedule"),
-                PeriodicTaskArgs(
-                    **schedule_task(cfg, w),
-                    namespace=namespace.namespace,
-                    image=image,
-                    env={
-                        **schedule_env("aws", cfg, w),
-                        "EDW_ROUTER": router.topic_arn,
-                        "AWS_REGION": region,
-                    },
-                    system_nodes=SYSTEM_NODES,
-                    service_account_annotations={
-                        "eks.amazonaws.com/role-arn": schedule_identity.role_arn
-                    },
-                    platform=[cluster.system_nodes, schedule_identity],
-                ),
-                opts=on_cluster,
-            )
-            HeartbeatAlarm(
-                w.resource_name("schedule-alarms"),
-                HeartbeatAlarmArgs(
-                    task=task_name(w),
-                    window_seconds=schedule_window(w),
-                    topic_arn=alerts.topic_arn,
-                    first_beat=task.first_beat,
-                ),
-            )
+        for w in cfg.workflows
+    }
+    resolve_queue_arns(pulumi.Output.all(*[wf.queue_arn for wf in workflows.values()]))
+    dashboard = CloudWatchDashboard(
+        "dashboard",
+        DashboardArgs(
+            dashboard_name=cfg.name,
+            region=region,
+            workflows=[
+                WorkflowQueues(name, wf.queue_name, wf.dlq_name) for name, wf in workflows.items()
+            ],
+            topic_name=router.topic_name,
+            table_name=table.name,
+        ),
+    )
 
-    first = queues[cfg.workflows[0].name]
+    first = workflows[cfg.workflows[0].name]
     return {
         "region": region,
         # The first workflow's queue: what single-queue tools and earlier releases read.
@@ -602,16 +421,16 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         "deadLetterQueueUrl": first.dlq_url,
         "routerTopicArn": router.topic_arn,
         "workflows": {
-            w.name: {
-                "queueUrl": queues[w.name].queue_url,
-                "queueArn": queues[w.name].queue_arn,
-                "deadLetterQueueUrl": queues[w.name].dlq_url,
-                "consumer": consumers[w.name].deployment_name,
+            name: {
+                "queueUrl": wf.queue_url,
+                "queueArn": wf.queue_arn,
+                "deadLetterQueueUrl": wf.dlq_url,
+                "consumer": wf.consumer_name,
             }
-            for w in cfg.workflows
+            for name, wf in workflows.items()
         },
         "webhookDeadLetterQueueUrls": {name: hook.dlq_url for name, hook in webhooks.items()},
-        "tableName": table_name,
+        "tableName": table.name,
         # Attach your own receivers (chat, pager) to it; e-mails come from edw:alertEmails.
         "alertTopicArn": alerts.topic_arn,
         "dashboardUrl": dashboard.url,

@@ -7,7 +7,6 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -24,12 +23,7 @@ from components.azure.heartbeats import (
     HeartbeatSink,
     HeartbeatSinkArgs,
 )
-from components.azure.identity import (
-    CosmosTableGrant,
-    RoleGrant,
-    WorkloadIdentity,
-    WorkloadIdentityArgs,
-)
+from components.azure.identity import IdentityFactory
 from components.azure.image import AcrConsumerImage, AcrConsumerImageArgs
 from components.azure.keda_token import KedaOperatorToken
 from components.azure.login import provider_login, token_principal_type
@@ -37,42 +31,24 @@ from components.azure.nap import NODE_CLASS as NAP_NODE_CLASS
 from components.azure.nap import NapNodeAutoscaling, NapNodeAutoscalingArgs
 from components.azure.prometheus import AzureManagedPrometheus, AzurePrometheusArgs, LogWorkspace
 from components.azure.readiness import ClusterAction
-from components.azure.results_table import CosmosResultsTable, CosmosResultsTableArgs
-from components.azure.roles import (
-    COSMOS_TABLE_DATA_CONTRIBUTOR,
-    EVENTGRID_DATA_SENDER,
-    MONITORING_METRICS_PUBLISHER,
-    STORAGE_QUEUE_DATA_CONTRIBUTOR,
-    STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR,
-    STORAGE_QUEUE_DATA_MESSAGE_SENDER,
-    STORAGE_QUEUE_DATA_READER,
-    cosmos_table_role_definition_id,
-    cosmos_table_scope,
-    role_definition_id,
-)
+from components.azure.results_table import CosmosResultsTable, CosmosResultsTableArgs, TableRef
+from components.azure.roles import MONITORING_METRICS_PUBLISHER, STORAGE_QUEUE_DATA_READER
 from components.azure.router import (
     DeadLetterTarget,
-    EventGridQueueSubscription,
     EventGridRouter,
     EventGridRouterArgs,
     EventGridWebhook,
-    QueueSubscriptionArgs,
 )
 from components.azure.router import WebhookArgs as EventGridWebhookArgs
-from components.azure.work_queue import (
-    POISON_SUFFIX,
-    QueueAccount,
-    QueueAccountArgs,
-    StorageWorkQueue,
-    StorageWorkQueueArgs,
-)
+from components.azure.work_queue import POISON_SUFFIX, QueueAccount, QueueAccountArgs
 from components.azure.workbook import StackWorkbook, WorkbookArgs
-from components.k8s.consumer import (
-    ConsumerDeployment,
-    ConsumerDeploymentArgs,
-    ConsumerNamespace,
-    QueueTrigger,
+from components.azure.workflow import (
+    WORKLOAD_IDENTITY_USE,
+    AzureWorkflow,
+    AzureWorkflowArgs,
+    KedaAccess,
 )
+from components.k8s.consumer import ConsumerNamespace
 from components.k8s.preview import (
     CONSUMER_KINDS,
     Kind,
@@ -85,14 +61,14 @@ from components.k8s.schedule import PeriodicTask, PeriodicTaskArgs, SystemPlacem
 from components.observability.rules import consumer_rules, no_progress_from_replicas
 from components.settings import Principal
 from components.ticks import missed_tick_window_seconds
+from components.workflow import WorkflowCluster
 from stacks.config import ConfigError, EdwConfig
-from stacks.shared import schedule_env, schedule_task, schedule_window, task_name
 
 TABLE = "results"
 # The AKS KEDA add-on runs the operator as kube-system/keda-operator.
 KEDA_NAMESPACE = "kube-system"
 KEDA_SERVICE_ACCOUNT = "keda-operator"
-WORKLOAD_IDENTITY_USE = {"azure.workload.identity/use": "true"}
+KEDA_IDENTITY = "keda-identity"
 SUFFIX_LENGTH = 8
 QUEUE_METRICS = "edw-queue-metrics"  # the CronJob and its service account
 QUEUE_METRICS_TASK = "queue-metrics"  # its heartbeats' name
@@ -108,17 +84,6 @@ SERVERLESS = "EnableServerless"
 # What only the Azure stack manages in the cluster, beyond the common kinds (previewPrincipals).
 AKS_NODE_CLASS = Kind("karpenter.azure.com", "aksnodeclasses")
 SYSTEM_KINDS = (Kind("", "configmaps"),)  # observability full: the metrics agent's settings
-
-
-@dataclass(frozen=True)
-class TableRef:
-    """The Cosmos DB table the consumer writes to: this stack's, or a replicated one."""
-
-    account_name: pulumi.Input[str]
-    account_id: pulumi.Input[str]
-    resource_group_name: pulumi.Input[str]
-    table_name: pulumi.Input[str]
-    table_endpoint: pulumi.Input[str]
 
 
 def existing_table(table_id: str) -> TableRef:
@@ -238,20 +203,10 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             tags=tags,
         ),
     )
-    queues = {
-        w.name: StorageWorkQueue(
-            w.name,
-            StorageWorkQueueArgs(
-                resource_group_name=group.name,
-                account_name=account.account_name,
-                queue_name=w.name,
-            ),
-        )
-        for w in cfg.workflows
-    }
-    router = event_router(
-        cfg, subscription, group=group.name, account=account, queues=queues, tags=tags
+    dead_letters = DeadLetterTarget(
+        account.account_id, account.dead_letter_container, account.dead_letter_container_id
     )
+    router = event_router(cfg, subscription, group=group.name, dead_letters=dead_letters, tags=tags)
     results = results_table(cfg, subscription, group.name, tags)
     alerts = MonitorAlerts(
         "alerts",
@@ -282,7 +237,6 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             tags=tags,
         ),
     )
-    beats: list[Heartbeat] = []
     namespace_name = cfg.consumer.namespace
     cluster = AksCluster(
         "cluster",
@@ -356,16 +310,8 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         tags=tags,
         id_namespace=f"{subscription}/{cfg.name}",
     )
-    keda_identity = identity(
-        "keda-identity",
-        KEDA_NAMESPACE,
-        KEDA_SERVICE_ACCOUNT,
-        # Reader on each work queue, nothing else.
-        roles=[
-            identity.role(w.resource_name("queue-reader"), STORAGE_QUEUE_DATA_READER, q.queue_id)
-            for w, q in ((w, queues[w.name]) for w in cfg.workflows)
-        ],
-    )
+    # Reader on each work queue, nothing else: each workflow grants it on its own queue.
+    keda_identity = identity(KEDA_IDENTITY, KEDA_NAMESPACE, KEDA_SERVICE_ACCOUNT, roles=[])
 
     # The add-on's operator must run with the KEDA identity's token before it can scale.
     keda_token = KedaOperatorToken(
@@ -405,111 +351,31 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
             ),
             opts=on_cluster,
         )
-    consumer_identities = {}
-    for w in cfg.workflows:
-        queue = queues[w.name]
-        consumer_identity = identity(
-            w.resource_name("consumer-identity"),
-            cfg.consumer.namespace,
-            w.k8s_name,
-            # Drain its own queue (Get, Update and Delete Message: Queue Data Contributor is the
-            # one built-in role with messages/write, which Update Message needs), set aside to
-            # its own poison queue and remove what it put there when the envelope fails
-            # (Message Sender + Processor). Actions per operation: Azure Storage REST,
-            # "Authorize with Microsoft Entra ID", permissions for queue data operations.
-            roles=[
-                identity.role("queue-contributor", STORAGE_QUEUE_DATA_CONTRIBUTOR, queue.queue_id),
-                identity.role(
-                    "poison-sender", STORAGE_QUEUE_DATA_MESSAGE_SENDER, queue.poison_queue_id
-                ),
-                identity.role(
-                    "poison-processor",
-                    STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR,
-                    queue.poison_queue_id,
-                ),
-            ],
-            table_roles=[table_writer(results)],
-        )
-        consumer_identities[w.name] = consumer_identity
-        ConsumerDeployment(
-            w.resource_name("consumer"),
-            ConsumerDeploymentArgs(
-                cloud="azure",
+    kubernetes = WorkflowCluster("azure", cfg.prefix, namespace, image, SYSTEM_NODES)
+    keda = KedaAccess(keda_identity, KEDA_IDENTITY, keda_token)
+    workflows = {
+        w.name: AzureWorkflow(
+            w.name,
+            AzureWorkflowArgs(
                 workflow=w,
-                namespace=namespace.namespace,
-                image=image,
-                backend_env={
-                    "EDW_QUEUE": queue.queue_name,
-                    "EDW_DEAD_LETTER_QUEUE": queue.poison_queue_name,
-                    "EDW_TABLE": results.table_name,
-                    "EDW_STORAGE_ACCOUNT": account.account_name,
-                    "EDW_TABLE_ENDPOINT": results.table_endpoint,
-                },
-                trigger=QueueTrigger(
-                    type="azure-queue",
-                    metadata={
-                        "accountName": account.account_name,
-                        "queueName": queue.queue_name,
-                        # ApproximateMessagesCount: includes in-flight (invisible) messages.
-                        "queueLengthStrategy": "all",
-                        "cloud": "AzurePublicCloud",
-                    },
-                    # The add-on's operator exchanges its own token for the KEDA identity.
-                    pod_identity={
-                        "provider": "azure-workload",
-                        "identityId": keda_identity.client_id,
-                    },
-                ),
-                service_account_annotations={
-                    "azure.workload.identity/client-id": consumer_identity.client_id
-                },
-                service_account_labels=WORKLOAD_IDENTITY_USE,
-                pod_labels=WORKLOAD_IDENTITY_USE,
-                platform=[
-                    nap.node_pools,
-                    consumer_identity,
-                    keda_identity,
-                    keda_token,
-                    cluster.acr_pull,
-                ],
+                resource_group_name=group.name,
+                subscription_id=subscription,
+                queue_account=account,
+                router=router,
+                dead_letters=dead_letters,
+                table=results,
+                identities=identity,
+                keda=keda,
+                heartbeats=heartbeats,
+                cluster=kubernetes,
+                node_pools=nap.node_pools,
+                image_pull=cluster.acr_pull,
             ),
             opts=on_cluster,
         )
-        if w.schedule:
-            schedule_identity = identity(
-                w.resource_name("schedule-identity"),
-                cfg.consumer.namespace,
-                f"{w.k8s_name}-schedule",
-                # Publish to the router and its heartbeats, nothing else.
-                roles=[
-                    identity.role("router-sender", EVENTGRID_DATA_SENDER, router.topic_id),
-                    identity.role(
-                        "heartbeat-sender", MONITORING_METRICS_PUBLISHER, heartbeats.rule_id
-                    ),
-                ],
-            )
-            task = PeriodicTask(
-                w.resource_name("schedule"),
-                PeriodicTaskArgs(
-                    **schedule_task(cfg, w),
-                    namespace=namespace.namespace,
-                    image=image,
-                    env={
-                        **schedule_env("azure", cfg, w),
-                        **heartbeats.env,
-                        "EDW_ROUTER": router.endpoint,
-                    },
-                    system_nodes=SYSTEM_NODES,
-                    service_account_annotations={
-                        "azure.workload.identity/client-id": schedule_identity.client_id
-                    },
-                    service_account_labels=WORKLOAD_IDENTITY_USE,
-                    pod_labels=WORKLOAD_IDENTITY_USE,
-                    platform=[schedule_identity, cluster.acr_pull],
-                ),
-                opts=on_cluster,
-            )
-            beats.append(Heartbeat(task_name(w), schedule_window(w), task.first_beat))
+        for w in cfg.workflows
+    }
+    beats = [wf.heartbeat for wf in workflows.values() if wf.heartbeat]
 
     workbook = StackWorkbook(
         "workbook",
@@ -528,7 +394,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         cfg,
         identity=identity,
         account=account,
-        queues=queues,
+        workflows=workflows,
         heartbeats=heartbeats,
         namespace=namespace.namespace,
         image=image,
@@ -557,8 +423,8 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         "resourceGroup": group.name,
         "storageAccount": account.account_name,
         # The first workflow's queue: what single-queue tools and earlier releases read.
-        "queueName": queues[first].queue_name,
-        "poisonQueueName": queues[first].poison_queue_name,
+        "queueName": workflows[first].queue_name,
+        "poisonQueueName": workflows[first].poison_queue_name,
         "routerEndpoint": router.endpoint,
         # Where the router dead-letters (tools.redrive and tools.replay read it).
         "routerDeadLetterContainer": account.dead_letter_container,
@@ -574,12 +440,13 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         **({"prometheusWorkspaceId": prometheus.workspace_id} if prometheus else {}),
         "routerTopicId": router.topic_id,
         "workflows": {
-            w.name: {
-                "queueName": queues[w.name].queue_name,
-                "poisonQueueName": queues[w.name].poison_queue_name,
-                "consumerClientId": consumer_identities[w.name].client_id,
+            name: {
+                "queueName": wf.queue_name,
+                "poisonQueueName": wf.poison_queue_name,
+                "consumer": wf.consumer_name,
+                "consumerClientId": wf.consumer_client_id,
             }
-            for w in cfg.workflows
+            for name, wf in workflows.items()
         },
         "tableEndpoint": results.table_endpoint,
         "tableName": results.table_name,
@@ -591,7 +458,7 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
         "kubeconfig": cluster.kubeconfig,
         "registry": cluster.registry_login_server,
         "consumerNamespace": namespace.namespace,
-        "consumerClientId": consumer_identities[first].client_id,
+        "consumerClientId": workflows[first].consumer_client_id,
         "kedaClientId": keda_identity.client_id,
         "image": image,
     }
@@ -612,69 +479,16 @@ def deployer_actions(namespace: str) -> list[ClusterAction]:
     ]
 
 
-def table_writer(results: TableRef) -> CosmosTableGrant:
-    return CosmosTableGrant(
-        "table-writer",
-        results.account_name,
-        cosmos_table_role_definition_id(results.account_id, COSMOS_TABLE_DATA_CONTRIBUTOR),
-        cosmos_table_scope(results.account_id, results.table_name),
-        results.resource_group_name,
-    )
-
-
-@dataclass(frozen=True)
-class IdentityFactory:
-    """Workload identities of this stack: the consumers' (each drains its own queue, sets aside
-    to its own poison queue, writes results) and KEDA's (reads the queue lengths)."""
-
-    location: str
-    subscription: str
-    resource_group_name: pulumi.Input[str]
-    oidc_issuer: pulumi.Input[str]
-    tags: Mapping[str, str]
-    id_namespace: str
-
-    def role(self, name: str, guid: str, scope: pulumi.Input[str]) -> RoleGrant:
-        return RoleGrant(name, role_definition_id(self.subscription, guid), scope)
-
-    def __call__(
-        self,
-        name: str,
-        namespace: str,
-        service_account: str,
-        roles: Sequence[RoleGrant],
-        table_roles: Sequence[CosmosTableGrant] = (),
-    ) -> WorkloadIdentity:
-        return WorkloadIdentity(
-            name,
-            WorkloadIdentityArgs(
-                resource_group_name=self.resource_group_name,
-                location=self.location,
-                oidc_issuer=self.oidc_issuer,
-                namespace=namespace,
-                service_account=service_account,
-                roles=roles,
-                table_roles=table_roles,
-                tags=self.tags,
-                id_namespace=self.id_namespace,
-            ),
-        )
-
-
 def event_router(
     cfg: EdwConfig,
     subscription: str,
     *,
     group: pulumi.Input[str],
-    account: QueueAccount,
-    queues: Mapping[str, StorageWorkQueue],
+    dead_letters: DeadLetterTarget,
     tags: Mapping[str, str],
 ) -> EventGridRouter:
-    """The Event Grid topic, each workflow's subscription to its queue and the webhooks."""
+    """The Event Grid topic and the webhooks (each workflow subscribes its own queue)."""
     assert cfg.azure is not None
-    dead_letters = DeadLetterTarget(
-        account.account_id, account.dead_letter_container, account.dead_letter_container_id
-    )
     router = EventGridRouter(
         "router",
         EventGridRouterArgs(
@@ -692,22 +506,6 @@ def event_router(
             tags=tags,
         ),
     )
-    for w in cfg.workflows:
-        EventGridQueueSubscription(
-            w.resource_name("route"),
-            QueueSubscriptionArgs(
-                topic_id=router.topic_id,
-                topic_principal_id=router.principal_id,
-                subscription_id=subscription,
-                subscription_name=w.name,
-                account_id=account.account_id,
-                queue_name=queues[w.name].queue_name,
-                queue_id=queues[w.name].queue_id,
-                dead_letters=dead_letters,
-                filter=w.filter,
-                ready=[router.dead_letter_grant],
-            ),
-        )
     for hook in cfg.webhooks:
         router.webhook_secrets[hook.name] = EventGridWebhook(
             f"webhook-{hook.name}",
@@ -728,7 +526,7 @@ def queue_metrics(
     *,
     identity: IdentityFactory,
     account: QueueAccount,
-    queues: Mapping[str, StorageWorkQueue],
+    workflows: Mapping[str, AzureWorkflow],
     heartbeats: HeartbeatSink,
     namespace: pulumi.Input[str],
     image: pulumi.Input[str],
@@ -749,12 +547,12 @@ def queue_metrics(
                 identity.role(f"{w.resource_name(kind)}-reader", STORAGE_QUEUE_DATA_READER, q)
                 for w in cfg.workflows
                 for kind, q in (
-                    ("queue", queues[w.name].queue_id),
-                    ("poison", queues[w.name].poison_queue_id),
+                    ("queue", workflows[w.name].queue_id),
+                    ("poison", workflows[w.name].poison_queue_id),
                 )
             ),
             identity.role("metrics-publisher", MONITORING_METRICS_PUBLISHER, account.account_id),
-            identity.role("heartbeat-sender", MONITORING_METRICS_PUBLISHER, heartbeats.rule_id),
+            heartbeats.sender(identity),
         ],
     )
     return PeriodicTask(

@@ -52,6 +52,18 @@ Props = dict[str, Any]
 
 
 @dataclass(frozen=True)
+class AliasSpec:
+    """One alias as the SDK sends it: a whole URN, or a spec the engine completes (empty name or
+    type: the resource's own; no parent_urn: the resource's own parent unless no_parent)."""
+
+    urn: str = ""
+    name: str = ""
+    type: str = ""
+    parent_urn: str = ""
+    no_parent: bool = False
+
+
+@dataclass(frozen=True)
 class RecordedResource:
     type: str
     name: str
@@ -66,6 +78,9 @@ class RecordedResource:
     retain_on_delete: bool = False
     protect: bool = False
     aliases: tuple[str, ...] = ()  # the URNs this resource had before (what the engine matches)
+    # The aliases as sent (the SDK's alias specs), for tests that compute the engine's own URNs
+    # (tests/urns.py): the mock monitor's URNs keep only the parent's last type.
+    alias_specs: tuple[AliasSpec, ...] = ()
     import_id: str = ""  # the import resource option: adopt this existing cloud resource
     ignore_changes: tuple[str, ...] = ()
     delete_before_replace: bool = False
@@ -1089,12 +1104,20 @@ def _recorded(monitor: RecordingMonitor) -> list[RecordedResource]:
                 retain_on_delete=bool(request.retainOnDelete),
                 protect=bool(request.protect),
                 aliases=tuple(_alias_urn(urn, request, a) for a in request.aliases),
+                alias_specs=tuple(_alias_spec(a) for a in request.aliases),
                 import_id=request.importId,
                 ignore_changes=tuple(request.ignoreChanges),
                 delete_before_replace=bool(request.deleteBeforeReplace),
             )
         )
     return resources
+
+
+def _alias_spec(alias: Any) -> AliasSpec:
+    if alias.urn:
+        return AliasSpec(urn=alias.urn)
+    spec = alias.spec
+    return AliasSpec("", spec.name, spec.type, spec.parentUrn, spec.noParent)
 
 
 def _alias_urn(urn: str, request: Any, alias: Any) -> str:

@@ -20,7 +20,10 @@ def document(statements: pulumi.Input[Sequence[Statement]]) -> pulumi.Output[str
 
 
 def allow(
-    actions: Sequence[str], resources: Sequence[pulumi.Input[str]], sid: str, **extra: Any
+    actions: Sequence[str],
+    resources: pulumi.Input[Sequence[pulumi.Input[str]]],
+    sid: str,
+    **extra: Any,
 ) -> Statement:
     return {
         "Sid": sid,

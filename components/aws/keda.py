@@ -25,7 +25,8 @@ PDB_KEYS = ("operator", "metricServer", "webhooks")
 @dataclass(frozen=True)
 class KedaOperatorArgs:
     oidc: ClusterOidc
-    queue_arns: Sequence[pulumi.Input[str]]  # every workflow's work queue
+    # Every workflow's work queue (an Output: the stack learns them after KEDA is declared).
+    queue_arns: pulumi.Input[Sequence[str]]
     system_nodes: pulumi.Resource
     system_node_count: int
     tags: Mapping[str, str]
@@ -47,9 +48,7 @@ class KedaOperator(pulumi.ComponentResource):
                 oidc=args.oidc,
                 namespace=NAMESPACE,
                 service_account=SERVICE_ACCOUNT,
-                statements=[
-                    allow(["sqs:GetQueueAttributes"], list(args.queue_arns), "ReadQueueDepth")
-                ],
+                statements=[allow(["sqs:GetQueueAttributes"], args.queue_arns, "ReadQueueDepth")],
                 tags=args.tags,
             ),
             opts=pulumi.ResourceOptions(parent=self),

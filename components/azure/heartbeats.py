@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_azure_native import monitor, operationalinsights
 
+from components.azure.identity import IdentityFactory, RoleGrant
+from components.azure.roles import MONITORING_METRICS_PUBLISHER
 from components.ticks import log_alert_window
 
 TABLE = "EdwHeartbeat_CL"
@@ -111,6 +113,10 @@ class HeartbeatSink(pulumi.ComponentResource):
         self.register_outputs(
             {"ingestion_endpoint": self.ingestion_endpoint, "rule_id": self.rule_id}
         )
+
+    def sender(self, identities: IdentityFactory) -> RoleGrant:
+        """What a task's identity needs to post its heartbeats: publish through this rule only."""
+        return identities.role("heartbeat-sender", MONITORING_METRICS_PUBLISHER, self.rule_id)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """A user-assigned identity that exactly one Kubernetes service account can use (workload identity).
 
-One component, two uses on the Azure stack: the consumer's identity and KEDA's. Each grant names
-its role and the exact resource it applies to; there are no subscription- or group-wide grants.
+One component for every identity of the Azure stack: each workflow's consumer and schedule, KEDA's
+and the queue metrics task's. Each grant names its role and the exact resource it applies to;
+there are no subscription- or group-wide grants.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pulumi
 from pulumi_azure_native import authorization, cosmosdb, managedidentity
 
 from components.azure.readiness import principal_known
+from components.azure.roles import role_definition_id
 
 # The audience AKS workload identity tokens carry (azure-workload-identity webhook default).
 TOKEN_AUDIENCE = "api://AzureADTokenExchange"
@@ -87,14 +89,7 @@ class WorkloadIdentity(pulumi.ComponentResource):
             opts=child,
         )
         for grant in args.roles:
-            authorization.RoleAssignment(
-                f"{name}-{grant.name}",
-                principal_id=identity.principal_id,
-                principal_type="ServicePrincipal",
-                role_definition_id=grant.role_definition_id,
-                scope=grant.scope,
-                opts=child,
-            )
+            assign_role(f"{name}-{grant.name}", identity.principal_id, grant, child)
         # Cosmos DB checks the principal in Entra, which learns of a new identity late.
         known = (
             [
@@ -129,4 +124,67 @@ class WorkloadIdentity(pulumi.ComponentResource):
                 "client_id": self.client_id,
                 "principal_id": self.principal_id,
             }
+        )
+
+
+def assign_role(
+    name: str,
+    principal_id: pulumi.Input[str],
+    grant: RoleGrant,
+    opts: pulumi.ResourceOptions,
+) -> authorization.RoleAssignment:
+    """A managed identity's role on one resource. The assignment's name (a GUID) is left to the
+    provider, which auto-names it with a random UUID at create (pulumi/pulumi-azure-native#582,
+    fixed) and keeps it in the state: the assignment keeps it as long as its URN (or an alias)
+    does; a new URN is a new GUID for the same principal, role and scope, which Azure refuses
+    (RoleAssignmentExists) while the old assignment still stands."""
+    return authorization.RoleAssignment(
+        name,
+        principal_id=principal_id,
+        principal_type="ServicePrincipal",
+        role_definition_id=grant.role_definition_id,
+        scope=grant.scope,
+        opts=opts,
+    )
+
+
+@dataclass(frozen=True)
+class IdentityFactory:
+    """The stack-wide settings of every workload identity, so each use names only its service
+    account and its grants."""
+
+    location: str
+    subscription: str
+    resource_group_name: pulumi.Input[str]
+    oidc_issuer: pulumi.Input[str]
+    tags: Mapping[str, str]
+    id_namespace: str
+
+    def role(self, name: str, guid: str, scope: pulumi.Input[str]) -> RoleGrant:
+        return RoleGrant(name, role_definition_id(self.subscription, guid), scope)
+
+    def __call__(
+        self,
+        name: str,
+        namespace: str,
+        service_account: str,
+        roles: Sequence[RoleGrant],
+        table_roles: Sequence[CosmosTableGrant] = (),
+        *,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> WorkloadIdentity:
+        return WorkloadIdentity(
+            name,
+            WorkloadIdentityArgs(
+                resource_group_name=self.resource_group_name,
+                location=self.location,
+                oidc_issuer=self.oidc_issuer,
+                namespace=namespace,
+                service_account=service_account,
+                roles=roles,
+                table_roles=table_roles,
+                tags=self.tags,
+                id_namespace=self.id_namespace,
+            ),
+            opts=opts,
         )

@@ -8,6 +8,13 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_azure_native import cosmosdb
 
+from components.azure.identity import CosmosTableGrant
+from components.azure.roles import (
+    COSMOS_TABLE_DATA_CONTRIBUTOR,
+    cosmos_table_role_definition_id,
+    cosmos_table_scope,
+)
+
 PROVISIONED_THROUGHPUT = 400  # RU/s, the minimum, when the account is not serverless
 
 
@@ -97,4 +104,25 @@ class CosmosResultsTable(pulumi.ComponentResource):
                 "table_name": self.table_name,
                 "table_endpoint": self.table_endpoint,
             }
+        )
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """The Cosmos DB table the consumer writes to: this stack's, or a replicated one."""
+
+    account_name: pulumi.Input[str]
+    account_id: pulumi.Input[str]
+    resource_group_name: pulumi.Input[str]
+    table_name: pulumi.Input[str]
+    table_endpoint: pulumi.Input[str]
+
+    def writer(self) -> CosmosTableGrant:
+        """Entity read and write on this table only (a consumer's grant)."""
+        return CosmosTableGrant(
+            "table-writer",
+            self.account_name,
+            cosmos_table_role_definition_id(self.account_id, COSMOS_TABLE_DATA_CONTRIBUTOR),
+            cosmos_table_scope(self.account_id, self.table_name),
+            self.resource_group_name,
         )

@@ -59,6 +59,7 @@ class ConsumerNamespace(pulumi.ComponentResource):
     each consumer opens exactly what it needs)."""
 
     namespace: pulumi.Output[str]
+    namespace_name: str
 
     def __init__(
         self, name: str, namespace: str, opts: pulumi.ResourceOptions | None = None
@@ -88,6 +89,7 @@ class ConsumerNamespace(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(moved, pulumi.ResourceOptions(depends_on=[ns])),
         )
         self.namespace = ns.metadata.name
+        self.namespace_name = namespace  # known before any resource (identities' trust)
         self.register_outputs({"namespace": self.namespace})
 
 

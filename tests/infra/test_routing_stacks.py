@@ -204,6 +204,22 @@ def test_each_consumer_is_told_its_workflow_and_queue(
     )
 
 
+def test_the_outputs_name_the_router_and_each_workflows_consumer(
+    aws: StackRun, dev: StackRun
+) -> None:
+    """What the producer, the load test and the cost model read (docs/routing.md)."""
+    assert (
+        aws.outputs["routerTopicArn"]
+        == aws.one("aws:sns/topic:Topic", "router-topic").outputs["arn"]
+    )
+    topic = dev.one("azure-native:eventgrid:Topic")
+    assert dev.outputs["routerTopicId"] == topic.id
+    assert dev.outputs["routerEndpoint"] == topic.outputs["endpoint"]
+    for run in (aws, dev):
+        consumers = {name: wf["consumer"] for name, wf in run.outputs["workflows"].items()}
+        assert consumers == {"work": "edw-consumer", "orders": "edw-orders-consumer"}
+
+
 def role_assignments(run: StackRun) -> dict[str, dict[str, Any]]:
     return {r.name: r.inputs for r in run.of_type("azure-native:authorization:RoleAssignment")}
 
