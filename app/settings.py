@@ -31,6 +31,9 @@ AZURE_TABLE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
 # The stack's workflow names (stacks/config.py ITEM_NAME_RE); "work" is the one of a default stack.
 WORKFLOW_RE = re.compile(r"^[a-z](?!.*--)[a-z0-9-]{1,18}[a-z0-9]$")
 DEFAULT_WORKFLOW = "work"
+# The consumer's own health and metrics port: the OpenTelemetry Prometheus exporter's registered
+# port, so a workflow's handler beside it can keep the conventional 8080 (docs/handlers.md).
+HTTP_PORT = 9464
 
 ENV_VARS: tuple[str, ...] = (
     "EDW_CLOUD",
@@ -55,6 +58,8 @@ ENV_VARS: tuple[str, ...] = (
     "EDW_EXIT_WHEN_IDLE_SECONDS",
     "EDW_MAX_MESSAGES",
     "EDW_FILTER_PATHS",
+    "EDW_HANDLER_URL",
+    "EDW_ROUTER",
 )
 
 
@@ -76,7 +81,7 @@ class Settings:
     processing_timeout_seconds: int = 30
     max_deliveries: int = 5
     simulated_work_ms: int = 0
-    http_port: int = 8080
+    http_port: int = HTTP_PORT
     # A pod serves its probes and metrics on every interface; a process on a laptop (the demo)
     # keeps them on loopback.
     http_host: str = "0.0.0.0"
@@ -92,6 +97,10 @@ class Settings:
     max_messages: int = 0
     # The workflow filter's data keys (app/routing_shape.py): counted when one crosses an array.
     filter_paths: tuple[str, ...] = ()
+    # The workflow's own code (docs/handlers.md): each event is POSTed there; None: stored as is.
+    handler_url: str | None = None
+    # Where a handler's emitted events are published: SNS topic ARN / Event Grid topic endpoint.
+    router: str | None = None
 
     @property
     def queue_account_url(self) -> str:
@@ -196,6 +205,12 @@ def _https_url(value: str) -> str | None:
     return None if re.match(r"^https?://[^/\s]+/?$", value) else "is not an endpoint URL"
 
 
+def _handler_url(value: str) -> str | None:
+    if re.match(r"^http://[^/\s:]+:\d{1,5}(/\S*)?$", value):
+        return None
+    return "is not a handler URL (http://<host>:<port>/, e.g. http://127.0.0.1:8080/)"
+
+
 def _connection_string(value: str) -> str | None:
     if value == "UseDevelopmentStorage=true" or "AccountName=" in value:
         return None
@@ -244,7 +259,7 @@ def load(env: Mapping[str, str]) -> Settings:
         processing_timeout_seconds=r.integer("EDW_PROCESSING_TIMEOUT_SECONDS", 30, 1, 86_400),
         max_deliveries=r.integer("EDW_MAX_DELIVERIES", 5, 1, 1000),
         simulated_work_ms=r.integer("EDW_SIMULATED_WORK_MS", 0, 0, 600_000),
-        http_port=r.integer("EDW_HTTP_PORT", 8080, 0, 65_535),  # 0: any free port (logged)
+        http_port=r.integer("EDW_HTTP_PORT", HTTP_PORT, 0, 65_535),  # 0: any free port (logged)
         http_host=r.text("EDW_HTTP_HOST", required=False, check=_ip_address) or "0.0.0.0",
         shutdown_timeout_seconds=r.integer("EDW_SHUTDOWN_TIMEOUT_SECONDS", 45, 1, 3600),
         receive_wait_seconds=r.integer("EDW_RECEIVE_WAIT_SECONDS", 10, 0, SQS_MAX_WAIT_SECONDS),
@@ -254,6 +269,8 @@ def load(env: Mapping[str, str]) -> Settings:
         exit_when_idle_seconds=r.integer("EDW_EXIT_WHEN_IDLE_SECONDS", 0, 0, 86_400),
         max_messages=r.integer("EDW_MAX_MESSAGES", 0, 0, 1_000_000),
         filter_paths=_filter_paths(r),
+        handler_url=r.text("EDW_HANDLER_URL", required=False, check=_handler_url),
+        router=r.raw("EDW_ROUTER"),
     )
     if settings.receive_wait_seconds >= settings.shutdown_timeout_seconds:
         # A receive started just before SIGTERM must return with time left to finish its batch.
@@ -261,6 +278,9 @@ def load(env: Mapping[str, str]) -> Settings:
             f"EDW_RECEIVE_WAIT_SECONDS={settings.receive_wait_seconds} must be less than "
             f"EDW_SHUTDOWN_TIMEOUT_SECONDS={settings.shutdown_timeout_seconds}"
         )
+    if settings.handler_url and not settings.router:
+        # A handler may answer with events to publish: without the router they could not go.
+        r.errors.append("EDW_HANDLER_URL is set, so EDW_ROUTER is required (events it emits)")
     most = MAX_VISIBILITY[settings.cloud]
     if settings.processing_timeout_seconds > most:
         # The heartbeat keeps a batch hidden until it is released; the queue caps how long.
