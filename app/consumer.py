@@ -436,7 +436,7 @@ class Consumer:
             attempt += 1
         if copied:
             log.warning(
-                "table failing: messages put back as fresh copies",
+                f"{self.breaker.cause} failing: messages put back as fresh copies",
                 extra={"fields": {"count": len(copied), "not_copied": len(pending)}},
             )
         self.metrics.requeued.inc(len(copied))

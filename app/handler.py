@@ -116,7 +116,7 @@ def _skip(text: str, i: int) -> int:
     return events.WHITESPACE.match(text, i).end()  # type: ignore[union-attr] - matches ""
 
 
-def _array_elements(text: str) -> list[str]:
+def array_elements(text: str) -> list[str]:
     """The exact text of each element of a JSON array (so nothing an event carries is
     rewritten: numbers in ``data`` stay as the handler wrote them)."""
     decoder = json.JSONDecoder()
@@ -212,7 +212,7 @@ def _content(media: str, body: bytes, workflow: str, trigger: Event) -> Answer:
     if media == CLOUDEVENT:
         texts = [text.strip()]
     elif media == CLOUDEVENTS_BATCH:
-        texts = _array_elements(text)
+        texts = array_elements(text)
     else:
         raise Defect(
             f"a body of content type {media!r}; the contract allows no body, {JSON}, "
@@ -251,10 +251,12 @@ class HandlerClient:
                 redirect=False,
                 retries=False,
             )
+        except urllib3.exceptions.NewConnectionError:
+            return UNREACHABLE  # refused (urllib3 makes it a ConnectTimeoutError subclass)
         except urllib3.exceptions.TimeoutError:
             return TIMEOUT
         except urllib3.exceptions.HTTPError:
-            return UNREACHABLE  # refused, reset, closed mid-answer: nobody answered
+            return UNREACHABLE  # reset, closed mid-answer: nobody answered
         return response.status, response.headers.get("Content-Type", ""), response.data
 
     def accepting(self) -> bool:
