@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import subprocess
+import sys
+import urllib.request
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.emulators import REPO, Target, child_env, stop_process, wait_for_port
+from bench.emulators import REPO, Target, child_env, free_port, stop_process, wait_for_port
 from bench.event_grid import EventGridStandIn
 from components.routing import parse_filter, sns_filter_policy
 
@@ -102,3 +106,151 @@ class HandlerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+EXAMPLES = REPO / "examples"
+# How each example handler runs as a local process (its Dockerfile's CMD, without Docker).
+EXAMPLE_COMMANDS = {
+    "orders": ["node", str(EXAMPLES / "orders" / "server.js")],
+    "shipping": [sys.executable, str(EXAMPLES / "shipping" / "handler.py")],
+}
+# The consumers of a chain answer quickly on an emulator: short polls, a short drain.
+CHAIN_ENV = {"EDW_RECEIVE_WAIT_SECONDS": "1", "EDW_SHUTDOWN_TIMEOUT_SECONDS": "5"}
+
+
+def example_workflows() -> list[dict[str, Any]]:
+    """examples/workflows.json: the edw:workflows value that wires the example handlers."""
+    return json.loads((EXAMPLES / "workflows.json").read_text())
+
+
+class ConsumerProcess:
+    """``python -m app.consumer`` for one workflow, health and metrics on a port it picks (its
+    log names it)."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self._port: int | None = None
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "app.consumer"],
+                env=child_env({**env, "EDW_HTTP_PORT": "0", "EDW_HTTP_HOST": "127.0.0.1"}),
+                cwd=REPO,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def metrics(self) -> dict[str, float]:
+        """name{labels} -> value of every sample (empty until it serves)."""
+        if self._port is None:
+            for line in self.log.read_text().splitlines():
+                if '"serving health and metrics"' in line:
+                    self._port = int(json.loads(line)["port"])
+            if self._port is None:
+                return {}
+        try:
+            url = f"http://127.0.0.1:{self._port}/metrics"
+            with urllib.request.urlopen(url, timeout=2) as response:
+                text = response.read().decode()
+        except OSError:
+            return {}
+        samples: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                samples[name] = float(value)
+        return samples
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@dataclass
+class Running:
+    """One workflow of a running chain."""
+
+    workflow: Workflow
+    handler: HandlerProcess | None
+    consumer: ConsumerProcess
+
+
+class Chain:
+    """Workflows (edw:workflows items with a ``handler``) on an emulator: their queues and
+    tables, the router, each handler as a local process (``commands``), each consumer."""
+
+    def __init__(
+        self,
+        emulator: Any,
+        items: Sequence[Mapping[str, Any]],
+        logs: Path,
+        commands: Mapping[str, Sequence[str]] = EXAMPLE_COMMANDS,
+        env: Mapping[str, str] = CHAIN_ENV,
+    ) -> None:
+        self.emulator = emulator
+        self.items = items
+        self.logs = logs
+        self.commands = commands
+        self.env = env
+        self.running: dict[str, Running] = {}
+        self.router = ""
+        self.cloud = ""
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> Chain:
+        suffix = uuid.uuid4().hex[:6]
+        workflows = [
+            Workflow(i["name"], self.emulator.provision(f"{i['name']}-{suffix}"), i.get("filter"))
+            for i in self.items
+        ]
+        self.cloud = workflows[0].target.cloud
+        try:
+            self.router = self._stack.enter_context(router(self.emulator, workflows))
+            for workflow in workflows:
+                self._start(workflow)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _start(self, workflow: Workflow) -> None:
+        env = {**workflow.target.env, **self.env, "EDW_WORKFLOW": workflow.name}
+        handler = None
+        if workflow.name in self.commands:
+            log = self.logs / f"{workflow.name}-handler.log"
+            handler = HandlerProcess(self.commands[workflow.name], free_port(), log)
+            self._stack.callback(handler.stop)
+            handler.start()
+            env |= {"EDW_HANDLER_URL": handler.url, "EDW_ROUTER": self.router}
+        consumer = ConsumerProcess(env, self.logs / f"{workflow.name}-consumer.log")
+        self._stack.callback(consumer.stop)  # stopped before its handler (LIFO), as in a pod
+        self.running[workflow.name] = Running(workflow, handler, consumer)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def publish(self, bodies: Sequence[str]) -> None:
+        """Publish events to the router, as a producer does (raises when it refuses one)."""
+        if self.cloud == "aws":
+            sns = self.emulator.client("sns")
+            for start in range(0, len(bodies), 10):
+                entries = [
+                    {"Id": str(n), "Message": body}
+                    for n, body in enumerate(bodies[start : start + 10])
+                ]
+                sent = sns.publish_batch(TopicArn=self.router, PublishBatchRequestEntries=entries)
+                if sent.get("Failed"):
+                    raise RuntimeError(f"the router refused events: {sent['Failed']}")
+            return
+        request = urllib.request.Request(
+            self.router,
+            data=("[" + ",".join(bodies) + "]").encode(),
+            headers={"Content-Type": "application/cloudevents-batch+json; charset=utf-8"},
+        )
+        with urllib.request.urlopen(request, timeout=30):
+            pass
