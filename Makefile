@@ -20,7 +20,7 @@ POLICY = --policy-pack policy --policy-pack-config policy/stack-config/$(STACK).
 PULUMI_BACKEND_URL ?= $(shell pulumi whoami >/dev/null 2>&1 || echo file://$(HOME)/.pulumi-edw)
 export PULUMI_BACKEND_URL
 
-.PHONY: help demo test lint deps docs lock stack up preview destroy e2e loadtest policy-check \
+.PHONY: help demo demo-chain test lint deps docs lock stack up preview destroy e2e loadtest policy-check \
 	bench cost clean promtool known-stack azurite
 
 # Every target with a `## ` note on its rule line, one line each.
@@ -52,6 +52,15 @@ demo: ## see it work on emulators in a minute: no cloud, no Docker (CLOUD=azure:
 	@$(MAKE) --no-print-directory -s $(DEMO_VENV)/.installed
 	$(DEMO_VENV)/bin/python -m tools.demo --cloud $(CLOUD) --count $(DEMO_COUNT) --pattern burst \
 		--consumers 3
+	$(DEMO_VENV)/bin/python -m tools.chain --cloud $(CLOUD)
+
+# Workflows running their own code: the example handlers (examples/) chained on the emulators, as
+# local processes. Skipped, with the reason, without node (the orders handler is Node.js).
+demo-chain: ## the orders (Node.js) -> shipping (Python) handler chain on emulators
+	@$(PYTHON) tools/python_check.py --venv $(DEMO_VENV)
+	@$(if $(filter azure,$(CLOUD)),$(MAKE) --no-print-directory azurite)
+	@$(MAKE) --no-print-directory -s $(DEMO_VENV)/.installed
+	$(DEMO_VENV)/bin/python -m tools.chain --cloud $(CLOUD)
 
 $(DEMO_VENV)/bin/python:
 	@echo "creating $(DEMO_VENV) with $(PYTHON)"
