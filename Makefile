@@ -163,6 +163,7 @@ lock: $(VENV)/.installed ## re-pin the consumer image's dependencies with hashes
 bench: deps ## the benchmark: the consumer against the emulators' raw API ceiling
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.router
+	$(BIN)/python -m bench.handler
 
 # What the stack costs idle and per million events (docs/cost.md); e.g. make cost STACK=dev.
 cost: known-stack $(VENV)/.installed ## what STACK costs idle and per million events

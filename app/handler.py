@@ -1,7 +1,8 @@
 """The workflow's own code: each event POSTed to its handler, the answer deciding what happens.
 
 The contract (docs/handlers.md; reference: the CloudEvents HTTP protocol binding 1.0.2,
-``cloudevents/bindings/http-protocol-binding.md``, section 3.1 "Structured Content Mode"):
+``cloudevents/bindings/http-protocol-binding.md``, section 3.2 "Structured Content Mode";
+the batch media type: ``cloudevents/formats/json-format.md`` section 4 "JSON Batch Format"):
 the consumer POSTs each valid event to ``EDW_HANDLER_URL`` in structured mode, the event's exact
 JSON text with ``Content-Type: application/cloudevents+json``, on kept-alive pooled connections
 (one per worker), with a deadline no later than the batch's write time (``WRITE_SHARE`` of its
