@@ -124,8 +124,8 @@ def example_workflows() -> list[dict[str, Any]]:
 
 
 class ConsumerProcess:
-    """``python -m app.consumer`` for one workflow, health and metrics on a port it picks (its
-    log names it)."""
+    """``python -m app.consumer`` as a child process (the tests' too: tests/app/conftest.py),
+    health and metrics on a loopback port it picks (its log names it)."""
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.log = log
@@ -133,23 +133,30 @@ class ConsumerProcess:
         with log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "app.consumer"],
+                # Port 0: the consumer binds a free one and logs it (no race between workers);
+                # loopback only, like every process the tests and the demos start.
                 env=child_env({**env, "EDW_HTTP_PORT": "0", "EDW_HTTP_HOST": "127.0.0.1"}),
                 cwd=REPO,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True,  # Ctrl-C is for the owner, which stops it in order
             )
 
-    def metrics(self) -> dict[str, float]:
-        """name{labels} -> value of every sample (empty until it serves)."""
+    @property
+    def port(self) -> int:
         if self._port is None:
             for line in self.log.read_text().splitlines():
                 if '"serving health and metrics"' in line:
                     self._port = int(json.loads(line)["port"])
-            if self._port is None:
-                return {}
+                    break
+            else:
+                raise ConnectionRefusedError("the consumer has not reported its port yet")
+        return self._port
+
+    def metrics(self) -> dict[str, float]:
+        """name{labels} -> value of every sample (empty until it serves)."""
         try:
-            url = f"http://127.0.0.1:{self._port}/metrics"
+            url = f"http://127.0.0.1:{self.port}/metrics"
             with urllib.request.urlopen(url, timeout=2) as response:
                 text = response.read().decode()
         except OSError:
