@@ -20,7 +20,7 @@ POLICY = --policy-pack policy --policy-pack-config policy/stack-config/$(STACK).
 PULUMI_BACKEND_URL ?= $(shell pulumi whoami >/dev/null 2>&1 || echo file://$(HOME)/.pulumi-edw)
 export PULUMI_BACKEND_URL
 
-.PHONY: help demo test lint deps docs lock stack up preview destroy e2e loadtest policy-check \
+.PHONY: help demo demo-chain test lint deps docs lock stack up preview destroy e2e loadtest policy-check \
 	bench cost clean promtool known-stack azurite
 
 # Every target with a `## ` note on its rule line, one line each.
@@ -52,6 +52,15 @@ demo: ## see it work on emulators in a minute: no cloud, no Docker (CLOUD=azure:
 	@$(MAKE) --no-print-directory -s $(DEMO_VENV)/.installed
 	$(DEMO_VENV)/bin/python -m tools.demo --cloud $(CLOUD) --count $(DEMO_COUNT) --pattern burst \
 		--consumers 3
+	$(DEMO_VENV)/bin/python -m tools.chain --cloud $(CLOUD)
+
+# Workflows running their own code: the example handlers (examples/) chained on the emulators, as
+# local processes. Skipped, with the reason, without node (the orders handler is Node.js).
+demo-chain: ## the orders (Node.js) -> shipping (Python) handler chain on emulators
+	@$(PYTHON) tools/python_check.py --venv $(DEMO_VENV)
+	@$(if $(filter azure,$(CLOUD)),$(MAKE) --no-print-directory azurite)
+	@$(MAKE) --no-print-directory -s $(DEMO_VENV)/.installed
+	$(DEMO_VENV)/bin/python -m tools.chain --cloud $(CLOUD)
 
 # All or nothing: the marker is written last, after the install, and any (re)install starts from
 # an empty directory. A run stopped half-way (Ctrl-C, a lost connection) leaves no marker, so the
@@ -161,6 +170,7 @@ lock: $(VENV)/.installed ## re-pin the consumer image's dependencies with hashes
 bench: deps ## the benchmark: the consumer against the emulators' raw API ceiling
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.router
+	$(BIN)/python -m bench.handler
 
 # What the stack costs idle and per million events (docs/cost.md); e.g. make cost STACK=dev.
 cost: known-stack $(VENV)/.installed ## what STACK costs idle and per million events

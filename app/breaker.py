@@ -1,4 +1,5 @@
-"""The consumer's circuit breaker on the event table: no receiving while the table fails.
+"""The consumer's circuit breaker: no receiving while what a message needs fails (the event
+table, and with a handler, the handler and the router; ``cause`` says which opened it).
 
 - closed: workers receive.
 - open: a write failed for the table's sake (an outage, throttling, a 5xx, a lost connection;
@@ -36,10 +37,16 @@ class Breaker:
         self._state = CLOSED
         self._half_open_at = 0.0
         self._probing = False
+        self._cause = "table"
 
     @property
     def state(self) -> str:
         return self._state
+
+    @property
+    def cause(self) -> str:
+        """What failed last while the breaker opened: "table", "handler" or "router"."""
+        return self._cause
 
     def _set(self, state: str) -> None:
         if state != self._state:
@@ -70,9 +77,10 @@ class Breaker:
         with self._lock:
             self._probing = False
 
-    def failed(self) -> None:
-        """A write failed for the table's sake."""
+    def failed(self, cause: str = "table") -> None:
+        """A call failed for ``cause``'s sake (the table, the handler, the router)."""
         with self._lock:
+            self._cause = cause
             if self._state == CLOSED:
                 self._pause = self._first
             elif self._state == HALF_OPEN:
@@ -83,7 +91,7 @@ class Breaker:
             self._set(OPEN)
 
     def succeeded(self) -> None:
-        """A write succeeded: the table takes rows again."""
+        """A row was written: whatever came before it (handler, router) worked too."""
         if self._state == CLOSED:
             return  # the common case, without the lock
         with self._lock:

@@ -51,6 +51,7 @@ from app import backend as backends
 from app import events
 from app.backend import Backend, Received, RowRejected, TableFull
 from app.breaker import CLOSED, OPEN, PROBE, Breaker
+from app.handler import HandlerStep
 from app.observability import HealthServer, Metrics, setup_logging
 from app.routing_shape import crossed_array
 from app.settings import Settings, SettingsError, load
@@ -117,6 +118,11 @@ class Consumer:
         self._batches: set[Batch] = set()
         self._batches_lock = threading.Lock()
         self.breaker = Breaker(BREAKER_PAUSE, self._breaker_changed)
+        self.handler = (
+            HandlerStep(settings, backend, metrics, self.breaker, self._back_off)
+            if settings.handler_url
+            else None
+        )
         # Job mode: how many more messages this process may take (None: no limit), and when it
         # last had work, for EDW_EXIT_WHEN_IDLE_SECONDS.
         self._quota = settings.max_messages or None
@@ -190,12 +196,13 @@ class Consumer:
 
     def _breaker_changed(self, state: str) -> None:
         self.metrics.breaker_open.set(0 if state == CLOSED else 1)
+        cause = self.breaker.cause  # table, handler or router
         if state == CLOSED:
-            log.info("table writes succeed again: breaker closed, receiving")
+            log.info(f"{cause} works again (a row was written): breaker closed, receiving")
         elif state == OPEN:
-            log.warning("table failing: breaker open, receiving paused")
+            log.warning(f"{cause} failing: breaker open, receiving paused")
         else:
-            log.info("breaker half-open: one batch probes the table")
+            log.info(f"breaker half-open: one batch probes the {cause}")
 
     def drain(self, timeout: float) -> bool:
         """Stop receiving, let in-flight batches finish; False if some did not in time."""
@@ -297,15 +304,21 @@ class Consumer:
         valid, rejects = self._classify(batch.messages)
         if self.settings.simulated_work_ms:
             time.sleep(self.settings.simulated_work_ms * len(valid) / 1000)
+        unhandled: list[Received] = []
+        if self.handler is not None:  # the workflow's code first (app/handler.py)
+            handled = self.handler.settle(batch, batch.write_deadline, valid)
+            valid, unhandled = handled.done, handled.unhandled
+            rejects.extend(handled.rejects)
         stored, refused, unwritten = self._store(batch, valid)
         rejects.extend(refused)
-        # The table failed past the batch's time: the valid messages it could not take go back
-        # as fresh copies, whose delivery count starts again. Never dead-lettered for it, unless
-        # it was put back EDW_MAX_COPIES times already: a failure that never ends for it.
-        over = self._over_copy_limit(unwritten)
+        # The table (or the handler, or the router) failed past the batch's time: the valid
+        # messages it could not take go back as fresh copies, whose delivery count starts
+        # again. Never dead-lettered for it, unless it was put back EDW_MAX_COPIES times
+        # already: a failure that never ends for it.
+        over = self._over_copy_limit([*unhandled, *unwritten])
         rejects.extend(over)
         set_aside = {m for m, _ in over}
-        copied = self._resend(batch, [m for m in unwritten if m not in set_aside])
+        copied = self._resend(batch, [m for m in [*unhandled, *unwritten] if m not in set_aside])
         dead = self._dead_letter(batch, rejects)
         deleted = self._delete(batch, [*stored, *dead, *copied])
         events_by_message = dict(valid)
@@ -396,7 +409,7 @@ class Consumer:
             except Exception as exc:
                 if isinstance(exc, TableFull):  # no transient blip: EdwTableFull pages at once
                     self.metrics.table_full.inc()
-                self.breaker.failed()
+                self.breaker.failed("table")
                 log.info("retrying in place", extra={"fields": {"error": _short(exc)}})
                 if not self._back_off(batch, attempt, batch.write_deadline):
                     raise OutOfTime(_short(exc)) from exc
@@ -449,7 +462,7 @@ class Consumer:
             attempt += 1
         if copied:
             log.warning(
-                "table failing: messages put back as fresh copies",
+                f"{self.breaker.cause} failing: messages put back as fresh copies",
                 extra={"fields": {"count": len(copied), "not_copied": len(pending)}},
             )
         self.metrics.requeued.inc(len(copied))
@@ -590,6 +603,9 @@ def run(settings: Settings) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    if consumer.handler is not None and not consumer.handler.wait_ready(stop):
+        backend.close()
+        return 0  # stopped before the handler ever answered: nothing was received
     consumer.start()
     server.start()  # after the workers, so liveness never sees them not yet started
     log.info(
@@ -606,6 +622,8 @@ def run(settings: Settings) -> int:
     drained = consumer.drain(max(0.5, settings.shutdown_timeout_seconds - 1))
     server.stop()
     backend.close()
+    if consumer.handler is not None:
+        consumer.handler.close()
     log.info("stopped", extra={"fields": {"drained": drained}})
     return 0 if drained else 1
 

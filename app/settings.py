@@ -32,6 +32,9 @@ AZURE_TABLE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
 WORKFLOW_RE = re.compile(r"^[a-z](?!.*--)[a-z0-9-]{1,18}[a-z0-9]$")
 DEFAULT_WORKFLOW = "work"
 MAX_COPIES_LIMIT = 1_000_000
+# The consumer's own health and metrics port: the OpenTelemetry Prometheus exporter's registered
+# port, so a workflow's handler beside it can keep the conventional 8080 (docs/handlers.md).
+HTTP_PORT = 9464
 
 ENV_VARS: tuple[str, ...] = (
     "EDW_CLOUD",
@@ -57,6 +60,8 @@ ENV_VARS: tuple[str, ...] = (
     "EDW_EXIT_WHEN_IDLE_SECONDS",
     "EDW_MAX_MESSAGES",
     "EDW_FILTER_PATHS",
+    "EDW_HANDLER_URL",
+    "EDW_ROUTER",
 )
 
 
@@ -81,7 +86,7 @@ class Settings:
     # sets the message aside (a table failure it cannot get past must not loop forever).
     max_copies: int = 1000
     simulated_work_ms: int = 0
-    http_port: int = 8080
+    http_port: int = HTTP_PORT
     # A pod serves its probes and metrics on every interface; a process on a laptop (the demo)
     # keeps them on loopback.
     http_host: str = "0.0.0.0"
@@ -97,6 +102,10 @@ class Settings:
     max_messages: int = 0
     # The workflow filter's data keys (app/routing_shape.py): counted when one crosses an array.
     filter_paths: tuple[str, ...] = ()
+    # The workflow's own code (docs/handlers.md): each event is POSTed there; None: stored as is.
+    handler_url: str | None = None
+    # Where a handler's emitted events are published: SNS topic ARN / Event Grid topic endpoint.
+    router: str | None = None
 
     @property
     def queue_account_url(self) -> str:
@@ -201,6 +210,12 @@ def _https_url(value: str) -> str | None:
     return None if re.match(r"^https?://[^/\s]+/?$", value) else "is not an endpoint URL"
 
 
+def _handler_url(value: str) -> str | None:
+    if re.match(r"^http://[^/\s:]+:\d{1,5}(/\S*)?$", value):
+        return None
+    return "is not a handler URL (http://<host>:<port>/, e.g. http://127.0.0.1:8080/)"
+
+
 def _connection_string(value: str) -> str | None:
     if value == "UseDevelopmentStorage=true" or "AccountName=" in value:
         return None
@@ -251,7 +266,7 @@ def load(env: Mapping[str, str]) -> Settings:
         # At most 7 digits: the copy counter's room in a message is bounded (app/backend.py).
         max_copies=r.integer("EDW_MAX_COPIES", 1000, 1, MAX_COPIES_LIMIT),
         simulated_work_ms=r.integer("EDW_SIMULATED_WORK_MS", 0, 0, 600_000),
-        http_port=r.integer("EDW_HTTP_PORT", 8080, 0, 65_535),  # 0: any free port (logged)
+        http_port=r.integer("EDW_HTTP_PORT", HTTP_PORT, 0, 65_535),  # 0: any free port (logged)
         http_host=r.text("EDW_HTTP_HOST", required=False, check=_ip_address) or "0.0.0.0",
         shutdown_timeout_seconds=r.integer("EDW_SHUTDOWN_TIMEOUT_SECONDS", 45, 1, 3600),
         receive_wait_seconds=r.integer("EDW_RECEIVE_WAIT_SECONDS", 10, 0, SQS_MAX_WAIT_SECONDS),
@@ -261,6 +276,8 @@ def load(env: Mapping[str, str]) -> Settings:
         exit_when_idle_seconds=r.integer("EDW_EXIT_WHEN_IDLE_SECONDS", 0, 0, 86_400),
         max_messages=r.integer("EDW_MAX_MESSAGES", 0, 0, 1_000_000),
         filter_paths=_filter_paths(r),
+        handler_url=r.text("EDW_HANDLER_URL", required=False, check=_handler_url),
+        router=r.raw("EDW_ROUTER"),
     )
     if settings.receive_wait_seconds >= settings.shutdown_timeout_seconds:
         # A receive started just before SIGTERM must return with time left to finish its batch.
@@ -268,6 +285,9 @@ def load(env: Mapping[str, str]) -> Settings:
             f"EDW_RECEIVE_WAIT_SECONDS={settings.receive_wait_seconds} must be less than "
             f"EDW_SHUTDOWN_TIMEOUT_SECONDS={settings.shutdown_timeout_seconds}"
         )
+    if settings.handler_url and not settings.router:
+        # A handler may answer with events to publish: without the router they could not go.
+        r.errors.append("EDW_HANDLER_URL is set, so EDW_ROUTER is required (events it emits)")
     most = MAX_VISIBILITY[settings.cloud]
     if settings.processing_timeout_seconds > most:
         # The heartbeat keeps a batch hidden until it is released; the queue caps how long.

@@ -230,7 +230,11 @@ class ConsumerRunner(Runner):
 # Orchestration -----------------------------------------------------------------------------------
 
 
-def measure(scenario: Scenario, kind: str) -> Sample:
+RunnerFactory = Callable[[Scenario, dict[str, str], Synchronized, int], Runner]
+
+
+def measure(scenario: Scenario, kind: str, make: RunnerFactory | None = None) -> Sample:
+    """One timed drain of ``MESSAGES`` by the ceiling or the consumer (or ``make``'s runner)."""
     name = f"b{uuid.uuid4().hex[:10]}"
     env = scenario.provision(name)
     total = MESSAGES[scenario.cloud]
@@ -241,9 +245,8 @@ def measure(scenario: Scenario, kind: str) -> Sample:
     feeder.start()
     if not primed.wait(60):
         raise RuntimeError("the feeder did not fill the queue within 60 s")
-    runner = (CeilingRunner if kind == "ceiling" else ConsumerRunner)(
-        scenario, env, consumed, total
-    )
+    make = make or (CeilingRunner if kind == "ceiling" else ConsumerRunner)
+    runner = make(scenario, env, consumed, total)
     # The clock covers consuming only: clients are built before, and the wind-down (threads
     # finishing their last long poll) comes after the last delete.
     wall, cpu = time.perf_counter(), time.process_time()

@@ -31,20 +31,28 @@ class LiveView:
             self.live.__exit__(None, None, None)
 
     def _table(self, cells: Sequence[str] | None) -> Table:
+        return self._rows_table([cells] if cells is not None else [])
+
+    def _rows_table(self, rows: Sequence[Sequence[str]]) -> Table:
         table = Table(title=self.title)
         for header in self.headers:
             table.add_column(header, justify="right")
-        if cells is not None:
+        for cells in rows:
             table.add_row(*cells)
         return table
 
     def show(self, cells: Sequence[str]) -> None:
+        self.show_rows([cells])
+
+    def show_rows(self, rows: Sequence[Sequence[str]]) -> None:
+        """One row per thing watched (the chain demo: one per workflow)."""
         if self.live is not None:
-            self.live.update(self._table(cells))
+            self.live.update(self._rows_table(rows))
             return
         self.samples += 1
         if self.samples % PLAIN_LINE_EVERY == 1:
-            line = "  ".join(
-                f"{h.replace(' ', '_')}={c}" for h, c in zip(self.headers, cells, strict=True)
-            )
-            self.console.print(line, highlight=False, soft_wrap=True)
+            for cells in rows:
+                line = "  ".join(
+                    f"{h.replace(' ', '_')}={c}" for h, c in zip(self.headers, cells, strict=True)
+                )
+                self.console.print(line, highlight=False, soft_wrap=True)

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import itertools
-import json
 import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -17,13 +14,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.emulators import (
-    REPO,
-    AzuriteEmulator,
-    MotoEmulator,
-    Target,
-    child_env,
-)
+from bench import chain
+from bench.emulators import AzuriteEmulator, MotoEmulator, Target
 from tests import tools
 
 CLOUDS = ("aws", "azure")
@@ -64,33 +56,8 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-class ConsumerProcess:
-    """``python -m app.consumer`` as a real child process, logs in a file for failure reports."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.log = log
-        self._port: int | None = None
-        with log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "app.consumer"],
-                # Port 0: the consumer binds a free one and logs it (no race between workers);
-                # loopback only, like every process the tests start.
-                env=child_env({**env, "EDW_HTTP_PORT": "0", "EDW_HTTP_HOST": "127.0.0.1"}),
-                cwd=REPO,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            for line in self.log.read_text().splitlines():
-                if '"serving health and metrics"' in line:
-                    self._port = int(json.loads(line)["port"])
-                    break
-            else:
-                raise ConnectionRefusedError("the consumer has not reported its port yet")
-        return self._port
+class ConsumerProcess(chain.ConsumerProcess):
+    """The consumer process, with what the tests ask of it."""
 
     def get(self, path: str) -> tuple[int, str]:
         try:

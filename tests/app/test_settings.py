@@ -28,7 +28,7 @@ def test_aws_defaults() -> None:
     s = load(AWS)
     assert (s.cloud, s.queue, s.table) == ("aws", AWS["EDW_QUEUE"], "edw-events")
     assert s.dead_letter_queue == AWS["EDW_DEAD_LETTER_QUEUE"]
-    assert (s.concurrency, s.http_port, s.simulated_work_ms) == (4, 8080, 0)
+    assert (s.concurrency, s.http_port, s.simulated_work_ms) == (4, 9464, 0)
 
 
 def test_azure_poison_queue_defaults_to_the_convention_and_account_gives_the_url() -> None:

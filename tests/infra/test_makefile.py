@@ -255,6 +255,7 @@ def test_the_aws_demo_installs_its_own_venv_and_no_test_tools(tmp_path):
     assert "python3 tools/python_check.py --venv .venv-demo" in out
     assert ".venv-demo/bin/python -m pip install -q -r requirements-demo.txt" in out
     assert ".venv-demo/bin/python -m tools.demo --cloud aws" in out
+    assert ".venv-demo/bin/python -m tools.chain --cloud aws" in out  # the handler chain, last
     for tool in ("apt-get", "npm", "checkov", "requirements-dev", "promtool", "pulumi"):
         assert tool not in out, tool
     assert "--count 10000" in out

@@ -1,0 +1,442 @@
+"""The workflow's own code: each event POSTed to its handler, the answer deciding what happens.
+
+The contract (docs/handlers.md; reference: the CloudEvents HTTP protocol binding 1.0.2,
+``cloudevents/bindings/http-protocol-binding.md``, section 3.2 "Structured Content Mode";
+the batch media type: ``cloudevents/formats/json-format.md`` section 4 "JSON Batch Format"):
+the consumer POSTs each valid event to ``EDW_HANDLER_URL`` in structured mode, the event's exact
+JSON text with ``Content-Type: application/cloudevents+json``, on kept-alive pooled connections
+(one per worker), with a deadline no later than the batch's write time (``WRITE_SHARE`` of its
+processing time: the rest is kept to settle the batch). The answer:
+
+- 2xx, no body: the row stores the event as without a handler.
+- 2xx ``application/json``, a JSON object: stored as the row's ``result`` (its exact text).
+- 2xx ``application/cloudevents+json`` (one event) or ``application/cloudevents-batch+json`` (an
+  array): each is checked as a CloudEvent and published to the router, so workflows chain. A
+  missing ``source`` is ``urn:edw:workflow:<workflow>``; a missing ``id`` is a UUIDv5 of
+  (workflow, the trigger's source and id, the event's position), so a retry publishes the same
+  ids and the next workflow stores one row each. The row's ``emitted`` lists the ids.
+  Publishing comes before the row, and the message is deleted only after both.
+- 4xx but 408 and 429: the event is rejected, dead-lettered alone with
+  ``handler answered <status>: <first 1 KiB of the body>``.
+- 408, 429, 5xx, a refused connection, a timeout: the handler is failing, not the event: retried
+  in place with backoff, the circuit breaker opens (no receiving), and what is still unhandled at
+  the batch's write deadline goes back as fresh copies, exactly like rows a failing table did not
+  take. Never dead-lettered, however long it lasts. A failing router is handled the same way.
+- A 2xx whose body does not match its content type (or that emits something that is not a
+  CloudEvent) is a handler defect: dead-lettered with that reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from urllib.parse import urlsplit
+
+import urllib3
+from prometheus_client import Counter, Histogram
+
+from app import events
+from app.backend import Backend, Received, Sender, event_size_problem, open_router
+from app.breaker import Breaker
+from app.events import Event
+from app.observability import Metrics
+from app.settings import Settings
+
+log = logging.getLogger("edw.handler")
+CLOUDEVENT = "application/cloudevents+json"
+CLOUDEVENTS_BATCH = "application/cloudevents-batch+json"
+JSON = "application/json"
+REQUEST_TYPE = f"{CLOUDEVENT}; charset=utf-8"
+REASON_BYTES = 1024  # how much of a rejecting answer's body the dead letter's reason keeps
+# Emitted events without an id: UUIDv5 in a namespace of their own (a fixed random UUID), of the
+# netstring-encoded (workflow, trigger source, trigger id, position), like app.backend.row_key.
+EMITTED_ID_NAMESPACE = uuid.UUID("6f1b3c1e-4a0e-5b8e-9d2c-7e0f2a9c4d11")
+SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+WAIT_POLL_SECONDS = 0.2
+# Answers that say "the handler is failing now", not "this event is wrong" (the HTTP semantics of
+# RFC 9110: 408 Request Timeout and 429 Too Many Requests invite a retry).
+RETRIED_4XX = frozenset({408, 429})
+OK, REJECTED, DEFECT = "ok", "rejected", "defect"
+FAILED, UNREACHABLE, TIMEOUT = "failed", "unreachable", "timeout"  # the handler is failing
+FAILING = frozenset({FAILED, UNREACHABLE, TIMEOUT})
+
+
+class Defect(ValueError):  # noqa: N818 - reads as "raise Defect(reason)"
+    """A 2xx answer the contract does not allow; the text is the dead letter's reason."""
+
+
+@dataclass(frozen=True)
+class Handled(Event):
+    """A handled event's row: the event's attributes plus the handler's result and what it
+    emitted (the ids, as a JSON array)."""
+
+    result_json: str | None = None
+    emitted_json: str | None = None
+
+    @classmethod
+    def of(cls, event: Event, result: str | None, emitted: Sequence[str]) -> Handled:
+        ids = [json.loads(text)["id"] for text in emitted]
+        return cls(
+            **{f.name: getattr(event, f.name) for f in fields(Event)},
+            result_json=result,
+            emitted_json=json.dumps(ids) if ids else None,
+        )
+
+    def row(self) -> dict[str, str]:
+        row = super().row()
+        if self.result_json is not None:
+            row["result"] = self.result_json
+        if self.emitted_json is not None:
+            row["emitted"] = self.emitted_json
+        return row
+
+
+@dataclass(frozen=True)
+class Answer:
+    outcome: str
+    reason: str = ""  # rejected, defect, failing: why
+    result: str | None = None  # the JSON object's text
+    emitted: list[str] = field(default_factory=list)  # complete CloudEvents, JSON text
+
+
+def emitted_id(workflow: str, trigger: Event, position: int) -> str:
+    name = b"".join(
+        b"%d:%b," % (len(part.encode()), part.encode())
+        for part in (workflow, trigger.source, trigger.id, str(position))
+    )
+    return str(uuid.uuid5(EMITTED_ID_NAMESPACE, name.decode()))
+
+
+def _skip(text: str, i: int) -> int:
+    return events.WHITESPACE.match(text, i).end()  # type: ignore[union-attr] - matches ""
+
+
+def array_elements(text: str) -> list[str]:
+    """The exact text of each element of a JSON array (so nothing an event carries is
+    rewritten: numbers in ``data`` stay as the handler wrote them)."""
+    decoder = json.JSONDecoder()
+    i = _skip(text, 0)
+    if not text.startswith("[", i):
+        raise Defect("the body is not a JSON array")
+    items: list[str] = []
+    i = _skip(text, i + 1)
+    if text.startswith("]", i):
+        i += 1
+    else:
+        while True:
+            try:
+                _, end = decoder.raw_decode(text, i)
+            except ValueError as exc:
+                raise Defect(f"the body is not JSON: {exc}") from exc
+            items.append(text[i:end])
+            i = _skip(text, end)
+            if text.startswith(",", i):
+                i = _skip(text, i + 1)
+            elif text.startswith("]", i):
+                i += 1
+                break
+            else:
+                raise Defect(f"the body is not a JSON array (at character {i})")
+    if _skip(text, i) != len(text):
+        raise Defect("the body holds more than one JSON array")
+    return items
+
+
+def complete_event(text: str, workflow: str, trigger: Event, position: int) -> str:
+    """One emitted event with its defaults filled in, checked as a CloudEvent that fits the
+    router; raises Defect with the reason."""
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise Defect(f"emitted event {position} is not JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise Defect(f"emitted event {position} is not a JSON object")
+    added = {}
+    if "source" not in doc:
+        added["source"] = f"urn:edw:workflow:{workflow}"
+    if "id" not in doc:
+        added["id"] = emitted_id(workflow, trigger, position)
+    if added:
+        # Inserted as text after the "{": every member the handler wrote stays as written.
+        head = ",".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in added.items())
+        rest = text.lstrip()[1:]
+        text = "{" + head + ("" if rest.lstrip().startswith("}") else ",") + rest
+    try:
+        events.parse(text)
+    except events.InvalidEvent as exc:
+        raise Defect(f"emitted event {position} is not a CloudEvent: {exc}") from exc
+    problem = event_size_problem(text)
+    if problem:
+        raise Defect(f"emitted event {position} is too large to publish: {problem}")
+    return text
+
+
+def read_answer(
+    status: int, content_type: str, body: bytes, workflow: str, trigger: Event
+) -> Answer:
+    """Classify one HTTP answer (the contract in the module's docstring)."""
+    if status in RETRIED_4XX or 500 <= status <= 599:
+        return Answer(FAILED, f"handler answered {status}: {_head(body)}")
+    if 400 <= status <= 499:
+        return Answer(REJECTED, f"handler answered {status}: {_head(body)}")
+    if not 200 <= status <= 299:
+        return Answer(DEFECT, f"handler answered {status}, which the contract does not allow")
+    media = content_type.split(";", 1)[0].strip().lower()
+    try:
+        return _content(media or "no content type", body, workflow, trigger)
+    except Defect as exc:
+        return Answer(DEFECT, f"handler answered {status} with {media or 'a body'}: {exc}")
+
+
+def _content(media: str, body: bytes, workflow: str, trigger: Event) -> Answer:
+    """A 2xx answer's body as the contract reads it; Defect when it does not match its type."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Defect("the body is not UTF-8") from exc
+    if not text.strip():
+        return Answer(OK)
+    if media == JSON:
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise Defect(f"the body is not JSON: {exc}") from exc
+        if not isinstance(value, dict):
+            raise Defect("the body is JSON but not an object")
+        return Answer(OK, result=text.strip())
+    if media == CLOUDEVENT:
+        texts = [text.strip()]
+    elif media == CLOUDEVENTS_BATCH:
+        texts = array_elements(text)
+    else:
+        raise Defect(
+            f"a body of content type {media!r}; the contract allows no body, {JSON}, "
+            f"{CLOUDEVENT} or {CLOUDEVENTS_BATCH}"
+        )
+    emitted = [complete_event(t, workflow, trigger, n) for n, t in enumerate(texts)]
+    return Answer(OK, emitted=emitted)
+
+
+def _head(body: bytes) -> str:
+    return body[:REASON_BYTES].decode("utf-8", "replace")
+
+
+class HandlerClient:
+    """POSTs to the handler on kept-alive connections, one per worker (urllib3's pool blocks a
+    worker only when every connection is busy, which it never is at one per worker)."""
+
+    def __init__(self, url: str, pool_size: int) -> None:
+        parts = urlsplit(url)
+        self.url = url
+        self.address = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self.path = parts.path or "/"
+        self.pool = urllib3.HTTPConnectionPool(
+            *self.address, maxsize=pool_size, block=True, retries=False
+        )
+
+    def post(self, body: str, seconds: float) -> tuple[int, str, bytes] | str:
+        """(status, content type, body), or the outcome (UNREACHABLE, TIMEOUT) when none came."""
+        try:
+            response = self.pool.urlopen(
+                "POST",
+                self.path,
+                body=body.encode("utf-8", "surrogatepass"),
+                headers={"Content-Type": REQUEST_TYPE},
+                timeout=urllib3.Timeout(total=max(seconds, 0.001)),
+                redirect=False,
+                retries=False,
+            )
+        except urllib3.exceptions.NewConnectionError:
+            return UNREACHABLE  # refused (urllib3 makes it a ConnectTimeoutError subclass)
+        except urllib3.exceptions.TimeoutError:
+            return TIMEOUT
+        except urllib3.exceptions.HTTPError:
+            return UNREACHABLE  # reset, closed mid-answer: nobody answered
+        return response.status, response.headers.get("Content-Type", ""), response.data
+
+    def accepting(self) -> bool:
+        try:
+            socket.create_connection(self.address, timeout=1).close()
+        except OSError:
+            return False
+        return True
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+class _NoToken:
+    """The credential for an ``http://`` Event Grid endpoint: only the local stand-in
+    (bench/event_grid.py) is plain HTTP, and an Entra token must never travel in clear text."""
+
+    def get_token(self, *_: str) -> object:
+        return type("Token", (), {"token": "none"})()
+
+
+def open_publisher(settings: Settings, pool_size: int) -> Sender:
+    """The router, through the producer's publishing code (SNS PublishBatch, Event Grid)."""
+    router = settings.router or ""
+    if settings.cloud == "azure" and router.startswith("http://"):
+        from app.azure import EventGridRouter, http_session  # noqa: PLC0415 - the chosen cloud
+
+        return EventGridRouter(http_session(pool_size), router, _NoToken())
+    return open_router(settings.cloud, router, pool_size=pool_size)
+
+
+class HandlerMetrics:
+    def __init__(self, metrics: Metrics, cloud: str, workflow: str) -> None:
+        labels = {"cloud": cloud, "workflow": workflow}
+        self.calls = Counter(
+            "edw_handler_calls",
+            "Calls to the workflow's handler, by outcome: ok, rejected (4xx), defect (a 2xx the "
+            "contract does not allow), failed (408, 429, 5xx), unreachable, timeout.",
+            [*labels, "outcome"],
+            registry=metrics.registry,
+        )
+        self.labels = labels
+        self.seconds = Histogram(
+            "edw_handler_seconds",
+            "Time from POST to the handler's whole answer (or its failure).",
+            list(labels),
+            buckets=SECONDS_BUCKETS,
+            registry=metrics.registry,
+        ).labels(**labels)
+        self.emitted = Counter(
+            "edw_events_emitted",
+            "Events a handler emitted that the router accepted.",
+            list(labels),
+            registry=metrics.registry,
+        ).labels(**labels)
+
+    def call(self, outcome: str) -> None:
+        self.calls.labels(**self.labels, outcome=outcome).inc()
+
+
+@dataclass
+class Settled:
+    """What the handler step made of a batch's valid events."""
+
+    done: list[tuple[Received, Event]]  # handled (and their events published): rows to write
+    rejects: list[tuple[Received, str]]  # to dead-letter, with the reason
+    unhandled: list[Received]  # the handler or the router failed past the time: fresh copies
+
+
+# The consumer's in-place backoff: (batch, attempt, until) -> False when out of time.
+BackOff = Callable[[object, int, float], bool]
+
+
+class HandlerStep:
+    """Calls the handler for each event of a batch, then publishes what it emitted."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        backend: Backend,
+        metrics: Metrics,
+        breaker: Breaker,
+        back_off: BackOff,
+    ) -> None:
+        self.workflow = settings.workflow
+        self.client = HandlerClient(settings.handler_url or "", settings.concurrency)
+        self.router = open_publisher(settings, settings.concurrency + 2)
+        self.table = backend.table
+        self.breaker = breaker
+        self.back_off = back_off
+        self.metrics = HandlerMetrics(metrics, settings.cloud, settings.workflow)
+
+    def wait_ready(self, stopping: threading.Event) -> bool:
+        """Block until the handler's port accepts connections (False: stopped first)."""
+        if self.client.accepting():
+            return True
+        log.info("waiting for the handler to accept connections", extra={"fields": self._where()})
+        while not stopping.wait(WAIT_POLL_SECONDS):
+            if self.client.accepting():
+                log.info("the handler accepts connections", extra={"fields": self._where()})
+                return True
+        return False
+
+    def _where(self) -> dict[str, str]:
+        return {"handler": self.client.url}
+
+    def close(self) -> None:
+        self.client.close()
+
+    def settle(self, batch: object, until: float, valid: list[tuple[Received, Event]]) -> Settled:
+        settled = Settled([], [], [])
+        emitting: list[tuple[Received, Event]] = []
+        bodies: list[str] = []
+        for n, (message, event) in enumerate(valid):
+            answer = self._call(batch, until, message, event)
+            if answer is None:  # failing past the time: the rest is not tried now
+                settled.unhandled.extend(m for m, _ in valid[n:])
+                break
+            if answer.outcome != OK:
+                settled.rejects.append((message, answer.reason))
+                continue
+            handled = Handled.of(event, answer.result, answer.emitted)
+            refusal = self.table.refusal(handled)  # before anything is published for it
+            if refusal:
+                settled.rejects.append((message, f"the handler's result: {refusal}"))
+            elif answer.emitted:
+                emitting.append((message, handled))
+                bodies.extend(answer.emitted)
+            else:
+                settled.done.append((message, handled))
+        if bodies and self._publish(batch, until, bodies):
+            settled.done.extend(emitting)
+        else:
+            settled.unhandled.extend(m for m, _ in emitting)
+        return settled
+
+    def _call(self, batch: object, until: float, message: Received, event: Event) -> Answer | None:
+        """The handler's answer, retried in place while it is failing; None past ``until``."""
+        attempt = 0
+        while (left := until - time.monotonic()) > 0:
+            started = time.monotonic()
+            reply = self.client.post(message.body, left)
+            self.metrics.seconds.observe(time.monotonic() - started)
+            if isinstance(reply, str):
+                answer = Answer(reply, f"handler {reply} ({self.client.url})")
+            else:
+                answer = read_answer(*reply, self.workflow, event)
+            self.metrics.call(answer.outcome)
+            if answer.outcome not in FAILING:
+                return answer
+            self.breaker.failed("handler")
+            log.info(
+                "handler failing; retrying in place",
+                extra={"fields": {"event_id": event.id, "error": answer.reason}},
+            )
+            if not self.back_off(batch, attempt, until):
+                return None
+            attempt += 1
+        return None
+
+    def _publish(self, batch: object, until: float, bodies: list[str]) -> bool:
+        """Publish to the router, retried in place (the same ids each time); False past
+        ``until``. A partly failed call is retried whole: a repeat is one more delivery of
+        the same event, which the next workflow stores once."""
+        attempt = 0
+        while True:
+            try:
+                failed = self.router.send(bodies)
+            except Exception as exc:  # the router's SDK: counted as every event failed
+                log.warning("publish failed", extra={"fields": {"error": str(exc)[:300]}})
+                failed = len(bodies)
+            if not failed:
+                self.metrics.emitted.inc(len(bodies))
+                return True
+            self.breaker.failed("router")
+            if not self.back_off(batch, attempt, until):
+                log.warning(
+                    "router failing: emitted events not published in time",
+                    extra={"fields": {"count": len(bodies)}},
+                )
+                return False
+            attempt += 1
