@@ -18,6 +18,7 @@ from pulumi_aws import (
 from pulumi_aws import eks as aws_eks
 from pulumi_kubernetes import core as k8s_core
 
+from components.app_image import handler_image
 from components.aws.alarms import (
     HEARTBEAT_NAMESPACE,
     AlertTopic,
@@ -492,9 +493,17 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
                 oidc=cluster.oidc,
                 namespace=cfg.consumer.namespace,
                 service_account=w.k8s_name,
-                statements=consumer_statements(
-                    queue.queue_arn, queue.dlq_arn, table_arn, table_keys, region
-                ),
+                statements=[
+                    *consumer_statements(
+                        queue.queue_arn, queue.dlq_arn, table_arn, table_keys, region
+                    ),
+                    # Handler: what it emits is published to the router (docs/handlers.md).
+                    *(
+                        publisher_statements(router.topic_arn, router.key_arn, region)
+                        if w.handler
+                        else []
+                    ),
+                ],
                 tags=tags,
             ),
         )
@@ -524,6 +533,16 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
                 ),
                 service_account_annotations={"eks.amazonaws.com/role-arn": identity.role_arn},
                 platform=[keda, karpenter.node_pools, identity],
+                # Handler: its image, and the router the consumer publishes emitted events to.
+                handler_image=handler_image(
+                    w,
+                    lambda name, context: (
+                        EcrConsumerImage(
+                            name, EcrConsumerImageArgs(tags=tags, context=context)
+                        ).image_ref
+                    ),
+                ),
+                router_env={"EDW_ROUTER": router.topic_arn},
             ),
             opts=on_cluster,
         )

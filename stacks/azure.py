@@ -14,6 +14,7 @@ import pulumi
 from pulumi_azure_native import authorization, cosmosdb, resources
 from pulumi_kubernetes import core
 
+from components.app_image import handler_image
 from components.azure.alerts import MonitorAlerts, MonitorAlertsArgs
 from components.azure.cluster import AksCluster, AksClusterArgs
 from components.azure.container_insights import ContainerInsights, ContainerInsightsArgs
@@ -417,6 +418,12 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
                     STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR,
                     queue.poison_queue_id,
                 ),
+                # Handler: what it emits is published to the router (docs/handlers.md).
+                *(
+                    [identity.role("router-sender", EVENTGRID_DATA_SENDER, router.topic_id)]
+                    if w.handler
+                    else []
+                ),
             ],
             table_roles=[table_writer(results)],
         )
@@ -462,6 +469,23 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
                     keda_token,
                     cluster.acr_pull,
                 ],
+                # Handler: its image, and the router the consumer publishes emitted events to.
+                handler_image=handler_image(
+                    w,
+                    lambda name, context: (
+                        AcrConsumerImage(
+                            name,
+                            AcrConsumerImageArgs(
+                                registry_id=cluster.registry_id,
+                                login_server=cluster.registry_login_server,
+                                tenant_id=client.tenant_id,
+                                repository=f"edw-{name}",  # edw-<workflow>-handler-image
+                                context=context,
+                            ),
+                        ).image_ref
+                    ),
+                ),
+                router_env={"EDW_ROUTER": router.endpoint},
             ),
             opts=on_cluster,
         )
