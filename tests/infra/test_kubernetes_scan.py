@@ -170,7 +170,7 @@ def test_the_namespace_denies_all_but_probes_dns_and_https(aws_run: StackRun) ->
     }
     assert policies["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
     consumer = policies["edw-consumer"]
-    assert consumer["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8080}]}]
+    assert consumer["ingress"] == [{"ports": [{"protocol": "TCP", "port": 9464}]}]
     dns, https = consumer["egress"]
     assert {(p["protocol"], p["port"]) for p in dns["ports"]} == {("UDP", 53), ("TCP", 53)}
     assert dns["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
