@@ -900,6 +900,82 @@ CASES = [
         None,
         (),
     ),
+    # --- a workflow's handler: a native sidecar, checked like the consumer
+    *[
+        (rule, lambda: [f.with_handler(f.deployment()), f.with_handler(f.scaled_job())], None, ())
+        for rule in (
+            "k8s-run-as-non-root",
+            "k8s-read-only-root-filesystem",
+            "k8s-no-privilege-escalation",
+            "k8s-resources-set",
+            "k8s-probes-set",
+            "k8s-no-latest-image",
+        )
+    ],
+    (
+        "k8s-run-as-non-root",
+        one(
+            f.with_handler(
+                f.deployment(),
+                f.handler(securityContext={"runAsUser": 0.0, "readOnlyRootFilesystem": True}),
+            )
+        ),
+        None,
+        (
+            "Deployment 'consumer' container 'handler' does not set runAsNonRoot=true",
+            "container 'handler' runs as UID 0",
+        ),
+    ),
+    (
+        "k8s-read-only-root-filesystem",
+        one(f.with_handler(f.deployment(), f.handler(securityContext={"runAsNonRoot": True}))),
+        None,
+        ("Deployment 'consumer' container 'handler' does not set readOnlyRootFilesystem=true",),
+    ),
+    (
+        "k8s-read-only-root-filesystem",  # a job workflow's handler too
+        one(f.with_handler(f.scaled_job(), f.handler(securityContext={"runAsNonRoot": True}))),
+        None,
+        ("ScaledJob 'nightly' container 'handler' does not set readOnlyRootFilesystem=true",),
+    ),
+    (
+        "k8s-no-privilege-escalation",
+        one(f.with_handler(f.deployment(), f.handler(securityContext={"privileged": True}))),
+        None,
+        (
+            "container 'handler' does not set allowPrivilegeEscalation=false",
+            "container 'handler' is privileged",
+        ),
+    ),
+    (
+        "k8s-resources-set",
+        one(f.with_handler(f.deployment(), f.handler(resources={"requests": {"cpu": "100m"}}))),
+        None,
+        ("container 'handler' has no requests for memory", "container 'handler' has no limits"),
+    ),
+    (
+        "k8s-probes-set",
+        one(f.with_handler(f.deployment(), f.handler(readinessProbe=None, livenessProbe=None))),
+        None,
+        ("Deployment 'consumer' container 'handler' has no livenessProbe, readinessProbe",),
+    ),
+    (  # an init container that runs to completion first is no sidecar: no probes needed
+        "k8s-probes-set",
+        one(
+            f.with_handler(
+                f.deployment(),
+                f.handler(restartPolicy=None, readinessProbe=None, livenessProbe=None),
+            )
+        ),
+        None,
+        (),
+    ),
+    (
+        "k8s-no-latest-image",
+        one(f.with_handler(f.scaled_job(), f.handler(image="orders-handler"))),
+        None,
+        ("ScaledJob 'nightly' container 'handler' image 'orders-handler' has no tag",),
+    ),
     ("k8s-helm-chart-pinned", one(f.helm_release()), None, ()),
     (
         "k8s-helm-chart-pinned",
