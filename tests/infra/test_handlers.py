@@ -35,14 +35,6 @@ WORKFLOWS = [
     # A job workflow with a prebuilt image on its own port.
     {"name": "ship", "mode": "job", "handler": {"image": SHIP_IMAGE, "port": 3000}},
 ]
-HARDENED = {
-    "runAsNonRoot": True,
-    "runAsUser": 10001,
-    "runAsGroup": 10001,
-    "readOnlyRootFilesystem": True,
-    "allowPrivilegeEscalation": False,
-    "capabilities": {"drop": ["ALL"]},
-}
 
 
 @pytest.fixture(scope="module", params=["aws", "dev"])
@@ -92,7 +84,14 @@ def test_the_handler_is_a_hardened_native_sidecar_with_tcp_probes(
         assert handler[probe]["tcpSocket"] == {"port": "handler"}, probe
     # The same hardening as the consumer, and a /tmp of its own.
     (consumer,) = template["spec"]["containers"]
-    assert handler["securityContext"] == consumer["securityContext"] == HARDENED
+    hardening = handler["securityContext"]
+    assert hardening == consumer["securityContext"]
+    assert (hardening["runAsNonRoot"], hardening["runAsUser"]) == (True, 10001)
+    assert (hardening["readOnlyRootFilesystem"], hardening["allowPrivilegeEscalation"]) == (
+        True,
+        False,
+    )
+    assert hardening["capabilities"] == {"drop": ["ALL"]}
     (mount,) = handler["volumeMounts"]
     assert mount["mountPath"] == "/tmp"
     assert mount["name"] != consumer["volumeMounts"][0]["name"]

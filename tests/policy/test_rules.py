@@ -42,6 +42,15 @@ def without_policy_for(queue_name: str) -> list[f.Rec]:
 
 
 STAR = "arn:aws:sqs:us-east-1:123456789012:*"
+# The rules over every container of a pod (a handler sidecar's too).
+CONTAINER_RULES = (
+    "k8s-run-as-non-root",
+    "k8s-read-only-root-filesystem",
+    "k8s-no-privilege-escalation",
+    "k8s-resources-set",
+    "k8s-probes-set",
+    "k8s-no-latest-image",
+)
 CASES = [
     # --- SQS
     ("aws-sqs-encrypted", one(f.work_queue()), None, ()),
@@ -794,17 +803,7 @@ CASES = [
         (),
     ),
     # --- Kubernetes workloads
-    *[
-        (rule, lambda: [f.deployment(), f.azure_consumer()], None, ())
-        for rule in (
-            "k8s-run-as-non-root",
-            "k8s-read-only-root-filesystem",
-            "k8s-no-privilege-escalation",
-            "k8s-resources-set",
-            "k8s-probes-set",
-            "k8s-no-latest-image",
-        )
-    ],
+    *[(rule, lambda: [f.deployment(), f.azure_consumer()], None, ()) for rule in CONTAINER_RULES],
     (
         "k8s-run-as-non-root",
         one(
@@ -903,14 +902,7 @@ CASES = [
     # --- a workflow's handler: a native sidecar, checked like the consumer
     *[
         (rule, lambda: [f.with_handler(f.deployment()), f.with_handler(f.scaled_job())], None, ())
-        for rule in (
-            "k8s-run-as-non-root",
-            "k8s-read-only-root-filesystem",
-            "k8s-no-privilege-escalation",
-            "k8s-resources-set",
-            "k8s-probes-set",
-            "k8s-no-latest-image",
-        )
+        for rule in CONTAINER_RULES
     ],
     (
         "k8s-run-as-non-root",
