@@ -178,6 +178,13 @@ def test_a_stack_with_handlers_breaks_no_mandatory_rule(run: StackRun) -> None:
     assert [v for v in evaluate(run.resources, config) if v.mandatory] == []
 
 
+def test_a_first_preview_with_handlers_breaks_no_mandatory_rule(run: StackRun) -> None:
+    """A build handler's image is unknown until `up` pushes it: rules must not read it as unset."""
+    preview = run_stack(run.stack, {"workflows": json.dumps(WORKFLOWS)}, preview=True)
+    config = PackConfig.load(STACK_CONFIG_DIR / f"{run.stack}.json")
+    assert [v for v in evaluate(preview.resources, config) if v.mandatory] == []
+
+
 # --- the image ----------------------------------------------------------------------------------
 
 
