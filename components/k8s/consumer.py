@@ -434,8 +434,9 @@ def _handler_container(handler: Handler, image: pulumi.Input[str]) -> core.v1.Co
         # router address, no credentials (the webhooks skip it, see SKIP_CONTAINERS_ANNOTATION).
         env=[core.v1.EnvVarArgs(name="PORT", value=str(handler.port))],
         # Not opened by the network policy: the consumer calls it over loopback and the
-        # kubelet's probes come from the node, which both enforcers always let in (the VPC CNI
-        # agent allows the node IP, Cilium the host).
+        # kubelet's probes come from the node. The VPC CNI's agent always lets the node IP in
+        # (aws/aws-network-policy-agent issue 56, maintainer's answer); Cilium lets the local
+        # host in by default (its allow-localhost option), not verified here against AKS.
         ports=[core.v1.ContainerPortArgs(name="handler", container_port=handler.port)],
         resources=core.v1.ResourceRequirementsArgs(
             requests={"cpu": handler.cpu_request, "memory": handler.memory_request},
