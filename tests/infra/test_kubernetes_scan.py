@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from stacks.offline import RecordedResource, StackRun, run_stack
+from tests.infra.test_handlers import WORKFLOWS as HANDLER_WORKFLOWS
 
 REPO = Path(__file__).resolve().parents[2]
 CHECKOV = REPO / ".tools" / "checkov" / "bin" / "checkov"
@@ -98,6 +99,10 @@ def findings(
     batch = json.dumps([{"name": "work"}, JOB_WORKFLOW])
     for stack in ("aws", "dev"):
         assert render(run_stack(stack, {"workflows": batch}), root / f"{stack}-batch") >= 10
+    # Handlers add a sidecar to service and job pods (docs/handlers.md).
+    for stack in ("aws", "dev"):
+        handlers = run_stack(stack, {"workflows": json.dumps(HANDLER_WORKFLOWS)})
+        assert render(handlers, root / f"{stack}-handlers") >= 10
     # Observability full and a preview identity add RBAC: the collector's and the previewers'.
     full = {"observability": "full", "previewArns": json.dumps([PREVIEW_ROLE])}
     assert render(run_stack("aws", full), root / "aws-rbac") >= 10
