@@ -1069,6 +1069,17 @@ class _Parser:
             if key in own and not (isinstance(value, str) and QUANTITY_RE.match(value)):
                 self.fail(f"{label}.{key}", f"must be {quantity}; got {json.dumps(value)}")
             resources[key] = str(value)
+        for kind in ("Cpu", "Memory"):
+            request, limit = (resources[f"handler{kind}{part}"] for part in ("Request", "Limit"))
+            if all(map(QUANTITY_RE.match, (request, limit))) and (
+                _quantity(request) > _quantity(limit)
+            ):
+                # The API server refuses such a pod: say so now, not at rollout.
+                self.fail(
+                    f"{label}.handler{kind}Limit",
+                    f"must be at least the handler's {kind.lower()} request ({request}); got "
+                    f"{limit}",
+                )
         return Handler(
             port=port if type(port) is int else DEFAULT_HANDLER_PORT,
             cpu_request=resources["handlerCpuRequest"],
@@ -1343,6 +1354,13 @@ def node_drain(workflows: tuple[Workflow, ...]) -> str:
         default=0,
     )
     return f"{longest + NODE_DRAIN_MARGIN_SECONDS}s"
+
+
+def _quantity(text: str) -> float:
+    """A Kubernetes quantity of QUANTITY_RE's form as a number (cores or bytes)."""
+    units = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+    unit = QUANTITY_RE.match(text).group(2)  # type: ignore[union-attr]
+    return float(text.removesuffix(unit or "")) * units.get(unit or "", 1)
 
 
 def _article(kind: str) -> str:

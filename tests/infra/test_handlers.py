@@ -391,6 +391,17 @@ def test_handler_resources_are_checked_and_need_a_handler() -> None:
     assert "edw:workflows[1] (orders).handlerMemoryLimit must be a Kubernetes quantity" in message
     message = error_of({"name": "orders", "handlerCpuLimit": "1"})
     assert "edw:workflows[1] (orders) sets handlerCpuLimit but has no handler" in message
+    message = error_of(
+        {"name": "orders", "handler": {"image": "orders:1"}, "handlerCpuLimit": "50m"}
+    )
+    assert (
+        "edw:workflows[1] (orders).handlerCpuLimit must be at least the handler's cpu request "
+        "(100m); got 50m"
+    ) in message
+    message = error_of(
+        {"name": "orders", "handler": {"image": "orders:1"}}, handlerMemoryRequest="1Gi"
+    )
+    assert "handlerMemoryLimit must be at least the handler's memory request (1Gi)" in message
     message = error_of({"name": "orders"}, handlerCpuRequest="fast")
     assert "edw:handlerCpuRequest must be a Kubernetes quantity" in message
 
