@@ -1,14 +1,19 @@
-"""The consumer image, built from the bundled app/ directory and tagged by its content."""
+"""Images `up` builds: the consumer from the bundled app/ directory, and each workflow's handler
+from its own directory; each tagged by its content."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pulumi
 import pulumi_docker_build as docker_build
 
-APP_DIR = Path(__file__).resolve().parent.parent / "app"
+from components.settings import Workflow
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+APP_DIR = PROJECT_DIR / "app"
 APP_CONTEXT = "app"  # relative to the project directory, the program's working directory
 IGNORED = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 
@@ -28,8 +33,10 @@ def build_and_push(
     repository: pulumi.Input[str],
     registry: docker_build.RegistryArgs,
     opts: pulumi.ResourceOptions,
+    context: str = APP_CONTEXT,
 ) -> pulumi.Output[str]:
-    """Build app/ for the nodes' platform, push it to ``repository`` by digest; ``repo@digest``.
+    """Build ``context`` (app/, or a handler's directory: relative to the project directory)
+    for the nodes' platform, push it to ``repository`` by digest; ``repo@digest``.
 
     Two things keep a second `up` from another checkout (CI after a laptop) from failing:
     - the paths are relative to the project directory, where Pulumi runs the program, so the
@@ -42,8 +49,8 @@ def build_and_push(
     """
     image = docker_build.Image(
         name,
-        context=docker_build.BuildContextArgs(location=APP_CONTEXT),
-        dockerfile=docker_build.DockerfileArgs(location=f"{APP_CONTEXT}/Dockerfile"),
+        context=docker_build.BuildContextArgs(location=context),
+        dockerfile=docker_build.DockerfileArgs(location=f"{context}/Dockerfile"),
         platforms=[docker_build.Platform.LINUX_AMD64],
         push=False,  # the registry export below pushes
         exports=[
@@ -53,8 +60,19 @@ def build_and_push(
                 )
             )
         ],
-        labels={"org.opencontainers.image.version": content_tag()},
+        labels={"org.opencontainers.image.version": content_tag(PROJECT_DIR / context)},
         registries=[registry],
         opts=opts,
     )
     return pulumi.Output.concat(repository, "@", image.digest)
+
+
+def handler_image(
+    workflow: Workflow, build: Callable[[str, str], pulumi.Output[str]]
+) -> pulumi.Input[str] | None:
+    """The workflow's handler image: as given, or ``build(name, directory)`` (the cloud's image
+    component, one repository per handler); None without a handler."""
+    handler = workflow.handler
+    if handler is None:
+        return None
+    return handler.image or build(workflow.resource_name("handler-image"), handler.build)

@@ -52,6 +52,32 @@ class ConsumerSettings:
         return self.processing_timeout_seconds + DRAIN_MARGIN_SECONDS
 
 
+# The consumer's own HTTP port (health, metrics): the OpenTelemetry Prometheus exporter's
+# registered port, so a handler can serve on the conventional 8080 beside it.
+CONSUMER_HTTP_PORT = 9464
+DEFAULT_HANDLER_PORT = 8080
+
+
+@dataclass(frozen=True)
+class Handler:
+    """A workflow's own code, run beside its consumer and called over localhost
+    (docs/handlers.md). Exactly one of ``image`` (a pinned reference, used as given) and
+    ``build`` (a directory of the repository with a Dockerfile, built and pushed by `up`)."""
+
+    port: int
+    cpu_request: str
+    memory_request: str
+    cpu_limit: str
+    memory_limit: str
+    image: str = ""
+    build: str = ""
+
+    @property
+    def url(self) -> str:
+        """Where the consumer reaches it: the pod's loopback (EDW_HANDLER_URL)."""
+        return f"http://127.0.0.1:{self.port}/"
+
+
 @dataclass(frozen=True)
 class Workflow:
     """One queue-driven workflow: what the router sends it and how its consumer runs, with the
@@ -64,6 +90,7 @@ class Workflow:
     mode: Literal["service", "job"] = "service"
     capacity: Literal["spot-first", "on-demand"] = "spot-first"
     schedule: str = ""  # cron, UTC: publish a scheduled event to the router ("" = none)
+    handler: Handler | None = None  # None: the bundled consumer stores each event as is
 
     def resource_name(self, base: str) -> str:
         """Logical name of one of the workflow's resources: the default workflow keeps the

@@ -71,10 +71,13 @@ def consumer(
     trigger: QueueTrigger,
     identity: PodIdentity,
     ready: Sequence[pulumi.Resource],
+    handler_image: pulumi.Input[str] | None = None,
+    router_env: Mapping[str, pulumi.Input[str]] | None = None,
 ) -> ConsumerDeployment:
     """The workflow's consumer pods (Deployment + ScaledObject, or ScaledJob): the one place
     both clouds put them together. ``ready``: what must exist first and go last (KEDA, the node
-    pools, the identities)."""
+    pools, the identities). With a handler: its image, and the router the consumer publishes
+    what it emits to (docs/handlers.md)."""
     return ConsumerDeployment(
         workflow.resource_name("consumer"),
         ConsumerDeploymentArgs(
@@ -88,6 +91,8 @@ def consumer(
             service_account_labels=identity.labels,
             pod_labels=identity.labels,
             platform=ready,
+            handler_image=handler_image,
+            router_env=router_env or {},
         ),
         opts=moved_under(parent),
     )

@@ -18,6 +18,7 @@ from pulumi_aws import (
 from pulumi_aws import eks as aws_eks
 from pulumi_kubernetes import core as k8s_core
 
+from components.app_image import handler_image
 from components.aws.alarms import (
     AlertTopic,
     AlertTopicArgs,
@@ -394,6 +395,14 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
                 cluster=kubernetes,
                 scaling=[keda, karpenter.node_pools],
                 system_nodes=cluster.system_nodes,
+                handler_image=handler_image(
+                    w,
+                    lambda name, context: (
+                        EcrConsumerImage(
+                            name, EcrConsumerImageArgs(tags=tags, context=context)
+                        ).image_ref
+                    ),
+                ),
             ),
             opts=on_cluster,
         )

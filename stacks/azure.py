@@ -13,6 +13,7 @@ import pulumi
 from pulumi_azure_native import authorization, cosmosdb, resources
 from pulumi_kubernetes import core
 
+from components.app_image import handler_image
 from components.azure.alerts import MonitorAlerts, MonitorAlertsArgs
 from components.azure.cluster import AksCluster, AksClusterArgs
 from components.azure.container_insights import ContainerInsights, ContainerInsightsArgs
@@ -370,6 +371,21 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
                 cluster=kubernetes,
                 node_pools=nap.node_pools,
                 image_pull=cluster.acr_pull,
+                handler_image=handler_image(
+                    w,
+                    lambda name, context: (
+                        AcrConsumerImage(
+                            name,
+                            AcrConsumerImageArgs(
+                                registry_id=cluster.registry_id,
+                                login_server=cluster.registry_login_server,
+                                tenant_id=client.tenant_id,
+                                repository=f"edw-{name}",  # edw-<workflow>-handler-image
+                                context=context,
+                            ),
+                        ).image_ref
+                    ),
+                ),
             ),
             opts=on_cluster,
         )

@@ -14,6 +14,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -23,6 +24,8 @@ from components.aws.principals import repeated, same_principal
 from components.k8s.consumer import job_deadline_seconds
 from components.routing import EventFilter, FilterError, matches, parse_filter
 from components.settings import (
+    CONSUMER_HTTP_PORT,
+    DEFAULT_HANDLER_PORT,
     DEFAULT_WORKFLOW,
     DRAIN_MARGIN_SECONDS,
     PRINCIPAL_TYPES,
@@ -31,6 +34,7 @@ from components.settings import (
     AzureSettings,
     Cloud,
     ConsumerSettings,
+    Handler,
     NodePoolSettings,
     Principal,
     QueueSettings,
@@ -153,6 +157,26 @@ VM_SIZE_RE = re.compile(r"^Standard_[A-Z][A-Za-z0-9_]+$")
 INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 IAM_PRINCIPAL_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
 IMAGE_RE = re.compile(r"^[\w.\-/:]+(@sha256:[0-9a-f]{64}|:[\w.\-]+)$")
+# An image reference, by the grammar of github.com/distribution/reference (regexp.go at commit
+# 00a09fa, the grammar in reference.go's package doc): name [":" tag] ["@" digest], the name an
+# optional domain[:port] then lowercase path components. Groups: name, tag, digest.
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[(?:[a-fA-F0-9:]+)\])(?::[0-9]+)?"
+_REMOTE_NAME = rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+IMAGE_REFERENCE_RE = re.compile(
+    rf"^((?:{_DOMAIN}/)?{_REMOTE_NAME})"
+    r"(?::([\w][\w.-]{0,127}))?"
+    r"(?:@([A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?$",
+    re.ASCII,  # Go's \w is ASCII only
+)
+# reference.go RepositoryNameTotalLengthMax: the name's path (without the domain, split as
+# anchoredNameRegexp does) at most this.
+IMAGE_NAME_RE = re.compile(rf"^(?:({_DOMAIN})/)?({_REMOTE_NAME})$")
+IMAGE_PATH_MAX = 255
+SHA256_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+# The project directory: a handler's build directory must lie inside it (`up` runs there).
+REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 SQS_MAX_VISIBILITY = 43_200
 AZURE_MESSAGE_TTL_SECONDS = 7 * 24 * 3600
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
@@ -174,7 +198,19 @@ WORKFLOW_OVERRIDES = (
     "consumerCpuLimit",
     "consumerMemoryLimit",
 )
-WORKFLOW_KEYS = ("name", "filter", "mode", "capacity", "schedule")
+# A handler's resources: stack-wide defaults a workflow with a handler may override.
+HANDLER_RESOURCES = (
+    "handlerCpuRequest",
+    "handlerMemoryRequest",
+    "handlerCpuLimit",
+    "handlerMemoryLimit",
+)
+WORKFLOW_KEYS = ("name", "filter", "mode", "capacity", "schedule", "handler")
+HANDLER_KEYS = ("image", "build", "port")
+HANDLER_SHAPE = (
+    '{"image": "<repo:tag or repo@sha256:...>", "port": 8080} or '
+    '{"build": "<directory with a Dockerfile>", "port": 8080}'
+)
 OBSERVABILITY_MODES = ("basic", "full")
 MODES = ("service", "job")
 CAPACITIES = ("spot-first", "on-demand")
@@ -266,6 +302,31 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("consumerMemoryRequest", "string", "256Mi", "Memory request of a consumer pod."),
     Setting("consumerCpuLimit", "string", "1", "CPU limit of a consumer pod."),
     Setting("consumerMemoryLimit", "string", "512Mi", "Memory limit of a consumer pod."),
+    Setting(
+        "handlerCpuRequest",
+        "string",
+        "100m",
+        "CPU request of a workflow's handler container (docs/handlers.md); a workflow may "
+        "override it.",
+    ),
+    Setting(
+        "handlerMemoryRequest",
+        "string",
+        "128Mi",
+        "Memory request of a workflow's handler container; a workflow may override it.",
+    ),
+    Setting(
+        "handlerCpuLimit",
+        "string",
+        "500m",
+        "CPU limit of a workflow's handler container; a workflow may override it.",
+    ),
+    Setting(
+        "handlerMemoryLimit",
+        "string",
+        "256Mi",
+        "Memory limit of a workflow's handler container; a workflow may override it.",
+    ),
     Setting("spotCpuLimit", "integer", 64, "Total vCPUs the spot NodePool may provision."),
     Setting("spotMemoryLimit", "string", "256Gi", "Total memory the spot NodePool may provision."),
     Setting("onDemandCpuLimit", "integer", 32, "Total vCPUs the on-demand NodePool may provision."),
@@ -297,8 +358,8 @@ SETTINGS: tuple[Setting, ...] = (
         "workflows",
         "array",
         [{"name": DEFAULT_WORKFLOW}],
-        "The workflows behind the router: name, optional filter and per-workflow overrides "
-        "(docs/routing.md).",
+        "The workflows behind the router: name, optional filter, optional handler (the "
+        "workflow's own code: docs/handlers.md) and per-workflow overrides (docs/routing.md).",
         items="object",
     ),
     Setting(
@@ -684,6 +745,7 @@ class _Parser:
                 ipaddress.ip_network(cidr)
             except ValueError:
                 self.fail("apiAllowedCidrs", f"has an invalid CIDR {cidr!r}")
+        self.handler_defaults()
         tags: dict[str, str] = {}
         for item in self.raw("tags"):
             key, sep, value = item.partition("=")
@@ -769,6 +831,12 @@ class _Parser:
             cpu_limit=self.matching("consumerCpuLimit", QUANTITY_RE, quantity),
             memory_limit=self.matching("consumerMemoryLimit", QUANTITY_RE, quantity),
         )
+
+    def handler_defaults(self) -> None:
+        """The stack-wide handler resources, checked once (workflows' own are checked each)."""
+        quantity = "a Kubernetes quantity like 250m, 1, 512Mi or 2Gi"
+        for key in HANDLER_RESOURCES:
+            self.matching(key, QUANTITY_RE, quantity)
 
     def nodes(self, cloud: str | None) -> NodePoolSettings:
         if cloud == "azure":
@@ -950,7 +1018,7 @@ class _Parser:
         workflows = []
         for i, item in enumerate(items):
             label = f"workflows[{i}]"
-            allowed = [*WORKFLOW_KEYS, *WORKFLOW_OVERRIDES]
+            allowed = [*WORKFLOW_KEYS, *WORKFLOW_OVERRIDES, *HANDLER_RESOURCES]
             unknown = sorted(set(item) - set(allowed))
             if unknown:
                 hints = "".join(did_you_mean(k, allowed) for k in unknown)
@@ -972,11 +1040,130 @@ class _Parser:
                     f"{label}.capacity", item.get("capacity", "spot-first"), CAPACITIES
                 ),
                 schedule=self.schedule(f"{label}.schedule", item.get("schedule", "")),
+                handler=self.handler(f"{label} ({name})", item),
             )
             self.schedule_reaches(f"{label} ({name})", workflow)
             self.schedule_alarmed(label, workflow)
             workflows.append(workflow)
         return tuple(workflows)
+
+    def handler(self, label: str, item: Mapping[str, Any]) -> Handler | None:
+        """The workflow's handler, or None; its resources are the stack-wide ones under the
+        workflow's own. Errors name the workflow and the field."""
+        raw = item.get("handler")
+        own = {k: item[k] for k in HANDLER_RESOURCES if k in item}
+        if raw is None:
+            if own:
+                self.fail(
+                    label,
+                    f"sets {', '.join(sorted(own))} but has no handler; add a handler or "
+                    "remove them",
+                )
+            return None
+        if not isinstance(raw, dict):
+            self.fail(f"{label}.handler", f"must be {HANDLER_SHAPE}; got {json.dumps(raw)}")
+            return None
+        unknown = sorted(set(raw) - set(HANDLER_KEYS))
+        if unknown:
+            hints = "".join(did_you_mean(k, HANDLER_KEYS) for k in unknown)
+            self.fail(
+                f"{label}.handler",
+                f"has unknown keys {unknown}{hints}; allowed: {', '.join(HANDLER_KEYS)}",
+            )
+        sources = [k for k in ("image", "build") if k in raw]
+        if len(sources) != 1:
+            self.fail(
+                f"{label}.handler",
+                f"must set exactly one of image, build ({HANDLER_SHAPE}); got "
+                f"{', '.join(sources) or 'neither'}",
+            )
+        port = raw.get("port", DEFAULT_HANDLER_PORT)
+        if type(port) is not int or not 1 <= port <= 65_535:
+            self.fail(
+                f"{label}.handler.port", f"must be an integer 1-65535; got {json.dumps(port)}"
+            )
+        elif port == CONSUMER_HTTP_PORT:
+            self.fail(
+                f"{label}.handler.port",
+                f"must not be {CONSUMER_HTTP_PORT}: the consumer serves its health and metrics "
+                "there, in the same pod",
+            )
+        quantity = "a Kubernetes quantity like 250m, 1, 512Mi or 2Gi"
+        resources = {}
+        for key in HANDLER_RESOURCES:
+            value = own.get(key, self.raw(key))
+            if key in own and not (isinstance(value, str) and QUANTITY_RE.match(value)):
+                self.fail(f"{label}.{key}", f"must be {quantity}; got {json.dumps(value)}")
+            resources[key] = str(value)
+        for kind in ("Cpu", "Memory"):
+            request, limit = (resources[f"handler{kind}{part}"] for part in ("Request", "Limit"))
+            if all(map(QUANTITY_RE.match, (request, limit))) and (
+                _quantity(request) > _quantity(limit)
+            ):
+                # The API server refuses such a pod: say so now, not at rollout.
+                self.fail(
+                    f"{label}.handler{kind}Limit",
+                    f"must be at least the handler's {kind.lower()} request ({request}); got "
+                    f"{limit}",
+                )
+        return Handler(
+            port=port if type(port) is int else DEFAULT_HANDLER_PORT,
+            cpu_request=resources["handlerCpuRequest"],
+            memory_request=resources["handlerMemoryRequest"],
+            cpu_limit=resources["handlerCpuLimit"],
+            memory_limit=resources["handlerMemoryLimit"],
+            image=self.handler_image(f"{label}.handler.image", raw["image"])
+            if "image" in raw
+            else "",
+            build=self.handler_build(f"{label}.handler.build", raw["build"])
+            if "build" in raw
+            else "",
+        )
+
+    def handler_image(self, key: str, value: Any) -> str:
+        """A pinned image reference (distribution/reference grammar): a tag other than latest,
+        or a sha256 digest; used as given."""
+        shape = "an image reference pinned by tag or digest (repo:tag or repo@sha256:<64 hex>)"
+        text = value if isinstance(value, str) else ""
+        match = IMAGE_REFERENCE_RE.match(text)
+        if match is None:
+            lower = IMAGE_REFERENCE_RE.match(text.lower())
+            why = " (the repository name must be lowercase)" if text and lower else ""
+            self.fail(key, f"must be {shape}{why}; got {json.dumps(value)}")
+            return str(value)
+        name, tag, digest = match.groups()
+        path = IMAGE_NAME_RE.match(name).group(2)  # type: ignore[union-attr]
+        if len(path) > IMAGE_PATH_MAX:
+            self.fail(key, f"has a repository name longer than {IMAGE_PATH_MAX} characters")
+        elif digest and not SHA256_DIGEST_RE.match(digest):
+            self.fail(key, f"must pin a sha256 digest (sha256:<64 lowercase hex>); got {digest!r}")
+        elif not (tag or digest):
+            self.fail(key, f"must be {shape}: without either it means :latest; got {value!r}")
+        elif tag == "latest" and not digest:
+            self.fail(key, "must pin a tag or digest, not :latest")
+        return text
+
+    def handler_build(self, key: str, value: Any) -> str:
+        """A directory of this repository holding a Dockerfile, as a relative POSIX path."""
+        if not isinstance(value, str) or not value.strip():
+            self.fail(key, f"must be a directory of this repository; got {json.dumps(value)}")
+            return ""
+        path = PurePosixPath(value)
+        if path.is_absolute() or ".." in path.parts:
+            self.fail(
+                key,
+                f"must be a path inside the repository, relative to its root and without '..'; "
+                f"got {value!r}",
+            )
+            return value
+        found = (REPOSITORY_ROOT / path).resolve()
+        if not found.is_relative_to(REPOSITORY_ROOT):
+            self.fail(key, f"leaves the repository (through a symbolic link); got {value!r}")
+        elif not found.is_dir():
+            self.fail(key, f"is not a directory of the repository; got {value!r}")
+        elif not (found / "Dockerfile").is_file():
+            self.fail(key, f"has no Dockerfile to build the handler image from; got {value!r}")
+        return path.as_posix()
 
     def item_choice(self, key: str, value: Any, allowed: tuple[str, ...]) -> Any:
         if value not in allowed:
@@ -1193,6 +1380,13 @@ def node_drain(workflows: tuple[Workflow, ...]) -> str:
         default=0,
     )
     return f"{longest + NODE_DRAIN_MARGIN_SECONDS}s"
+
+
+def _quantity(text: str) -> float:
+    """A Kubernetes quantity of QUANTITY_RE's form as a number (cores or bytes)."""
+    units = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+    unit = QUANTITY_RE.match(text).group(2)  # type: ignore[union-attr]
+    return float(text.removesuffix(unit or "")) * units.get(unit or "", 1)
 
 
 def _article(kind: str) -> str:

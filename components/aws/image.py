@@ -1,4 +1,5 @@
-"""The consumer image: an ECR repository and the image built from app/ during `up`."""
+"""An image built during `up` into an ECR repository of its own: the consumer's (app/) and each
+workflow handler's (its directory)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pulumi
 import pulumi_docker_build as docker_build
 from pulumi_aws import ecr
 
-from components.app_image import build_and_push
+from components.app_image import APP_CONTEXT, build_and_push
 
 KEEP_IMAGES = 20
 
@@ -18,6 +19,7 @@ KEEP_IMAGES = 20
 @dataclass(frozen=True)
 class EcrConsumerImageArgs:
     tags: Mapping[str, str]
+    context: str = APP_CONTEXT  # the directory built, relative to the project directory
 
 
 class EcrConsumerImage(pulumi.ComponentResource):
@@ -74,6 +76,7 @@ class EcrConsumerImage(pulumi.ComponentResource):
                 address=repo.repository_url, username=token.user_name, password=token.password
             ),
             opts=child,
+            context=args.context,
         )
         self.repository_url = repo.repository_url
         self.register_outputs({"repository_url": self.repository_url, "image_ref": self.image_ref})

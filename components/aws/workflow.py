@@ -125,6 +125,8 @@ class AwsWorkflowArgs:
     scaling: Sequence[pulumi.Resource]
     # What the schedule's pods wait for: the system node group.
     system_nodes: pulumi.Resource
+    # The handler's image (given, or built by the stack); None without a handler.
+    handler_image: pulumi.Input[str] | None = None
 
 
 class AwsWorkflow(pulumi.ComponentResource):
@@ -177,9 +179,17 @@ class AwsWorkflow(pulumi.ComponentResource):
         identity = self._identity(
             "consumer-identity",
             w.k8s_name,
-            consumer_statements(
-                queue.queue_arn, queue.dlq_arn, args.table.arn, args.table.keys, args.region
-            ),
+            [
+                *consumer_statements(
+                    queue.queue_arn, queue.dlq_arn, args.table.arn, args.table.keys, args.region
+                ),
+                # Handler: what it emits is published to the router (docs/handlers.md).
+                *(
+                    publisher_statements(router.topic_arn, router.key_arn, args.region)
+                    if w.handler
+                    else []
+                ),
+            ],
             args,
         )
         workload = neutral.consumer(
@@ -205,6 +215,8 @@ class AwsWorkflow(pulumi.ComponentResource):
             ),
             identity=irsa(identity.role_arn),
             ready=[*args.scaling, identity],
+            handler_image=args.handler_image,
+            router_env={"EDW_ROUTER": router.topic_arn} if w.handler else None,
         )
         if w.schedule:
             publisher = self._identity(

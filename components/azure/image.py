@@ -1,4 +1,5 @@
-"""The consumer image on Azure: built from app/ during `up` and pushed to the stack's ACR.
+"""Images on Azure, built during `up` and pushed to the stack's ACR: the consumer's (app/,
+repository edw-consumer) and each workflow handler's (its directory, a repository of its own).
 
 The registry has its admin user disabled, so the push authenticates as the identity running
 `pulumi up`, exactly like `az acr login`: the provider's Entra token for Azure Resource Manager
@@ -20,7 +21,7 @@ import pulumi
 import pulumi_docker_build as docker_build
 from pulumi_azure_native import authorization
 
-from components.app_image import build_and_push
+from components.app_image import APP_CONTEXT, build_and_push
 
 ACR_TOKEN_USER = "00000000-0000-0000-0000-000000000000"
 REPOSITORY = "edw-consumer"
@@ -32,6 +33,8 @@ class AcrConsumerImageArgs:
     registry_id: pulumi.Input[str]
     login_server: pulumi.Input[str]
     tenant_id: str
+    repository: str = REPOSITORY
+    context: str = APP_CONTEXT  # the directory built, relative to the project directory
 
 
 def acr_refresh_token(login_server: str, tenant_id: str, aad_access_token: str) -> str:
@@ -70,10 +73,11 @@ class AcrConsumerImage(pulumi.ComponentResource):
         )
         self.image_ref = build_and_push(
             f"{name}-build",
-            repository=pulumi.Output.concat(args.login_server, f"/{REPOSITORY}"),
+            repository=pulumi.Output.concat(args.login_server, f"/{args.repository}"),
             registry=docker_build.RegistryArgs(
                 address=args.login_server, username=ACR_TOKEN_USER, password=password
             ),
             opts=pulumi.ResourceOptions(parent=self),
+            context=args.context,
         )
         self.register_outputs({"image_ref": self.image_ref})

@@ -65,6 +65,8 @@ class AzureWorkflowArgs:
     cluster: neutral.WorkflowCluster
     node_pools: pulumi.Resource  # what the consumer's pods are scheduled on
     image_pull: pulumi.Resource  # the kubelet's pull grant on the registry
+    # The handler's image (given, or built by the stack); None without a handler.
+    handler_image: pulumi.Input[str] | None = None
 
 
 class AzureWorkflow(pulumi.ComponentResource):
@@ -134,6 +136,12 @@ class AzureWorkflow(pulumi.ComponentResource):
                 ids.role(
                     "poison-processor", STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR, queue.poison_queue_id
                 ),
+                # Handler: what it emits is published to the router (docs/handlers.md).
+                *(
+                    [ids.role("router-sender", EVENTGRID_DATA_SENDER, args.router.topic_id)]
+                    if w.handler
+                    else []
+                ),
             ],
             table_roles=[args.table.writer()],
             opts=moved,
@@ -170,6 +178,8 @@ class AzureWorkflow(pulumi.ComponentResource):
                 keda.token,
                 args.image_pull,
             ],
+            handler_image=args.handler_image,
+            router_env={"EDW_ROUTER": args.router.endpoint} if w.handler else None,
         )
         self.heartbeat = None
         if w.schedule:

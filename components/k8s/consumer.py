@@ -17,10 +17,22 @@ import pulumi
 from pulumi_kubernetes import apiextensions, apps, core, meta, networking, policy
 
 from components.k8s.nodepools import CONSUMER_NODE_LABEL, CONSUMER_TAINT
-from components.settings import ConsumerSettings, Workflow
+from components.settings import CONSUMER_HTTP_PORT, ConsumerSettings, Handler, Workflow
 from components.versions import KEDA_API
 
-HTTP_PORT = 8080
+# The consumer's health and metrics port; 8080 is left to handlers (docs/handlers.md).
+HTTP_PORT = CONSUMER_HTTP_PORT
+HANDLER_CONTAINER = "handler"
+# The pod annotation each identity webhook reads to leave containers out of its injection
+# (no token volume mount, no credential env): the handler never holds the workflow's identity.
+# EKS: aws/amazon-eks-pod-identity-webhook pkg/handler/handler.go getContainersToSkip, a
+# comma-separated list, applied to initContainers and containers alike. Azure:
+# Azure/azure-workload-identity pkg/webhook/webhook.go getSkipContainers, a semicolon-separated
+# list, applied to both lists too (docs: topics/service-account-labels-and-annotations.md).
+SKIP_CONTAINERS_ANNOTATION = {
+    "aws": "eks.amazonaws.com/skip-containers",
+    "azure": "azure.workload.identity/skip-containers",
+}
 # Karpenter's pod annotation that blocks voluntary disruption (consolidation, drift, expiry) of
 # the node while the pod runs; AKS NAP is Karpenter and honours it too.
 DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
@@ -106,6 +118,11 @@ class ConsumerDeploymentArgs:
     pod_labels: Mapping[str, str] = field(default_factory=dict)
     # What must exist before the workload and be deleted after it: KEDA, the NodePools.
     platform: Sequence[pulumi.Resource] = ()
+    # The workflow's handler image (built or given), when the workflow has a handler.
+    handler_image: pulumi.Input[str] | None = None
+    # Where the consumer publishes what a handler emits (the router's address, the env the
+    # schedule's producer reads); given to the consumer only when it has a handler.
+    router_env: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
 class ConsumerDeployment(pulumi.ComponentResource):
@@ -230,6 +247,11 @@ TMP_MOUNT = core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")
 TMP_VOLUME = core.v1.VolumeArgs(
     name="tmp", empty_dir=core.v1.EmptyDirVolumeSourceArgs(size_limit="64Mi")
 )
+# The handler's own writable /tmp: it shares nothing on disk with the consumer.
+HANDLER_TMP_MOUNT = core.v1.VolumeMountArgs(name="handler-tmp", mount_path="/tmp")
+HANDLER_TMP_VOLUME = core.v1.VolumeArgs(
+    name="handler-tmp", empty_dir=core.v1.EmptyDirVolumeSourceArgs(size_limit="64Mi")
+)
 CONSUMER_TOLERATION = core.v1.TolerationArgs(
     key=CONSUMER_TAINT["key"],
     operator="Equal",
@@ -321,6 +343,9 @@ def _consumer_env(
     if args.workflow.filter.data_paths:
         # Counted when one crosses an array of objects: SNS routes by it, Event Grid never.
         common["EDW_FILTER_PATHS"] = ",".join(args.workflow.filter.data_paths)
+    if args.workflow.handler:
+        common["EDW_HANDLER_URL"] = args.workflow.handler.url
+        common.update(args.router_env)
     if args.workflow.mode == "job":
         # Each job settles at most one slice of the backlog (the scaler's target), then exits.
         common["EDW_MAX_MESSAGES"] = str(c.queue_length_target)
@@ -364,6 +389,12 @@ def _pod_template(
     # The workflow label is on the pods only: a Deployment's selector cannot change in place.
     pod_labels = {**labels, **args.pod_labels, "edw/workflow": workflow.name}
     annotations = {"prometheus.io/scrape": "true", "prometheus.io/port": str(HTTP_PORT)}
+    sidecars = []
+    if workflow.handler:
+        if args.handler_image is None:
+            raise ValueError(f"workflow {workflow.name!r} has a handler but no handler image")
+        sidecars.append(_handler_container(workflow.handler, args.handler_image))
+        annotations[SKIP_CONTAINERS_ANNOTATION[args.cloud]] = HANDLER_CONTAINER
     if job:
         # Karpenter (and NAP, which is Karpenter) never consolidates or drifts a node away
         # from under a running job; a spot interruption still can (docs/batch.md).
@@ -380,8 +411,9 @@ def _pod_template(
             automount_service_account_token=False,
             termination_grace_period_seconds=c.termination_grace_seconds,
             security_context=POD_SECURITY,
+            init_containers=sidecars or None,
             containers=[container],
-            volumes=[TMP_VOLUME],
+            volumes=[TMP_VOLUME, *([HANDLER_TMP_VOLUME] if sidecars else [])],
             tolerations=[CONSUMER_TOLERATION],
             affinity=node_affinity(workflow.capacity),
             topology_spread_constraints=[
@@ -395,6 +427,41 @@ def _pod_template(
                 )
             ],
         ),
+    )
+
+
+def _handler_container(handler: Handler, image: pulumi.Input[str]) -> core.v1.ContainerArgs:
+    """The workflow's handler as a native sidecar (an init container that keeps running,
+    Kubernetes 1.29+, GA in 1.33: "Sidecar Containers" in the Kubernetes docs): it starts, and
+    passes its startup probe, before the consumer starts, and is stopped after the consumer
+    exits, so no event is ever sent to a handler that is not there. Hardened like the consumer,
+    and its own /tmp."""
+    port: dict[str, Any] = {"tcp_socket": core.v1.TCPSocketActionArgs(port="handler")}
+    return core.v1.ContainerArgs(
+        name=HANDLER_CONTAINER,
+        image=image,
+        image_pull_policy="IfNotPresent",
+        restart_policy="Always",
+        # The Knative convention: the port to serve on. Nothing else: no queue, table or
+        # router address, no credentials (the webhooks skip it, see SKIP_CONTAINERS_ANNOTATION).
+        env=[core.v1.EnvVarArgs(name="PORT", value=str(handler.port))],
+        # Not opened by the network policy: the consumer calls it over loopback and the
+        # kubelet's probes come from the node. The VPC CNI's agent always lets the node IP in
+        # (aws/aws-network-policy-agent issue 56, maintainer's answer); Cilium lets the local
+        # host in by default (its allow-localhost option), not verified here against AKS.
+        ports=[core.v1.ContainerPortArgs(name="handler", container_port=handler.port)],
+        resources=core.v1.ResourceRequirementsArgs(
+            requests={"cpu": handler.cpu_request, "memory": handler.memory_request},
+            limits={"cpu": handler.cpu_limit, "memory": handler.memory_limit},
+        ),
+        # Up to a minute to start listening before the kubelet restarts it.
+        startup_probe=core.v1.ProbeArgs(**port, period_seconds=2, failure_threshold=30),
+        readiness_probe=core.v1.ProbeArgs(**port, period_seconds=5, failure_threshold=2),
+        # A handler that stops accepting connections is restarted; the consumer holds its
+        # events meanwhile (retried, never dead-lettered: docs/handlers.md).
+        liveness_probe=core.v1.ProbeArgs(**port, period_seconds=10, failure_threshold=3),
+        security_context=CONTAINER_SECURITY,
+        volume_mounts=[HANDLER_TMP_MOUNT],
     )
 
 

@@ -20,6 +20,13 @@ def consumer_job(namespace: str) -> dict[str, Any]:
                 "action": "keep",
                 "regex": "true",
             },
+            # Pod discovery makes a target of every container port; a handler's pod has two
+            # containers (components/k8s/consumer.py) and only the consumer serves metrics.
+            {
+                "source_labels": ["__meta_kubernetes_pod_container_name"],
+                "action": "keep",
+                "regex": "consumer",
+            },
             {
                 "source_labels": [
                     "__address__",

@@ -329,6 +329,16 @@ def containers(spec: Mapping[str, Any], *, init: bool = True) -> Iterator[Mappin
                 yield container
 
 
+def long_running_containers(spec: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    """Regular containers, then native sidecars: init containers with restartPolicy Always,
+    which run beside them for the pod's life (Kubernetes "Sidecar Containers", 1.29+), such as
+    a workflow's handler. Other init containers run to completion first."""
+    yield from containers(spec, init=False)
+    for container in as_list(spec.get("initContainers")):
+        if isinstance(container, Mapping) and container.get("restartPolicy") == "Always":
+            yield container
+
+
 def namespace_of(props: Props) -> str:
     return str(dig(props, "metadata", "namespace") or "default")
 

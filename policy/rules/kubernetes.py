@@ -16,6 +16,7 @@ from .common import (
     Subject,
     containers,
     dig,
+    long_running_containers,
     namespace_of,
     pod_spec,
     resource_rule,
@@ -72,7 +73,7 @@ def _resources(workload: Subject, config: Config) -> Iterator[str]:
 
 
 def _probes(workload: Subject, config: Config) -> Iterator[str]:
-    for container in containers(pod_spec(workload), init=False):
+    for container in long_running_containers(pod_spec(workload)):
         missing = [p for p in config["requiredProbes"] if not container.get(p)]
         if missing:
             yield f"{_where(workload, container)} has no {', '.join(missing)}"
@@ -157,8 +158,8 @@ POLICIES = [
     ),
     workload_rule(
         "k8s-probes-set",
-        "Long-running containers must have probes, so broken pods are restarted and get no "
-        "traffic or work.",
+        "Long-running containers (native sidecars included) must have probes, so broken pods "
+        "are restarted and get no traffic or work.",
         _probes,
         LONG_RUNNING_KINDS,
         config={

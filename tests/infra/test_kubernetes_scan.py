@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from stacks.offline import RecordedResource, StackRun, run_stack
+from tests.infra.test_handlers import WORKFLOWS as HANDLER_WORKFLOWS
 
 REPO = Path(__file__).resolve().parents[2]
 CHECKOV = REPO / ".tools" / "checkov" / "bin" / "checkov"
@@ -98,6 +99,10 @@ def findings(
     batch = json.dumps([{"name": "work"}, JOB_WORKFLOW])
     for stack in ("aws", "dev"):
         assert render(run_stack(stack, {"workflows": batch}), root / f"{stack}-batch") >= 10
+    # Handlers add a sidecar to service and job pods (docs/handlers.md).
+    for stack in ("aws", "dev"):
+        handlers = run_stack(stack, {"workflows": json.dumps(HANDLER_WORKFLOWS)})
+        assert render(handlers, root / f"{stack}-handlers") >= 10
     # Observability full and a preview identity add RBAC: the collector's and the previewers'.
     full = {"observability": "full", "previewArns": json.dumps([PREVIEW_ROLE])}
     assert render(run_stack("aws", full), root / "aws-rbac") >= 10
@@ -170,7 +175,7 @@ def test_the_namespace_denies_all_but_probes_dns_and_https(aws_run: StackRun) ->
     }
     assert policies["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
     consumer = policies["edw-consumer"]
-    assert consumer["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8080}]}]
+    assert consumer["ingress"] == [{"ports": [{"protocol": "TCP", "port": 9464}]}]
     dns, https = consumer["egress"]
     assert {(p["protocol"], p["port"]) for p in dns["ports"]} == {("UDP", 53), ("TCP", 53)}
     assert dns["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}

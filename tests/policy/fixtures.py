@@ -378,12 +378,41 @@ def container(**changes: Any) -> dict[str, Any]:
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
         },
-        "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080.0}},
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8080.0}},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": 9464.0}},
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": 9464.0}},
         "env": [{"name": "EDW_QUEUE_URL", "value": "https://sqs.example/edw-aws-work"}],
     }
     spec.update(changes)
     return spec
+
+
+def handler(**changes: Any) -> dict[str, Any]:
+    """A workflow's handler as the program renders it: a native sidecar (an init container with
+    restartPolicy Always), hardened like the consumer, with TCP probes."""
+    probe = {"tcpSocket": {"port": "handler"}}
+    spec = container(
+        name="handler",
+        image="123456789012.dkr.ecr.us-east-1.amazonaws.com/orders-handler@sha256:" + "c" * 64,
+        resources={
+            "requests": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"cpu": "500m", "memory": "256Mi"},
+        },
+        restartPolicy="Always",
+        startupProbe=probe,
+        readinessProbe=probe,
+        livenessProbe=probe,
+        env=[{"name": "PORT", "value": "8080"}],
+    )
+    spec.update(changes)
+    return {k: v for k, v in spec.items() if v is not None}
+
+
+def with_handler(rec: Rec, sidecar: dict[str, Any] | None = None) -> Rec:
+    """The workload with a handler sidecar in its pod (a Deployment's or a ScaledJob's)."""
+    spec = rec.inputs["spec"]
+    template = spec["jobTargetRef"]["template"] if "jobTargetRef" in spec else spec["template"]
+    template["spec"]["initContainers"] = [sidecar or handler()]
+    return rec
 
 
 def deployment(*containers: dict[str, Any], grace: float = 45.0, name: str = "consumer") -> Rec:

@@ -67,8 +67,8 @@ def build_kubernetes(ok: bool, n: str) -> None:
         security_context=k8s.core.v1.SecurityContextArgs(
             read_only_root_filesystem=True, allow_privilege_escalation=False
         ),
-        liveness_probe={"http_get": {"path": "/healthz", "port": 8080}},
-        readiness_probe={"http_get": {"path": "/readyz", "port": 8080}},
+        liveness_probe={"http_get": {"path": "/healthz", "port": 9464}},
+        readiness_probe={"http_get": {"path": "/readyz", "port": 9464}},
     )
     k8s.apps.v1.Deployment(
         f"{n}-deployment",

@@ -42,6 +42,15 @@ def without_policy_for(queue_name: str) -> list[f.Rec]:
 
 
 STAR = "arn:aws:sqs:us-east-1:123456789012:*"
+# The rules over every container of a pod (a handler sidecar's too).
+CONTAINER_RULES = (
+    "k8s-run-as-non-root",
+    "k8s-read-only-root-filesystem",
+    "k8s-no-privilege-escalation",
+    "k8s-resources-set",
+    "k8s-probes-set",
+    "k8s-no-latest-image",
+)
 CASES = [
     # --- SQS
     ("aws-sqs-encrypted", one(f.work_queue()), None, ()),
@@ -800,17 +809,7 @@ CASES = [
         (),
     ),
     # --- Kubernetes workloads
-    *[
-        (rule, lambda: [f.deployment(), f.azure_consumer()], None, ())
-        for rule in (
-            "k8s-run-as-non-root",
-            "k8s-read-only-root-filesystem",
-            "k8s-no-privilege-escalation",
-            "k8s-resources-set",
-            "k8s-probes-set",
-            "k8s-no-latest-image",
-        )
-    ],
+    *[(rule, lambda: [f.deployment(), f.azure_consumer()], None, ()) for rule in CONTAINER_RULES],
     (
         "k8s-run-as-non-root",
         one(
@@ -905,6 +904,75 @@ CASES = [
         one(f.deployment(f.container(image="ghcr.io/x/consumer@sha256:" + "a" * 64))),
         None,
         (),
+    ),
+    # --- a workflow's handler: a native sidecar, checked like the consumer
+    *[
+        (rule, lambda: [f.with_handler(f.deployment()), f.with_handler(f.scaled_job())], None, ())
+        for rule in CONTAINER_RULES
+    ],
+    (
+        "k8s-run-as-non-root",
+        one(
+            f.with_handler(
+                f.deployment(),
+                f.handler(securityContext={"runAsUser": 0.0, "readOnlyRootFilesystem": True}),
+            )
+        ),
+        None,
+        (
+            "Deployment 'consumer' container 'handler' does not set runAsNonRoot=true",
+            "container 'handler' runs as UID 0",
+        ),
+    ),
+    (
+        "k8s-read-only-root-filesystem",
+        one(f.with_handler(f.deployment(), f.handler(securityContext={"runAsNonRoot": True}))),
+        None,
+        ("Deployment 'consumer' container 'handler' does not set readOnlyRootFilesystem=true",),
+    ),
+    (
+        "k8s-read-only-root-filesystem",  # a job workflow's handler too
+        one(f.with_handler(f.scaled_job(), f.handler(securityContext={"runAsNonRoot": True}))),
+        None,
+        ("ScaledJob 'nightly' container 'handler' does not set readOnlyRootFilesystem=true",),
+    ),
+    (
+        "k8s-no-privilege-escalation",
+        one(f.with_handler(f.deployment(), f.handler(securityContext={"privileged": True}))),
+        None,
+        (
+            "container 'handler' does not set allowPrivilegeEscalation=false",
+            "container 'handler' is privileged",
+        ),
+    ),
+    (
+        "k8s-resources-set",
+        one(f.with_handler(f.deployment(), f.handler(resources={"requests": {"cpu": "100m"}}))),
+        None,
+        ("container 'handler' has no requests for memory", "container 'handler' has no limits"),
+    ),
+    (
+        "k8s-probes-set",
+        one(f.with_handler(f.deployment(), f.handler(readinessProbe=None, livenessProbe=None))),
+        None,
+        ("Deployment 'consumer' container 'handler' has no livenessProbe, readinessProbe",),
+    ),
+    (  # an init container that runs to completion first is no sidecar: no probes needed
+        "k8s-probes-set",
+        one(
+            f.with_handler(
+                f.deployment(),
+                f.handler(restartPolicy=None, readinessProbe=None, livenessProbe=None),
+            )
+        ),
+        None,
+        (),
+    ),
+    (
+        "k8s-no-latest-image",
+        one(f.with_handler(f.scaled_job(), f.handler(image="orders-handler"))),
+        None,
+        ("ScaledJob 'nightly' container 'handler' image 'orders-handler' has no tag",),
     ),
     ("k8s-helm-chart-pinned", one(f.helm_release()), None, ()),
     (
