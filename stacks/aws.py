@@ -53,7 +53,7 @@ from components.aws.network import (
     EksNetwork,
     EksNetworkArgs,
 )
-from components.aws.principals import parse, principal_of
+from components.aws.principals import parse, principal_of, unlistable
 from components.aws.prometheus import (
     COLLECTOR_ROLE,
     COLLECTOR_RULES,
@@ -153,7 +153,7 @@ def preflight(cfg: EdwConfig, caller_arn: str) -> AccountState:
         if cluster is None
         else dict(cluster.tags or {}).get(CREATOR_TAG, "")
     )
-    if creator and parse(creator) is None:
+    if creator and parse(creator) is None and not unlistable(creator):
         # A tag set by hand that names no role or user would match no listed ARN: every listed
         # principal would keep its entry, the creator's too (409).
         raise ConfigError(

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 # without its session name (the form the tag keeps).
 IAM_ARN = re.compile(r"^arn:(aws[a-z-]*):iam::(\d{12}):(role|user)/(?:[^/]+/)*([^/]+)$")
 STS_ARN = re.compile(r"^arn:(aws[a-z-]*):sts::(\d{12}):assumed-role/([^/]+)(?:/[^/]+)?$")
+# Callers no access entry can name (the account root, a federated user): the config refuses them
+# in its lists, so as a cluster's creator they match nothing and need no entry of their own.
+UNLISTABLE_ARN = re.compile(r"^arn:aws[a-z-]*:(?:iam::\d{12}:root|sts::\d{12}:federated-user/.+)$")
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,11 @@ def parse(arn: str) -> Principal | None:
         partition, account, name = match.groups()
         return Principal(partition, account, "role", name.lower())
     return None
+
+
+def unlistable(arn: str) -> bool:
+    """Whether an ARN is a caller that no access entry can name (root, a federated user)."""
+    return UNLISTABLE_ARN.match(arn) is not None
 
 
 def same_principal(one: str, other: str) -> bool:

@@ -1093,3 +1093,24 @@ def test_the_log_group_of_a_running_cluster_is_left_to_its_update():
     )
     group = run.one("aws:cloudwatch/logGroup:LogGroup")
     assert (group.import_id, group.ignore_changes) == ("", ())
+
+
+@pytest.mark.parametrize(
+    "caller", [f"arn:aws:iam::{ACCOUNT}:root", f"arn:aws:sts::{ACCOUNT}:federated-user/ops"]
+)
+def test_root_or_a_federated_user_may_create_the_cluster_and_run_later_ups(caller: str) -> None:
+    """Neither can be listed in edw:clusterAdminArns, so as the creator they match no entry:
+    the first `up` they run and every later one (the tag then holds them) go on."""
+    first = run_stack(
+        "aws", {"clusterAdminArns": json.dumps([CI_ROLE]), "offline:callerArn": caller}
+    )
+    assert first.one("eks:index:Cluster").inputs["clusterTags"] == {"edw/creator": caller}
+    later = run_stack(
+        "aws",
+        {
+            "clusterAdminArns": json.dumps([CI_ROLE]),
+            "offline:callerArn": CI_CALLER,
+            "offline:existingCluster": json.dumps({"edw/creator": caller}),
+        },
+    )
+    assert set(entries(later)) == {CI_ROLE}
