@@ -641,7 +641,7 @@ class _Parser:
 
     def matching(self, key: str, pattern: re.Pattern[str], allowed: str) -> str:
         value = self.raw(key)
-        if value and not pattern.match(value):
+        if value and not pattern.fullmatch(value):
             self.fail(key, f"must be {allowed}; got {value!r}")
         return value
 
@@ -651,7 +651,7 @@ class _Parser:
 
     def arns(self, key: str) -> tuple[str, ...]:
         arns = tuple(self.raw(key))
-        bad = [a for a in arns if not IAM_PRINCIPAL_RE.match(a)]
+        bad = [a for a in arns if not IAM_PRINCIPAL_RE.fullmatch(a)]
         if bad:
             self.fail(
                 key,
@@ -688,7 +688,7 @@ class _Parser:
     def existing_table(self, cloud: str | None) -> str:
         value = self.raw("existingResultsTable")
         pattern = EXISTING_TABLE_RE.get(cloud or "")
-        if value and pattern and not pattern.match(value):
+        if value and pattern and not pattern.fullmatch(value):
             shape = {
                 "aws": "a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -)",
                 "azure": "a Cosmos DB table id (/subscriptions/<id>/resourceGroups/<group>/"
@@ -1125,9 +1125,9 @@ class _Parser:
         or a sha256 digest; used as given."""
         shape = "an image reference pinned by tag or digest (repo:tag or repo@sha256:<64 hex>)"
         text = value if isinstance(value, str) else ""
-        match = IMAGE_REFERENCE_RE.match(text)
+        match = IMAGE_REFERENCE_RE.fullmatch(text)
         if match is None:
-            lower = IMAGE_REFERENCE_RE.match(text.lower())
+            lower = IMAGE_REFERENCE_RE.fullmatch(text.lower())
             why = " (the repository name must be lowercase)" if text and lower else ""
             self.fail(key, f"must be {shape}{why}; got {json.dumps(value)}")
             return str(value)

@@ -344,6 +344,8 @@ HANDLER = "edw:workflows[1] (orders).handler"
         ({"image": "acme//orders:1"}, f"{HANDLER}.image must be an image reference"),
         ({"image": "orders:-1"}, f"{HANDLER}.image must be an image reference"),
         ({"image": "orders:1 "}, f"{HANDLER}.image must be an image reference"),
+        # A YAML block scalar ends in a newline; Python's `$` would accept it, Go's never does.
+        ({"image": "orders:1\n"}, f"{HANDLER}.image must be an image reference"),
         ({"image": "orders@sha256:abc"}, f"{HANDLER}.image must be an image reference"),
         ({"image": "orders@md5:" + "a" * 32}, f"{HANDLER}.image must pin a sha256 digest"),
         ({"image": "o/" + "a" * 260 + ":1"}, "has a repository name longer than 255 characters"),
