@@ -984,6 +984,12 @@ class _Parser:
                 f"{', '.join(PRINCIPAL_TYPES)} (an app registration or managed identity is a "
                 f"ServicePrincipal: use its service principal's object id); got {bad}",
             )
+        # Each principal's grants are named by its object id: one listed twice (under any type)
+        # would be one resource name twice, which the engine refuses (duplicate URN).
+        ids = [p.object_id for p in found]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            self.fail(key, f"must list each principal once; repeated object ids {repeated}")
         return tuple(found)
 
     def aks_version(self) -> None:

@@ -176,3 +176,16 @@ def test_globally_unique_names_fit_azure_rules(max_length: int, sep: str) -> Non
     # Stable per subscription and stack, distinct across subscriptions.
     assert name == globally_unique(cfg, "sub-a", max_length, sep)
     assert name != globally_unique(cfg, "sub-b", max_length, sep)
+
+
+@pytest.mark.parametrize("key", ["deployerPrincipals", "previewPrincipals", "routerPublishers"])
+def test_a_principal_listed_twice_is_refused(key: str) -> None:
+    """Grants are named by object id: the same id twice (even under two types) would register
+    one resource name twice, which the engine refuses mid-`up` (the mocks do not)."""
+    oid = "33333333-3333-3333-3333-333333333333"
+    twice = f'["ServicePrincipal:{oid}", "User:{oid.upper()}"]'
+    with pytest.raises(ConfigError) as error:
+        _parse({key: twice})
+    assert f"edw:{key} must list each principal once; repeated object ids ['{oid}']" in str(
+        error.value
+    )
