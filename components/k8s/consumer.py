@@ -39,6 +39,7 @@ DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
 # Job workflows (KEDA ScaledJob): the pod exits after this long idle; deadlines add up from it.
 JOB_EXIT_WHEN_IDLE_SECONDS = 30
 JOB_STARTUP_SECONDS = 120  # image pull and node start on a fresh Karpenter/NAP node
+HANDLER_STARTUP_SECONDS = 60  # how long a handler may take to listen (its startup probe)
 JOB_BACKOFF_LIMIT = 1  # a failed pod is retried once; its messages are back in the queue anyway
 JOB_TTL_SECONDS = 3600  # finished Jobs are garbage-collected after an hour
 JOB_HISTORY = {"succeeded": 3, "failed": 5}
@@ -455,7 +456,9 @@ def _handler_container(handler: Handler, image: pulumi.Input[str]) -> core.v1.Co
             limits={"cpu": handler.cpu_limit, "memory": handler.memory_limit},
         ),
         # Up to a minute to start listening before the kubelet restarts it.
-        startup_probe=core.v1.ProbeArgs(**port, period_seconds=2, failure_threshold=30),
+        startup_probe=core.v1.ProbeArgs(
+            **port, period_seconds=2, failure_threshold=HANDLER_STARTUP_SECONDS // 2
+        ),
         readiness_probe=core.v1.ProbeArgs(**port, period_seconds=5, failure_threshold=2),
         # A handler that stops accepting connections is restarted; the consumer holds its
         # events meanwhile (retried, never dead-lettered: docs/handlers.md).
@@ -484,8 +487,11 @@ def job_deadline_seconds(workflow: Workflow) -> int:
     and the drain. The job takes no more than that, so it ends before the deadline kills it."""
     c = workflow.consumer
     batches = math.ceil(c.queue_length_target / c.concurrency)
+    # A handler starts first (native sidecar): its own image pull and its startup probe.
+    handler = JOB_STARTUP_SECONDS + HANDLER_STARTUP_SECONDS if workflow.handler else 0
     return (
         JOB_STARTUP_SECONDS
+        + handler
         + batches * c.processing_timeout_seconds
         + JOB_EXIT_WHEN_IDLE_SECONDS
         + c.termination_grace_seconds

@@ -167,6 +167,23 @@ def test_pods_with_their_handler_validate_against_the_pod_schema_in_kedas_crd(
     assert validate_custom_resource(service, CLOUD[run.stack]) == []
 
 
+def test_a_job_with_a_handler_has_time_for_the_handler_to_start(run: StackRun) -> None:
+    """The sidecar starts before the consumer: a second image pull and its startup probe come
+    before any work, so the job's deadline holds them too (else it kills a job mid-batch)."""
+    (job,) = run.custom_resources("ScaledJob")
+    target = job.inputs["spec"]["jobTargetRef"]
+    probe = handler_of(target["template"])["startupProbe"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] == 60
+    bare = [{**w, "handler": None} if w["name"] == "ship" else w for w in WORKFLOWS]
+    bare = [{k: v for k, v in w.items() if v is not None} for w in bare]
+    (plain,) = run_stack(run.stack, {"workflows": json.dumps(bare)}).custom_resources("ScaledJob")
+    extra = (
+        target["activeDeadlineSeconds"]
+        - plain.inputs["spec"]["jobTargetRef"]["activeDeadlineSeconds"]
+    )
+    assert extra == 120 + 60  # its image pull on a fresh node, and its startup probe
+
+
 def test_the_accepted_kubernetes_versions_all_run_native_sidecars() -> None:
     """Sidecar containers (restartPolicy Always on an init container) are on by default from
     Kubernetes 1.29 (beta; GA in 1.33): every version either cloud accepts must have them."""
