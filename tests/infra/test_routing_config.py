@@ -184,7 +184,7 @@ def test_a_workflow_overrides_only_its_own_consumer_and_queue_settings() -> None
         (
             {"workflows": [{"name": "orders", "image": "x"}]},
             r"edw:workflows\[0\] has unknown keys \['image'\]; allowed: name, filter, mode, "
-            "capacity, schedule, minReplicas",
+            "capacity, schedule, handler, minReplicas",
         ),
         (
             {"workflows": [{"name": "orders", "shedule": "0 * * * *"}]},
