@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -153,6 +154,11 @@ def redrive_poison(source: WorkQueue, destination: Sender, limit: int = sys.maxs
     return result
 
 
+# What JSON may hold as escapes but a queue message cannot carry raw: lone surrogates (no UTF-8
+# for them) and U+FFFE/U+FFFF (XML 1.0 forbids them in the Put Message body).
+UNSENDABLE = re.compile("[\ud800-\udfff\ufffe\uffff]")
+
+
 class OddBlobError(ValueError):
     """A blob that is not an Event Grid dead-letter blob: kept, reported, skipped."""
 
@@ -160,7 +166,7 @@ class OddBlobError(ValueError):
 def dead_lettered_events(blob: bytes) -> list[str]:
     """The events of one dead-letter blob, each as published (dead-letter attributes removed),
     as compact JSON with its characters as they are: ``\\uXXXX`` escapes would make a message
-    up to six times larger than the 64 KiB a queue message may hold."""
+    up to three times larger (in UTF-8 bytes) than the 64 KiB a queue message may hold."""
     try:
         doc = json.loads(blob.decode("utf-8"))
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
@@ -168,10 +174,13 @@ def dead_lettered_events(blob: bytes) -> list[str]:
     if not isinstance(doc, list) or not all(isinstance(e, dict) for e in doc):
         raise OddBlobError("not an array of events")
     return [
-        json.dumps(
-            {k: v for k, v in e.items() if k not in DEAD_LETTER_ATTRIBUTES},
-            ensure_ascii=False,
-            separators=(",", ":"),
+        UNSENDABLE.sub(
+            lambda m: f"\\u{ord(m.group()):04x}",
+            json.dumps(
+                {k: v for k, v in e.items() if k not in DEAD_LETTER_ATTRIBUTES},
+                ensure_ascii=False,
+                separators=(",", ":"),
+            ),
         )
         for e in doc
     ]

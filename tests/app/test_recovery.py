@@ -335,6 +335,14 @@ def test_dead_letter_helpers_follow_the_documented_formats() -> None:
     assert [json.loads(e) for e in redrive.dead_lettered_events(json.dumps([marked]).encode())] == [
         event
     ]
+    # Escapes JSON allows but a queue message cannot carry raw stay escapes; the rest is raw.
+    odd = {"id": "2", "specversion": "1.0", "data": {"s": "\ud83d", "f": "\uffff", "e": "é"}}
+    (text,) = redrive.dead_lettered_events(json.dumps([odd]).encode())
+    assert text.encode("utf-8").decode("utf-8") == text  # encodable: no lone surrogate raw
+    assert "\\ud83d" in text
+    assert "\\uffff" in text
+    assert "é" in text
+    assert json.loads(text) == odd
     assert redrive.sns_unwrapped('{"specversion": "1.0"}') == '{"specversion": "1.0"}'
     assert redrive.sns_unwrapped("not json") == "not json"
 
