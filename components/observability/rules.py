@@ -50,6 +50,16 @@ NO_PROGRESS_BY_REPLICAS = """(
 unless on (namespace, workflow)
 sum by (namespace, workflow) (rate(edw_messages_processed_total[10m])) > 0
 """
+# A job workflow's pods may live less than a scrape interval, so their counter may never be
+# scraped: a Job of the workflow that started in the last 15 minutes and succeeded is progress
+# too (it exits 0 only after its share or when idle; stuck, it fails at its deadline). Both
+# series are in Azure Monitor's minimal ingestion profile (Azure Monitor docs, "Minimal
+# ingestion profile for Prometheus metrics", kube-state-metrics list).
+JOB_PROGRESS = (
+    'sum by (namespace, workflow) (label_replace((kube_job_status_succeeded{{namespace="{ns}", '
+    'job_name=~"{k8s}-.+"}} > 0) and on (namespace, job_name) (kube_job_status_start_time{{'
+    'namespace="{ns}", job_name=~"{k8s}-.+"}} > time() - 900), "workflow", "{workflow}", "", ""))'
+)
 
 
 def no_progress_from_replicas(rules: str, namespace: str, workflows: Sequence[Workflow]) -> str:
@@ -78,6 +88,13 @@ def no_progress_from_replicas(rules: str, namespace: str, workflows: Sequence[Wo
             if not demand:
                 continue
             rule["expr"] = NO_PROGRESS_BY_REPLICAS.format(demand=demand)
+            if mode == "job":
+                progress = "\n  or\n  ".join(
+                    JOB_PROGRESS.format(ns=namespace, k8s=w.k8s_name, workflow=w.name)
+                    for w in workflows
+                    if w.mode == "job"
+                )
+                rule["expr"] += f"unless on (namespace, workflow)\n(\n  {progress}\n)\n"
             rule["for"] = NO_PROGRESS_BY_REPLICAS_FOR
             rule["annotations"]["summary"] = (
                 "{{ $labels.workflow }}: KEDA has scaled up for queued messages and no "
