@@ -215,14 +215,21 @@ def workloads(run: StackRun) -> list[Workload]:
             template = deployment.inputs["spec"]["template"]
         (container,) = template["spec"]["containers"]
         env = {e["name"]: e["value"] for e in container["env"]}
-        requests = container["resources"]["requests"]
+        # A native sidecar (a workflow's handler) runs beside the consumer all the pod's life:
+        # its requests add to the pod's (Kubernetes docs, "Sidecar containers", resource sharing).
+        sidecars = [
+            c
+            for c in template["spec"].get("initContainers") or []
+            if c.get("restartPolicy") == "Always"
+        ]
+        requests = [c["resources"]["requests"] for c in [container, *sidecars]]
         found.append(
             Workload(
                 name,
                 int(spec.get("minReplicaCount") or 0),
                 float(spec.get("pollingInterval") or 30),
-                quantity(requests["cpu"]),
-                quantity(requests["memory"]) / 2**30,
+                sum(quantity(r["cpu"]) for r in requests),
+                sum(quantity(r["memory"]) for r in requests) / 2**30,
                 int(env["EDW_CONCURRENCY"]),
                 int(env.get("EDW_SIMULATED_WORK_MS", "0")),
                 float(

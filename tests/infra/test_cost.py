@@ -364,3 +364,19 @@ def test_unverified_prices_are_marked_in_the_json_and_with_a_star_and_footnote()
     console = Console(record=True, width=300)
     cost.show(estimate(cost.run_stack("aws"), "us-east-1", VOLUME, table), console)
     assert "*" not in console.export_text()
+
+
+@pytest.mark.parametrize("stack", ["aws", "dev"])
+def test_a_handler_sidecar_adds_its_requests_to_the_pod(stack: str) -> None:
+    """The handler runs beside the consumer all the pod's life: the pod costs both."""
+    from stacks.offline import run_stack
+
+    handler = {"image": "ghcr.io/acme/orders:1.0.0", "port": 8080}
+    workflows = [{"name": "work"}, {"name": "orders", "handler": handler}]
+    found = {
+        w.name: w for w in cost.workloads(run_stack(stack, {"workflows": json.dumps(workflows)}))
+    }
+    bare, handled = found["edw-consumer"], found["edw-orders-consumer"]
+    # The handler's default requests: 100m CPU and 128Mi (docs/handlers.md).
+    assert handled.cpu == pytest.approx(bare.cpu + 0.1)
+    assert handled.memory_gib == pytest.approx(bare.memory_gib + 128 / 1024)
