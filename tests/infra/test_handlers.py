@@ -433,3 +433,14 @@ def test_a_bad_handler_fails_the_program_before_any_resource_is_registered() -> 
     assert "edw:workflows[0] (work).handler.image must pin a tag or digest" in str(info.value)
     assert "edw:workflows[0] (work).handler.port must not be 9464" in str(info.value)
     assert info.value.resources == []
+
+
+def test_the_handler_port_stays_closed_to_other_pods(run: StackRun) -> None:
+    """The consumer reaches its handler over loopback: the workflow's network policy opens only
+    the consumer's metrics port, never the handler's (8080 for orders, 3000 for ship)."""
+    policies = {
+        p.inputs["metadata"]["name"]: p.inputs["spec"]
+        for p in run.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+    }
+    for name in ("edw-orders-consumer", "edw-ship-consumer"):
+        assert policies[name]["ingress"] == [{"ports": [{"protocol": "TCP", "port": 9464}]}]
