@@ -30,7 +30,12 @@ from components.azure.keda_token import KedaOperatorToken
 from components.azure.login import provider_login, token_principal_type
 from components.azure.nap import NODE_CLASS as NAP_NODE_CLASS
 from components.azure.nap import NapNodeAutoscaling, NapNodeAutoscalingArgs
-from components.azure.prometheus import AzureManagedPrometheus, AzurePrometheusArgs, LogWorkspace
+from components.azure.prometheus import (
+    AMA_SETTINGS,
+    AzureManagedPrometheus,
+    AzurePrometheusArgs,
+    LogWorkspace,
+)
 from components.azure.readiness import ClusterAction
 from components.azure.results_table import CosmosResultsTable, CosmosResultsTableArgs, TableRef
 from components.azure.roles import MONITORING_METRICS_PUBLISHER, STORAGE_QUEUE_DATA_READER
@@ -84,7 +89,8 @@ SYSTEM_NODES = SystemPlacement(
 SERVERLESS = "EnableServerless"
 # What only the Azure stack manages in the cluster, beyond the common kinds (previewPrincipals).
 AKS_NODE_CLASS = Kind("karpenter.azure.com", "aksnodeclasses")
-SYSTEM_KINDS = (Kind("", "configmaps"),)  # observability full: the metrics agent's settings
+# Observability full: the metrics agent's settings, the one object the program keeps there.
+SYSTEM_OBJECTS = {Kind("", "configmaps"): (AMA_SETTINGS,)}
 
 
 def existing_table(table_id: str) -> TableRef:
@@ -344,10 +350,8 @@ def build(cfg: EdwConfig) -> dict[str, Any]:
                     **consumer_cluster_objects(cfg.consumer.namespace),
                     AKS_NODE_CLASS: [NAP_NODE_CLASS],
                 },
-                namespaced_kinds={
-                    cfg.consumer.namespace: CONSUMER_KINDS,
-                    **({KEDA_NAMESPACE: SYSTEM_KINDS} if full else {}),
-                },
+                namespaced_kinds={cfg.consumer.namespace: CONSUMER_KINDS},
+                foreign_objects={KEDA_NAMESPACE: SYSTEM_OBJECTS} if full else {},
                 ready=[namespace],
             ),
             opts=on_cluster,

@@ -33,7 +33,7 @@ pull-request identity, not to people.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 from pulumi_kubernetes import meta, rbac
@@ -107,6 +107,10 @@ class PreviewAccessArgs:
     other_cluster_roles: Sequence[OtherClusterRole] = ()
     # What must exist before the namespaced roles: the namespaces the program creates.
     ready: Sequence[pulumi.Resource] = ()
+    # Namespaces the program does not own (kube-system), namespace -> kind -> the names it
+    # manages there: read those kinds and patch only those objects, create nothing. Its own
+    # namespaces bound a previewer; these hold the cluster's own objects (e.g. coredns-custom).
+    foreign_objects: Mapping[str, Mapping[Kind, Sequence[str]]] = field(default_factory=dict)
 
 
 def consumer_cluster_objects(namespace: str) -> dict[Kind, tuple[str, ...]]:
@@ -189,11 +193,18 @@ class PreviewAccess(pulumi.ComponentResource):
             opts=child,
         )
         in_namespace = pulumi.ResourceOptions(parent=self, depends_on=list(args.ready))
-        for namespace, kinds in args.namespaced_kinds.items():
+        namespaced = {
+            namespace: rules([*kinds, *NAMESPACED_RBAC], PREVIEW_VERBS)
+            for namespace, kinds in args.namespaced_kinds.items()
+        }
+        for namespace, objects in args.foreign_objects.items():
+            own = {**objects, **{kind: [args.name] for kind in NAMESPACED_RBAC}}
+            namespaced[namespace] = [*rules(list(own), READ_VERBS), *named_patches(own)]
+        for namespace, namespace_rules in namespaced.items():
             role = rbac.v1.Role(
                 f"{name}-role-{namespace}",
                 metadata=meta.v1.ObjectMetaArgs(name=args.name, namespace=namespace),
-                rules=rules([*kinds, *NAMESPACED_RBAC], PREVIEW_VERBS),
+                rules=namespace_rules,
                 opts=in_namespace,
             )
             rbac.v1.RoleBinding(

@@ -169,8 +169,17 @@ def test_every_kind_the_program_manages_can_be_previewed(run: StackRun) -> None:
         *OWN_KINDS[stack],
     } <= kinds
     for namespace, group, resource in kinds - {k for k in kinds if k[0] is None}:
+        if namespace == "kube-system":
+            continue  # the cluster's namespace: below, by name
         for verb in ("get", "create", "patch"):
             assert allows(roles[namespace], group, resource, verb), (namespace, resource, verb)
+    # Our objects in kube-system (not ours to create in): read, and patched by name.
+    for r in objects(run):
+        if r.inputs["metadata"].get("namespace") == "kube-system":
+            group, resource = kind_of(r.type)
+            name = r.inputs["metadata"]["name"]
+            for verb in ("get", "patch"):
+                assert allows(roles["kube-system"], group, resource, verb, name), (name, verb)
     # Cluster-scoped objects: read, and patched (an existing object's dry run) by name.
     for group, resource, name in cluster_objects(run):
         assert allows(roles[None], group, resource, "get", name), (resource, name)
@@ -285,3 +294,18 @@ def test_no_preview_objects_without_previewers(
         for r in stack_run.resources
         if r.type.startswith(RBAC) and r.inputs["metadata"]["name"] == PREVIEW_NAME
     ]
+
+
+def test_in_kube_system_previewers_patch_only_the_programs_objects_and_create_nothing() -> None:
+    """kube-system is the cluster's, not ours: a previewer may read ConfigMaps there and patch
+    the metrics agent's settings and its own Role and binding by name, nothing else (no
+    coredns-custom, no binding of its Role to anyone)."""
+    rules = preview_roles(run_stack("dev", {**EVERYTHING, **PREVIEWERS["dev"]}))["kube-system"]
+    assert allows(rules, "", "configmaps", "get", "coredns-custom")
+    assert allows(rules, "", "configmaps", "patch", "ama-metrics-settings-configmap")
+    assert not allows(rules, "", "configmaps", "patch", "coredns-custom")
+    for resource in ("configmaps", "roles", "rolebindings"):
+        group = "" if resource == "configmaps" else "rbac.authorization.k8s.io"
+        assert not allows(rules, group, resource, "create")
+    assert allows(rules, "rbac.authorization.k8s.io", "rolebindings", "patch", PREVIEW_NAME)
+    assert not allows(rules, "rbac.authorization.k8s.io", "rolebindings", "patch", "other")
