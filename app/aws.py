@@ -23,6 +23,7 @@ from botocore.exceptions import ClientError
 
 from app.backend import (
     COPIES,
+    MAX_REASON_CHARS,
     Backend,
     Received,
     RowRejected,
@@ -53,7 +54,6 @@ CALL_TIMEOUT_SECONDS = 5
 # The table's TTL attribute (components/aws/results_table.py enables TTL on it).
 TTL_ATTRIBUTE = "expiresAt"
 REASON_ATTRIBUTE = "edw-dead-letter-reason"
-MAX_REASON_CHARS = 1024
 # SQS counts every message attribute (name, type and value) toward a message's size (the
 # MessageAttributeValue reference). A dead letter is its body plus the reason attribute, so the
 # work queue keeps this much below the DLQ's 1 MiB (its MaximumMessageSize,

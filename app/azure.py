@@ -31,6 +31,7 @@ from requests.adapters import HTTPAdapter
 
 from app.backend import (
     COPIES,
+    MAX_REASON_CHARS,
     Backend,
     Received,
     RowRejected,
@@ -46,7 +47,6 @@ AZURE_BATCH = 32  # the most one Get Messages call returns
 # A queue message holds at most 64 KiB of text, measured as the service does: the UTF-8 bytes of
 # the decoded text (not of the XML-escaped request body).
 MAX_MESSAGE_BYTES = 64 * 1024
-MAX_REASON_CHARS = 1024
 # Azure Table: a string property holds at most 64 KiB of UTF-16 (32K code units), an entity 1 MiB
 # (learn.microsoft.com/rest/api/storageservices/understanding-the-table-service-data-model).
 # Cosmos DB for Table allows more; the stricter limits keep one row format for both services.

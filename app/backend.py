@@ -37,6 +37,10 @@ MAX_COPY_LINE_BYTES = len(f"{COPIES}:{MAX_COPIES_LIMIT}\n")
 # The smallest is the table's: 32 KiB. It leaves the queue bound 16,369 bytes of margin for what
 # Event Grid may change in the JSON it writes (not documented; not checkable without a topic).
 MAX_EVENT_BYTES = 32 * 1024
+# A dead letter's reason, in characters, on both clouds: room for the longest reason the app
+# writes, a handler's "handler answered <status>: " and the first KiB of its answer
+# (app/handler.py), which decodes to at most 1024 characters.
+MAX_REASON_CHARS = 2048
 EVENT_LIMIT_REASON = (
     f"the limit is {MAX_EVENT_BYTES} bytes (32 KiB) of JSON on both clouds: an Azure Table "
     "string property holds 32K UTF-16 code units, and Event Grid writes each event into a 64 KiB "
