@@ -23,6 +23,7 @@ from app.handler import emitted_id
 from bench.chain import HandlerProcess, Workflow, router
 from bench.emulators import REPO, Target, free_port
 from tests.app.conftest import CLOUDS, ConsumerProcess, provision, wait_until
+from tests.app.cutting_proxy import CuttingProxy
 
 pytestmark = pytest.mark.emulator
 Start = Callable[[dict[str, str]], ConsumerProcess]
@@ -355,3 +356,42 @@ def test_a_crash_between_emit_and_delete_publishes_the_same_ids_again_and_one_ro
     first_ids = [e["id"] for e in rig.received[:2]]
     assert sorted(e["id"] for e in rig.received[2:]) == sorted(first_ids)
     assert sorted(json.loads(row["emitted"])) == sorted(first_ids)
+
+
+def test_a_failing_router_holds_the_event_and_never_dead_letters_it(
+    rig: Rig, start_consumer: Start
+) -> None:
+    """The handler answers with an event to publish while the router is unreachable: nothing is
+    stored or deleted (the row would claim an emission that did not happen), the breaker opens
+    for the router, the message outlives the batch's time as a fresh copy, and once the router
+    is back the event is published and stored once."""
+    emitted = {"specversion": "1.0", "type": NEXT_TYPE}
+    rig.script(
+        then={"status": 200, "type": "application/cloudevents+json", "body": json.dumps(emitted)}
+    )
+    router_port = int(re.search(r":(\d+)", rig.env().get("AWS_ENDPOINT_URL", rig.router))[1])
+    with CuttingProxy(router_port) as link:
+        if rig.cloud == "aws":  # botocore's per-service endpoint: only SNS goes through the link
+            through = {"AWS_ENDPOINT_URL_SNS": f"http://127.0.0.1:{link.port}"}
+        else:
+            through = {"EDW_ROUTER": rig.router.replace(f":{router_port}/", f":{link.port}/")}
+        link.cut()
+        consumer = started(rig, start_consumer, EDW_PROCESSING_TIMEOUT_SECONDS="2", **through)
+        rig.trigger.send([event("e1")])
+        wait_until(
+            lambda: "router failing: breaker open, receiving paused" in consumer.output(),
+            20,
+            "the breaker to open for the router",
+        )
+        # Down past the batch's time (2 s): the message goes back as a fresh copy.
+        wait_until(lambda: consumer.metric("edw_messages_requeued_total") >= 1, 20, "a fresh copy")
+        assert rig.trigger.row_ids() == []
+        assert rig.emitted() == []
+        assert rig.trigger.dead_letters() == []
+        link.restore()
+        (row,) = stored(rig, 1)
+        wait_until(lambda: len(rig.emitted()) == 1, 20, "the emitted event at the next workflow")
+    assert json.loads(row["emitted"]) == [rig.received[0]["id"]]
+    assert rig.trigger.dead_letters() == []
+    assert consumer.metric("edw_messages_dead_lettered_total") == 0
+    assert "router works again (a row was written): breaker closed" in consumer.output()
