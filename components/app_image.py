@@ -9,22 +9,35 @@ from pathlib import Path
 
 import pulumi
 import pulumi_docker_build as docker_build
+from docker.utils.build import exclude_paths
 
 from components.settings import Workflow
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 APP_DIR = PROJECT_DIR / "app"
 APP_CONTEXT = "app"  # relative to the project directory, the program's working directory
-IGNORED = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 
 
-def content_tag(app_dir: Path = APP_DIR) -> str:
-    """A tag that changes exactly when the image's sources change (never `latest`)."""
+def context_files(context: Path) -> list[str]:
+    """The files a build of ``context`` sends: all but what its ignore file excludes (Docker's
+    rules: ``Dockerfile.dockerignore`` first, else ``.dockerignore``, as pulumi-docker-build's
+    getIgnorePatterns, provider/internal/context.go; matched by docker-py's PatternMatcher)."""
+    ignore_files = (context / "Dockerfile.dockerignore", context / ".dockerignore")
+    ignore = next((f for f in ignore_files if f.is_file()), None)
+    lines = ignore.read_text().splitlines() if ignore else []
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    kept = exclude_paths(str(context), patterns)  # always keeps the Dockerfile
+    return sorted(Path(p).as_posix() for p in kept if (context / p).is_file())
+
+
+def content_tag(context: Path = APP_DIR) -> str:
+    """A tag that changes exactly when what the build sends changes (never `latest`): files
+    left out by the ignore file, a test's cache or a handler's local node_modules, change
+    nothing; unlike docker-build's own context hash, file modes count for nothing either."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in app_dir.rglob("*") if p.is_file()):
-        if IGNORED.isdisjoint(path.relative_to(app_dir).parts):
-            digest.update(str(path.relative_to(app_dir)).encode())
-            digest.update(path.read_bytes())
+    for name in context_files(context):
+        digest.update(name.encode())
+        digest.update((context / name).read_bytes())
     return f"src-{digest.hexdigest()[:12]}"
 
 
