@@ -146,7 +146,7 @@ def parse(body: str | bytes) -> Event:
     """Parse and validate one message body, or raise InvalidEvent with the reason."""
     try:
         text = body.decode("utf-8") if isinstance(body, bytes) else body
-        members = _members(text)
+        members = top_members(text)
     except InvalidEvent:
         raise
     except DuplicateMemberError as exc:
@@ -197,7 +197,7 @@ def parse(body: str | bytes) -> Event:
     )
 
 
-def _members(text: str) -> dict[str, tuple[Any, str]]:
+def top_members(text: str) -> dict[str, tuple[Any, str]]:
     """The top-level JSON object's members: name -> (value, the value's exact text).
 
     The standard library's scanner does the work (strings, values, nesting); only the top

@@ -23,20 +23,24 @@ processing time: the rest is kept to settle the batch). The answer:
   the batch's write deadline goes back as fresh copies, exactly like rows a failing table did not
   take. Never dead-lettered, however long it lasts. A failing router is handled the same way.
 - A 2xx whose body does not match its content type (or that emits something that is not a
-  CloudEvent) is a handler defect: dead-lettered with that reason.
+  CloudEvent, or is over MAX_ANSWER_BYTES) is a handler defect: dead-lettered with that reason.
+- A 2xx in binary mode (``ce-`` headers, section 3.1) is one emitted event.
+The deadline covers the whole answer, body included.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import re
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
-from urllib.parse import urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
 
 import urllib3
 from prometheus_client import Counter, Histogram
@@ -54,6 +58,12 @@ CLOUDEVENTS_BATCH = "application/cloudevents-batch+json"
 JSON = "application/json"
 REQUEST_TYPE = f"{CLOUDEVENT}; charset=utf-8"
 REASON_BYTES = 1024  # how much of a rejecting answer's body the dead letter's reason keeps
+# The most of a 2xx answer the consumer reads (more is a defect): a result or emitted events far
+# beyond what a row or the router takes (32 KiB an event), without holding an unbounded body in
+# a pod's memory.
+MAX_ANSWER_BYTES = 1024 * 1024
+READ_CHUNK = 64 * 1024
+BINARY_PREFIX = "ce-"  # binary-mode attribute headers (HTTP binding 1.0.2, section 3.1.3.1)
 # Emitted events without an id: UUIDv5 in a namespace of their own (a fixed random UUID), of the
 # netstring-encoded (workflow, trigger source, trigger id, position), like app.backend.row_key.
 EMITTED_ID_NAMESPACE = uuid.UUID("6f1b3c1e-4a0e-5b8e-9d2c-7e0f2a9c4d11")
@@ -103,6 +113,17 @@ class Answer:
     reason: str = ""  # rejected, defect, failing: why
     result: str | None = None  # the JSON object's text
     emitted: list[str] = field(default_factory=list)  # complete CloudEvents, JSON text
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the handler sent back, as far as the consumer read it."""
+
+    status: int
+    content_type: str = ""
+    body: bytes = b""
+    binary: dict[str, str] = field(default_factory=dict)  # ce-* headers: attribute -> raw value
+    whole: bool = True  # False: the body went on past what was read
 
 
 def emitted_id(workflow: str, trigger: Event, position: int) -> str:
@@ -157,16 +178,14 @@ def complete_event(text: str, workflow: str, trigger: Event, position: int) -> s
         raise Defect(f"emitted event {position} is not JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise Defect(f"emitted event {position} is not a JSON object")
+    # JSON format 1.0.2 section 2.2: an attribute set to null is unset, so it gets the default.
     added = {}
-    if "source" not in doc:
+    if doc.get("source") is None:
         added["source"] = f"urn:edw:workflow:{workflow}"
-    if "id" not in doc:
+    if doc.get("id") is None:
         added["id"] = emitted_id(workflow, trigger, position)
     if added:
-        # Inserted as text after the "{": every member the handler wrote stays as written.
-        head = ",".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in added.items())
-        rest = text.lstrip()[1:]
-        text = "{" + head + ("" if rest.lstrip().startswith("}") else ",") + rest
+        text = _with_members(text, added)
     try:
         events.parse(text)
     except events.InvalidEvent as exc:
@@ -177,21 +196,85 @@ def complete_event(text: str, workflow: str, trigger: Event, position: int) -> s
     return text
 
 
-def read_answer(
-    status: int, content_type: str, body: bytes, workflow: str, trigger: Event
-) -> Answer:
+def _with_members(text: str, added: dict[str, str]) -> str:
+    """The event's JSON text with ``added`` set (replacing a null member of that name); every
+    other member stays exactly as the handler wrote it. A text whose members cannot be read
+    (a name twice) is returned as it is, for events.parse to give the reason."""
+    try:
+        members = events.top_members(text)
+    except ValueError:
+        return text
+    kept = [f"{json.dumps(k)}:{raw}" for k, (_, raw) in members.items() if k not in added]
+    return "{" + ",".join([*map(_member, added.items()), *kept]) + "}"
+
+
+def _member(item: tuple[str, str]) -> str:
+    return f"{json.dumps(item[0])}:{json.dumps(item[1], ensure_ascii=False)}"
+
+
+def read_answer(reply: Reply, workflow: str, trigger: Event) -> Answer:
     """Classify one HTTP answer (the contract in the module's docstring)."""
+    status = reply.status
     if status in RETRIED_4XX or 500 <= status <= 599:
-        return Answer(FAILED, f"handler answered {status}: {_head(body)}")
+        return Answer(FAILED, f"handler answered {status}: {_head(reply.body)}")
     if 400 <= status <= 499:
-        return Answer(REJECTED, f"handler answered {status}: {_head(body)}")
+        return Answer(REJECTED, f"handler answered {status}: {_head(reply.body)}")
     if not 200 <= status <= 299:
         return Answer(DEFECT, f"handler answered {status}, which the contract does not allow")
-    media = content_type.split(";", 1)[0].strip().lower()
+    media = reply.content_type.split(";", 1)[0].strip().lower()
     try:
-        return _content(media or "no content type", body, workflow, trigger)
+        if not reply.whole:
+            raise Defect(f"a body over the {MAX_ANSWER_BYTES} bytes the consumer reads")
+        if reply.binary:
+            event = binary_event(reply.binary, reply.content_type, reply.body)
+            return Answer(OK, emitted=[complete_event(event, workflow, trigger, 0)])
+        return _content(media or "no content type", reply.body, workflow, trigger)
     except Defect as exc:
-        return Answer(DEFECT, f"handler answered {status} with {media or 'a body'}: {exc}")
+        mode = "a binary-mode event" if reply.binary else media or "a body"
+        return Answer(DEFECT, f"handler answered {status} with {mode}: {exc}")
+
+
+def binary_event(headers: dict[str, str], content_type: str, body: bytes) -> str:
+    """A binary-mode answer (HTTP binding 1.0.2, section 3.1: attributes in ``ce-`` headers,
+    the data as the body, its type in Content-Type) as the structured event's JSON text."""
+    members = {name: _header_value(name, raw) for name, raw in headers.items()}
+    if content_type:
+        members["datacontenttype"] = content_type
+    text = ",".join(map(_member, members.items()))
+    if body:
+        text += "," + _binary_data(content_type, body)
+    return "{" + text + "}"
+
+
+def _header_value(name: str, raw: str) -> str:
+    """Section 3.1.3.2: unquote a quoted string, then percent-decode once; bytes that are not
+    UTF-8 (an overlong "%C0%A0" among them) are refused."""
+    value = raw.strip()
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        value = re.sub(r"\\(.)", r"\1", value[1:-1])
+    try:
+        return unquote_to_bytes(value).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Defect(f"header ce-{name} is not percent-encoded UTF-8") from exc
+
+
+def _binary_data(content_type: str, body: bytes) -> str:
+    """The ``data`` (JSON data as written) or ``data_base64`` member (JSON format 1.0.2,
+    section 3.1) for a binary-mode body."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == JSON or media.endswith("+json"):
+        try:
+            text = body.decode("utf-8")
+            json.loads(text)
+        except ValueError as exc:
+            raise Defect(f"the body is not JSON although its type is {media}: {exc}") from exc
+        return f'"data":{text.strip()}'
+    if media.startswith("text/"):
+        try:
+            return f'"data":{json.dumps(body.decode("utf-8"), ensure_ascii=False)}'
+        except UnicodeDecodeError as exc:
+            raise Defect(f"the body is not UTF-8 although its type is {media}") from exc
+    return f'"data_base64":"{base64.b64encode(body).decode()}"'
 
 
 def _content(media: str, body: bytes, workflow: str, trigger: Event) -> Answer:
@@ -240,8 +323,10 @@ class HandlerClient:
             *self.address, maxsize=pool_size, block=True, retries=False
         )
 
-    def post(self, body: str, seconds: float) -> tuple[int, str, bytes] | str:
-        """(status, content type, body), or the outcome (UNREACHABLE, TIMEOUT) when none came."""
+    def post(self, body: str, seconds: float) -> Reply | str:
+        """The handler's reply, read before ``seconds`` pass (body included), or the outcome
+        (UNREACHABLE, TIMEOUT) when none came."""
+        deadline = time.monotonic() + max(seconds, 0.001)
         try:
             response = self.pool.urlopen(
                 "POST",
@@ -251,6 +336,7 @@ class HandlerClient:
                 timeout=urllib3.Timeout(total=max(seconds, 0.001)),
                 redirect=False,
                 retries=False,
+                preload_content=False,
             )
         except urllib3.exceptions.NewConnectionError:
             return UNREACHABLE  # refused (urllib3 makes it a ConnectTimeoutError subclass)
@@ -258,7 +344,49 @@ class HandlerClient:
             return TIMEOUT
         except urllib3.exceptions.HTTPError:
             return UNREACHABLE  # reset, closed mid-answer: nobody answered
-        return response.status, response.headers.get("Content-Type", ""), response.data
+        try:
+            return self._read(response, deadline)
+        except (urllib3.exceptions.TimeoutError, TimeoutError):
+            response.close()  # the rest of the body may still come: never reuse the connection
+            return TIMEOUT
+        except (urllib3.exceptions.HTTPError, OSError):
+            response.close()
+            return UNREACHABLE
+        finally:
+            response.release_conn()
+
+    @staticmethod
+    def _read(response: urllib3.BaseHTTPResponse, deadline: float) -> Reply:
+        """Read the body by chunks, each with only the time left (urllib3's timeouts apply to
+        each socket read, so a handler trickling bytes would hold a worker past its batch),
+        and no more than the contract uses: MAX_ANSWER_BYTES of a 2xx, REASON_BYTES else."""
+        limit = MAX_ANSWER_BYTES if 200 <= response.status <= 299 else REASON_BYTES
+        sock = getattr(response.connection, "sock", None)
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            if sock is not None:
+                sock.settimeout(left)
+            chunk = response.read1(READ_CHUNK)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        whole = size <= limit
+        if not whole:
+            response.close()  # the rest is unread: the connection cannot serve another call
+        headers = response.headers
+        binary = {
+            name[len(BINARY_PREFIX) :].lower(): value
+            for name, value in headers.items()
+            if name.lower().startswith(BINARY_PREFIX)
+        }
+        return Reply(
+            response.status, headers.get("Content-Type", ""), b"".join(chunks), binary, whole
+        )
 
     def accepting(self) -> bool:
         try:
@@ -404,7 +532,7 @@ class HandlerStep:
             if isinstance(reply, str):
                 answer = Answer(reply, f"handler {reply} ({self.client.url})")
             else:
-                answer = read_answer(*reply, self.workflow, event)
+                answer = read_answer(reply, self.workflow, event)
             self.metrics.call(answer.outcome)
             if answer.outcome not in FAILING:
                 return answer

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from app import events
-from app.handler import DEFECT, FAILED, REJECTED, emitted_id, read_answer
+from app.handler import DEFECT, FAILED, OK, REJECTED, Reply, emitted_id, read_answer
 
 TRIGGER = events.parse(events.make({"n": 1}, source="urn:shop", type_="t", event_id="e1"))
 CE = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
 
 
-def answer(status: int, content_type: str = "", body: str | bytes = b"") -> object:
+def answer(status: int, content_type: str = "", body: str | bytes = b"", **binary: str) -> Any:
+    """The answer to a reply; ``binary`` holds ce- headers (``ce_id="x"`` for ``ce-id: x``)."""
     data = body.encode() if isinstance(body, str) else body
-    return read_answer(status, content_type, data, "orders", TRIGGER)
+    headers = {name.removeprefix("ce_"): value for name, value in binary.items()}
+    return read_answer(Reply(status, content_type, data, headers), "orders", TRIGGER)
 
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 599])
@@ -79,9 +82,80 @@ def test_an_emitted_event_that_is_not_a_cloud_event_or_too_large_is_a_defect() -
         "emitted event 1 is not a JSON object"
         in answer(200, BATCH, '[{"specversion":"1.0","type":"x"}, 3]').reason
     )
-    null_id = answer(200, CE, '{"specversion":"1.0","type":"x","id":null}')
-    assert "attribute 'id' must be a non-empty string" in null_id.reason  # null is not absent
     big = json.dumps({"specversion": "1.0", "type": "x", "data": "x" * 50_000})
     assert "is too large to publish" in answer(200, CE, big).reason
     assert answer(200, BATCH, "[]").emitted == []
     assert answer(200, BATCH, "[] []").outcome == DEFECT
+
+
+def test_null_id_and_source_are_unset_and_get_the_defaults() -> None:
+    """JSON format 1.0.2 section 2.2: an attribute set to null MUST be treated as unset."""
+    got = answer(200, CE, '{"specversion":"1.0", "id":null, "type":"x", "source": null, "n": 1.50}')
+    assert got.outcome == OK
+    (text,) = got.emitted
+    assert json.loads(text) == {
+        "source": "urn:edw:workflow:orders",
+        "id": emitted_id("orders", TRIGGER, 0),
+        "specversion": "1.0",
+        "type": "x",
+        "n": 1.50,
+    }
+    assert text.endswith('"n":1.50}')  # the other members exactly as written
+    twice = answer(200, CE, '{"specversion":"1.0","type":"x","type":"y"}')
+    assert "appears twice in one JSON object" in twice.reason
+
+
+def test_media_types_are_case_insensitive_and_parameters_ignored() -> None:
+    assert answer(200, "Application/JSON; Charset=UTF-8", '{"a":1}').result == '{"a":1}'
+    event = '{"specversion":"1.0","type":"x"}'
+    assert len(answer(200, "APPLICATION/CLOUDEVENTS+JSON", event).emitted) == 1
+
+
+def test_a_binary_mode_answer_is_one_emitted_event() -> None:
+    """HTTP binding 1.0.2 section 3.1: attributes in ce- headers, percent-encoded (3.1.3.2),
+    the data as the body, its type in Content-Type (3.1.1)."""
+    got = answer(
+        200,
+        "application/json",
+        '{"total": 10.10}',
+        ce_specversion="1.0",
+        ce_type="com.example.order.accepted",
+        ce_subject="Euro%20%E2%82%AC%20%f0%9f%98%80",  # lower-case hex is accepted
+        ce_note='"a\\\\b\\"c"',  # an older sender's quoted string (RFC 7230 quoted-pairs)
+    )
+    (text,) = got.emitted
+    event = json.loads(text)
+    assert event["subject"] == "Euro \u20ac \U0001f600"
+    assert event["note"] == 'a\\b"c'
+    assert event["datacontenttype"] == "application/json"
+    assert event["id"] == emitted_id("orders", TRIGGER, 0)
+    assert text.endswith('"data":{"total": 10.10}}')  # the data as written
+    text_data = answer(200, "text/plain", "hi", ce_specversion="1.0", ce_type="t")
+    assert json.loads(text_data.emitted[0])["data"] == "hi"
+    raw = answer(200, "application/octet-stream", b"\x00\xff", ce_specversion="1.0", ce_type="t")
+    assert json.loads(raw.emitted[0])["data_base64"] == "AP8="
+    no_data = answer(204, "", "", ce_specversion="1.0", ce_type="t")
+    assert "data" not in json.loads(no_data.emitted[0])
+
+
+def test_a_binary_mode_answer_that_breaks_the_binding_is_a_defect() -> None:
+    overlong = answer(200, "", "", ce_specversion="1.0", ce_type="t", ce_subject="%C0%A0")
+    assert overlong.reason == (
+        "handler answered 200 with a binary-mode event: header ce-subject is not "
+        "percent-encoded UTF-8"
+    )
+    bad_json = answer(200, "application/json", "{", ce_specversion="1.0", ce_type="t")
+    assert "the body is not JSON although its type is application/json" in bad_json.reason
+    no_type = answer(200, "", "", ce_specversion="1.0")
+    assert "is not a CloudEvent: attribute 'type'" in no_type.reason
+
+
+def test_a_2xx_longer_than_the_consumer_reads_is_a_defect() -> None:
+    cut = read_answer(Reply(200, "application/json", b"{", whole=False), "orders", TRIGGER)
+    assert cut.outcome == DEFECT
+    assert cut.reason == (
+        "handler answered 200 with application/json: a body over the 1048576 bytes the "
+        "consumer reads"
+    )
+    rejected = read_answer(Reply(422, "text/plain", b"no", whole=False), "orders", TRIGGER)
+    assert (rejected.outcome, rejected.reason) == (REJECTED, "handler answered 422: no")

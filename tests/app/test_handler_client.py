@@ -1,0 +1,168 @@
+"""The consumer's HTTP client for its handler (app/handler.py HandlerClient) against a raw socket
+server that answers the way misbehaving handlers do: the deadline covers the whole answer, and
+what is read is bounded."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from app.handler import MAX_ANSWER_BYTES, READ_CHUNK, REASON_BYTES, TIMEOUT, HandlerClient, Reply
+
+Answer = Callable[[socket.socket], None]
+
+
+class RawServer:
+    """Accepts connections on loopback; for each request, reads it whole and calls ``answer``
+    with the socket. Counts the connections it accepted."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+        self.connections = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        reader = conn.makefile("rb")
+        try:
+            while line := reader.readline():
+                length = 0
+                while line not in (b"\r\n", b""):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                    line = reader.readline()
+                reader.read(length)
+                self.answer(conn)
+        except OSError:
+            pass  # the client closed its end
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Answer], RawServer]]:
+    servers: list[RawServer] = []
+
+    def start(answer: Answer) -> RawServer:
+        servers.append(RawServer(answer))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def head(status: str, length: int, content_type: str = "application/json") -> bytes:
+    return (
+        f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+def test_a_trickled_answer_times_out_at_the_deadline(serve: Callable[[Answer], RawServer]) -> None:
+    """The headers at once, then a byte every 0.3 s: urllib3's read timeout applies to each
+    socket read, so without a deadline over the body this call would last 6 s."""
+
+    def trickle(conn: socket.socket) -> None:
+        conn.sendall(head("200 OK", 20))
+        for _ in range(20):
+            time.sleep(0.3)
+            conn.sendall(b" ")
+
+    client = HandlerClient(serve(trickle).url, 1)
+    started = time.monotonic()
+    assert client.post("{}", 1.0) == TIMEOUT
+    assert time.monotonic() - started < 1.5
+
+
+def test_a_huge_rejection_is_read_only_as_far_as_its_reason(
+    serve: Callable[[Answer], RawServer],
+) -> None:
+    """A 422 announcing 200 MB: the client keeps the first KiB for the reason, reads no more
+    than one chunk, drops the connection (the rest is unread), and the next call works."""
+    size = 200_000_000
+    sent: list[int] = []
+
+    def huge_then_fine(conn: socket.socket) -> None:
+        if sent:
+            conn.sendall(head("204 No Content", 0))
+            return
+        conn.sendall(head("422 Unprocessable Content", size, "text/plain"))
+        chunk = b"x" * 1_000_000
+        for _ in range(size // len(chunk)):
+            conn.sendall(chunk)
+            sent.append(len(chunk))
+
+    server = serve(huge_then_fine)
+    client = HandlerClient(server.url, 1)
+    started = time.monotonic()
+    reply = client.post("{}", 10.0)
+    assert isinstance(reply, Reply)
+    assert reply.status == 422
+    assert REASON_BYTES < len(reply.body) <= READ_CHUNK
+    assert not reply.whole
+    assert time.monotonic() - started < 2
+    assert client.post("{}", 5.0) == Reply(204, "application/json", b"")
+    assert server.connections == 2  # a fresh connection after the dropped one
+    assert sum(sent) < size  # the client stopped reading: the server's writes failed
+
+
+def test_a_2xx_over_the_limit_is_cut_and_marked(serve: Callable[[Answer], RawServer]) -> None:
+    body = b"[" + b" " * (MAX_ANSWER_BYTES + 2 * READ_CHUNK) + b"]"
+
+    def big(conn: socket.socket) -> None:
+        conn.sendall(head("200 OK", len(body)) + body)
+
+    reply = HandlerClient(serve(big).url, 1).post("{}", 5.0)
+    assert isinstance(reply, Reply)
+    assert (reply.status, reply.whole) == (200, False)
+    assert MAX_ANSWER_BYTES < len(reply.body) <= MAX_ANSWER_BYTES + READ_CHUNK
+
+
+def test_calls_reuse_one_kept_alive_connection_per_worker(
+    serve: Callable[[Answer], RawServer],
+) -> None:
+    def fine(conn: socket.socket) -> None:
+        conn.sendall(head("200 OK", 7) + b'{"a":1}')
+
+    server = serve(fine)
+    client = HandlerClient(server.url, 2)
+    workers = [
+        threading.Thread(target=lambda: [client.post("{}", 5.0) for _ in range(25)])
+        for _ in range(2)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    assert client.post("{}", 5.0) == Reply(200, "application/json", b'{"a":1}')
+    assert 1 <= server.connections <= 2  # 51 calls, at most one connection per worker
+
+
+def test_binary_mode_headers_come_back_by_attribute_name(
+    serve: Callable[[Answer], RawServer],
+) -> None:
+    def binary(conn: socket.socket) -> None:
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nCE-SpecVersion: 1.0\r\n"
+            b"ce-type: com.example.t\r\nContent-Length: 2\r\n\r\nhi"
+        )
+
+    reply = HandlerClient(serve(binary).url, 1).post("{}", 5.0)
+    assert reply == Reply(200, "text/plain", b"hi", {"specversion": "1.0", "type": "com.example.t"})
