@@ -225,13 +225,19 @@ def read_answer(reply: Reply, workflow: str, trigger: Event) -> Answer:
     try:
         if not reply.whole:
             raise Defect(f"a body over the {MAX_ANSWER_BYTES} bytes the consumer reads")
-        if reply.binary:
+        if _binary_mode(reply, media):
             event = binary_event(reply.binary, reply.content_type, reply.body)
             return Answer(OK, emitted=[complete_event(event, workflow, trigger, 0)])
         return _content(media or "no content type", reply.body, workflow, trigger)
     except Defect as exc:
-        mode = "a binary-mode event" if reply.binary else media or "a body"
+        mode = "a binary-mode event" if _binary_mode(reply, media) else media or "a body"
         return Answer(DEFECT, f"handler answered {status} with {mode}: {exc}")
+
+
+def _binary_mode(reply: Reply, media: str) -> bool:
+    """Binding 1.0.2, section 3: a CloudEvents media type means structured or batched mode, any
+    other binary mode; here a JSON result is an answer too, so ce-specversion tells them apart."""
+    return "specversion" in reply.binary and not media.startswith("application/cloudevents")
 
 
 def binary_event(headers: dict[str, str], content_type: str, body: bytes) -> str:

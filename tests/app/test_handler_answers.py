@@ -136,6 +136,11 @@ def test_a_binary_mode_answer_is_one_emitted_event() -> None:
     assert json.loads(raw.emitted[0])["data_base64"] == "AP8="
     no_data = answer(204, "", "", ce_specversion="1.0", ce_type="t")
     assert "data" not in json.loads(no_data.emitted[0])
+    # Without ce-specversion it is no binary-mode event: other ce- headers change nothing.
+    assert answer(200, "application/json", "{}", ce_type="t").result == "{}"
+    # A CloudEvents media type means structured mode, whatever ce- headers come along.
+    structured = answer(200, CE, '{"specversion":"1.0","type":"s"}', ce_specversion="1.0")
+    assert json.loads(structured.emitted[0])["type"] == "s"
 
 
 def test_a_binary_mode_answer_that_breaks_the_binding_is_a_defect() -> None:
