@@ -305,9 +305,10 @@ class Consumer:
         if self.settings.simulated_work_ms:
             time.sleep(self.settings.simulated_work_ms * len(valid) / 1000)
         unhandled: list[Received] = []
+        unpublished: list[Received] = []
         if self.handler is not None:  # the workflow's code first (app/handler.py)
             handled = self.handler.settle(batch, batch.write_deadline, valid)
-            valid, unhandled = handled.done, handled.unhandled
+            valid, unhandled, unpublished = handled.done, handled.unhandled, handled.unpublished
             rejects.extend(handled.rejects)
         stored, refused, unwritten = self._store(batch, valid)
         rejects.extend(refused)
@@ -315,10 +316,15 @@ class Consumer:
         # messages it could not take go back as fresh copies, whose delivery count starts
         # again. Never dead-lettered for it, unless it was put back EDW_MAX_COPIES times
         # already: a failure that never ends for it.
-        over = self._over_copy_limit([*unhandled, *unwritten])
+        over = [
+            *self._over_copy_limit(unhandled, "handler"),
+            *self._over_copy_limit(unpublished, "router"),
+            *self._over_copy_limit(unwritten, "table"),
+        ]
         rejects.extend(over)
         set_aside = {m for m, _ in over}
-        copied = self._resend(batch, [m for m in [*unhandled, *unwritten] if m not in set_aside])
+        failed = [*unhandled, *unpublished, *unwritten]
+        copied = self._resend(batch, [m for m in failed if m not in set_aside])
         dead = self._dead_letter(batch, rejects)
         deleted = self._delete(batch, [*stored, *dead, *copied])
         events_by_message = dict(valid)
@@ -428,20 +434,20 @@ class Consumer:
         self._mark()
         return True
 
-    def _over_copy_limit(self, messages: list[Received]) -> list[tuple[Received, str]]:
+    def _over_copy_limit(self, messages: list[Received], cause: str) -> list[tuple[Received, str]]:
         limit = self.settings.max_copies
         over = [
             (
                 m,
-                f"the table could not take it after {m.copies} fresh copies (limit "
-                f"EDW_MAX_COPIES={limit}); the table is still failing",
+                f"the {cause} could not take it after {m.copies} fresh copies (limit "
+                f"EDW_MAX_COPIES={limit}); the {cause} is still failing",
             )
             for m in messages
             if m.copies >= limit
         ]
         if over:
             log.error(
-                "table failing: messages over the copy limit set aside",
+                f"{cause} failing: messages over the copy limit set aside",
                 extra={"fields": {"count": len(over), "limit": limit}},
             )
         self.metrics.over_copy_limit.inc(len(over))

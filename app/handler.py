@@ -458,7 +458,8 @@ class Settled:
 
     done: list[tuple[Received, Event]]  # handled (and their events published): rows to write
     rejects: list[tuple[Received, str]]  # to dead-letter, with the reason
-    unhandled: list[Received]  # the handler or the router failed past the time: fresh copies
+    unhandled: list[Received]  # the handler failed past the time: fresh copies
+    unpublished: list[Received]  # the router failed past the time: fresh copies
 
 
 # The consumer's in-place backoff: (batch, attempt, until) -> False when out of time.
@@ -502,7 +503,7 @@ class HandlerStep:
         self.client.close()
 
     def settle(self, batch: object, until: float, valid: list[tuple[Received, Event]]) -> Settled:
-        settled = Settled([], [], [])
+        settled = Settled([], [], [], [])
         emitting: list[tuple[Received, Event]] = []
         bodies: list[str] = []
         for n, (message, event) in enumerate(valid):
@@ -525,7 +526,7 @@ class HandlerStep:
         if bodies and self._publish(batch, until, bodies):
             settled.done.extend(emitting)
         else:
-            settled.unhandled.extend(m for m, _ in emitting)
+            settled.unpublished.extend(m for m, _ in emitting)
         return settled
 
     def _call(self, batch: object, until: float, message: Received, event: Event) -> Answer | None:

@@ -358,6 +358,19 @@ def test_a_crash_between_emit_and_delete_publishes_the_same_ids_again_and_one_ro
     assert sorted(json.loads(row["emitted"])) == sorted(first_ids)
 
 
+def router_port(rig: Rig) -> int:
+    """The port the router listens on: moto's (SNS) or the Event Grid stand-in's."""
+    address = rig.env().get("AWS_ENDPOINT_URL", rig.router)
+    return int(re.search(r"127\.0\.0\.1:(\d+)", address)[1])  # type: ignore[index]
+
+
+def through(rig: Rig, link: CuttingProxy) -> dict[str, str]:
+    """The consumer's environment reaching the router through ``link``."""
+    if rig.cloud == "aws":  # botocore's per-service endpoint: only SNS goes through the link
+        return {"AWS_ENDPOINT_URL_SNS": f"http://127.0.0.1:{link.port}"}
+    return {"EDW_ROUTER": rig.router.replace(f":{router_port(rig)}/", f":{link.port}/")}
+
+
 def test_a_failing_router_holds_the_event_and_never_dead_letters_it(
     rig: Rig, start_consumer: Start
 ) -> None:
@@ -369,14 +382,11 @@ def test_a_failing_router_holds_the_event_and_never_dead_letters_it(
     rig.script(
         then={"status": 200, "type": "application/cloudevents+json", "body": json.dumps(emitted)}
     )
-    router_port = int(re.search(r":(\d+)", rig.env().get("AWS_ENDPOINT_URL", rig.router))[1])
-    with CuttingProxy(router_port) as link:
-        if rig.cloud == "aws":  # botocore's per-service endpoint: only SNS goes through the link
-            through = {"AWS_ENDPOINT_URL_SNS": f"http://127.0.0.1:{link.port}"}
-        else:
-            through = {"EDW_ROUTER": rig.router.replace(f":{router_port}/", f":{link.port}/")}
+    with CuttingProxy(router_port(rig)) as link:
         link.cut()
-        consumer = started(rig, start_consumer, EDW_PROCESSING_TIMEOUT_SECONDS="2", **through)
+        consumer = started(
+            rig, start_consumer, EDW_PROCESSING_TIMEOUT_SECONDS="2", **through(rig, link)
+        )
         rig.trigger.send([event("e1")])
         wait_until(
             lambda: "router failing: breaker open, receiving paused" in consumer.output(),
@@ -395,3 +405,29 @@ def test_a_failing_router_holds_the_event_and_never_dead_letters_it(
     assert rig.trigger.dead_letters() == []
     assert consumer.metric("edw_messages_dead_lettered_total") == 0
     assert "router works again (a row was written): breaker closed" in consumer.output()
+
+
+@pytest.mark.parametrize("failing", ["handler", "router"])
+def test_a_copy_over_the_limit_is_set_aside_naming_what_failed(
+    rig: Rig, start_consumer: Start, failing: str
+) -> None:
+    """The one way an outage dead-letters: a message put back EDW_MAX_COPIES times. Its reason
+    names what failed, the handler or the router (not the table, which never failed)."""
+    if failing == "handler":
+        rig.script(then={"status": 503, "body": "down"})
+    else:
+        emitted = json.dumps({"specversion": "1.0", "type": NEXT_TYPE})
+        rig.script(then={"status": 200, "type": "application/cloudevents+json", "body": emitted})
+    with CuttingProxy(router_port(rig)) as link:
+        link.cut()
+        env = {"EDW_PROCESSING_TIMEOUT_SECONDS": "2", "EDW_MAX_COPIES": "1"}
+        consumer = started(rig, start_consumer, **env, **through(rig, link))
+        rig.trigger.send([event("e1")])
+        (dead,) = dead_letters(rig, 1)
+    assert json.loads(dead.body)["id"] == "e1"
+    assert dead.reason == (
+        f"the {failing} could not take it after 1 fresh copies (limit EDW_MAX_COPIES=1); "
+        f"the {failing} is still failing"
+    )
+    assert consumer.metric("edw_messages_over_copy_limit_total") == 1
+    assert rig.trigger.row_ids() == []
