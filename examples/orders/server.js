@@ -30,7 +30,7 @@ function problems(order) {
 }
 
 function answer(res, status, type, body) {
-  const data = Buffer.from(body);
+  const data = Buffer.from(body ?? ""); // 204 and friends have no body
   const headers = { "Content-Length": data.length };
   if (type) headers["Content-Type"] = type;
   res.writeHead(status, headers);
@@ -75,7 +75,13 @@ const server = http.createServer((req, res) => {
     }
   });
 });
-server.keepAliveTimeout = 65_000; // longer than the consumer keeps an idle connection
+// Node 22 closes a connection idle for 5 s (server.keepAliveTimeout's default,
+// https://nodejs.org/docs/latest-v22.x/api/http.html#serverkeepalivetimeout). The consumer's
+// pool keeps idle connections with no time limit and finds one closed only when it next takes
+// it: a call sent just as Node closes the socket fails ("unreachable") and is retried. That race
+// needs a pause between two calls of about the timeout; at 65 s, longer than a receive wait
+// (20 s at most), it is rare while events flow.
+server.keepAliveTimeout = 65_000;
 server.listen(PORT, () => console.log(`orders handler listening on ${PORT}`));
 // Kubernetes stops the sidecar after the consumer: finish what is in flight, then exit.
 process.on("SIGTERM", () => server.close(() => process.exit(0)));

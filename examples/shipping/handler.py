@@ -3,6 +3,8 @@
 It receives each com.example.order.accepted event as a structured CloudEvent and answers with a
 JSON object, which the consumer stores as the event's row's ``result``: the parcel count, the
 carrier and a tracking number derived from the order id (so a retry gives the same answer).
+An order it cannot ship (no order id, no unit count) gets 422 with the problems: the consumer
+dead-letters that event alone, the answer as its reason.
 """
 
 from __future__ import annotations
@@ -18,12 +20,24 @@ CARRIERS = ("parcelnet", "swiftpost", "cargoline")
 UNITS_PER_PARCEL = 5
 
 
+def problems(order: object) -> list[str]:
+    """What is wrong with an accepted order (an empty list: nothing)."""
+    if not isinstance(order, dict):
+        return ["data must be an object"]
+    found = []
+    if not isinstance(order.get("orderId"), str) or not order["orderId"]:
+        found.append("orderId must be a non-empty string")
+    units = order.get("units")  # the orders handler counts them
+    if type(units) is not int or units < 1:  # not isinstance: True is an int too
+        found.append("units must be a whole number >= 1")
+    return found
+
+
 def ship(order: dict) -> dict:
     digest = hashlib.sha256(order["orderId"].encode()).hexdigest()
-    units = int(order.get("units") or sum(i["quantity"] for i in order["items"]))
     return {
         "orderId": order["orderId"],
-        "parcels": -(-units // UNITS_PER_PARCEL),
+        "parcels": -(-order["units"] // UNITS_PER_PARCEL),
         "carrier": CARRIERS[int(digest[:8], 16) % len(CARRIERS)],
         "trackingNumber": f"TRK{digest[:12].upper()}",
     }
@@ -38,13 +52,15 @@ class Handler(BaseHTTPRequestHandler):
             event = json.loads(body)
         except ValueError as exc:
             return self.answer(400, "text/plain", f"not JSON: {exc}")
+        if not isinstance(event, dict):
+            return self.answer(400, "text/plain", "not a JSON object")
         if event.get("type") != "com.example.order.accepted":
             return self.answer(204)  # not ours: done, nothing to store but the event
-        try:
-            result = ship(event["data"])
-        except (KeyError, TypeError, ValueError) as exc:
-            return self.answer(422, "text/plain", f"not an accepted order: {exc!r}")
-        return self.answer(200, "application/json", json.dumps(result))
+        # 422 for an order we will never ship: the consumer dead-letters it with this reason.
+        # (An exception here would drop the connection, which the consumer retries forever.)
+        if found := problems(event.get("data")):
+            return self.answer(422, "text/plain", f"invalid order: {'; '.join(found)}")
+        return self.answer(200, "application/json", json.dumps(ship(event["data"])))
 
     def answer(self, status: int, content_type: str = "", text: str = "") -> None:
         data = text.encode()

@@ -3,15 +3,19 @@ examples/workflows.json, against real consumers on both emulators: the orders ->
 
 from __future__ import annotations
 
+import http.client
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from app import events
 from app.azure import event_grid_text
-from bench.chain import EXAMPLES, Chain, example_workflows
+from app.handler import REQUEST_TYPE
+from bench.chain import EXAMPLE_COMMANDS, EXAMPLES, Chain, HandlerProcess, example_workflows
+from bench.emulators import free_port
 from tests.app.conftest import CLOUDS, wait_until
 
 pytestmark = pytest.mark.emulator
@@ -22,6 +26,54 @@ def order(order_id: str, items: list[dict[str, object]]) -> str:
     return events.make(
         data, source="urn:shop:web", type_="com.example.order.created", event_id=order_id
     )
+
+
+@pytest.fixture(params=sorted(EXAMPLE_COMMANDS))
+def example(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HandlerProcess]:
+    """One example handler as a real process, as the chain runs it."""
+    command = EXAMPLE_COMMANDS[request.param]
+    if shutil.which(command[0]) is None:
+        pytest.skip(f"{command[0]} is not on PATH: the orders example handler is Node.js")
+    with HandlerProcess(command, free_port(), tmp_path / "handler.log") as handler:
+        yield handler
+
+
+def post(handler: HandlerProcess, event: dict[str, object]) -> tuple[int, str]:
+    """POST an event as the consumer does; (status, body). Raises when no answer comes (the
+    consumer would count the handler unreachable and retry the event forever)."""
+    connection = http.client.HTTPConnection("127.0.0.1", handler.port, timeout=10)
+    try:
+        body = json.dumps(event)
+        connection.request("POST", "/", body, {"Content-Type": REQUEST_TYPE})
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+def test_an_example_answers_an_event_of_another_type_with_204(example: HandlerProcess) -> None:
+    # "Not ours: done" must be an answer: a 5xx here would be retried forever.
+    other = {"specversion": "1.0", "id": "x-1", "source": "urn:test", "type": "com.example.other"}
+    assert post(example, other) == (204, "")
+
+
+@pytest.mark.parametrize(
+    ("data", "problems"),
+    [
+        ("o-1", "data must be an object"),
+        ({"orderId": 42, "units": 3}, "orderId must be a non-empty string"),
+        ({"orderId": "o-1", "units": "3"}, "units must be a whole number >= 1"),
+        ({"orderId": "o-1", "units": True}, "units must be a whole number >= 1"),
+        ({"units": 0}, "orderId must be a non-empty string; units must be a whole number >= 1"),
+    ],
+)
+def test_shipping_answers_422_for_an_order_it_cannot_ship(
+    data: object, problems: str, tmp_path: Path
+) -> None:
+    event = {"specversion": "1.0", "id": "a-1", "source": "urn:test"}
+    event |= {"type": "com.example.order.accepted", "data": data}
+    with HandlerProcess(EXAMPLE_COMMANDS["shipping"], free_port(), tmp_path / "log") as shipping:
+        assert post(shipping, event) == (422, f"invalid order: {problems}")
 
 
 def test_the_workflows_file_wires_both_example_handlers() -> None:

@@ -1,5 +1,6 @@
 """The two minimal handlers of docs/handlers.md, run as written against the consumer on moto:
-the Python one's JSON answer becomes the row's result, the Node.js one's event is published."""
+the Python one's JSON answer becomes the row's result, the Node.js one's event is published.
+And what the page states about limits and encodings is what the code does."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from app import events
-from app.handler import emitted_id
+from app.backend import MAX_EVENT_BYTES
+from app.handler import emitted_id, read_answer
 from bench.chain import HandlerProcess
 from bench.emulators import REPO, free_port
 from tests.app.conftest import ConsumerProcess, provision, wait_until
@@ -60,3 +62,31 @@ def test_the_documented_handler_works_as_written(
         assert json.loads(row["result"]) == {"handled": "e1"}
     else:
         assert json.loads(row["emitted"]) == [emitted_id("docs", events.parse(trigger), 0)]
+
+
+def section(title: str) -> str:
+    return PAGE.read_text().split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_page_states_the_event_size_limit_the_code_enforces() -> None:
+    emitting = section("Emitting events")
+    assert f"{MAX_EVENT_BYTES:,} bytes" in emitting
+    assert re.findall(r"(\d+) KiB", emitting) == [str(MAX_EVENT_BYTES // 1024)]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/json; charset=utf-16", '{"a": 1}'.encode("utf-16")),  # with its BOM
+        ("application/json", b"\xef\xbb\xbf" + b'{"a": 1}'),  # UTF-8 with a BOM
+    ],
+)
+def test_the_documented_encoding_defects_are_the_consumers_reasons(
+    content_type: str, body: bytes
+) -> None:
+    trigger = events.parse(events.make({}, source="urn:docs", type_="t", event_id="e1"))
+    answer = read_answer(200, content_type, body, "docs", trigger)
+    assert answer.outcome == "defect"
+    text = " ".join(section("The answer").split())  # a quote may wrap
+    quoted = re.findall(r"`(the body is not [^`]*?)(?: \.\.\.)?`", text)
+    assert any(answer.reason.split(": ", 1)[1].startswith(q) for q in quoted), (answer, quoted)
