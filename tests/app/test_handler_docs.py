@@ -15,7 +15,7 @@ import pytest
 
 from app import events
 from app.backend import MAX_EVENT_BYTES
-from app.handler import emitted_id, read_answer
+from app.handler import Reply, emitted_id, read_answer
 from bench.chain import HandlerProcess
 from bench.emulators import REPO, free_port
 from tests.app.conftest import ConsumerProcess, provision, wait_until
@@ -85,7 +85,7 @@ def test_the_documented_encoding_defects_are_the_consumers_reasons(
     content_type: str, body: bytes
 ) -> None:
     trigger = events.parse(events.make({}, source="urn:docs", type_="t", event_id="e1"))
-    answer = read_answer(200, content_type, body, "docs", trigger)
+    answer = read_answer(Reply(200, content_type, body), "docs", trigger)
     assert answer.outcome == "defect"
     text = " ".join(section("The answer").split())  # a quote may wrap
     quoted = re.findall(r"`(the body is not [^`]*?)(?: \.\.\.)?`", text)
