@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import sys
 import tempfile
 from collections import defaultdict
@@ -32,6 +31,8 @@ from bench.__main__ import (
     Runner,
     Sample,
     Scenario,
+    compare,
+    markdown_table,
     measure,
     scenario_for,
 )
@@ -82,34 +83,22 @@ def bench(clouds: Sequence[str], logs: Path) -> list[dict[str, Any]]:
 
 
 def summarise(cloud: str, samples: dict[str, list[Sample]]) -> dict[str, Any]:
-    def median(kind: str, attr: str) -> float:
-        return statistics.median(getattr(s, attr) for s in samples[kind])
-
-    alone, handler = median("alone", "rate"), median("handler", "rate")
     return {
         "cloud": cloud,
         "messages": MESSAGES[cloud],
         "rounds": ROUNDS,
-        "alone_msgs_per_s": round(alone, 1),
-        "handler_msgs_per_s": round(handler, 1),
-        "ratio": round(handler / alone, 2),
-        "alone_cpu_s_per_1000": round(median("alone", "cpu_per_1000"), 3),
-        "handler_cpu_s_per_1000": round(median("handler", "cpu_per_1000"), 3),
+        **compare(samples, "alone", "handler"),
     }
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| cloud | alone msg/s | with no-op handler msg/s | ratio | CPU s/1k alone "
-        "| CPU s/1k with handler |",
-        "|---|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {r['cloud']} | {r['alone_msgs_per_s']} | {r['handler_msgs_per_s']} | {r['ratio']} | "
-        f"{r['alone_cpu_s_per_1000']} | {r['handler_cpu_s_per_1000']} |"
-        for r in rows
-    ]
-    return "\n".join(lines)
+TABLE = {
+    "cloud": "cloud",
+    "alone msg/s": "alone_msgs_per_s",
+    "with no-op handler msg/s": "handler_msgs_per_s",
+    "ratio": "ratio",
+    "CPU s/1k alone": "alone_cpu_s_per_1000",
+    "CPU s/1k with handler": "handler_cpu_s_per_1000",
+}
 
 
 def main(argv: Sequence[str]) -> int:
@@ -117,7 +106,7 @@ def main(argv: Sequence[str]) -> int:
         rows = bench(argv or ["aws", "azure"], Path(logs))
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps(rows, indent=2) + "\n")
-    print(table(rows))
+    print(markdown_table(rows, TABLE))
     met = all(r["ratio"] >= BAR for r in rows)
     print(
         f"\nbar (the hop costs <= 20% of throughput: ratio >= {BAR}): {'met' if met else 'NOT met'}"
