@@ -950,7 +950,7 @@ class TenantState:
     cosmos_accounts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
-class DuplicateResourceURN(Exception):
+class DuplicateResourceURNError(Exception):
     """The engine's refusal of a second resource with a URN it has seen in this deployment."""
 
 
@@ -991,7 +991,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         urn = engine_urn(stack_and_project, parent, request.type, request.name)
         with self._lock:
             if urn in self.claimed:
-                raise DuplicateResourceURN(duplicate_urn_message(urn))
+                raise DuplicateResourceURNError(duplicate_urn_message(urn))
             self.claimed.add(urn)
         return urn
 
