@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import json
 import runpy
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -40,13 +41,13 @@ from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.sync_await import _sync_await
 
 from stacks.config import PROJECT
+from stacks.urns import ROOT_STACK_TYPE, duplicate_urn_message, engine_urn
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "123456789012"
 SUBSCRIPTION = "00000000-0000-4000-8000-000000000001"
 TENANT = "00000000-0000-4000-8000-0000000000aa"
 DEPLOYER_OBJECT_ID = "00000000-0000-4000-8000-0000000000bb"
-ROOT_STACK_TYPE = "pulumi:pulumi:Stack"
 
 Props = dict[str, Any]
 
@@ -949,20 +950,59 @@ class TenantState:
     cosmos_accounts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
+class DuplicateResourceURNError(Exception):
+    """The engine's refusal of a second resource with a URN it has seen in this deployment."""
+
+
 class RecordingMonitor(pulumi_mocks.MockMonitor):
-    """The stock mock monitor, plus a record of parents, dependencies and providers."""
+    """The stock mock monitor, plus a record of parents, dependencies and providers, and the
+    engine's refusal of a duplicate URN (which the stock monitor silently overwrites)."""
 
     def __init__(self, mocks: ProviderMocks) -> None:
         super().__init__(mocks)
         self.registrations: dict[str, tuple[Any, bool]] = {}
         self.order: list[str] = []
+        self.engine_urns: dict[str, str] = {}  # mock URN -> the URN the engine gives it
+        self.claimed: set[str] = set()  # the engine URNs taken so far
+        self._lock = threading.Lock()  # the SDK registers from several executor threads
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+        urn = self._claim(request)
         response = super().RegisterResource(request)
+        self._named(response.urn, urn)
         if request.type != ROOT_STACK_TYPE:
             self.registrations[response.urn] = (request, bool(request.custom))
             self.order.append(response.urn)
         return response
+
+    def ReadResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+        # A read (Resource.get) takes a URN like a registration (the engine's GenerateReadSteps
+        # calls the same generateURN), so it collides with one of the same parent, type and name.
+        urn = self._claim(request)
+        response = super().ReadResource(request)
+        self._named(response.urn, urn)
+        return response
+
+    def _claim(self, request: Any) -> str:
+        """The engine URN of a new registration, refused as the engine refuses a duplicate: at
+        registration, failing the program (aliases take no URN, so they are not checked here)."""
+        stack_and_project = f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}"
+        parent = self.engine_urns.get(request.parent, "")
+        urn = engine_urn(stack_and_project, parent, request.type, request.name)
+        with self._lock:
+            if urn in self.claimed:
+                raise DuplicateResourceURNError(duplicate_urn_message(urn))
+            self.claimed.add(urn)
+        return urn
+
+    def _named(self, mock_urn: str, urn: str) -> None:
+        # The mock URN keeps only the parent's last type: two distinct engine URNs may share
+        # one, and this record (keyed by mock URN) could not tell their children apart.
+        if self.engine_urns.get(mock_urn, urn) != urn:
+            raise AssertionError(
+                f"the mock monitor names both {self.engine_urns[mock_urn]} and {urn} {mock_urn}"
+            )
+        self.engine_urns[mock_urn] = urn
 
 
 @dataclass(frozen=True)
@@ -1052,11 +1092,26 @@ def _run_cached(stack: str, overrides: tuple[tuple[str, str], ...], preview: boo
         tenant,
         preview=preview,
     )
+    with _registry_login(mocks, config.get(f"{PROJECT}:cloud", "")):
+        return run_program(
+            lambda: runpy.run_path(str(ROOT / "__main__.py")), stack, config, mocks, preview=preview
+        )
+
+
+def run_program(
+    program: Callable[[], object],
+    stack: str,
+    config: Mapping[str, str],
+    mocks: ProviderMocks,
+    *,
+    preview: bool = False,
+) -> StackRun:
+    """Run ``program`` as the stack's Pulumi program under ``mocks``, recording what it does."""
     monitor = RecordingMonitor(mocks)
     # A fresh root stack per run, so two stacks in one process never share state.
     pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
-    pulumi.runtime.set_all_config(config)
+    pulumi.runtime.set_all_config(dict(config))
     settings = pulumi_settings.SETTINGS
     settings.rpc_manager.clear()
     settings.outputs.clear()
@@ -1064,8 +1119,7 @@ def _run_cached(stack: str, overrides: tuple[tuple[str, str], ...], preview: boo
     from pulumi.runtime.stack import run_pulumi_func  # noqa: PLC0415
 
     try:
-        with _registry_login(mocks, config.get(f"{PROJECT}:cloud", "")):
-            _sync_await(run_pulumi_func(lambda: runpy.run_path(str(ROOT / "__main__.py"))))
+        _sync_await(run_pulumi_func(program))
     except Exception as exc:
         raise ProgramError(exc, _recorded(monitor)) from exc
     root = pulumi_settings.get_root_resource()

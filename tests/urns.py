@@ -3,7 +3,8 @@ state of the last release.
 
 The mock monitor (pulumi.runtime.mocks.MockMonitor.make_urn) names a resource by its parent's
 *last* type only, so a component that moves under a new parent keeps its mock URN while its real
-URN changes. These helpers compute what the engine computes instead (pulumi/pulumi
+URN changes. These helpers compute what the engine computes instead (the URN itself with
+stacks/urns.py, which the offline run also uses to refuse duplicates; pulumi/pulumi
 pkg/resource/deploy/step_generator.go, read around v3.268: generateURN, collapseAliasToUrn,
 generateAliases, inheritedChildAlias):
 - a URN's type is the whole chain of its parents' types, the root stack's left out;
@@ -21,31 +22,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stacks.offline import ROOT_STACK_TYPE, RecordedResource, StackRun, run_stack
+from stacks.offline import RecordedResource, StackRun, run_stack
+from stacks.urns import child_type, engine_urn, make_urn, qualified_type_of, split
 
 RELEASE_DIR = Path(__file__).resolve().parent / "release-urns"
-
-
-def make_urn(stack_and_project: str, qualified_type: str, name: str) -> str:
-    return f"{stack_and_project}::{qualified_type}::{name}"
-
-
-def split(urn: str) -> tuple[str, str, str]:
-    """(urn:pulumi:<stack>::<project>, qualified type, name)."""
-    stack, project, qualified, name = urn.removeprefix("urn:pulumi:").split("::", 3)
-    return f"urn:pulumi:{stack}::{project}", qualified, name
-
-
-def qualified_type_of(parent_urn: str) -> str:
-    """The type chain a child of ``parent_urn`` is prefixed with ("" under the root stack)."""
-    if not parent_urn:
-        return ""
-    qualified = split(parent_urn)[1]
-    return "" if qualified == ROOT_STACK_TYPE else qualified.removeprefix(f"{ROOT_STACK_TYPE}$")
-
-
-def child_type(parent_qualified: str, type_: str) -> str:
-    return f"{parent_qualified}${type_}" if parent_qualified else type_
 
 
 @dataclass(frozen=True)
@@ -61,20 +41,20 @@ class EngineResource:
 def engine_resources(run: StackRun) -> list[EngineResource]:
     """Every registered resource with the URN and explicit aliases the engine computes, in
     registration order (a parent always before its children)."""
-    engine_urn: dict[str, str] = {}
+    engine_of: dict[str, str] = {}
     out = []
     for r in run.resources:
         prefix = split(r.urn)[0]
-        parent = engine_urn.get(r.parent, "")
-        urn = make_urn(prefix, child_type(qualified_type_of(parent), r.type), r.name)
-        engine_urn[r.urn] = urn
+        parent = engine_of.get(r.parent, "")
+        urn = engine_urn(prefix, parent, r.type, r.name)
+        engine_of[r.urn] = urn
         out.append(
-            EngineResource(urn, r.type, r.name, r.custom, parent, _aliases(r, parent, engine_urn))
+            EngineResource(urn, r.type, r.name, r.custom, parent, _aliases(r, parent, engine_of))
         )
     return out
 
 
-def _aliases(r: RecordedResource, parent: str, engine_urn: dict[str, str]) -> tuple[str, ...]:
+def _aliases(r: RecordedResource, parent: str, engine_of: dict[str, str]) -> tuple[str, ...]:
     prefix = split(r.urn)[0]
     found = []
     for spec in r.alias_specs:
@@ -83,7 +63,7 @@ def _aliases(r: RecordedResource, parent: str, engine_urn: dict[str, str]) -> tu
             continue
         # A parent named by its mock URN is one of this run's resources: use its engine URN;
         # else it is an old URN the program spelled itself (pulumi.create_urn).
-        alias_parent = "" if spec.no_parent else engine_urn.get(spec.parent_urn, spec.parent_urn)
+        alias_parent = "" if spec.no_parent else engine_of.get(spec.parent_urn, spec.parent_urn)
         if not spec.no_parent and not spec.parent_urn:
             alias_parent = parent
         qualified = child_type(qualified_type_of(alias_parent), spec.type or r.type)
