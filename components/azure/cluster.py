@@ -25,6 +25,7 @@ from components.azure.roles import (
     ACR_PULL,
     AKS_CLUSTER_USER,
     AKS_RBAC_CLUSTER_ADMIN,
+    grant_name,
     role_definition_id,
 )
 from components.settings import AzureSettings, Principal
@@ -160,15 +161,20 @@ class AksCluster(pulumi.ComponentResource):
         )
 
         def grant(
-            suffix: str, principal: Principal, role: str, aliases: Sequence[pulumi.Alias] = ()
+            kind: str,
+            principal: Principal,
+            among: Sequence[Principal],
+            role: str,
+            aliases: Sequence[pulumi.Alias] = (),
         ) -> pulumi.Resource:
+            resource_name, former = grant_name(f"{name}-{kind}", principal, among)
             return authorization.RoleAssignment(
-                f"{name}-{suffix}",
+                resource_name,
                 principal_id=principal.object_id,
                 principal_type=principal.type,
                 role_definition_id=role_definition_id(args.subscription_id, role),
                 scope=cluster.id,
-                opts=pulumi.ResourceOptions(parent=self, aliases=list(aliases)),
+                opts=pulumi.ResourceOptions(parent=self, aliases=[*former, *aliases]),
             )
 
         # The deployer creates NodePools and the consumer: Kubernetes rights through Azure RBAC
@@ -180,8 +186,9 @@ class AksCluster(pulumi.ComponentResource):
         # another name is refused (RoleAssignmentExists) while the old one still exists.
         grants = [
             grant(
-                f"deployer-{principal.object_id[:8]}",
+                "deployer",
                 principal,
+                args.deployers,
                 AKS_RBAC_CLUSTER_ADMIN,
                 former_admin_name(name, principal, args.runner_object_id),
             )
@@ -189,7 +196,7 @@ class AksCluster(pulumi.ComponentResource):
         ]
         # Previewers: listClusterUserCredential/action, and nothing else in Azure.
         for principal in args.previewers:
-            grant(f"previewer-{principal.object_id[:8]}", principal, AKS_CLUSTER_USER)
+            grant("previewer", principal, args.previewers, AKS_CLUSTER_USER)
         self.kubeconfig = pulumi.Output.secret(
             cluster_kubeconfig(args.resource_group_name, cluster.name, args.kubelogin_args)
         )

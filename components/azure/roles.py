@@ -6,7 +6,11 @@ Cosmos-native definitions that live under the account, not in Microsoft.Authoriz
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pulumi
+
+from components.settings import Principal
 
 # Built-in role definitions: MicrosoftDocs/azure-docs articles/role-based-access-control/
 # built-in-roles/storage.md and containers.md (the JSON of each role).
@@ -35,6 +39,22 @@ def role_definition_id(subscription_id: str, role: str) -> str:
     return (
         f"/subscriptions/{subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{role}"
     )
+
+
+def grant_name(
+    prefix: str, principal: Principal, among: Sequence[Principal]
+) -> tuple[str, list[pulumi.Alias]]:
+    """A principal's role assignment: ``<prefix>-<object id>``, the whole id, since two principals
+    may share any part of it (a shared part made one URN twice: the engine refuses the program).
+    Grants were named by the id's first 8 hex digits before; that name is the alias when no other
+    principal in ``among`` shares them (when one does, no stack can have been deployed with it),
+    so a deployed grant updates in place: a new one beside it would be refused while the old one
+    stands (RoleAssignmentExists: one principal, role and scope)."""
+    short = principal.object_id[:8]
+    shared = sum(p.object_id[:8] == short for p in among) > 1
+    return f"{prefix}-{principal.object_id}", [] if shared else [
+        pulumi.Alias(name=f"{prefix}-{short}")
+    ]
 
 
 def cosmos_table_role_definition_id(account_id: pulumi.Input[str], role: str) -> pulumi.Output[str]:

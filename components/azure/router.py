@@ -16,6 +16,7 @@ from components.azure.roles import (
     EVENTGRID_DATA_SENDER,
     STORAGE_BLOB_DATA_CONTRIBUTOR,
     STORAGE_QUEUE_DATA_MESSAGE_SENDER,
+    grant_name,
     role_definition_id,
 )
 from components.routing import EventFilter, event_grid_filters
@@ -80,13 +81,14 @@ class EventGridRouter(pulumi.ComponentResource):
             opts=child,
         )
         for publisher in args.publishers:
+            grant, former = grant_name(f"{name}-publisher", publisher, args.publishers)
             authorization.RoleAssignment(
-                f"{name}-publisher-{publisher.object_id[:8]}",
+                grant,
                 principal_id=publisher.object_id,
                 principal_type=publisher.type,
                 role_definition_id=role_definition_id(args.subscription_id, EVENTGRID_DATA_SENDER),
                 scope=topic.id,
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self, aliases=former),
             )
         self.principal_id = topic.identity.apply(lambda i: i.principal_id if i else "")
         self.dead_letter_grant = authorization.RoleAssignment(

@@ -439,7 +439,7 @@ def test_the_logged_in_person_gets_the_cluster_with_their_principal_type(run: St
     """`make up STACK=dev` with nothing but `az login`: the deployer (a User, from its token's
     claims) is granted AKS RBAC Cluster Admin on this cluster, the grant named by its object id
     and answering to its old name, so an existing stack keeps it."""
-    grant = run.one(ROLE, "cluster-deployer-00000000")
+    grant = run.one(ROLE, f"cluster-deployer-{RUNNER}")
     assert former_admin(grant)
     admin = grant.inputs
     assert admin["principalId"] == "00000000-0000-4000-8000-0000000000bb"
@@ -452,7 +452,7 @@ def test_a_ci_deployer_without_configured_principals_is_granted_as_a_service_pri
     """An OIDC app or managed identity running `up` (a token with idtyp app): ARM refuses the
     SDK's default principalType User for it (UnmatchedPrincipalType), the mocks as well."""
     run = run_stack("dev", {"offline:deployerType": "ServicePrincipal"})
-    assert run.one(ROLE, "cluster-deployer-00000000").inputs["principalType"] == "ServicePrincipal"
+    assert run.one(ROLE, f"cluster-deployer-{RUNNER}").inputs["principalType"] == "ServicePrincipal"
 
 
 def former_admin(grant: RecordedResource) -> bool:
@@ -469,7 +469,7 @@ RUNNER = "00000000-0000-4000-8000-0000000000bb"  # the mocks' signed-in identity
         # The person who ran the first `up` lists themself and a CI identity: their grant keeps
         # its assignment. Named anew, it would be a second assignment of the same principal,
         # role and scope while the old one still exists: RoleAssignmentExists.
-        ([f"User:{RUNNER}", "ServicePrincipal:33333333-2222-4333-8444-555555555555"], "00000000"),
+        ([f"User:{RUNNER}", "ServicePrincipal:33333333-2222-4333-8444-555555555555"], RUNNER),
         # Someone else runs: no grant claims the old one, which `up` deletes.
         (["ServicePrincipal:33333333-2222-4333-8444-555555555555"], None),
     ],
@@ -486,7 +486,7 @@ def test_the_runners_grant_keeps_the_old_deployer_admin_assignment(
     )
     grants = [g for g in run.of_type(ROLE) if g.name.startswith("cluster-deployer-")]
     assert sorted(g.name for g in grants) == sorted(
-        f"cluster-deployer-{p.split(':')[1][:8]}" for p in configured
+        f"cluster-deployer-{p.split(':')[1]}" for p in configured
     )
     assert [g.name for g in grants if former_admin(g)] == (
         [f"cluster-deployer-{inherits}"] if inherits else []
@@ -526,13 +526,13 @@ def test_configured_deployers_and_previewers_get_least_aks_roles() -> None:
     }
     # Not "whoever runs now": exactly the configured principals, keyed by object id.
     assert grants == {
-        "cluster-deployer-33333333": (
+        f"cluster-deployer-{deployer}": (
             deployer,
             "ServicePrincipal",
             ROLE_DEFINITIONS + AKS_RBAC_CLUSTER_ADMIN,
         ),
-        "cluster-previewer-44444444": (group, "Group", ROLE_DEFINITIONS + AKS_CLUSTER_USER),
-        "cluster-previewer-55555555": (
+        f"cluster-previewer-{group}": (group, "Group", ROLE_DEFINITIONS + AKS_CLUSTER_USER),
+        f"cluster-previewer-{app}": (
             app,
             "ServicePrincipal",
             ROLE_DEFINITIONS + AKS_CLUSTER_USER,

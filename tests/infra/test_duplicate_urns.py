@@ -102,23 +102,34 @@ def test_aliases_take_no_urn() -> None:
 
 
 @pytest.mark.parametrize(
-    ("key", "urn"),
+    ("key", "prefix"),
     [
-        ("deployerPrincipals", "edw:azure:AksCluster$RoleAssignment::cluster-deployer-11111111"),
-        ("previewPrincipals", "edw:azure:AksCluster$RoleAssignment::cluster-previewer-11111111"),
-        ("routerPublishers", "edw:azure:EventGridRouter$RoleAssignment::router-publisher-11111111"),
+        ("deployerPrincipals", "cluster-deployer"),
+        ("previewPrincipals", "cluster-previewer"),
+        ("routerPublishers", "router-publisher"),
     ],
 )
-def test_two_principals_whose_object_ids_share_8_digits_collide(key: str, urn: str) -> None:
-    """A config the offline run used to pass: the grants are named by the object id's first 8
-    hex digits, so two distinct principals sharing them make one URN twice (an open bug: the
-    config accepts them; a real `pulumi preview` refuses them)."""
+def test_principals_are_granted_by_their_whole_object_id(key: str, prefix: str) -> None:
+    """Two principals whose ids share their first 8 hex digits (names held only those, so the
+    engine refused the program as one URN twice) each get a grant named by the whole id; a
+    principal whose 8 digits are its own answers to the grant's former name, so a deployed
+    stack updates it in place (a second assignment would be refused: RoleAssignmentExists)."""
     a, b = "11111111-0000-4000-8000-000000000001", "11111111-0000-4000-8000-000000000002"
-    overrides = {
-        key: json.dumps([f"ServicePrincipal:{a}", f"ServicePrincipal:{b}"]),
-        "offline:directory": json.dumps({a: "ServicePrincipal", b: "ServicePrincipal"}),
+    c = "22222222-0000-4000-8000-000000000003"
+    principals = [f"ServicePrincipal:{x}" for x in (a, b, c)]
+    directory = dict.fromkeys((a, b, c), "ServicePrincipal")
+    run = run_stack(
+        "dev", {key: json.dumps(principals), "offline:directory": json.dumps(directory)}
+    )
+    grants = {
+        g.name: g
+        for g in run.of_type("azure-native:authorization:RoleAssignment")
+        if g.name.startswith(f"{prefix}-")
     }
-    with pytest.raises(ProgramError) as error:
-        run_stack("dev", overrides)
-    expected = urn.replace("RoleAssignment", "azure-native:authorization:RoleAssignment")
-    assert str(error.value.cause) == engine_message(f"urn:pulumi:dev::edw::{expected}")
+    assert {n: g.inputs["principalId"] for n, g in grants.items()} == {
+        f"{prefix}-{x}": x for x in (a, b, c)
+    }
+    # Names the grant answers to besides its own (a parent's aliases add its own name too).
+    former = {n: {u.rsplit("::", 1)[1] for u in g.aliases} - {n} for n, g in grants.items()}
+    assert former[f"{prefix}-{a}"] == former[f"{prefix}-{b}"] == set()  # never deployable
+    assert former[f"{prefix}-{c}"] == {f"{prefix}-22222222"}

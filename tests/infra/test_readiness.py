@@ -226,7 +226,10 @@ def test_the_cluster_is_used_only_once_the_deployer_may_do_what_the_program_does
     assert {"verb": "delete", "group": "", "resource": "pods", "namespace": "kube-system"} in asked
     assert check.inputs["scope"] == "6dae42f8-4368-4678-94ff-3960e28e3630/.default"
     assert check.inputs["retry"] == sorted(CLUSTER_RETRY)
-    admin = dev_run.one("azure-native:authorization:RoleAssignment", "cluster-deployer-00000000")
+    admin = dev_run.one(
+        "azure-native:authorization:RoleAssignment",
+        "cluster-deployer-00000000-0000-4000-8000-0000000000bb",  # the mocks' signed-in identity
+    )
     assert dev_run.depends_on(check, admin)
     assert dev_run.depends_on(dev_run.one("pulumi:providers:kubernetes"), check)
     # Same resource as the old "*" check: an existing stack does not wait again.
@@ -242,5 +245,5 @@ def test_configured_deployers_are_waited_for_too() -> None:
             "offline:directory": json.dumps({deployer: "ServicePrincipal"}),
         },
     )
-    grant = run.one("azure-native:authorization:RoleAssignment", "cluster-deployer-33333333")
+    grant = run.one("azure-native:authorization:RoleAssignment", f"cluster-deployer-{deployer}")
     assert run.depends_on(checks(run)["cluster-access-effective"], grant)
