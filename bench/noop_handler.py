@@ -9,19 +9,28 @@ import os
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class QuietHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 (kept-alive connections, as the consumer uses them), no access log."""
 
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.send_response(204)
-        self.end_headers()
+    protocol_version = "HTTP/1.1"
 
     def log_message(self, *_: object) -> None:
         pass
 
 
-if __name__ == "__main__":
-    server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
+class Handler(QuietHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(204)
+        self.end_headers()
+
+
+def serve(handler: type[BaseHTTPRequestHandler]) -> None:
+    """Serve ``handler`` on loopback at ``PORT`` until killed, a thread per connection."""
+    server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), handler)
     server.daemon_threads = True
     server.serve_forever()
+
+
+if __name__ == "__main__":
+    serve(Handler)

@@ -1,4 +1,4 @@
-"""A handler the tests configure while it runs: ``python tests/app/handler_server.py SCRIPT LOG``.
+"""A handler the tests configure while it runs: ``python -m tests.app.handler_server SCRIPT LOG``.
 
 Serves ``PORT`` (HTTP/1.1, kept-alive). Each POST is appended to LOG as one JSON line (its
 Content-Type and body) and answered from SCRIPT, a JSON file read again whenever it changes:
@@ -12,13 +12,13 @@ Content-Type and body) and answered from SCRIPT, a JSON file read again whenever
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from bench.noop_handler import QuietHandler, serve
 
 SCRIPT, LOG = Path(sys.argv[1]), Path(sys.argv[2])
 state: dict[str, Any] = {"text": None, "script": {}, "calls": 0}
@@ -38,10 +38,8 @@ def answer_for(event_id: str) -> dict[str, Any]:
     return answers[n] if n < len(answers) else script.get("then", {"status": 204})
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_POST(self) -> None:
+class Handler(QuietHandler):
+    def do_POST(self) -> None:  # noqa: N802 (http.server's method name)
         body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
         with lock, LOG.open("a") as log:
             log.write(json.dumps({"type": self.headers.get("Content-Type"), "body": body}) + "\n")
@@ -59,11 +57,5 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def log_message(self, *_: object) -> None:
-        pass
-
-
 if __name__ == "__main__":
-    server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
-    server.daemon_threads = True
-    server.serve_forever()
+    serve(Handler)

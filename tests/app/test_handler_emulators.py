@@ -1,5 +1,5 @@
 """The handler contract (docs/handlers.md) against real processes on both emulators: the consumer
-(``python -m app.consumer``), a handler (tests/app/handler_server.py, scripted while it runs) and
+(``python -m app.consumer``), a handler (tests.app.handler_server, scripted while it runs) and
 the router (moto's SNS -> SQS; on Azure the Event Grid stand-in, bench/event_grid.py, writing
 into Azurite queues)."""
 
@@ -21,7 +21,7 @@ from app import events
 from app.azure import event_grid_text
 from app.handler import emitted_id
 from bench.chain import HandlerProcess, Workflow, router
-from bench.emulators import REPO, Target, free_port
+from bench.emulators import Target, free_port
 from tests.app.conftest import CLOUDS, ConsumerProcess, provision, wait_until
 from tests.app.cutting_proxy import CuttingProxy
 
@@ -30,7 +30,6 @@ Start = Callable[[dict[str, str]], ConsumerProcess]
 FAST = {"EDW_RECEIVE_WAIT_SECONDS": "1", "EDW_SHUTDOWN_TIMEOUT_SECONDS": "5"}
 WORKFLOW = "orders"
 NEXT_TYPE = "com.example.next"
-SERVER = REPO / "tests" / "app" / "handler_server.py"
 
 
 @dataclass
@@ -88,7 +87,7 @@ def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
     trigger, downstream = provision(request, cloud), provision(request, cloud)
     emulator = request.getfixturevalue("moto" if cloud == "aws" else "azurite")
     with router(emulator, [Workflow("next", downstream, {"type": [NEXT_TYPE]})]) as address:
-        command = [sys.executable, str(SERVER), str(tmp_path / "script.json")]
+        command = [sys.executable, "-m", "tests.app.handler_server", str(tmp_path / "script.json")]
         command.append(str(tmp_path / "requests.jsonl"))
         handler = HandlerProcess(command, free_port(), tmp_path / "handler.log")
         rig = Rig(cloud, trigger, downstream, address, tmp_path, handler)
