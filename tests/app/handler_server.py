@@ -57,5 +57,6 @@ class Handler(QuietHandler):
         self.end_headers()
         self.wfile.write(data)
 
+
 if __name__ == "__main__":
     serve(Handler)
