@@ -448,8 +448,10 @@ def _handler_container(handler: Handler, image: pulumi.Input[str]) -> core.v1.Co
         env=[core.v1.EnvVarArgs(name="PORT", value=str(handler.port))],
         # Not opened by the network policy: the consumer calls it over loopback and the
         # kubelet's probes come from the node. The VPC CNI's agent always lets the node IP in
-        # (aws/aws-network-policy-agent issue 56, maintainer's answer); Cilium lets the local
-        # host in by default (its allow-localhost option), not verified here against AKS.
+        # (aws/aws-network-policy-agent issue 56, maintainer's answer); Cilium's agent defaults
+        # allow-localhost to "auto", which in Kubernetes mode is "always" (cilium/cilium daemon:
+        # "Kubernetes demands that the localhost can always reach local pods"). AKS's managed
+        # Cilium settings are not visible here: the upstream default, not observed on AKS.
         ports=[core.v1.ContainerPortArgs(name="handler", container_port=handler.port)],
         resources=core.v1.ResourceRequirementsArgs(
             requests={"cpu": handler.cpu_request, "memory": handler.memory_request},
