@@ -41,7 +41,7 @@ from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.sync_await import _sync_await
 
 from stacks.config import PROJECT
-from stacks.urns import ROOT_STACK_TYPE, duplicate_urn_message, engine_urn
+from stacks.urns import ROOT_STACK_TYPE, duplicate_urn_message, engine_urn, split
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "123456789012"
@@ -955,21 +955,25 @@ class DuplicateResourceURNError(Exception):
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
-    """The stock mock monitor, plus a record of parents, dependencies and providers, and the
-    engine's refusal of a duplicate URN (which the stock monitor silently overwrites)."""
+    """The stock mock monitor, plus a record of parents, dependencies and providers, the
+    engine's URNs (the stock monitor keeps only the parent's last type, so two resources the
+    engine tells apart could share one) and the engine's refusal of a duplicate URN (which the
+    stock monitor silently overwrites)."""
 
     def __init__(self, mocks: ProviderMocks) -> None:
         super().__init__(mocks)
         self.registrations: dict[str, tuple[Any, bool]] = {}
         self.order: list[str] = []
-        self.engine_urns: dict[str, str] = {}  # mock URN -> the URN the engine gives it
-        self.claimed: set[str] = set()  # the engine URNs taken so far
+        self.claimed: set[str] = set()  # the URNs taken so far
         self._lock = threading.Lock()  # the SDK registers from several executor threads
 
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        stack_and_project = f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}"
+        return engine_urn(stack_and_project, parent, type_, name)
+
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
-        urn = self._claim(request)
+        self._claim(request)
         response = super().RegisterResource(request)
-        self._named(response.urn, urn)
         if request.type != ROOT_STACK_TYPE:
             self.registrations[response.urn] = (request, bool(request.custom))
             self.order.append(response.urn)
@@ -978,31 +982,17 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
     def ReadResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
         # A read (Resource.get) takes a URN like a registration (the engine's GenerateReadSteps
         # calls the same generateURN), so it collides with one of the same parent, type and name.
-        urn = self._claim(request)
-        response = super().ReadResource(request)
-        self._named(response.urn, urn)
-        return response
+        self._claim(request)
+        return super().ReadResource(request)
 
-    def _claim(self, request: Any) -> str:
-        """The engine URN of a new registration, refused as the engine refuses a duplicate: at
-        registration, failing the program (aliases take no URN, so they are not checked here)."""
-        stack_and_project = f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}"
-        parent = self.engine_urns.get(request.parent, "")
-        urn = engine_urn(stack_and_project, parent, request.type, request.name)
+    def _claim(self, request: Any) -> None:
+        """Refuse a URN already taken as the engine does: at registration, failing the program
+        (aliases take no URN, so they are not checked here)."""
+        urn = self.make_urn(request.parent, request.type, request.name)
         with self._lock:
             if urn in self.claimed:
                 raise DuplicateResourceURNError(duplicate_urn_message(urn))
             self.claimed.add(urn)
-        return urn
-
-    def _named(self, mock_urn: str, urn: str) -> None:
-        # The mock URN keeps only the parent's last type: two distinct engine URNs may share
-        # one, and this record (keyed by mock URN) could not tell their children apart.
-        if self.engine_urns.get(mock_urn, urn) != urn:
-            raise AssertionError(
-                f"the mock monitor names both {self.engine_urns[mock_urn]} and {urn} {mock_urn}"
-            )
-        self.engine_urns[mock_urn] = urn
 
 
 @dataclass(frozen=True)
@@ -1175,17 +1165,13 @@ def _alias_spec(alias: Any) -> AliasSpec:
 
 
 def _alias_urn(urn: str, request: Any, alias: Any) -> str:
-    """An alias as the URN the engine computes from it: the parent's whole type chain (the SDK's
-    mock monitor keeps only its last type), then the type and name. Like that monitor, it names
-    a top-level resource pulumi:pulumi:Stack$<type>."""
+    """An explicit alias as the URN the engine collapses it to (its parent's whole type chain,
+    then the type and name); what the engine adds from the parent's aliases is tests/urns.py's."""
     if alias.urn:
         return alias.urn
     spec = alias.spec
     parent = "" if spec.noParent else (spec.parentUrn or request.parent)
-    chain = parent.split("::")[2] if parent else ROOT_STACK_TYPE
-    chain = chain.removeprefix(f"{ROOT_STACK_TYPE}$")
-    stack_and_project = "::".join(urn.split("::")[:2])
-    return f"{stack_and_project}::{chain}${spec.type or request.type}::{spec.name or request.name}"
+    return engine_urn(split(urn)[0], parent, spec.type or request.type, spec.name or request.name)
 
 
 @contextlib.contextmanager

@@ -4,8 +4,9 @@ The engine (pulumi/pulumi pkg/resource/deploy, deployment.generateURN) names a r
 urn:pulumi:<stack>::<project>::<type chain>::<name>, the type chain being the types of all its
 parents but the root stack, then its own, joined by "$". The parent's *name* is not part of it,
 so two children of the same name and type under two parents of the same type chain collide.
-The mock monitor (pulumi.runtime.mocks.MockMonitor.make_urn) keeps only the parent's last type;
-stacks/offline.py and tests/urns.py compute the engine's URNs with these helpers instead.
+The stock mock monitor (pulumi.runtime.mocks.MockMonitor.make_urn) keeps only the parent's last
+type; stacks/offline.py's monitor names every resource with these helpers instead, so a run's
+URNs are the engine's.
 """
 
 from __future__ import annotations

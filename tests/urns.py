@@ -1,10 +1,9 @@
 """The URNs the Pulumi engine gives a stack's resources, and how an update matches them to the
 state of the last release.
 
-The mock monitor (pulumi.runtime.mocks.MockMonitor.make_urn) names a resource by its parent's
-*last* type only, so a component that moves under a new parent keeps its mock URN while its real
-URN changes. These helpers compute what the engine computes instead (the URN itself with
-stacks/urns.py, which the offline run also uses to refuse duplicates; pulumi/pulumi
+The offline run names resources as the engine does (stacks/urns.py; the stock mock monitor kept
+only a parent's last type, so a component moved under a new parent kept its mock URN while its
+real URN changed). These helpers add what the engine does with aliases (pulumi/pulumi
 pkg/resource/deploy/step_generator.go, read around v3.268: generateURN, collapseAliasToUrn,
 generateAliases, inheritedChildAlias):
 - a URN's type is the whole chain of its parents' types, the root stack's left out;

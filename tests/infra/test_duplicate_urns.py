@@ -89,6 +89,21 @@ def test_same_name_with_another_type_or_parent_type_is_fine() -> None:
     assert [r.name for r in run(program).resources].count("x") == 6
 
 
+def test_the_whole_parent_type_chain_tells_children_apart() -> None:
+    """Same-typed parents under differently typed grandparents: distinct URNs for the engine,
+    though the stock mock monitor (the parent's last type only) gives both one."""
+
+    def program() -> None:
+        thing("x", Component("test:index:Inner", "i", Component("test:index:OuterA", "a")))
+        thing("x", Component("test:index:Inner", "i", Component("test:index:OuterB", "b")))
+
+    urns = {r.urn for r in run(program).resources if r.name == "x"}
+    assert urns == {
+        f"{PREFIX}::test:index:OuterA$test:index:Inner$test:index:Thing::x",
+        f"{PREFIX}::test:index:OuterB$test:index:Inner$test:index:Thing::x",
+    }
+
+
 def test_aliases_take_no_urn() -> None:
     """Two resources may name the same old URN as an alias (the update, not the run, decides
     whether that is a conflict: tests/urns.py plan_update)."""
