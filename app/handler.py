@@ -21,7 +21,8 @@ processing time: the rest is kept to settle the batch). The answer:
 - 408, 429, 5xx, a refused connection, a timeout: the handler is failing, not the event: retried
   in place with backoff, the circuit breaker opens (no receiving), and what is still unhandled at
   the batch's write deadline goes back as fresh copies, exactly like rows a failing table did not
-  take. Never dead-lettered, however long it lasts. A failing router is handled the same way.
+  take. Not dead-lettered for it, unless a message has gone back EDW_MAX_COPIES times (the
+  reason then names the handler). A failing router is handled the same way.
 - A 2xx whose body does not match its content type (or that emits something that is not a
   CloudEvent, or is over MAX_ANSWER_BYTES) is a handler defect: dead-lettered with that reason.
 - A 2xx in binary mode (``ce-`` headers, section 3.1) is one emitted event.
@@ -124,6 +125,7 @@ class Reply:
     body: bytes = b""
     binary: dict[str, str] = field(default_factory=dict)  # ce-* headers: attribute -> raw value
     whole: bool = True  # False: the body went on past what was read
+    repeated: frozenset[str] = frozenset()  # ce-* headers sent more than once
 
 
 def emitted_id(workflow: str, trigger: Event, position: int) -> str:
@@ -226,6 +228,8 @@ def read_answer(reply: Reply, workflow: str, trigger: Event) -> Answer:
         if not reply.whole:
             raise Defect(f"a body over the {MAX_ANSWER_BYTES} bytes the consumer reads")
         if _binary_mode(reply, media):
+            if reply.repeated:
+                raise Defect(f"headers sent twice: ce-{', ce-'.join(sorted(reply.repeated))}")
             event = binary_event(reply.binary, reply.content_type, reply.body)
             return Answer(OK, emitted=[complete_event(event, workflow, trigger, 0)])
         return _content(media or "no content type", reply.body, workflow, trigger)
@@ -243,6 +247,8 @@ def _binary_mode(reply: Reply, media: str) -> bool:
 def binary_event(headers: dict[str, str], content_type: str, body: bytes) -> str:
     """A binary-mode answer (HTTP binding 1.0.2, section 3.1: attributes in ``ce-`` headers,
     the data as the body, its type in Content-Type) as the structured event's JSON text."""
+    if "datacontenttype" in headers:
+        raise Defect("a ce-datacontenttype header: Content-Type carries it (section 3.1.1)")
     members = {name: _header_value(name, raw) for name, raw in headers.items()}
     if content_type:
         members["datacontenttype"] = content_type
@@ -254,8 +260,11 @@ def binary_event(headers: dict[str, str], content_type: str, body: bytes) -> str
 
 def _header_value(name: str, raw: str) -> str:
     """Section 3.1.3.2: unquote a quoted string, then percent-decode once; bytes that are not
-    UTF-8 (an overlong "%C0%A0" among them) are refused."""
+    UTF-8 (an overlong "%C0%A0" among them) are refused, and so is a raw character outside
+    printable ASCII (HTTP headers hold ASCII; http.client would hand it over as Latin-1)."""
     value = raw.strip()
+    if not all(" " <= c <= "~" for c in value):
+        raise Defect(f"header ce-{name} holds characters outside printable ASCII")
     if len(value) >= 2 and value[0] == value[-1] == '"':
         value = re.sub(r"\\(.)", r"\1", value[1:-1])
     try:
@@ -367,15 +376,18 @@ class HandlerClient:
         each socket read, so a handler trickling bytes would hold a worker past its batch),
         and no more than the contract uses: MAX_ANSWER_BYTES of a 2xx, REASON_BYTES else."""
         limit = MAX_ANSWER_BYTES if 200 <= response.status <= 299 else REASON_BYTES
-        sock = getattr(response.connection, "sock", None)
         chunks: list[bytes] = []
         size = 0
         while size <= limit:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError
-            if sock is not None:
-                sock.settimeout(left)
+            # urllib3 gives the connection back to the pool within the read that ends the body
+            # (another worker may hold it next): only a connection still ours is timed.
+            connection = response.connection
+            if connection is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                if connection.sock is not None:
+                    connection.sock.settimeout(left)
             chunk = response.read1(READ_CHUNK)
             if not chunk:
                 break
@@ -384,15 +396,17 @@ class HandlerClient:
         whole = size <= limit
         if not whole:
             response.close()  # the rest is unread: the connection cannot serve another call
-        headers = response.headers
-        binary = {
-            name[len(BINARY_PREFIX) :].lower(): value
-            for name, value in headers.items()
-            if name.lower().startswith(BINARY_PREFIX)
-        }
-        return Reply(
-            response.status, headers.get("Content-Type", ""), b"".join(chunks), binary, whole
-        )
+        binary: dict[str, str] = {}
+        repeated: set[str] = set()
+        for name, value in response.headers.items():  # a header sent twice comes twice
+            if name.lower().startswith(BINARY_PREFIX):
+                attribute = name[len(BINARY_PREFIX) :].lower()
+                if attribute in binary:
+                    repeated.add(attribute)
+                binary[attribute] = value
+        content_type = response.headers.get("Content-Type", "")
+        body = b"".join(chunks)
+        return Reply(response.status, content_type, body, binary, whole, frozenset(repeated))
 
     def accepting(self) -> bool:
         try:

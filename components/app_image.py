@@ -21,10 +21,14 @@ APP_CONTEXT = "app"  # relative to the project directory, the program's working 
 def context_files(context: Path) -> list[str]:
     """The files a build of ``context`` sends: all but what its ignore file excludes (Docker's
     rules: ``Dockerfile.dockerignore`` first, else ``.dockerignore``, as pulumi-docker-build's
-    getIgnorePatterns, provider/internal/context.go; matched by docker-py's PatternMatcher)."""
+    getIgnorePatterns, provider/internal/context.go; matched by docker-py's PatternMatcher).
+    docker-py's matcher is close to moby's, not the same: it never descends into an excluded
+    directory for a wildcard exception (``dir`` then ``!**/keep``) and always keeps the ignore
+    file. Only the label can differ: the image is pushed by digest either way."""
     ignore_files = (context / "Dockerfile.dockerignore", context / ".dockerignore")
     ignore = next((f for f in ignore_files if f.is_file()), None)
-    lines = ignore.read_text().splitlines() if ignore else []
+    # utf-8-sig: moby's ignorefile.ReadAll drops a byte-order mark too.
+    lines = ignore.read_text(encoding="utf-8-sig").splitlines() if ignore else []
     patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
     kept = exclude_paths(str(context), patterns)  # always keeps the Dockerfile
     return sorted(Path(p).as_posix() for p in kept if (context / p).is_file())

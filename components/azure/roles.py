@@ -47,9 +47,12 @@ def grant_name(
     """A principal's role assignment: ``<prefix>-<object id>``, the whole id, since two principals
     may share any part of it (a shared part made one URN twice: the engine refuses the program).
     Grants were named by the id's first 8 hex digits before; that name is the alias when no other
-    principal in ``among`` shares them (when one does, no stack can have been deployed with it),
-    so a deployed grant updates in place: a new one beside it would be refused while the old one
-    stands (RoleAssignmentExists: one principal, role and scope)."""
+    principal in ``among`` shares them, so a deployed grant updates in place (azure-native keeps
+    the assignment's stored name, pulumi-azure-native provider.go getDefaultName): a new one
+    beside it would be refused while the old one stands (RoleAssignmentExists: one principal,
+    role and scope). When one does share them, neither answers to the old name (which one held
+    it is unknown here); a stack deployed with one of them alone then recreates its grant, which
+    ARM refuses until the old one is gone. Two object ids share 8 hex digits once in 2^32."""
     short = principal.object_id[:8]
     shared = sum(p.object_id[:8] == short for p in among) > 1
     return f"{prefix}-{principal.object_id}", [] if shared else [

@@ -153,6 +153,15 @@ def test_a_binary_mode_answer_that_breaks_the_binding_is_a_defect() -> None:
     assert "the body is not JSON although its type is application/json" in bad_json.reason
     no_type = answer(200, "", "", ce_specversion="1.0")
     assert "is not a CloudEvent: attribute 'type'" in no_type.reason
+    both = answer(200, "text/plain", "x", ce_specversion="1.0", ce_type="t", ce_datacontenttype="y")
+    assert both.reason.endswith(
+        "a ce-datacontenttype header: Content-Type carries it (section 3.1.1)"
+    )
+    raw = answer(200, "", "", ce_specversion="1.0", ce_type="t", ce_subject="caf\u00c3\u00a9")
+    assert raw.reason.endswith("header ce-subject holds characters outside printable ASCII")
+    headers = {"specversion": "1.0", "type": "t", "id": "b"}
+    twice = read_answer(Reply(200, "", b"", headers, repeated=frozenset({"id"})), "orders", TRIGGER)
+    assert twice.reason.endswith("a binary-mode event: headers sent twice: ce-id")
 
 
 def test_a_2xx_longer_than_the_consumer_reads_is_a_defect() -> None:

@@ -4,10 +4,12 @@ what is read is bounded."""
 
 from __future__ import annotations
 
+import gzip
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -85,10 +87,15 @@ def test_a_trickled_answer_times_out_at_the_deadline(serve: Callable[[Answer], R
             time.sleep(0.3)
             conn.sendall(b" ")
 
-    client = HandlerClient(serve(trickle).url, 1)
+    server = serve(trickle)
+    client = HandlerClient(server.url, 1)
     started = time.monotonic()
     assert client.post("{}", 1.0) == TIMEOUT
     assert time.monotonic() - started < 1.5
+    # The half-read connection is dropped, never reused: the next call has a connection of its
+    # own (its trickle starts anew, and is cut again).
+    assert client.post("{}", 0.5) == TIMEOUT
+    assert server.connections == 2
 
 
 def test_a_huge_rejection_is_read_only_as_far_as_its_reason(
@@ -143,16 +150,50 @@ def test_calls_reuse_one_kept_alive_connection_per_worker(
 
     server = serve(fine)
     client = HandlerClient(server.url, 2)
+    replies: list[object] = []
     workers = [
-        threading.Thread(target=lambda: [client.post("{}", 5.0) for _ in range(25)])
+        threading.Thread(target=lambda: replies.extend(client.post("{}", 5.0) for _ in range(100)))
         for _ in range(2)
     ]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join(30)
-    assert client.post("{}", 5.0) == Reply(200, "application/json", b'{"a":1}')
-    assert 1 <= server.connections <= 2  # 51 calls, at most one connection per worker
+    # Each whole: a worker never times a connection it gave back while another uses it.
+    assert replies == [Reply(200, "application/json", b'{"a":1}')] * 200
+    assert 1 <= server.connections <= 2  # 200 calls, at most one connection per worker
+
+
+def test_chunked_and_compressed_answers_are_read_whole_and_bounded(
+    serve: Callable[[Answer], RawServer],
+) -> None:
+    """Transfer encodings a handler's framework may choose (the consumer asks for none)."""
+    result = b'{"lines": "' + b"x" * 200_000 + b'"}'
+    bomb = gzip.compress(b" " * (8 * MAX_ANSWER_BYTES))
+
+    def answer(conn: socket.socket) -> None:
+        parts = [result[i : i + 7000] for i in range(0, len(result), 7000)]
+        chunked = b"".join(b"%x\r\n%b\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + chunked
+        )
+
+    def compressed(conn: socket.socket) -> None:
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+            b"Content-Length: %d\r\n\r\n%b" % (len(bomb), bomb)
+        )
+
+    server = serve(answer)
+    client = HandlerClient(server.url, 1)
+    whole = Reply(200, "application/json", result)
+    assert client.post("{}", 5.0) == client.post("{}", 5.0) == whole
+    assert server.connections == 1  # the chunked body ended cleanly: the connection is reused
+    reply = HandlerClient(serve(compressed).url, 1).post("{}", 5.0)
+    assert isinstance(reply, Reply)
+    assert not reply.whole  # decoded, and cut past the limit, not inflated whole in memory
+    assert len(reply.body) <= MAX_ANSWER_BYTES + 2 * READ_CHUNK
 
 
 def test_binary_mode_headers_come_back_by_attribute_name(
@@ -166,3 +207,43 @@ def test_binary_mode_headers_come_back_by_attribute_name(
 
     reply = HandlerClient(serve(binary).url, 1).post("{}", 5.0)
     assert reply == Reply(200, "text/plain", b"hi", {"specversion": "1.0", "type": "com.example.t"})
+
+
+def test_a_connection_given_back_to_the_pool_is_not_touched_again(
+    serve: Callable[[Answer], RawServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """urllib3 returns the connection to the pool inside the read that ends the body; from then
+    on another worker may be waiting on it, with its own timeout, which must stay its own."""
+
+    def fine(conn: socket.socket) -> None:
+        conn.sendall(head("200 OK", 7) + b'{"a":1}')
+
+    client = HandlerClient(serve(fine).url, 1)
+    pooled: set[socket.socket] = set()
+    touched: list[socket.socket] = []
+    put, get = client.pool._put_conn, client.pool._get_conn
+
+    def put_conn(conn: Any) -> None:
+        if conn is not None and conn.sock is not None:
+            pooled.add(conn.sock)
+        put(conn)
+
+    def get_conn(timeout: float | None = None) -> Any:
+        conn = get(timeout)
+        pooled.discard(conn.sock)
+        return conn
+
+    settimeout = socket.socket.settimeout
+
+    def recording_settimeout(sock: socket.socket, value: float | None) -> None:
+        if sock in pooled:
+            touched.append(sock)
+        settimeout(sock, value)
+
+    monkeypatch.setattr(client.pool, "_put_conn", put_conn)
+    monkeypatch.setattr(client.pool, "_get_conn", get_conn)
+    monkeypatch.setattr(socket.socket, "settimeout", recording_settimeout)
+    for _ in range(3):
+        assert client.post("{}", 5.0) == Reply(200, "application/json", b'{"a":1}')
+    assert pooled  # the connection went back to the pool each time
+    assert touched == []
