@@ -77,15 +77,22 @@ SQS_URL_REGION = re.compile(r"^https://sqs\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?/
 
 
 def _client(
-    service: str, pool_size: int, queue_url: str = "", read_timeout: float = 0, region: str = ""
+    service: str,
+    pool_size: int,
+    queue_url: str = "",
+    read_timeout: float = 0,
+    region: str = "",
+    *,
+    call_seconds: float | None = None,
 ) -> Any:
     config = Config(
         max_pool_connections=pool_size,
         # Standard mode backs off on throttling; few attempts, so an outage reaches the consumer's
-        # own retry loop (bounded by the batch's time left) instead of blocking past it.
-        retries={"mode": "standard", "max_attempts": 2},
-        connect_timeout=CALL_TIMEOUT_SECONDS,
-        read_timeout=read_timeout or CALL_TIMEOUT_SECONDS,
+        # own retry loop (bounded by the batch's time left) instead of blocking past it. With
+        # ``call_seconds``, one attempt bounded by it: the caller's loop is the retry.
+        retries={"mode": "standard", "max_attempts": 2 if call_seconds is None else 1},
+        connect_timeout=call_seconds or CALL_TIMEOUT_SECONDS,
+        read_timeout=call_seconds or read_timeout or CALL_TIMEOUT_SECONDS,
     )
     # botocore reads AWS_DEFAULT_REGION; EKS (IRSA, Pod Identity) and people also set AWS_REGION.
     # Failing both, a real queue URL names its region (a laptop running the producer).
@@ -359,10 +366,11 @@ class SnsRouter:
         return failed
 
 
-def open_router(topic_arn: str, pool_size: int) -> SnsRouter:
-    """The router of a stack, in the topic's own region."""
+def open_router(topic_arn: str, pool_size: int, call_seconds: float | None) -> SnsRouter:
+    """The router of a stack, in the topic's own region (backend.open_router)."""
     region = topic_arn.split(":")[3] if topic_arn.count(":") >= 5 else ""
-    return SnsRouter(_client("sns", pool_size, read_timeout=30, region=region), topic_arn)
+    client = _client("sns", pool_size, read_timeout=30, region=region, call_seconds=call_seconds)
+    return SnsRouter(client, topic_arn)
 
 
 def open_queue(url: str, pool_size: int) -> SqsQueue:

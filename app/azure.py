@@ -416,10 +416,20 @@ class EventGridRouter:
 
     max_batch = EVENT_GRID_BATCH
 
-    def __init__(self, session: requests.Session, endpoint: str, credential: Any) -> None:
+    def __init__(
+        self,
+        session: requests.Session,
+        endpoint: str,
+        credential: Any,
+        call_seconds: float | None = None,
+    ) -> None:
         self.session = session
         self.endpoint = endpoint
         self.credential = credential
+        # (connect, read): the producer's, or both bounded by the consumer's call_seconds.
+        self.timeout = (
+            (CALL_TIMEOUT_SECONDS, 30) if call_seconds is None else (call_seconds, call_seconds)
+        )
 
     def send(self, bodies: Sequence[str]) -> int:
         failed = 0
@@ -433,7 +443,7 @@ class EventGridRouter:
                         "Content-Type": CLOUD_EVENTS_BATCH,
                         "Authorization": f"Bearer {token}",
                     },
-                    timeout=(CALL_TIMEOUT_SECONDS, 30),
+                    timeout=self.timeout,
                 )
                 refused = response.status_code != 200
                 reason = f"HTTP {response.status_code}: {response.text[:200]}"
@@ -445,10 +455,11 @@ class EventGridRouter:
         return failed
 
 
-def open_router(endpoint: str, pool_size: int) -> EventGridRouter:
+def open_router(endpoint: str, pool_size: int, call_seconds: float | None) -> EventGridRouter:
     from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - cloud only
 
-    return EventGridRouter(http_session(pool_size), endpoint, DefaultAzureCredential())
+    credential = DefaultAzureCredential()
+    return EventGridRouter(http_session(pool_size), endpoint, credential, call_seconds)
 
 
 def open_queue(

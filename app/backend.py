@@ -219,16 +219,20 @@ def batches(
         yield batch
 
 
-def open_router(cloud: str, address: str, *, pool_size: int = 10) -> Sender:
-    """The stack's router for publishing (the producer): an SNS topic ARN on aws, an Event Grid
-    topic endpoint on azure."""
+def open_router(
+    cloud: str, address: str, *, pool_size: int = 10, call_seconds: float | None = None
+) -> Sender:
+    """The stack's router for publishing: an SNS topic ARN on aws, an Event Grid topic endpoint
+    on azure. The producer's (no ``call_seconds``) waits up to 30 s for an answer, and the SDK
+    retries once; with ``call_seconds`` (the consumer publishing a handler's events) a call is
+    one attempt that connects and answers within that time: its caller retries."""
     if cloud == "aws":
         from app import aws  # noqa: PLC0415 - load only the SDK of the chosen cloud
 
-        return aws.open_router(address, pool_size)
+        return aws.open_router(address, pool_size, call_seconds)
     from app import azure  # noqa: PLC0415 - load only the SDK of the chosen cloud
 
-    return azure.open_router(address, pool_size)
+    return azure.open_router(address, pool_size, call_seconds)
 
 
 def open_queue(

@@ -119,7 +119,14 @@ class Consumer:
         self._batches_lock = threading.Lock()
         self.breaker = Breaker(BREAKER_PAUSE, self._breaker_changed)
         self.handler = (
-            HandlerStep(settings, backend, metrics, self.breaker, self._back_off)
+            HandlerStep(
+                settings,
+                backend,
+                metrics,
+                self.breaker,
+                self._back_off,
+                settle_seconds=(1 - WRITE_SHARE) * settings.processing_timeout_seconds,
+            )
             if settings.handler_url
             else None
         )

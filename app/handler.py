@@ -64,6 +64,10 @@ REASON_BYTES = 1024  # how much of a rejecting answer's body the dead letter's r
 # a pod's memory.
 MAX_ANSWER_BYTES = 1024 * 1024
 READ_CHUNK = 64 * 1024
+# The most a publish of emitted events waits to connect and for the router's answer: the
+# consumer's other calls' (app/aws.py, app/azure.py CALL_TIMEOUT_SECONDS), and less when the
+# batch's settling time is short (below).
+PUBLISH_CALL_SECONDS = 5
 BINARY_PREFIX = "ce-"  # binary-mode attribute headers (HTTP binding 1.0.2, section 3.1.3.1)
 # Emitted events without an id: UUIDv5 in a namespace of their own (a fixed random UUID), of the
 # netstring-encoded (workflow, trigger source, trigger id, position), like app.backend.row_key.
@@ -427,14 +431,15 @@ class _NoToken:
         return type("Token", (), {"token": "none"})()
 
 
-def open_publisher(settings: Settings, pool_size: int) -> Sender:
-    """The router, through the producer's publishing code (SNS PublishBatch, Event Grid)."""
+def open_publisher(settings: Settings, pool_size: int, call_seconds: float) -> Sender:
+    """The router, through the producer's publishing code (SNS PublishBatch, Event Grid), one
+    attempt a call, each bounded by ``call_seconds``."""
     router = settings.router or ""
     if settings.cloud == "azure" and router.startswith("http://"):
         from app.azure import EventGridRouter, http_session  # noqa: PLC0415 - the chosen cloud
 
-        return EventGridRouter(http_session(pool_size), router, _NoToken())
-    return open_router(settings.cloud, router, pool_size=pool_size)
+        return EventGridRouter(http_session(pool_size), router, _NoToken(), call_seconds)
+    return open_router(settings.cloud, router, pool_size=pool_size, call_seconds=call_seconds)
 
 
 class HandlerMetrics:
@@ -490,10 +495,17 @@ class HandlerStep:
         metrics: Metrics,
         breaker: Breaker,
         back_off: BackOff,
+        *,
+        settle_seconds: float,
     ) -> None:
         self.workflow = settings.workflow
         self.client = HandlerClient(settings.handler_url or "", settings.concurrency)
-        self.router = open_publisher(settings, settings.concurrency + 2)
+        # A publish may start until the batch's write deadline, and must end before its
+        # processing time runs out, ``settle_seconds`` later: past it the batch is released, the
+        # message delivered again, and a router that hangs would count its deliveries up to the
+        # dead-letter queue's limit.
+        call_seconds = min(PUBLISH_CALL_SECONDS, 0.8 * settle_seconds)
+        self.router = open_publisher(settings, settings.concurrency + 2, call_seconds)
         self.table = backend.table
         self.breaker = breaker
         self.back_off = back_off

@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -429,4 +431,45 @@ def test_a_copy_over_the_limit_is_set_aside_naming_what_failed(
         f"the {failing} is still failing"
     )
     assert consumer.metric("edw_messages_over_copy_limit_total") == 1
+    assert rig.trigger.row_ids() == []
+
+
+@pytest.fixture
+def silent_router() -> Iterator[int]:
+    """A port that takes connections and requests and never answers (a router that hangs)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield listener.getsockname()[1]
+    listener.close()
+    for conn in held:
+        conn.close()
+
+
+def test_a_router_that_never_answers_never_outlasts_the_batch(
+    rig: Rig, start_consumer: Start, silent_router: int
+) -> None:
+    """A publish attempt ends before the batch's processing time does (it may start until the
+    write deadline, 1.5 s of 2, and waits at most 0.8 of the 0.5 s left): the event goes back as
+    a fresh copy. Were the batch released instead, its deliveries would count up to the DLQ."""
+    emitted = json.dumps({"specversion": "1.0", "type": NEXT_TYPE})
+    rig.script(then={"status": 200, "type": "application/cloudevents+json", "body": emitted})
+    silent = f"http://127.0.0.1:{silent_router}"
+    if rig.cloud == "aws":
+        env = {"AWS_ENDPOINT_URL_SNS": silent}
+    else:
+        env = {"EDW_ROUTER": rig.router.replace(f":{router_port(rig)}/", f":{silent_router}/")}
+    consumer = started(rig, start_consumer, EDW_PROCESSING_TIMEOUT_SECONDS="2", **env)
+    rig.trigger.send([event("e1")])
+    wait_until(lambda: consumer.metric("edw_messages_requeued_total") >= 2, 15, "fresh copies")
+    assert "releasing batch" not in consumer.output()
+    assert rig.trigger.dead_letters() == []
     assert rig.trigger.row_ids() == []

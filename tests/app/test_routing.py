@@ -95,7 +95,7 @@ def test_events_published_to_the_router_land_by_content_in_their_workflows_rows(
 ) -> None:
     topic_arn, targets = routed
     bodies = [event(n, *attrs) for n, (attrs, _) in enumerate(CASES)]
-    assert open_router(topic_arn, 4).send(bodies) == 0
+    assert open_router(topic_arn, 4, None).send(bodies) == 0
     consumers = [start_consumer({**t.env, **FAST}) for t in targets.values()]
     expected = {
         name: {f"e{n:03d}" for n, (_, gets) in enumerate(CASES) if name in gets}
