@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from croniter import croniter
 
-from components.aws.principals import repeated, same_principal
+from components.aws.principals import STS_ARN, parse, repeated, same_principal
 from components.k8s.consumer import job_deadline_seconds
 from components.routing import EventFilter, FilterError, matches, parse_filter
 from components.settings import (
@@ -651,7 +651,21 @@ class _Parser:
 
     def arns(self, key: str) -> tuple[str, ...]:
         arns = tuple(self.raw(key))
-        bad = [a for a in arns if not IAM_PRINCIPAL_RE.fullmatch(a)]
+        sessions = [a for a in arns if STS_ARN.match(a)]
+        if sessions:
+            # What `aws sts get-caller-identity` prints; EKS refuses it (CreateAccessEntry,
+            # principalArn: "You can't use the STS session principal type with access entries").
+            self.fail(
+                key,
+                f"must list the role, not an STS assumed-role session ARN: use "
+                f"arn:aws:iam::<account>:role/<path/><name> (with the role's path, if any, which "
+                f"STS leaves out; `aws iam get-role --role-name <name>` prints it); got {sessions}",
+            )
+        bad = [
+            a
+            for a in arns
+            if a not in sessions and (not IAM_PRINCIPAL_RE.fullmatch(a) or parse(a) is None)
+        ]
         if bad:
             self.fail(
                 key,

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stacks.offline import RecordedResource, StackRun, run_stack
+from stacks.offline import ACCOUNT, RecordedResource, StackRun, run_stack
 from stacks.urns import child_type, engine_urn, make_urn, qualified_type_of, split
 
 RELEASE_DIR = Path(__file__).resolve().parent / "release-urns"
@@ -137,11 +137,20 @@ NIGHTLY = {
     "schedule": "0 2 * * *",
     "filter": {"type": ["edw.schedule.nightly"]},
 }
+# Identities spelled with a path and upper case (the names their access entries had were
+# digests of those spellings), and one spelled as its principal's key.
+ACCESS = {
+    "clusterAdminArns": json.dumps(
+        [f"arn:aws:iam::{ACCOUNT}:role/ci/Deploy", f"arn:aws:iam::{ACCOUNT}:role/ops"]
+    ),
+    "previewArns": json.dumps([f"arn:aws:iam::{ACCOUNT}:role/pr/Preview"]),
+}
 RELEASES: dict[str, tuple[str, dict[str, str]]] = {
     "aws": ("aws", {}),
     "dev": ("dev", {}),
     "aws-two-workflows": ("aws", {"workflows": json.dumps([{"name": "work"}, NIGHTLY])}),
     "dev-two-workflows": ("dev", {"workflows": json.dumps([{"name": "work"}, NIGHTLY])}),
+    "aws-access": ("aws", ACCESS),
 }
 
 

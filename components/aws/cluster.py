@@ -15,7 +15,7 @@ from pulumi_aws import eks as aws_eks
 
 from components.aws.iam import EC2_TRUST, assume_role_trust
 from components.aws.irsa import ClusterOidc
-from components.aws.principals import same_principal
+from components.aws.principals import principal_key, same_principal
 from components.versions import COREDNS_ADDON, KUBE_PROXY_ADDON
 
 CONTROL_PLANE_LOGS = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
@@ -248,19 +248,23 @@ def access_entries(
     args: EksClusterArgs,
     parent: pulumi.Resource,
 ) -> list[aws_eks.AccessEntry]:
-    """An access entry per principal, named by a digest of its ARN (so reordering or removing
-    others never touches it), admins with the cluster-admin policy, previewers with the
-    PREVIEW_GROUP. None for the cluster's creator, whose entry EKS made.
+    """An access entry per principal, named by a digest of the principal (`principal_key`: so
+    reordering or removing others never touches it, nor does respelling its ARN), admins with the
+    cluster-admin policy, previewers with the PREVIEW_GROUP. None for the cluster's creator,
+    whose entry EKS made. The entry names the ARN as the config spells it: EKS takes it as given.
 
-    Each admin entry once was pulumi-eks's child `<cluster>-admin-<i>` (i its list position): the
-    alias makes the move a rename, never a second entry for the same principal (409)."""
+    Each admin entry once was pulumi-eks's child `<cluster>-admin-<i>` (i its list position), and
+    each entry then was named by a digest of its ARN as spelled: the aliases make either move a
+    rename, never a second entry for the same principal (409)."""
     access, tags = args.access, args.tags
     entries = []
     admins = {arn: i for i, arn in enumerate(access.admin_arns)}
     for arn in (*access.admin_arns, *access.preview_arns):
         if access.creator and same_principal(arn, access.creator):
             continue
-        entry_name = f"{name}-access-{digest(arn)}"
+        entry_name = f"{name}-access-{digest(principal_key(arn))}"
+        spelled = f"{name}-access-{digest(arn)}"  # its name until the key ignored path and case
+        respelled = [spelled] if spelled != entry_name else []
         admin = arn in admins
         old_entry = f"{name}-eks-admin-{admins.get(arn)}"  # pulumi-eks: <its name>-<key>
         entry_type = "aws:eks/accessEntry:AccessEntry"
@@ -276,7 +280,13 @@ def access_entries(
                 # Whatever forces a new entry must delete the old one first: EKS allows one
                 # entry per principal.
                 delete_before_replace=True,
-                aliases=[pulumi.Alias(name=old_entry, parent=cluster)] if admin else None,
+                aliases=[
+                    *([pulumi.Alias(name=old_entry, parent=cluster)] if admin else []),
+                    *(pulumi.Alias(name=n) for n in respelled),
+                ],
+                # Another spelling of the same principal is the same entry to EKS (its id):
+                # replacing it would cut that identity off mid-`up`, perhaps the one running.
+                ignore_changes=["principalArn"],
             ),
         )
         entries.append(entry)
@@ -294,8 +304,10 @@ def access_entries(
                         pulumi.Alias(
                             name=f"{old_entry}-cluster-admin",
                             parent=pulumi.create_urn(old_entry, entry_type, parent=cluster),
-                        )
+                        ),
+                        *(pulumi.Alias(name=f"{n}-cluster-admin") for n in respelled),
                     ],
+                    ignore_changes=["principalArn"],
                 ),
             )
     return entries

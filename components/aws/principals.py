@@ -46,6 +46,19 @@ def parse(arn: str) -> Principal | None:
     return None
 
 
+def principal_key(arn: str) -> str:
+    """The role or user an ARN names, as one ARN: without its path, the name in lower case
+    (`arn:aws:iam::<account>:role/<name>`); the ARN itself when it names no role or user.
+
+    EKS keys access entries by principal, not spelling: it stores the role's or user's unique id
+    with the entry and allows one entry per IAM principal (EKS user guide, "Create access
+    entries": "An IAM principal can't be included in more than one access entry"), and IAM allows
+    one role or user of a name per account, whatever its path or case. So resources named after
+    this key follow the principal, whichever spelling the config uses."""
+    p = parse(arn)
+    return arn if p is None else f"arn:{p.partition}:iam::{p.account}:{p.kind}/{p.name}"
+
+
 def unlistable(arn: str) -> bool:
     """Whether an ARN is a caller that no access entry can name (root, a federated user)."""
     return UNLISTABLE_ARN.match(arn) is not None

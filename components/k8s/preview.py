@@ -12,7 +12,10 @@ need nothing: their preview renders the chart on the client (helm_release.go).
 
 So the grant is, never `delete`, `update`, `escalate` or `bind`:
 - in each namespace where the program manages objects, read, create and patch on exactly the
-  kinds it manages there (the namespace is the boundary: RBAC cannot restrict `create` by name);
+  kinds it manages there (the namespace is the boundary: RBAC cannot restrict `create` by name),
+  except the RBAC kinds: roles and bindings are read, and patched only by name (this component's
+  own Role and binding, the only ones the program makes there), never created, so a previewer
+  cannot make a Role or bind one in the namespace (a preview of a new one is client-side, below);
 - for cluster-scoped kinds (namespaces, NodePools, node classes, ClusterRoles and bindings), read,
   and `patch` restricted with `resourceNames` to the objects the program manages, no `create`:
   RBAC cannot restrict a POST create by name (Kubernetes RBAC, "Referring to resources": "You
@@ -20,11 +23,16 @@ So the grant is, never `delete`, `update`, `escalate` or `bind`:
   unrestricted create would let a previewer make any namespace or bind a role it holds to anyone.
   A preview adding a cluster-scoped object shows it client-side only; every later preview of it
   is a full server-side dry run.
+A new namespaced Role or binding (the preview access first made, which a deployer's `up` does,
+or renamed) is likewise previewed client-side: provider.go's Create answers the Forbidden dry run
+with the inputs ("unable to compute Server-side dry-run and defaulting to client-side").
 The program manages these roles and bindings too, so each role covers the RBAC kinds of its
-scope. That grants nothing new: without `escalate` and `bind`, RBAC lets an identity create or
-patch a role or binding only with rules it already holds (Kubernetes RBAC, "Privilege escalation
-prevention and bootstrapping"); the same check applies to dry runs, which is why the caller
-passes every other ClusterRole the program manages (`other_cluster_roles`), rules and name.
+scope, by name. Even an unrestricted create would grant no new rights (without `escalate` and
+`bind`, RBAC lets an identity create or patch a role or binding only with rules it already holds:
+Kubernetes RBAC, "Privilege escalation prevention and bootstrapping"), but it would let the
+pull-request code bind those rights to any subject, a grant that outlives its own access.
+The escalation check applies to dry runs too, which is why the caller passes every other
+ClusterRole the program manages (`other_cluster_roles`), rules and name.
 
 A previewer can do for real what it can preview (RBAC has no dry-run-only verb): give it to the
 pull-request identity, not to people.
@@ -84,7 +92,7 @@ CONSUMER_KINDS = (
     Kind("keda.sh", "scaledjobs"),
     Kind("keda.sh", "triggerauthentications"),
 )
-# What this component manages itself in a namespace.
+# What this component manages itself in a namespace, under its own name: read, patched by name.
 NAMESPACED_RBAC = (Kind(RBAC_GROUP, "roles"), Kind(RBAC_GROUP, "rolebindings"))
 
 
@@ -193,12 +201,17 @@ class PreviewAccess(pulumi.ComponentResource):
             opts=child,
         )
         in_namespace = pulumi.ResourceOptions(parent=self, depends_on=list(args.ready))
+        own_rbac = {kind: [args.name] for kind in NAMESPACED_RBAC}
         namespaced = {
-            namespace: rules([*kinds, *NAMESPACED_RBAC], PREVIEW_VERBS)
+            namespace: [
+                *rules(kinds, PREVIEW_VERBS),
+                *rules(NAMESPACED_RBAC, READ_VERBS),
+                *named_patches(own_rbac),
+            ]
             for namespace, kinds in args.namespaced_kinds.items()
         }
         for namespace, objects in args.foreign_objects.items():
-            own = {**objects, **{kind: [args.name] for kind in NAMESPACED_RBAC}}
+            own = {**objects, **own_rbac}
             namespaced[namespace] = [*rules(list(own), READ_VERBS), *named_patches(own)]
         for namespace, namespace_rules in namespaced.items():
             role = rbac.v1.Role(

@@ -1,5 +1,6 @@
 """The `aws` stack through the mocks: values the program sends and how resources are wired."""
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -296,11 +297,51 @@ def test_existing_admin_entries_are_renamed_not_recreated():
         "urn:pulumi:aws::edw::edw:aws:EksCluster$eks:index:Cluster$aws:eks/accessEntry:AccessEntry"
     )
     for i, arn in enumerate((CI_ROLE, PREVIEW_ROLE)):
-        assert entries(run)[arn].aliases == (f"{old}::cluster-eks-admin-{i}",)
-        assert admin_policies(run)[arn].aliases == (
+        assert entries(run)[arn].aliases[0] == f"{old}::cluster-eks-admin-{i}"
+        assert admin_policies(run)[arn].aliases[0] == (
             f"{old}$aws:eks/accessPolicyAssociation:AccessPolicyAssociation"
-            f"::cluster-eks-admin-{i}-cluster-admin",
+            f"::cluster-eks-admin-{i}-cluster-admin"
         )
+    # An ARN spelled as its principal's key had no other name since.
+    assert len(entries(run)[PREVIEW_ROLE].aliases) == 1
+
+
+SPELLINGS = (
+    f"arn:aws:iam::{ACCOUNT}:role/ci/Deploy",
+    f"arn:aws:iam::{ACCOUNT}:role/deploy",
+    f"arn:aws:iam::{ACCOUNT}:role/CI/DEPLOY",
+)
+
+
+@pytest.mark.parametrize("setting", ["clusterAdminArns", "previewArns"])
+def test_an_access_entry_is_named_by_its_principal_not_its_spelling(setting: str) -> None:
+    """One role spelled with or without its path, in any case, is one principal to EKS (one
+    entry per principal, keyed by its id): before, each spelling named another resource, so
+    respelling the ARN created a second entry for the principal (409) before deleting the first.
+    Now the name follows the principal, and a respelling changes nothing (not a replacement that
+    would cut the identity off mid-`up`)."""
+    runs = [run_stack("aws", {setting: json.dumps([arn])}) for arn in SPELLINGS]
+    urns = {entries(run)[arn].urn for run, arn in zip(runs, SPELLINGS, strict=True)}
+    assert len(urns) == 1
+    for run, arn in zip(runs, SPELLINGS, strict=True):
+        entry = entries(run)[arn]
+        assert entry.inputs["principalArn"] == arn  # EKS is sent the ARN as configured
+        assert entry.ignore_changes == ("principalArn",)
+        if setting == "clusterAdminArns":
+            policy = admin_policies(run)[arn]
+            assert policy.urn.endswith(f"::{entry.name}-cluster-admin")
+            assert policy.ignore_changes == ("principalArn",)
+
+
+def test_an_entry_named_by_its_spelling_is_renamed_not_recreated() -> None:
+    """The last release named an entry by a digest of its ARN as spelled: the alias names that
+    exact URN, for the entry and its policy association."""
+    arn = SPELLINGS[0]
+    run = run_stack("aws", {"clusterAdminArns": json.dumps([arn])})
+    spelled = f"cluster-access-{hashlib.sha256(arn.encode()).hexdigest()[:10]}"
+    parent = "urn:pulumi:aws::edw::edw:aws:EksCluster$"
+    assert f"{parent}{ENTRY}::{spelled}" in entries(run)[arn].aliases
+    assert f"{parent}{ASSOCIATION}::{spelled}-cluster-admin" in admin_policies(run)[arn].aliases
 
 
 UPGRADE_NOTES = "## Upgrading an existing stack (AWS)"

@@ -89,6 +89,17 @@ def test_values_are_parsed_with_their_types():
         ({"kubernetesVersion": "1.36"}, "Karpenter 1.14.1 and KEDA 2.20.2 support"),
         ({"amiAlias": "al2023@latest"}, "edw:amiAlias must be a pinned AL2023 release like"),
         ({"previewArns": '["preview"]'}, "edw:previewArns must be IAM role or user ARNs"),
+        # A path with no name after it names no principal.
+        (
+            {"clusterAdminArns": '["arn:aws:iam::123456789012:role/ci/"]'},
+            "edw:clusterAdminArns must be IAM role or user ARNs",
+        ),
+        # EKS refuses STS session ARNs as an access entry's principal (CreateAccessEntry).
+        (
+            {"previewArns": '["arn:aws:sts::123456789012:assumed-role/pr-preview/GitHubActions"]'},
+            "edw:previewArns must list the role, not an STS assumed-role session ARN: use "
+            "arn:aws:iam::<account>:role/<path/><name>",
+        ),
         (
             {
                 "clusterAdminArns": '["arn:aws:iam::123456789012:role/ci"]',

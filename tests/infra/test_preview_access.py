@@ -21,6 +21,7 @@ PREVIEW_ROLE = f"arn:aws:iam::{ACCOUNT}:role/pr-preview"
 APP = "55555555-2222-4333-8444-555555555555"
 GROUP = "44444444-2222-4333-8444-555555555555"
 RBAC = "kubernetes:rbac.authorization.k8s.io/v1"
+RBAC_GROUP = "rbac.authorization.k8s.io"
 PREVIEW_NAME = "edw-preview"  # the Kubernetes name of every preview role and binding
 PREVIEW_VERBS = {"get", "list", "watch", "create", "patch"}
 # Every kind of object: a job workflow with a schedule, observability full (the collector's
@@ -169,10 +170,18 @@ def test_every_kind_the_program_manages_can_be_previewed(run: StackRun) -> None:
         *OWN_KINDS[stack],
     } <= kinds
     for namespace, group, resource in kinds - {k for k in kinds if k[0] is None}:
-        if namespace == "kube-system":
-            continue  # the cluster's namespace: below, by name
+        if namespace == "kube-system" or group == RBAC_GROUP:
+            continue  # the cluster's namespace, and roles and bindings: below, by name
         for verb in ("get", "create", "patch"):
             assert allows(roles[namespace], group, resource, verb), (namespace, resource, verb)
+    # Our roles and bindings: read, and patched (an existing one's dry run) by name.
+    for r in objects(run):
+        namespace = r.inputs["metadata"].get("namespace")
+        group, resource = kind_of(r.type)
+        if namespace and group == RBAC_GROUP:
+            for verb in ("get", "patch"):
+                name = r.inputs["metadata"]["name"]
+                assert allows(roles[namespace], group, resource, verb, name), (name, verb)
     # Our objects in kube-system (not ours to create in): read, and patched by name.
     for r in objects(run):
         if r.inputs["metadata"].get("namespace") == "kube-system":
@@ -309,3 +318,28 @@ def test_in_kube_system_previewers_patch_only_the_programs_objects_and_create_no
         assert not allows(rules, group, resource, "create")
     assert allows(rules, "rbac.authorization.k8s.io", "rolebindings", "patch", PREVIEW_NAME)
     assert not allows(rules, "rbac.authorization.k8s.io", "rolebindings", "patch", "other")
+
+
+def test_in_its_own_namespaces_a_previewer_creates_no_role_or_binding(run: StackRun) -> None:
+    """Before, the consumer namespace's Role let a previewer create and patch any Role and
+    RoleBinding there: bind its rights to any subject. Now: read them, and patch by name only the
+    program's own (the preview Role and binding); a new one previews client-side."""
+    roles = preview_roles(run)
+    own = {
+        r.inputs["metadata"]["name"]
+        for r in objects(run)
+        if kind_of(r.type)[0] == RBAC_GROUP and r.inputs["metadata"].get("namespace")
+    }
+    assert own == {PREVIEW_NAME}  # the only roles and bindings the program makes in a namespace
+    for namespace in {"edw", *(["kube-system"] if run.stack == "dev" else [])}:
+        rules = roles[namespace]
+        for resource in ("roles", "rolebindings"):
+            assert allows(rules, RBAC_GROUP, resource, "list")
+            assert allows(rules, RBAC_GROUP, resource, "patch", PREVIEW_NAME)
+            assert not allows(rules, RBAC_GROUP, resource, "create")
+            assert not allows(rules, RBAC_GROUP, resource, "create", PREVIEW_NAME)
+            assert not allows(rules, RBAC_GROUP, resource, "patch", "other")
+        for rule in rules:
+            if RBAC_GROUP in rule["apiGroups"] and "patch" in rule["verbs"]:
+                assert rule["verbs"] == ["patch"]
+                assert rule["resourceNames"] == [PREVIEW_NAME]

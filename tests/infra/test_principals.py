@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from components.aws.principals import Principal, parse, principal_of, repeated, same_principal
+from components.aws.principals import (
+    Principal,
+    parse,
+    principal_key,
+    principal_of,
+    repeated,
+    same_principal,
+)
 
 ACCT = "111122223333"
 OTHER = "444455556666"
@@ -82,3 +89,13 @@ def test_repeats_are_found_after_normalisation() -> None:
         [ROLE, f"arn:aws:iam::{ACCT}:role/Deploy"]
     ]
     assert repeated([ROLE, f"arn:aws:iam::{OTHER}:role/deploy", USER]) == []
+
+
+def test_a_principal_key_is_its_arn_without_path_in_lower_case() -> None:
+    """What access entries are named after: one key for every spelling of one principal."""
+    assert principal_key(ROLE_WITH_PATH) == ROLE
+    assert principal_key(f"arn:aws:iam::{ACCT}:role/CI/Deploy") == ROLE
+    assert principal_key(ROLE) == ROLE  # a key spelled as such keeps its name
+    assert principal_key(USER_WITH_PATH) == USER
+    assert principal_key(f"arn:aws:iam::{ACCT}:user/deploy") != ROLE
+    assert principal_key(f"arn:aws-cn:iam::{ACCT}:role/deploy") != ROLE
