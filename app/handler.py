@@ -4,8 +4,8 @@ The contract (docs/handlers.md; reference: the CloudEvents HTTP protocol binding
 ``cloudevents/bindings/http-protocol-binding.md``, section 3.2 "Structured Content Mode";
 the batch media type: ``cloudevents/formats/json-format.md`` section 4 "JSON Batch Format"):
 the consumer POSTs each valid event to ``EDW_HANDLER_URL`` in structured mode, the event's exact
-JSON text with ``Content-Type: application/cloudevents+json``, on kept-alive pooled connections
-(one per worker), with a deadline no later than the batch's write time (``WRITE_SHARE`` of its
+JSON text with ``Content-Type: application/cloudevents+json``, on kept-alive connections (one
+per worker), with a deadline no later than the batch's write time (``WRITE_SHARE`` of its
 processing time: the rest is kept to settle the batch). The answer:
 
 - 2xx, no body: the row stores the event as without a handler.
@@ -32,18 +32,20 @@ The deadline covers the whole answer, body included.
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.client
 import json
 import logging
 import re
+import select
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from urllib.parse import unquote_to_bytes, urlsplit
 
-import urllib3
 from prometheus_client import Counter, Histogram
 
 from app import events
@@ -63,7 +65,6 @@ REASON_BYTES = 1024  # how much of a rejecting answer's body the dead letter's r
 # beyond what a row or the router takes (32 KiB an event), without holding an unbounded body in
 # a pod's memory.
 MAX_ANSWER_BYTES = 1024 * 1024
-READ_CHUNK = 64 * 1024
 # The most a publish of emitted events waits to connect and for the router's answer: the
 # consumer's other calls' (app/aws.py, app/azure.py CALL_TIMEOUT_SECONDS), and less when the
 # batch's settling time is short (below).
@@ -130,6 +131,7 @@ class Reply:
     binary: dict[str, str] = field(default_factory=dict)  # ce-* headers: attribute -> raw value
     whole: bool = True  # False: the body went on past what was read
     repeated: frozenset[str] = frozenset()  # ce-* headers sent more than once
+    encoding: str = ""  # Content-Encoding: the consumer asks for none (identity)
 
 
 def emitted_id(workflow: str, trigger: Event, position: int) -> str:
@@ -231,6 +233,11 @@ def read_answer(reply: Reply, workflow: str, trigger: Event) -> Answer:
     try:
         if not reply.whole:
             raise Defect(f"a body over the {MAX_ANSWER_BYTES} bytes the consumer reads")
+        if reply.encoding.strip().lower() not in ("", "identity"):
+            raise Defect(
+                f"Content-Encoding {reply.encoding}: the consumer asks for none "
+                "(Accept-Encoding: identity)"
+            )
         if _binary_mode(reply, media):
             if reply.repeated:
                 raise Defect(f"headers sent twice: ce-{', ce-'.join(sorted(reply.repeated))}")
@@ -329,88 +336,133 @@ def _head(body: bytes) -> str:
     return body[:REASON_BYTES].decode("utf-8", "replace")
 
 
-class HandlerClient:
-    """POSTs to the handler on kept-alive connections, one per worker (urllib3's pool blocks a
-    worker only when every connection is busy, which it never is at one per worker)."""
+class Watchdog:
+    """Cuts a call's connection when its deadline passes. Socket timeouts bound each read, not a
+    call: a handler trickling its headers, a chunk-size line or its body a byte at a time would
+    hold a worker long past its batch. One thread for all workers, asleep until the next
+    deadline."""
 
-    def __init__(self, url: str, pool_size: int) -> None:
+    def __init__(self) -> None:
+        self._due: dict[int, tuple[float, socket.socket]] = {}
+        self._fired: set[int] = set()
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def cut_at(self, deadline: float, sock: socket.socket) -> Iterator[Callable[[], bool]]:
+        """While the block runs, shut ``sock`` down at ``deadline``; yields "has it fired?"."""
+        token = id(sock)
+        with self._changed:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="handler-watchdog")
+                self._thread.daemon = True
+                self._thread.start()
+            self._due[token] = (deadline, sock)
+            self._changed.notify()
+        try:
+            yield lambda: token in self._fired
+        finally:
+            with self._changed:
+                self._due.pop(token, None)
+                self._fired.discard(token)
+
+    def _run(self) -> None:
+        with self._changed:
+            while True:
+                now = time.monotonic()
+                for token, (deadline, sock) in list(self._due.items()):
+                    if deadline <= now:
+                        del self._due[token]
+                        self._fired.add(token)
+                        with contextlib.suppress(OSError):
+                            sock.shutdown(socket.SHUT_RDWR)  # the blocked read ends at once
+                nearest = min((d for d, _ in self._due.values()), default=None)
+                self._changed.wait(None if nearest is None else max(nearest - now, 0.001))
+
+
+class HandlerClient:
+    """POSTs to the handler on kept-alive connections, one per worker thread (a handler sees at
+    most one request per worker), each call cut off at its deadline by the watchdog."""
+
+    def __init__(self, url: str) -> None:
         parts = urlsplit(url)
         self.url = url
         self.address = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.path = parts.path or "/"
-        self.pool = urllib3.HTTPConnectionPool(
-            *self.address, maxsize=pool_size, block=True, retries=False
-        )
+        self._local = threading.local()
+        self._opened: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+        self._watchdog = Watchdog()
 
     def post(self, body: str, seconds: float) -> Reply | str:
-        """The handler's reply, read before ``seconds`` pass (body included), or the outcome
+        """The handler's reply, read before ``seconds`` pass (headers and body), or the outcome
         (UNREACHABLE, TIMEOUT) when none came."""
         deadline = time.monotonic() + max(seconds, 0.001)
+        conn = self._connection()
         try:
-            response = self.pool.urlopen(
-                "POST",
-                self.path,
-                body=body.encode("utf-8", "surrogatepass"),
-                headers={"Content-Type": REQUEST_TYPE},
-                timeout=urllib3.Timeout(total=max(seconds, 0.001)),
-                redirect=False,
-                retries=False,
-                preload_content=False,
-            )
-        except urllib3.exceptions.NewConnectionError:
-            return UNREACHABLE  # refused (urllib3 makes it a ConnectTimeoutError subclass)
-        except urllib3.exceptions.TimeoutError:
+            if conn.sock is None:
+                conn.timeout = max(seconds, 0.001)
+                conn.connect()
+            sock = conn.sock
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            with self._watchdog.cut_at(deadline, sock) as fired:
+                try:
+                    reply = self._exchange(conn, body)
+                except (OSError, http.client.HTTPException):
+                    conn.close()
+                    return TIMEOUT if fired() else UNREACHABLE
+                if fired():  # the answer was complete just as the time ran out: too late
+                    conn.close()
+                    return TIMEOUT
+                return reply
+        except TimeoutError:
+            conn.close()
             return TIMEOUT
-        except urllib3.exceptions.HTTPError:
-            return UNREACHABLE  # reset, closed mid-answer: nobody answered
-        try:
-            return self._read(response, deadline)
-        except (urllib3.exceptions.TimeoutError, TimeoutError):
-            response.close()  # the rest of the body may still come: never reuse the connection
-            return TIMEOUT
-        except (urllib3.exceptions.HTTPError, OSError):
-            response.close()
-            return UNREACHABLE
-        finally:
-            response.release_conn()
+        except OSError:
+            conn.close()
+            return UNREACHABLE  # refused, reset: nobody answered
 
-    @staticmethod
-    def _read(response: urllib3.BaseHTTPResponse, deadline: float) -> Reply:
-        """Read the body by chunks, each with only the time left (urllib3's timeouts apply to
-        each socket read, so a handler trickling bytes would hold a worker past its batch),
-        and no more than the contract uses: MAX_ANSWER_BYTES of a 2xx, REASON_BYTES else."""
+    def _connection(self) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = http.client.HTTPConnection(*self.address)
+            self._local.conn = conn
+            with self._lock:
+                self._opened.append(conn)
+        elif conn.sock is not None and _dropped(conn.sock):
+            conn.close()  # the handler closed it while idle: a fresh one, not a failed call
+        return conn
+
+    def _exchange(self, conn: http.client.HTTPConnection, body: str) -> Reply:
+        # http.client sends Accept-Encoding: identity: a handler must not compress its answer.
+        conn.request(
+            "POST", self.path, body.encode("utf-8", "surrogatepass"), {"Content-Type": REQUEST_TYPE}
+        )
+        response = conn.getresponse()
         limit = MAX_ANSWER_BYTES if 200 <= response.status <= 299 else REASON_BYTES
-        chunks: list[bytes] = []
-        size = 0
-        while size <= limit:
-            # urllib3 gives the connection back to the pool within the read that ends the body
-            # (another worker may hold it next): only a connection still ours is timed.
-            connection = response.connection
-            if connection is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError
-                if connection.sock is not None:
-                    connection.sock.settimeout(left)
-            chunk = response.read1(READ_CHUNK)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        whole = size <= limit
+        # What the contract uses, and one byte more to know the body goes on (read(n) returns
+        # fewer than n bytes only at the body's end).
+        data = response.read(limit + 1)
+        whole = len(data) <= limit
         if not whole:
-            response.close()  # the rest is unread: the connection cannot serve another call
+            conn.close()  # the rest is unread: the connection cannot serve another call
         binary: dict[str, str] = {}
         repeated: set[str] = set()
-        for name, value in response.headers.items():  # a header sent twice comes twice
+        for name, value in response.getheaders():  # a header sent twice comes twice
             if name.lower().startswith(BINARY_PREFIX):
                 attribute = name[len(BINARY_PREFIX) :].lower()
                 if attribute in binary:
                     repeated.add(attribute)
                 binary[attribute] = value
-        content_type = response.headers.get("Content-Type", "")
-        body = b"".join(chunks)
-        return Reply(response.status, content_type, body, binary, whole, frozenset(repeated))
+        return Reply(
+            response.status,
+            response.getheader("Content-Type", ""),
+            data[:limit],
+            binary,
+            whole,
+            frozenset(repeated),
+            response.getheader("Content-Encoding", ""),
+        )
 
     def accepting(self) -> bool:
         try:
@@ -420,7 +472,18 @@ class HandlerClient:
         return True
 
     def close(self) -> None:
-        self.pool.close()
+        with self._lock:
+            for conn in self._opened:
+                conn.close()
+
+
+def _dropped(sock: socket.socket) -> bool:
+    """Whether an idle kept-alive connection is closed (or holds bytes no request asked for)."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 class _NoToken:
@@ -499,7 +562,7 @@ class HandlerStep:
         settle_seconds: float,
     ) -> None:
         self.workflow = settings.workflow
-        self.client = HandlerClient(settings.handler_url or "", settings.concurrency)
+        self.client = HandlerClient(settings.handler_url or "")
         # A publish may start until the batch's write deadline, and must end before its
         # processing time runs out, ``settle_seconds`` later: past it the batch is released, the
         # message delivered again, and a router that hangs would count its deliveries up to the

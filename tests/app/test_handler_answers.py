@@ -173,3 +173,14 @@ def test_a_2xx_longer_than_the_consumer_reads_is_a_defect() -> None:
     )
     rejected = read_answer(Reply(422, "text/plain", b"no", whole=False), "orders", TRIGGER)
     assert (rejected.outcome, rejected.reason) == (REJECTED, "handler answered 422: no")
+
+
+def test_a_compressed_2xx_is_a_defect_the_consumer_asked_for_identity() -> None:
+    """http.client sends Accept-Encoding: identity; a gzip answer is not read (nor inflated)."""
+    got = read_answer(Reply(200, "application/json", b"\x1f\x8b", encoding="gzip"), "w", TRIGGER)
+    assert got.reason == (
+        "handler answered 200 with application/json: Content-Encoding gzip: the consumer asks "
+        "for none (Accept-Encoding: identity)"
+    )
+    plain = read_answer(Reply(200, "application/json", b"{}", encoding="identity"), "w", TRIGGER)
+    assert plain.result == "{}"
