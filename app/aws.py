@@ -11,6 +11,7 @@ receive has a client of its own whose read timeout covers the wait).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import time
@@ -27,6 +28,7 @@ from app.backend import (
     Backend,
     Received,
     RowRejected,
+    batch_call_seconds,
     batches,
     copies_from,
     stored_row,
@@ -89,8 +91,11 @@ def _client(
         max_pool_connections=pool_size,
         # Standard mode backs off on throttling; few attempts, so an outage reaches the consumer's
         # own retry loop (bounded by the batch's time left) instead of blocking past it. With
-        # ``call_seconds``, one attempt bounded by it: the caller's loop is the retry.
-        retries={"mode": "standard", "max_attempts": 2 if call_seconds is None else 1},
+        # ``call_seconds``, one attempt bounded by it: the caller's loop is the retry. Attempts
+        # are counted by ``total_max_attempts``, the initial request included: ``max_attempts``
+        # counts retries after it (botocore 1.44.5, botocore/config.py and args.py
+        # _compute_retry_max_attempts), so its 1 was two attempts.
+        retries={"mode": "standard", "total_max_attempts": 3 if call_seconds is None else 1},
         connect_timeout=call_seconds or CALL_TIMEOUT_SECONDS,
         read_timeout=call_seconds or read_timeout or CALL_TIMEOUT_SECONDS,
     )
@@ -290,14 +295,18 @@ class DynamoTable:
             )
         return None
 
-    def write(self, events: Sequence[Event]) -> None:
+    def write(self, events: Sequence[Event], until: float = math.inf) -> None:
         for chunk in _chunks(events, DYNAMO_BATCH):
-            self._write_chunk([{"PutRequest": {"Item": self.item(e)}} for e in chunk])
+            self._write_chunk([{"PutRequest": {"Item": self.item(e)}} for e in chunk], until)
 
-    def _write_chunk(self, requests: list[dict[str, Any]]) -> None:
-        # BatchWriteItem may accept only part of a batch under throttling: retry the rest.
+    def _write_chunk(self, requests: list[dict[str, Any]], until: float) -> None:
+        # BatchWriteItem may accept only part of a batch under throttling: retry the rest, but
+        # start no call after ``until``: the batch's time to settle what is left must remain.
         pending = {self.name: requests}
         for attempt in range(WRITE_ATTEMPTS):
+            if time.monotonic() >= until:
+                left = len(pending[self.name])
+                raise WriteError(f"{left} rows unprocessed at the batch's write deadline")
             try:
                 response = self.client.batch_write_item(RequestItems=pending)
             except ClientError as exc:
@@ -311,7 +320,7 @@ class DynamoTable:
             pending = response.get("UnprocessedItems") or {}
             if not pending:
                 return
-            time.sleep(min(0.05 * 2**attempt, 2.0))
+            time.sleep(max(0.0, min(0.05 * 2**attempt, 2.0, until - time.monotonic())))
         left = len(pending.get(self.name, []))
         raise WriteError(f"{left} rows still unprocessed after {WRITE_ATTEMPTS} attempts")
 
@@ -322,7 +331,15 @@ def build(settings: Settings) -> Backend:
     receiver = _client(
         "sqs", pool_size, settings.queue, read_timeout=settings.receive_wait_seconds + 10
     )
-    dynamodb = _client("dynamodb", pool_size, settings.queue)
+    # One attempt a call, bounded by the batch's time: a table that never answers must not hold
+    # a batch past its processing timeout. Throttling is retried by the consumer's own loop, with
+    # backoff and jitter, within the batch's write time.
+    dynamodb = _client(
+        "dynamodb",
+        pool_size,
+        settings.queue,
+        call_seconds=batch_call_seconds(settings.processing_timeout_seconds),
+    )
 
     def close() -> None:
         for client in (sqs, receiver, dynamodb):

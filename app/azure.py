@@ -18,6 +18,8 @@ import binascii
 import contextlib
 import json
 import logging
+import math
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -36,6 +38,7 @@ from app.backend import (
     Received,
     RowRejected,
     TableFull,
+    batch_call_seconds,
     batches,
     copies_from,
     stored_row,
@@ -293,10 +296,17 @@ def _partition_full(exc: BaseException) -> bool:
 
 
 class CosmosTable:
-    def __init__(self, client: TableClient, pool: _Pool, workflow: str = DEFAULT_WORKFLOW) -> None:
+    def __init__(
+        self,
+        client: TableClient,
+        pool: _Pool,
+        workflow: str = DEFAULT_WORKFLOW,
+        call_seconds: float = CALL_TIMEOUT_SECONDS,
+    ) -> None:
         self.client = client
         self.pool = pool
         self.workflow = workflow
+        self.call = {"connection_timeout": call_seconds, "read_timeout": call_seconds}
 
     def refusal(self, event: Event) -> str | None:
         entity = _entity(event, self.workflow)
@@ -315,14 +325,18 @@ class CosmosTable:
             )
         return None
 
-    def write(self, events: Sequence[Event]) -> None:
+    def _upsert(self, entity: dict[str, str], until: float) -> None:
+        # An upsert queued behind others in the shared pool starts no later than ``until``: the
+        # batch's time to settle what is left must remain.
+        if time.monotonic() >= until:
+            raise TimeoutError("the batch's write deadline passed before the upsert could start")
+        self.client.upsert_entity(entity, mode=UpdateMode.REPLACE, **self.call)
+
+    def write(self, events: Sequence[Event], until: float = math.inf) -> None:
         entities = [_entity(event, self.workflow) for event in events]
         try:
             # Any failed upsert raises here, so the batch is not deleted.
-            self.pool.map(
-                lambda entity: self.client.upsert_entity(entity, mode=UpdateMode.REPLACE, **CALL),
-                entities,
-            )
+            self.pool.map(lambda entity: self._upsert(entity, until), entities)
         except Exception as exc:
             if _partition_full(exc):
                 raise TableFull(f"Cosmos DB has no room for the row: {_short(exc)}") from exc
@@ -356,8 +370,8 @@ class Clients:
         # One transport per client (each pipeline closes its own), all on the shared pool.
         return RequestsTransport(session=self.session, session_owner=False)
 
-    def _options(self) -> dict[str, Any]:
-        return {"transport": self._transport(), "retry_total": SDK_RETRIES}
+    def _options(self, retries: int = SDK_RETRIES) -> dict[str, Any]:
+        return {"transport": self._transport(), "retry_total": retries}
 
     def queue(self, name: str, account: str | None) -> QueueClient:
         if self.connection:
@@ -370,13 +384,17 @@ class Clients:
         )
 
     def table(self, name: str, endpoint: str | None) -> TableClient:
+        """The consumer's table: one attempt a call (azure-core's retry_total counts retries
+        after the first attempt); the consumer's loop retries with backoff and jitter within the
+        batch's write time, so throttling is still retried, and a table that never answers
+        cannot hold a batch past its processing timeout."""
         if self.connection:
-            return TableClient.from_connection_string(self.connection, name, **self._options())
+            return TableClient.from_connection_string(self.connection, name, **self._options(0))
         return TableClient(
             endpoint=endpoint or "",
             table_name=name,
             credential=self.credential,
-            **self._options(),
+            **self._options(0),
         )
 
 
@@ -404,7 +422,12 @@ def build(settings: Settings) -> Backend:
     return Backend(
         queue=StorageQueue(queue, pool),
         dead_letters=StorageQueue(poison, pool),
-        table=CosmosTable(table, pool, settings.workflow),
+        table=CosmosTable(
+            table,
+            pool,
+            settings.workflow,
+            batch_call_seconds(settings.processing_timeout_seconds),
+        ),
         close=close,
     )
 

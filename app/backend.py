@@ -7,6 +7,7 @@ are imported only for the chosen cloud (an AWS pod never loads the Azure SDK and
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
@@ -41,6 +42,13 @@ MAX_EVENT_BYTES = 32 * 1024
 # writes, a handler's "handler answered <status>: " and the first KiB of its answer
 # (app/handler.py), which decodes to at most 1024 characters.
 MAX_REASON_CHARS = 2048
+# A batch's table writes (and handler calls) may start until this share of its processing
+# timeout; the rest is kept to settle it (dead letters, fresh copies, deletes) before the
+# heartbeat would release it.
+WRITE_SHARE = 0.75
+# The longest a call to the table or the router, made while a batch is worked on, waits to
+# connect and for its answer (less when the batch's settling time is short: batch_call_seconds).
+CALL_SECONDS = 5
 EVENT_LIMIT_REASON = (
     f"the limit is {MAX_EVENT_BYTES} bytes (32 KiB) of JSON on both clouds: an Azure Table "
     "string property holds 32K UTF-16 code units, and Event Grid writes each event into a 64 KiB "
@@ -54,6 +62,15 @@ def copies_from(text: str) -> int:
     if not (text.isascii() and text.isdigit()):
         return 0
     return int(text) if len(text) <= len(str(MAX_COPIES_LIMIT)) else MAX_COPIES_LIMIT
+
+
+def batch_call_seconds(processing_timeout_seconds: float) -> float:
+    """How long one table or router call of a batch may last: one attempt (the consumer's loop
+    retries with backoff within the batch's write time), at most CALL_SECONDS, and at most 0.8 of
+    the settling time, so a call started at the write deadline ends before the processing
+    timeout. Past it the batch is released and delivered again: a table or router that hangs
+    would count deliveries up to the dead-letter limit, an outage dead-lettering messages."""
+    return min(CALL_SECONDS, 0.8 * (1 - WRITE_SHARE) * processing_timeout_seconds)
 
 
 def event_size_problem(body: str) -> str | None:
@@ -174,11 +191,13 @@ class EventTable(Protocol):
         """Why the table cannot hold this event's row (its size limits), or None."""
         ...
 
-    def write(self, events: Sequence[Event]) -> None:
-        """Durably upsert one row per event (keyed by ``row_key``). Raises ``RowRejected`` when the
-        table refuses the write for what the rows hold, ``TableFull`` when the table has no room
-        for them; any other exception means the table is failing (an outage, throttling, a 5xx, a
-        lost connection) and is worth retrying."""
+    def write(self, events: Sequence[Event], until: float = math.inf) -> None:
+        """Durably upsert one row per event (keyed by ``row_key``), starting no call after
+        ``until`` (monotonic): each call is one attempt bounded by ``batch_call_seconds``. Raises
+        ``RowRejected`` when the table refuses the write for what the rows hold, ``TableFull``
+        when the table has no room for them; any other exception means the table is failing (an
+        outage, throttling, a 5xx, a lost connection, no time left for a call) and is worth
+        retrying."""
         ...
 
 

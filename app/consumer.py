@@ -49,7 +49,7 @@ from datetime import UTC, datetime
 
 from app import backend as backends
 from app import events
-from app.backend import Backend, Received, RowRejected, TableFull
+from app.backend import WRITE_SHARE, Backend, Received, RowRejected, TableFull, batch_call_seconds
 from app.breaker import CLOSED, OPEN, PROBE, Breaker
 from app.handler import HandlerStep
 from app.observability import HealthServer, Metrics, setup_logging
@@ -60,9 +60,6 @@ log = logging.getLogger("edw.consumer")
 IDLE_BACKOFF = (0.05, 1.0)  # no long polling (Azure, or a wait of 0): back off 50 ms to 1 s
 ERROR_BACKOFF_SECONDS = 1.0
 RETRY_BACKOFF = (0.1, 2.0)  # in-place retries: first and largest pause (full jitter)
-# Table writes may use this share of a batch's processing timeout; the rest is kept to set the
-# batch aside (dead letters, fresh copies, deletes) before the heartbeat would release it.
-WRITE_SHARE = 0.75
 BREAKER_PAUSE = (1.0, 10.0)  # open -> half-open: first pause, doubled after each failed probe
 BREAKER_POLL_SECONDS = 0.5  # how often a worker held by the open breaker looks again
 BREAKER_MIN_POLL_SECONDS = 0.05
@@ -125,7 +122,7 @@ class Consumer:
                 metrics,
                 self.breaker,
                 self._back_off,
-                settle_seconds=(1 - WRITE_SHARE) * settings.processing_timeout_seconds,
+                call_seconds=batch_call_seconds(settings.processing_timeout_seconds),
             )
             if settings.handler_url
             else None
@@ -416,7 +413,7 @@ class Consumer:
         attempt = 0
         while True:
             try:
-                self.backend.table.write(rows)
+                self.backend.table.write(rows, until=batch.write_deadline)
             except RowRejected:
                 raise
             except Exception as exc:

@@ -65,10 +65,6 @@ REASON_BYTES = 1024  # how much of a rejecting answer's body the dead letter's r
 # beyond what a row or the router takes (32 KiB an event), without holding an unbounded body in
 # a pod's memory.
 MAX_ANSWER_BYTES = 1024 * 1024
-# The most a publish of emitted events waits to connect and for the router's answer: the
-# consumer's other calls' (app/aws.py, app/azure.py CALL_TIMEOUT_SECONDS), and less when the
-# batch's settling time is short (below).
-PUBLISH_CALL_SECONDS = 5
 BINARY_PREFIX = "ce-"  # binary-mode attribute headers (HTTP binding 1.0.2, section 3.1.3.1)
 # Emitted events without an id: UUIDv5 in a namespace of their own (a fixed random UUID), of the
 # netstring-encoded (workflow, trigger source, trigger id, position), like app.backend.row_key.
@@ -559,15 +555,12 @@ class HandlerStep:
         breaker: Breaker,
         back_off: BackOff,
         *,
-        settle_seconds: float,
+        call_seconds: float,
     ) -> None:
         self.workflow = settings.workflow
         self.client = HandlerClient(settings.handler_url or "")
-        # A publish may start until the batch's write deadline, and must end before its
-        # processing time runs out, ``settle_seconds`` later: past it the batch is released, the
-        # message delivered again, and a router that hangs would count its deliveries up to the
-        # dead-letter queue's limit.
-        call_seconds = min(PUBLISH_CALL_SECONDS, 0.8 * settle_seconds)
+        # A publish may start until the batch's write deadline and must end before its
+        # processing time runs out (app.backend.batch_call_seconds).
         self.router = open_publisher(settings, settings.concurrency + 2, call_seconds)
         self.table = backend.table
         self.breaker = breaker

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import re
 import signal
+import socket
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -46,6 +50,49 @@ def provision(request: pytest.FixtureRequest, cloud: str, **kwargs: int) -> Targ
 @pytest.fixture(params=CLOUDS)
 def target(request: pytest.FixtureRequest) -> Target:
     return provision(request, request.param)
+
+
+@dataclass
+class SilentServer:
+    port: int
+    connections: list[socket.socket] = field(default_factory=list)  # one per attempt
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def silent_server() -> Iterator[SilentServer]:
+    """A port that takes connections and requests and never answers (a hung endpoint, a
+    blackholed network)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    server = SilentServer(listener.getsockname()[1])
+
+    def accept() -> None:
+        while True:
+            try:
+                server.connections.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield server
+    listener.close()
+    for conn in server.connections:
+        conn.close()
+
+
+def table_at(cloud: str, env: dict[str, str], address: str) -> dict[str, str]:
+    """The consumer's environment change that sends only its table calls to ``address``."""
+    if cloud == "aws":
+        return {"AWS_ENDPOINT_URL_DYNAMODB": address}  # botocore's per-service endpoint
+    connection = env["EDW_AZURE_CONNECTION_STRING"]
+    return {
+        "EDW_AZURE_CONNECTION_STRING": re.sub(
+            r"TableEndpoint=http://127\.0\.0\.1:\d+", f"TableEndpoint={address}", connection
+        )
+    }
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:

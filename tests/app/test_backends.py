@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
@@ -21,6 +22,7 @@ from app.backend import Received, RowRejected, TableFull, build, row_key
 from app.events import parse
 from app.settings import load
 from bench.emulators import azurite_connection_string
+from tests.app.conftest import SilentServer
 from tests.app.test_settings import AWS, AZURE
 
 
@@ -145,6 +147,51 @@ def test_dynamodb_write_fails_loudly_when_items_stay_unprocessed(
     client, _ = _dynamo_with_canned_responses([{"UnprocessedItems": leftover}] * aws.WRITE_ATTEMPTS)
     with pytest.raises(aws.WriteError, match="1 rows still unprocessed after 8 attempts"):
         aws.DynamoTable(client, "events").write(EVENTS)
+
+
+def test_dynamodb_retries_unprocessed_items_only_until_the_write_deadline() -> None:
+    """The retry of unprocessed items starts no call past ``until``: the batch's time to settle
+    what is left (fresh copies, deletes) must remain."""
+    leftover = {"events": [{"PutRequest": {"Item": {"id": {"S": "e2"}}}}]}
+    client, stubber = _dynamo_with_canned_responses(
+        [{"UnprocessedItems": leftover}, {"UnprocessedItems": {}}]
+    )
+    with pytest.raises(aws.WriteError, match="1 rows unprocessed at the batch's write deadline"):
+        aws.DynamoTable(client, "events").write(EVENTS, until=time.monotonic() + 0.02)
+    with pytest.raises(AssertionError):  # the second answer was never asked for
+        stubber.assert_no_pending_responses()
+
+
+def test_an_azure_upsert_queued_past_the_write_deadline_never_starts() -> None:
+    table = azure.CosmosTable(
+        TableClient.from_connection_string(azurite_connection_string(1, 1), "t"), azure._Pool(2)
+    )
+    with pytest.raises(TimeoutError, match="write deadline passed"):
+        table.write(EVENTS, until=time.monotonic())
+
+
+@pytest.mark.parametrize("cloud", ["aws", "azure"])
+def test_a_table_call_is_one_attempt_within_the_batchs_settling_time(
+    cloud: str, silent_server: SilentServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EDW_PROCESSING_TIMEOUT_SECONDS=2 keeps 0.5 s to settle a batch after its write deadline:
+    a write to a table that never answers waits 0.4 s, once (no SDK retry), then fails."""
+    if cloud == "aws":
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", silent_server.url)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        env = AWS
+    else:
+        connection = azurite_connection_string(1, silent_server.port)
+        env = {**AZURE, "EDW_AZURE_CONNECTION_STRING": connection}
+    backend = build(load({**env, "EDW_PROCESSING_TIMEOUT_SECONDS": "2"}))
+    started = time.monotonic()
+    with pytest.raises(Exception, match=r"(?i)timed? ?out"):
+        backend.table.write(EVENTS[:1])
+    elapsed = time.monotonic() - started
+    backend.close()
+    assert 0.35 < elapsed < 0.7
+    assert len(silent_server.connections) == 1
 
 
 def test_dynamodb_rows_carry_an_expiry_only_when_a_ttl_is_set(

@@ -23,7 +23,14 @@ from app.observability import Metrics
 from app.producer import body as producer_body
 from app.settings import MAX_COPIES_LIMIT, load
 from bench.emulators import REPO, Target, azurite_connection_string, child_env
-from tests.app.conftest import CLOUDS, ConsumerProcess, provision, wait_until
+from tests.app.conftest import (
+    CLOUDS,
+    ConsumerProcess,
+    SilentServer,
+    provision,
+    table_at,
+    wait_until,
+)
 from tests.app.cutting_proxy import CuttingProxy
 
 pytestmark = pytest.mark.emulator
@@ -87,6 +94,27 @@ def test_end_to_end_producer_to_rows(target: Target, start_consumer: Start) -> N
     assert consumer.metric("edw_end_to_end_seconds_count") >= n
     consumer.signal(signal.SIGTERM)
     assert consumer.wait(15) == 0, consumer.output()
+    assert target.dead_letters() == []
+
+
+def test_a_table_that_never_answers_never_outlasts_the_batch(
+    target: Target, start_consumer: Start, silent_server: SilentServer
+) -> None:
+    """The table takes requests and never answers. A write call is one attempt that must
+    connect and answer within 0.8 of the batch's settling time (it may start until the write
+    deadline, 1.5 s of 2, and waits at most 0.8 of the 0.5 s left), so it fails before the batch's
+    time is up and the message goes back as fresh copies. Were the batch released instead, each
+    release would count a delivery, and a long hang would dead-letter the message as delivered
+    too often."""
+    silent = table_at(target.cloud, target.env, silent_server.url)
+    consumer = start_consumer(
+        {**target.env, **FAST, "EDW_PROCESSING_TIMEOUT_SECONDS": "2", **silent}
+    )
+    consumer.wait_ready()
+    target.send(make_events(1)[1])
+    wait_until(lambda: consumer.metric("edw_messages_requeued_total") >= 2, 12, "fresh copies")
+    assert "releasing batch" not in consumer.output()
+    assert consumer.metric("edw_messages_dead_lettered_total") == 0
     assert target.dead_letters() == []
 
 

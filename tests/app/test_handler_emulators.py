@@ -8,9 +8,7 @@ from __future__ import annotations
 import json
 import re
 import signal
-import socket
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +22,14 @@ from app.azure import event_grid_text
 from app.handler import emitted_id
 from bench.chain import HandlerProcess, Workflow, router
 from bench.emulators import Target, free_port
-from tests.app.conftest import CLOUDS, ConsumerProcess, provision, wait_until
+from tests.app.conftest import (
+    CLOUDS,
+    ConsumerProcess,
+    SilentServer,
+    provision,
+    table_at,
+    wait_until,
+)
 from tests.app.cutting_proxy import CuttingProxy
 
 pytestmark = pytest.mark.emulator
@@ -316,15 +321,7 @@ def test_a_2xx_whose_body_does_not_match_its_type_is_a_defect_dead_lettered(
 
 def unreachable_table(rig: Rig) -> dict[str, str]:
     """The consumer's environment with the table at a port where nothing listens."""
-    dead = f"http://127.0.0.1:{free_port()}"
-    if rig.cloud == "aws":
-        return {"AWS_ENDPOINT_URL_DYNAMODB": dead}  # botocore's per-service endpoint
-    connection = rig.trigger.env["EDW_AZURE_CONNECTION_STRING"]
-    return {
-        "EDW_AZURE_CONNECTION_STRING": re.sub(
-            r"TableEndpoint=http://127\.0\.0\.1:\d+", f"TableEndpoint={dead}", connection
-        )
-    }
+    return table_at(rig.cloud, rig.trigger.env, f"http://127.0.0.1:{free_port()}")
 
 
 def test_a_crash_between_emit_and_delete_publishes_the_same_ids_again_and_one_row(
@@ -434,39 +431,19 @@ def test_a_copy_over_the_limit_is_set_aside_naming_what_failed(
     assert rig.trigger.row_ids() == []
 
 
-@pytest.fixture
-def silent_router() -> Iterator[int]:
-    """A port that takes connections and requests and never answers (a router that hangs)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    held: list[socket.socket] = []
-
-    def accept() -> None:
-        while True:
-            try:
-                held.append(listener.accept()[0])
-            except OSError:
-                return
-
-    threading.Thread(target=accept, daemon=True).start()
-    yield listener.getsockname()[1]
-    listener.close()
-    for conn in held:
-        conn.close()
-
-
 def test_a_router_that_never_answers_never_outlasts_the_batch(
-    rig: Rig, start_consumer: Start, silent_router: int
+    rig: Rig, start_consumer: Start, silent_server: SilentServer
 ) -> None:
     """A publish attempt ends before the batch's processing time does (it may start until the
     write deadline, 1.5 s of 2, and waits at most 0.8 of the 0.5 s left): the event goes back as
     a fresh copy. Were the batch released instead, its deliveries would count up to the DLQ."""
     emitted = json.dumps({"specversion": "1.0", "type": NEXT_TYPE})
     rig.script(then={"status": 200, "type": "application/cloudevents+json", "body": emitted})
-    silent = f"http://127.0.0.1:{silent_router}"
+    silent = silent_server.url
     if rig.cloud == "aws":
         env = {"AWS_ENDPOINT_URL_SNS": silent}
     else:
-        env = {"EDW_ROUTER": rig.router.replace(f":{router_port(rig)}/", f":{silent_router}/")}
+        env = {"EDW_ROUTER": rig.router.replace(f":{router_port(rig)}/", f":{silent_server.port}/")}
     consumer = started(rig, start_consumer, EDW_PROCESSING_TIMEOUT_SECONDS="2", **env)
     rig.trigger.send([event("e1")])
     wait_until(lambda: consumer.metric("edw_messages_requeued_total") >= 2, 15, "fresh copies")
