@@ -36,6 +36,7 @@ Run it with ``python -m app.consumer``; settings come from the environment (docs
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import signal
@@ -411,9 +412,13 @@ class Consumer:
         every outcome feeds the breaker. ``RowRejected`` is not retried: the same rows would be
         refused again, and it says nothing about the table's health."""
         attempt = 0
+        # Work that ran past the write time still gets its first write, whole (as without the
+        # deadline: the rows are idempotent); the deadline holds back what a write would queue
+        # or retry after it.
+        until = batch.write_deadline if time.monotonic() < batch.write_deadline else math.inf
         while True:
             try:
-                self.backend.table.write(rows, until=batch.write_deadline)
+                self.backend.table.write(rows, until=until)
             except RowRejected:
                 raise
             except Exception as exc:
