@@ -616,6 +616,68 @@ def test_the_azure_demo_on_a_node_too_old_says_which_node_and_how_to_get_22(
     ]
 
 
+def test_the_azure_demo_stops_an_azurite_that_hangs_and_says_what_ran_and_what_to_try(
+    tmp_path: Path,
+) -> None:
+    """A node that starts Azurite, prints a line on each stream and then hangs: the demo waits
+    --start-timeout, not forever, stops it, and names the command, the port and what to try,
+    with what it printed."""
+    need("Azurite", AZURITE if AZURITE.exists() else None)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    pid = tmp_path / "node.pid"
+    node = fake / "node"
+    node.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = --version ]; then echo v22.11.0; exit 0; fi\n'
+        f"echo $$ > {pid}\n"
+        "echo 'Azurite Blob service is starting at http://127.0.0.1:0'\n"
+        "echo 'a warning from the fake node' >&2\n"
+        "exec sleep 600\n"
+    )
+    node.chmod(0o755)
+    started = time.monotonic()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tools.demo",
+            "--cloud",
+            "azure",
+            "--count",
+            "10",
+            "--start-timeout",
+            "2",
+        ],
+        cwd=tmp_path,
+        env=child_env({"PATH": f"{fake}:{os.environ['PATH']}"}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert time.monotonic() - started < 30
+    assert result.returncode == demo.EXIT_MISSING, result.stdout + result.stderr
+    assert result.stdout.splitlines() == ["[1/6] starting Azurite (Queue + Table) on 127.0.0.1"]
+    err = result.stderr
+    assert err.startswith(
+        "Azurite did not report its blob, queue, table services listening within 2 s, so it "
+        "was stopped.\n"
+    ), err
+    assert "  command: node --require " in err
+    assert "azurite.js --disableTelemetry" in err
+    assert "--queuePort 0" in err
+    assert "  port: 0 on 127.0.0.1 for each service" in err
+    assert "listening so far: none" in err
+    assert "  try: run the command by hand" in err
+    assert "--start-timeout" in err
+    assert "Azurite Blob service is starting at http://127.0.0.1:0\n" in err
+    assert "a warning from the fake node\n" in err
+    assert "node is v22.11.0, which Azurite" in err  # the node advice follows
+    with pytest.raises(ProcessLookupError):  # stopped, not left behind
+        os.kill(int(pid.read_text()), 0)
+
+
 def test_azurites_node_engine_is_read_from_the_lock_as_its_package_declares_it() -> None:
     locked = json.loads((REPO / "package-lock.json").read_text())["packages"]
     assert locked["node_modules/azurite"]["engines"]["node"] == ">=22.0.0"
