@@ -127,7 +127,8 @@ def _cloudwatch(region: str | None) -> Send:
         HTTPClientError,
     )
 
-    # botocore's own retries off: ``beat`` retries, logs each failure and keeps to its budget.
+    # botocore's own retries off (``total_max_attempts`` counts the first try: botocore 1.44
+    # config.py): ``beat`` retries, logs each failure and keeps to its budget.
     config = Config(
         connect_timeout=CONNECT_SECONDS,
         read_timeout=READ_SECONDS,
@@ -153,6 +154,8 @@ def _cloudwatch(region: str | None) -> Send:
             raise TransientError(str(exc)) from exc
         except ClientError as exc:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            # CloudWatch throttles PutMetricData with HTTP 400, code "Throttling" (AWS knowledge
+            # center, "cloudwatch-400-error-throttling").
             code = exc.response.get("Error", {}).get("Code", "")
             if status == 429 or status >= 500 or code.startswith("Throttl"):
                 raise TransientError(str(exc)) from exc

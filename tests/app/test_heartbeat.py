@@ -98,6 +98,33 @@ def test_an_aws_beat_outlasts_a_cut_of_a_few_seconds_and_logs_each_failed_try(
     ]
 
 
+# CloudWatch's throttle, code "Throttling" (AWS knowledge center
+# "cloudwatch-400-error-throttling"), in the protocol botocore 1.44 resolves for CloudWatch
+# (awsJson1_0: JSONParser reads the code from "__type", after any "#"). The exact body AWS sends
+# in this protocol is not verified; the ClientError botocore builds from it is what counts.
+THROTTLED = json.dumps(
+    {"__type": "com.amazonaws.cloudwatch#Throttling", "message": "Rate exceeded"}
+)
+
+
+def test_an_aws_beat_throttled_once_is_sent_again(
+    moto: MotoEmulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """CloudWatch's throttle, parsed by the real client into the ClientError it raises (HTTP
+    400, code Throttling), is retried."""
+    caplog.set_level(logging.INFO, "edw.heartbeat")
+    with CuttingProxy(moto.port) as link:
+        use_endpoint(monkeypatch, f"http://127.0.0.1:{link.port}")
+        link.answer("400 Bad Request", "application/x-amz-json-1.0", THROTTLED)
+        restorer = threading.Timer(0.5, link.restore)
+        restorer.start()
+        assert heartbeat.beat(AWS_ENV, now=NOW.replace(hour=8)) is True
+        restorer.join()
+        assert link.answered == 1
+    assert beats_in_moto(moto, "orders-schedule", 8) == [1.0]
+    assert tries(caplog) == [("heartbeat refused", 1, True), ("heartbeat", 2, False)]
+
+
 def test_an_aws_beat_on_a_link_cut_for_good_gives_up_within_its_budget(
     moto: MotoEmulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
