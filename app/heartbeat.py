@@ -17,6 +17,10 @@ Job runs this module once (``python -m app.heartbeat``), so a new alarm starts f
     EDW_CLOUD=azure EDW_HEARTBEAT_TASK=queue-metrics EDW_HEARTBEAT_ENDPOINT=<DCE ingestion URL> \\
         EDW_HEARTBEAT_RULE=<DCR immutable id> python -m app.heartbeat
 
+A beat that fails for a reason that may pass (the network, a throttle, a server error) is tried
+again (``Retry``): a one-off error right after a successful run must not page the missed-tick
+alarm, while one that persists past the budget still does. Each failed try is logged.
+
 Exit 0 when the beat was accepted, 1 when not, 2 on bad settings.
 """
 
@@ -26,7 +30,9 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,71 +46,157 @@ STREAM = "Custom-EdwHeartbeat"  # the data collection rule's input stream
 API_VERSION = "2023-01-01"
 INGESTION_SCOPE = "https://monitor.azure.com//.default"
 EXIT_REFUSED, EXIT_BAD_SETTINGS = 1, 2
+# One try's own limits (connect, answer), so the retry budget bounds the whole beat.
+CONNECT_SECONDS, READ_SECONDS = 5, 10
 log = logging.getLogger("edw.heartbeat")
+Send = Callable[[str, datetime], None]
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How long a beat keeps trying: up to ``attempts`` tries, waiting ``first_backoff`` seconds
+    after the first failure and twice as long after each next one, and no try begun later than
+    ``budget`` seconds after the first. With the defaults (1 s, 2 s, 4 s between four tries) and
+    each try's own limits a beat gives up within 35 s, well inside a schedule pod's 90 s a try
+    (components/ticks.py)."""
+
+    attempts: int = 4
+    first_backoff: float = 1.0
+    budget: float = 20.0
 
 
 class HeartbeatError(ValueError):
     """The settings do not say where to beat."""
 
 
-def beat(env: Mapping[str, str], credential: Any = None, now: datetime | None = None) -> bool:
-    """Send one heartbeat of ``EDW_HEARTBEAT_TASK``; whether it was accepted."""
+class TransientError(RuntimeError):
+    """A failure another try may not meet: the network, a throttle, a server error."""
+
+
+def beat(
+    env: Mapping[str, str],
+    credential: Any = None,
+    now: datetime | None = None,
+    retry: Retry = Retry(),
+) -> bool:
+    """Send one heartbeat of ``EDW_HEARTBEAT_TASK``, tried again per ``retry`` while it fails
+    transiently; whether it was accepted."""
     cloud, task = env.get("EDW_CLOUD", ""), env.get("EDW_HEARTBEAT_TASK", "")
     when = now or datetime.now(UTC)
     if not task or cloud not in ("aws", "azure"):
         raise HeartbeatError("EDW_CLOUD (aws or azure) and EDW_HEARTBEAT_TASK are required")
     try:
-        if cloud == "aws":
-            _cloudwatch(task, when, env.get("AWS_REGION") or None)
-        else:
-            _logs_ingestion(env, task, when, credential)
+        send = (
+            _cloudwatch(env.get("AWS_REGION") or None)
+            if cloud == "aws"
+            else _logs_ingestion(env, credential)
+        )
     except HeartbeatError:
         raise
-    except Exception as exc:  # the caller's exit code and this log line say it failed
+    except Exception as exc:  # no client (no region, no credential): another try would not help
         log.warning("heartbeat refused", extra={"fields": {"task": task, "error": str(exc)[:300]}})
         return False
-    log.info("heartbeat", extra={"fields": {"task": task}})
-    return True
+    started, attempt = time.monotonic(), 1
+    while True:
+        try:
+            send(task, when)
+        except Exception as exc:  # the caller's exit code and these log lines say it failed
+            wait = retry.first_backoff * 2 ** (attempt - 1)
+            again = (
+                isinstance(exc, TransientError)
+                and attempt < retry.attempts
+                and time.monotonic() - started + wait <= retry.budget
+            )
+            fields = {"task": task, "attempt": attempt, "retrying": again, "error": str(exc)[:300]}
+            log.warning("heartbeat refused", extra={"fields": fields})
+            if not again:
+                return False
+            time.sleep(wait)
+            attempt += 1
+        else:
+            log.info("heartbeat", extra={"fields": {"task": task, "attempt": attempt}})
+            return True
 
 
-def _cloudwatch(task: str, when: datetime, region: str | None) -> None:
+def _cloudwatch(region: str | None) -> Send:
     import boto3  # noqa: PLC0415 - load only the SDK of the chosen cloud
-
-    boto3.session.Session(region_name=region).client("cloudwatch").put_metric_data(
-        Namespace=NAMESPACE,
-        MetricData=[
-            {
-                "MetricName": METRIC,
-                "Dimensions": [{"Name": DIMENSION, "Value": task}],
-                "Timestamp": when,
-                "Value": 1.0,
-                "Unit": "Count",
-            }
-        ],
+    from botocore.config import Config  # noqa: PLC0415
+    from botocore.exceptions import (  # noqa: PLC0415
+        ClientError,
+        ConnectionError,
+        HTTPClientError,
     )
 
+    # botocore's own retries off (``total_max_attempts`` counts the first try: botocore 1.44
+    # config.py): ``beat`` retries, logs each failure and keeps to its budget.
+    config = Config(
+        connect_timeout=CONNECT_SECONDS,
+        read_timeout=READ_SECONDS,
+        retries={"total_max_attempts": 1},
+    )
+    client = boto3.session.Session(region_name=region).client("cloudwatch", config=config)
 
-def _logs_ingestion(env: Mapping[str, str], task: str, when: datetime, credential: Any) -> None:
+    def send(task: str, when: datetime) -> None:
+        try:
+            client.put_metric_data(
+                Namespace=NAMESPACE,
+                MetricData=[
+                    {
+                        "MetricName": METRIC,
+                        "Dimensions": [{"Name": DIMENSION, "Value": task}],
+                        "Timestamp": when,
+                        "Value": 1.0,
+                        "Unit": "Count",
+                    }
+                ],
+            )
+        except (ConnectionError, HTTPClientError) as exc:  # unreachable, cut, timed out
+            raise TransientError(str(exc)) from exc
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            # CloudWatch throttles PutMetricData with HTTP 400, code "Throttling" (AWS knowledge
+            # center, "cloudwatch-400-error-throttling").
+            code = exc.response.get("Error", {}).get("Code", "")
+            if status == 429 or status >= 500 or code.startswith("Throttl"):
+                raise TransientError(str(exc)) from exc
+            raise
+
+    return send
+
+
+def _logs_ingestion(env: Mapping[str, str], credential: Any) -> Send:
     endpoint, rule = env.get("EDW_HEARTBEAT_ENDPOINT", ""), env.get("EDW_HEARTBEAT_RULE", "")
     if not (endpoint and rule):
         raise HeartbeatError("azure needs EDW_HEARTBEAT_ENDPOINT and EDW_HEARTBEAT_RULE")
-    from app.azure import CALL_TIMEOUT_SECONDS, http_session  # noqa: PLC0415 - azure only
+    import requests  # noqa: PLC0415 - azure only
+
+    from app.azure import http_session  # noqa: PLC0415 - azure only
 
     if credential is None:
         from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - cloud only
 
         credential = DefaultAzureCredential()
-    token = credential.get_token(INGESTION_SCOPE).token
-    row = {"TimeGenerated": when.strftime("%Y-%m-%dT%H:%M:%SZ"), "Task": task}
-    response = http_session(1).post(
-        f"{endpoint.rstrip('/')}/dataCollectionRules/{rule}/streams/{STREAM}",
-        params={"api-version": API_VERSION},
-        data=json.dumps([row]),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        timeout=(CALL_TIMEOUT_SECONDS, 30),
-    )
-    if response.status_code >= 300:
-        raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+    session = http_session(1)
+
+    def send(task: str, when: datetime) -> None:
+        token = credential.get_token(INGESTION_SCOPE).token  # cached by the credential
+        row = {"TimeGenerated": when.strftime("%Y-%m-%dT%H:%M:%SZ"), "Task": task}
+        try:
+            response = session.post(
+                f"{endpoint.rstrip('/')}/dataCollectionRules/{rule}/streams/{STREAM}",
+                params={"api-version": API_VERSION},
+                data=json.dumps([row]),
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+                timeout=(CONNECT_SECONDS, READ_SECONDS),
+            )
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise TransientError(str(exc)) from exc
+        if response.status_code == 429 or response.status_code >= 500:
+            raise TransientError(f"HTTP {response.status_code}: {response.text[:200]}")
+        if response.status_code >= 300:
+            raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+
+    return send
 
 
 def after_run(env: Mapping[str, str], credential: Any = None) -> int:

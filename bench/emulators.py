@@ -12,7 +12,9 @@ import contextlib
 import json
 import logging
 import os
+import queue
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -411,11 +413,13 @@ class AzuriteEmulator:
         r"Azurite (Blob|Queue|Table) service is successfully listening at .*:(\d+)"
     )
 
-    def __init__(self, gc_interval_ms: int = 0) -> None:
+    def __init__(self, gc_interval_ms: int = 0, start_timeout: float = 60.0) -> None:
         if not AZURITE.exists():
             raise FileNotFoundError(f"{AZURITE} is missing: run `make deps` (npm ci)")
         # 0: Azurite's own (60 s). The demo sets hours (tools/azurite_gc.cjs says why).
         self.gc_interval_ms = gc_interval_ms
+        # How long it may take to report all its services listening before it is stopped.
+        self.start_timeout = start_timeout
         self.ports: dict[str, int] = {}
         self.workdir = tempfile.mkdtemp(prefix="azurite-")
         self.process: subprocess.Popen[bytes] | None = None
@@ -449,24 +453,39 @@ class AzuriteEmulator:
             self.__exit__()
             raise EmulatorStartError(f"Azurite could not start: {error}") from error
         try:
-            self._wait_until_listening(errors)
+            self._wait_until_listening(errors, args)
         except EmulatorStartError:
             self.__exit__()  # a slow start may still be running: stopped, not left behind
             raise
-        # Keep reading what it prints (shutdown lines), so a full pipe can never block it.
-        threading.Thread(target=self.process.stdout.read, daemon=True).start()
         self.connection_string = azurite_connection_string(
             self.ports["queue"], self.ports["table"], self.ports["blob"]
         )
         return self
 
-    def _wait_until_listening(self, errors: Path) -> None:
+    def _wait_until_listening(self, errors: Path, command: Sequence[str]) -> None:
         assert self.process is not None
-        assert self.process.stdout is not None
+        stdout = self.process.stdout
+        assert stdout is not None
+        # A thread reads its lines, for as long as it runs (so a full pipe never blocks it), and
+        # the wait has a deadline: a blocking readline would wait forever on an Azurite that
+        # hangs silently.
+        lines: queue.Queue[str] = queue.Queue()
+
+        def read() -> None:
+            for raw in iter(stdout.readline, b""):
+                lines.put(raw.decode(errors="replace"))
+            lines.put("")  # its end: it exited
+
+        threading.Thread(target=read, name="azurite-stdout", daemon=True).start()
         printed: list[str] = []
-        deadline = time.monotonic() + 60
-        while len(self.ports) < len(self.SERVICES) and time.monotonic() < deadline:
-            line = self.process.stdout.readline().decode(errors="replace")
+        deadline = time.monotonic() + self.start_timeout
+        while len(self.ports) < len(self.SERVICES):
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                line = None
+            if line is None or time.monotonic() > deadline:
+                raise EmulatorStartError(self._hung(command, printed, errors))
             if not line:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self.process.wait(10)
@@ -475,9 +494,21 @@ class AzuriteEmulator:
             printed.append(line)
             if match := self.LISTENING.search(line):
                 self.ports[match.group(1).lower()] = int(match.group(2))
-        if len(self.ports) < len(self.SERVICES):
-            why = f"Azurite reported only {sorted(self.ports)} after 60 s"
-            raise EmulatorStartError(f"{why}: {_output(printed, errors)}")
+
+    def _hung(self, command: Sequence[str], printed: Sequence[str], errors: Path) -> str:
+        """Why the wait ended, what ran, where it should have listened, what to try next."""
+        listening = ", ".join(f"{s} on {p}" for s, p in sorted(self.ports.items())) or "none"
+        return (
+            f"Azurite did not report its {', '.join(self.SERVICES)} services listening within "
+            f"{self.start_timeout:g} s, so it was stopped.\n"
+            f"  command: {shlex.join(command)}\n"
+            "  port: 0 on 127.0.0.1 for each service (Azurite picks free ports and prints them); "
+            f"listening so far: {listening}\n"
+            "  try: run the command by hand to see where it stops; `node --version` (Node.js 22+); "
+            "another node process stuck on the machine (ps -ef | grep azurite); on a slow "
+            "machine, a longer wait (the demo's --start-timeout)\n"
+            f"  its output so far:\n{_output(printed, errors)}"
+        )
 
     def __exit__(self, *exc: object) -> None:
         if self.process is not None:

@@ -9,8 +9,9 @@ like ``policy.offline``), so what is priced is what ``pulumi up`` would create f
 Unit prices come from ``tools/prices/<cloud>/<region>.json`` (data: each price with its unit,
 source page, the date it was written down and whether it was read from that page then,
 ``verified``; an unverified price is marked ``*`` in the table and ``"verified": false`` in the
-JSON); throughput per consumer pod from
-``bench/results/latest.json`` (``make bench``). The model and its assumptions: docs/cost.md.
+JSON, and so is every monthly figure and total computed from one, ``totalsVerified``);
+throughput per consumer pod from ``bench/results/latest.json`` (``make bench``). The model
+and its assumptions: docs/cost.md.
 """
 
 from __future__ import annotations
@@ -724,7 +725,18 @@ def estimate(
             "monthlyAtVolume": round(idle + variable, 2),
             "perMillionEvents": round(per_million, 4),
         },
+        # A total is only as verified as the least verified price it adds up.
+        "totalsVerified": {
+            "idleMonthly": all(i.verified for i in items if i.kind == "fixed"),
+            "monthlyAtVolume": all(i.verified for i in items),
+            "perMillionEvents": all(i.verified for i in items if i.kind == "variable"),
+        },
     }
+
+
+def marked(figure: str, checked: bool) -> str:
+    """A figure with the unverified mark when it rests on a price not read from its page."""
+    return figure + ("" if checked else UNVERIFIED_MARK)
 
 
 def show(report: Mapping[str, Any], console: Console) -> None:
@@ -739,8 +751,8 @@ def show(report: Mapping[str, Any], console: Console) -> None:
             i["kind"],
             f"{i['quantity']:,.3f}",
             i["unit"],
-            f"{i['unitPrice']:g}" + ("" if i["verified"] else UNVERIFIED_MARK),
-            f"{i['monthly']:,.2f}",
+            marked(f"{i['unitPrice']:g}", i["verified"]),
+            marked(f"{i['monthly']:,.2f}", i["verified"]),
         )
     console.print(table)
     unverified = [i for i in report["lineItems"] if not i["verified"]]
@@ -748,16 +760,23 @@ def show(report: Mapping[str, Any], console: Console) -> None:
         console.print(
             f"{UNVERIFIED_MARK} {len(unverified)} of {len(report['lineItems'])} unit prices are "
             "not verified: not read from their source page on the date tools/prices gives. "
-            "Check them there before budgeting (docs/cost.md)."
+            f"A monthly figure or total marked {UNVERIFIED_MARK} is computed from at least one "
+            "of them. Check them there before budgeting (docs/cost.md)."
         )
-    t = report["totals"]
+    t, checked = report["totals"], report["totalsVerified"]
+    idle = marked(f"{t['idleMonthly']:,.2f}", checked["idleMonthly"])
+    at_volume = marked(f"{t['monthlyAtVolume']:,.2f}", checked["monthlyAtVolume"])
+    per_million = marked(f"{t['perMillionEvents']:,.4f}", checked["perMillionEvents"])
     console.print(
-        f"idle: {t['idleMonthly']:,.2f}/month   at {report['messagesPerMonth']:,} events "
-        f"of {report['messageBytes']} B: {t['monthlyAtVolume']:,.2f}/month   "
-        f"per million events: {t['perMillionEvents']:,.4f}"
+        f"idle: {idle}/month   at {report['messagesPerMonth']:,} events "
+        f"of {report['messageBytes']} B: {at_volume}/month   "
+        f"per million events: {per_million}"
     )
-    demand = sum(i["monthly"] for i in report["alternatives"] if i["kind"] == "variable")
-    console.print(f"(consumer pods on on-demand nodes only: {demand:,.2f}/month at that volume)")
+    variable = [i for i in report["alternatives"] if i["kind"] == "variable"]
+    demand = marked(
+        f"{sum(i['monthly'] for i in variable):,.2f}", all(i["verified"] for i in variable)
+    )
+    console.print(f"(consumer pods on on-demand nodes only: {demand}/month at that volume)")
     for u in report["unpriced"]:
         console.print(f"not priced: {u['name']}, {u['quantity']:,.3f} {u['unit']}: {u['reason']}")
 

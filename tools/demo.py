@@ -409,14 +409,14 @@ def plot(samples: Sequence[Sample], marks: Marks, title: str, path: Path) -> Non
 
 
 @contextlib.contextmanager
-def emulator(cloud: str) -> Iterator[Any]:
+def emulator(cloud: str, start_timeout: float) -> Iterator[Any]:
     # moto in its own process (its CPU is not the demo's), serving deep queues at a steady
     # cost; a fresh Azurite per run whose queue garbage collection waits until after the run
     # (tools/azurite_gc.cjs: a collection after a few thousand messages stalls it for minutes).
     chosen = (
         MotoEmulator(own_process=True, server_module="tools.steady_moto")
         if cloud == "aws"
-        else AzuriteEmulator(gc_interval_ms=AZURITE_GC_INTERVAL_MS)
+        else AzuriteEmulator(gc_interval_ms=AZURITE_GC_INTERVAL_MS, start_timeout=start_timeout)
     )
     with chosen as running:
         yield running
@@ -505,7 +505,10 @@ def _demo(args: argparse.Namespace, stop: Stop, steps: Steps) -> Result | None:
     """The emulator, the queues and the run; None when stopped before anything was sent."""
     names = {"aws": "moto (SQS + DynamoDB)", "azure": "Azurite (Queue + Table)"}
     steps(f"starting {names[args.cloud]} on 127.0.0.1")
-    with emulator(args.cloud) as running, tempfile.TemporaryDirectory(prefix="edw-demo-") as logs:
+    with (
+        emulator(args.cloud, args.start_timeout) as running,
+        tempfile.TemporaryDirectory(prefix="edw-demo-") as logs,
+    ):
         if stop.event.is_set():  # while the emulator started
             return None
         steps("creating the work queue, its dead-letter queue and the table")
@@ -673,6 +676,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--consumers", type=int, default=3, help="the most consumers the run scales to")
     p.add_argument("--work-ms", type=int, default=0, help="simulated work per message")
     p.add_argument("--timeout", type=float, default=600.0)
+    p.add_argument(
+        "--start-timeout",
+        type=float,
+        default=30.0,
+        help="seconds Azurite may take to listen before the demo stops it and says why",
+    )
     p.add_argument("--plot", help="PNG to draw the run into (default: demo-<cloud>.png)")
     return p
 

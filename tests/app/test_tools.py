@@ -582,27 +582,32 @@ def test_a_queue_on_its_own_is_reached_in_the_region_its_url_names(
     assert queue.client.meta.region_name == "us-west-2"  # type: ignore[attr-defined]
 
 
-def test_the_azure_demo_on_a_node_too_old_says_which_node_and_how_to_get_22(
-    tmp_path: Path,
-) -> None:
-    """Azurite 3.37 declares Node.js >=22.0.0; a node that fails it gets its output shown and
-    the advice, not a traceback."""
+def azure_demo_on(tmp_path: Path, node_script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The Azure demo run with a stand-in ``node`` (this shell script) first on PATH."""
     need("Azurite", AZURITE if AZURITE.exists() else None)
     fake = tmp_path / "bin"
     fake.mkdir()
     node = fake / "node"
-    node.write_text(
-        "#!/bin/sh\necho v20.11.1\necho 'SyntaxError: from the fake node' >&2\nexit 1\n"
-    )
+    node.write_text(node_script)
     node.chmod(0o755)
-    result = subprocess.run(
-        [sys.executable, "-m", "tools.demo", "--cloud", "azure", "--count", "10"],
+    return subprocess.run(
+        [sys.executable, "-m", "tools.demo", "--cloud", "azure", "--count", "10", *args],
         cwd=tmp_path,
         env=child_env({"PATH": f"{fake}:{os.environ['PATH']}"}),
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
+    )
+
+
+def test_the_azure_demo_on_a_node_too_old_says_which_node_and_how_to_get_22(
+    tmp_path: Path,
+) -> None:
+    """Azurite 3.37 declares Node.js >=22.0.0; a node that fails it gets its output shown and
+    the advice, not a traceback."""
+    result = azure_demo_on(
+        tmp_path, "#!/bin/sh\necho v20.11.1\necho 'SyntaxError: from the fake node' >&2\nexit 1\n"
     )
     assert result.returncode == demo.EXIT_MISSING, result.stdout + result.stderr
     assert result.stdout.splitlines() == ["[1/6] starting Azurite (Queue + Table) on 127.0.0.1"]
@@ -614,6 +619,47 @@ def test_the_azure_demo_on_a_node_too_old_says_which_node_and_how_to_get_22(
         "(https://github.com/nvm-sh/nvm: nvm install 22), or Homebrew (brew install node); then "
         "run `make demo CLOUD=azure` again. `make demo` (AWS) needs no Node.js.",
     ]
+
+
+def test_the_azure_demo_stops_an_azurite_that_hangs_and_says_what_ran_and_what_to_try(
+    tmp_path: Path,
+) -> None:
+    """A node that starts Azurite, prints a line on each stream and then hangs: the demo waits
+    --start-timeout, not forever, stops it, and names the command, the port and what to try,
+    with what it printed."""
+    pid = tmp_path / "node.pid"
+    started = time.monotonic()
+    result = azure_demo_on(
+        tmp_path,
+        "#!/bin/sh\n"
+        'if [ "$1" = --version ]; then echo v22.11.0; exit 0; fi\n'
+        f"echo $$ > {pid}\n"
+        "echo 'Azurite Blob service is starting at http://127.0.0.1:0'\n"
+        "echo 'a warning from the fake node' >&2\n"
+        "exec sleep 600\n",
+        "--start-timeout",
+        "2",
+    )
+    assert time.monotonic() - started < 30
+    assert result.returncode == demo.EXIT_MISSING, result.stdout + result.stderr
+    assert result.stdout.splitlines() == ["[1/6] starting Azurite (Queue + Table) on 127.0.0.1"]
+    err = result.stderr
+    assert err.startswith(
+        "Azurite did not report its blob, queue, table services listening within 2 s, so it "
+        "was stopped.\n"
+    ), err
+    assert "  command: node --require " in err
+    assert "azurite.js --disableTelemetry" in err
+    assert "--queuePort 0" in err
+    assert "  port: 0 on 127.0.0.1 for each service" in err
+    assert "listening so far: none" in err
+    assert "  try: run the command by hand" in err
+    assert "--start-timeout" in err
+    assert "Azurite Blob service is starting at http://127.0.0.1:0\n" in err
+    assert "a warning from the fake node\n" in err
+    assert "node is v22.11.0, which Azurite" in err  # the node advice follows
+    with pytest.raises(ProcessLookupError):  # stopped, not left behind
+        os.kill(int(pid.read_text()), 0)
 
 
 def test_azurites_node_engine_is_read_from_the_lock_as_its_package_declares_it() -> None:

@@ -366,6 +366,46 @@ def test_unverified_prices_are_marked_in_the_json_and_with_a_star_and_footnote()
     assert "*" not in console.export_text()
 
 
+def rendered(found: dict[str, Any]) -> tuple[dict[str, list[str]], str]:
+    console = Console(record=True, width=300)
+    cost.show(found, console)
+    text = console.export_text()
+    cells = [[c.strip() for c in r.split("│")[1:-1]] for r in text.splitlines()]
+    return {c[0]: c for c in cells if len(c) == 6}, text
+
+
+@pytest.mark.parametrize(
+    ("key", "name", "idle", "per_million"),
+    [
+        ("dynamodb-writes", "DynamoDB writes", "259.70", "3.8639*"),
+        ("eks-cluster", "EKS control plane", "259.70*", "3.8639"),
+    ],
+)
+def test_a_total_built_from_an_unverified_price_is_starred_like_it(
+    key: str, name: str, idle: str, per_million: str
+) -> None:
+    """One unverified price, everything else read from its page: its line's monthly figure and
+    every total it adds into carry the star; the totals it does not touch do not."""
+    table = json.loads((cost.PRICES / "aws" / "us-east-1.json").read_text())
+    for price in table["prices"].values():
+        price["verified"] = True
+    table["prices"][key]["verified"] = False
+    found = estimate(cost.run_stack("aws"), "us-east-1", VOLUME, table)
+    rows, text = rendered(found)
+    assert rows[name][5].endswith("*")
+    assert not any(r[5].endswith("*") for n, r in rows.items() if n != name)
+    assert f"idle: {idle}/month" in text
+    assert "events of 512 B: 298.33*/month" in text
+    assert f"per million events: {per_million}\n" in text
+    assert "(consumer pods on on-demand nodes only: 55.85/month" in text
+    assert "A monthly figure or total marked * is computed from at least one of them" in text
+    assert found["totalsVerified"] == {
+        "idleMonthly": idle[-1] != "*",
+        "monthlyAtVolume": False,
+        "perMillionEvents": per_million[-1] != "*",
+    }
+
+
 @pytest.mark.parametrize("stack", ["aws", "dev"])
 def test_a_handler_sidecar_adds_its_requests_to_the_pod(stack: str) -> None:
     """The handler runs beside the consumer all the pod's life: the pod costs both."""
