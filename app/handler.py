@@ -36,6 +36,7 @@ import contextlib
 import http.client
 import json
 import logging
+import math
 import re
 import select
 import socket
@@ -353,8 +354,10 @@ class Watchdog:
                 self._thread = threading.Thread(target=self._run, name="handler-watchdog")
                 self._thread.daemon = True
                 self._thread.start()
+            nearest = min((d for d, _ in self._due.values()), default=math.inf)
             self._due[token] = (deadline, sock)
-            self._changed.notify()
+            if deadline < nearest:  # the thread sleeps until the nearest deadline it knew
+                self._changed.notify()
         try:
             yield lambda: token in self._fired
         finally:
@@ -374,6 +377,21 @@ class Watchdog:
                             sock.shutdown(socket.SHUT_RDWR)  # the blocked read ends at once
                 nearest = min((d for d, _ in self._due.values()), default=None)
                 self._changed.wait(None if nearest is None else max(nearest - now, 0.001))
+
+
+class _Response(http.client.HTTPResponse):
+    """http.client skips only a 100 Continue before the final answer; any other interim 1xx
+    (103 Early Hints, 102 Processing) would be taken as the answer, leaving the real one on the
+    connection for the next call to read. 101 Switching Protocols is final (never asked for).
+    _read_status is the status line reader HTTPResponse.begin loops on (CPython 3.6 to 3.13);
+    tests/app/test_handler_client.py holds it to a real 103."""
+
+    def _read_status(self) -> tuple[str, int, str]:
+        while True:
+            version, status, reason = super()._read_status()  # type: ignore[misc]
+            if not 102 <= status <= 199:
+                return version, status, reason
+            http.client.parse_headers(self.fp)  # the interim answer's headers, dropped
 
 
 class HandlerClient:
@@ -422,6 +440,7 @@ class HandlerClient:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = http.client.HTTPConnection(*self.address)
+            conn.response_class = _Response
             self._local.conn = conn
             with self._lock:
                 self._opened.append(conn)
@@ -440,6 +459,8 @@ class HandlerClient:
         # fewer than n bytes only at the body's end).
         data = response.read(limit + 1)
         whole = len(data) <= limit
+        if whole and response.length:  # read(n) does not raise when the connection ends early
+            raise http.client.IncompleteRead(data, response.length)
         if not whole:
             conn.close()  # the rest is unread: the connection cannot serve another call
         binary: dict[str, str] = {}
@@ -474,12 +495,15 @@ class HandlerClient:
 
 
 def _dropped(sock: socket.socket) -> bool:
-    """Whether an idle kept-alive connection is closed (or holds bytes no request asked for)."""
+    """Whether an idle kept-alive connection is closed (or holds bytes no request asked for).
+    poll, not select: select refuses descriptors from FD_SETSIZE (1024) on, which a busy
+    consumer may reach, and every call would then open a new connection."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
+        return bool(poller.poll(0))
+    except OSError:
         return True
-    return bool(readable)
 
 
 class _NoToken:

@@ -5,6 +5,8 @@ server that answers the way misbehaving handlers do: the deadline covers the who
 from __future__ import annotations
 
 import gzip
+import os
+import resource
 import socket
 import threading
 import time
@@ -12,7 +14,14 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from app.handler import MAX_ANSWER_BYTES, REASON_BYTES, TIMEOUT, HandlerClient, Reply
+from app.handler import (
+    MAX_ANSWER_BYTES,
+    REASON_BYTES,
+    TIMEOUT,
+    UNREACHABLE,
+    HandlerClient,
+    Reply,
+)
 
 Answer = Callable[[socket.socket], None]
 
@@ -24,6 +33,7 @@ class RawServer:
     def __init__(self, answer: Answer) -> None:
         self.answer = answer
         self.connections = 0
+        self.requests: list[bytes] = []  # each request's head (request line and headers)
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/"
         threading.Thread(target=self._accept, daemon=True).start()
@@ -42,10 +52,13 @@ class RawServer:
         try:
             while line := reader.readline():
                 length = 0
+                request_head = line
                 while line not in (b"\r\n", b""):
                     if line.lower().startswith(b"content-length:"):
                         length = int(line.split(b":", 1)[1])
                     line = reader.readline()
+                    request_head += line
+                self.requests.append(request_head)
                 reader.read(length)
                 self.answer(conn)
         except OSError:
@@ -77,8 +90,8 @@ def head(status: str, length: int, content_type: str = "application/json") -> by
 
 
 def test_a_trickled_answer_times_out_at_the_deadline(serve: Callable[[Answer], RawServer]) -> None:
-    """The headers at once, then a byte every 0.3 s: urllib3's read timeout applies to each
-    socket read, so without a deadline over the body this call would last 6 s."""
+    """The headers at once, then a byte every 0.3 s: a socket timeout applies to each read, so
+    without a deadline over the whole call this one would last 6 s."""
 
     def trickle(conn: socket.socket) -> None:
         conn.sendall(head("200 OK", 20))
@@ -172,7 +185,6 @@ def test_chunked_answers_are_read_whole_and_compressed_ones_are_marked(
     a defect, and is never inflated."""
     result = b'{"lines": "' + b"x" * 200_000 + b'"}'
     bomb = gzip.compress(b" " * (8 * MAX_ANSWER_BYTES))
-    asked: list[bytes] = []
 
     def chunked(conn: socket.socket) -> None:
         parts = [result[i : i + 7000] for i in range(0, len(result), 7000)]
@@ -196,7 +208,7 @@ def test_chunked_answers_are_read_whole_and_compressed_ones_are_marked(
     reply = HandlerClient(serve(compressed).url).post("{}", 5.0)
     assert isinstance(reply, Reply)
     assert (reply.encoding, reply.body) == ("gzip", bomb)  # as sent: 8 MiB would inflate
-    del asked
+    assert b"\r\nAccept-Encoding: identity\r\n" in server.requests[0]  # asked for none
 
 
 def test_binary_mode_headers_come_back_by_attribute_name(
@@ -229,7 +241,7 @@ def test_an_answer_trickled_a_byte_at_a_time_is_cut_at_the_deadline(
     serve: Callable[[Answer], RawServer], where: str
 ) -> None:
     """Each byte comes well within a socket timeout; only a deadline over the whole call stops
-    the call (urllib3's timeouts, per socket read, let it run 16-32 s past a 1 s deadline)."""
+    the call (with per-read timeouts alone, such a call ran 16-32 s past a 1 s deadline)."""
     answer = (
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
         + (b"X-Slow: " + b"x" * 40 + b"\r\n" if where == "headers" else b"")
@@ -258,3 +270,78 @@ def test_an_answer_trickled_a_byte_at_a_time_is_cut_at_the_deadline(
     assert time.monotonic() - started < 0.9
     assert client.post("{}", 5.0) == Reply(200, "application/json", b'{"a":1}')
     assert server.connections == 2  # the cut connection is not reused
+
+
+def test_an_idle_connection_the_handler_closed_is_replaced_not_a_failure(
+    serve: Callable[[Answer], RawServer],
+) -> None:
+    """Node and uvicorn close idle kept-alive connections after about 5 s: the next call finds
+    it closed before sending, and opens another, instead of counting the handler as down."""
+
+    def once_then_close(conn: socket.socket) -> None:
+        conn.sendall(head("200 OK", 7) + b'{"a":1}')
+        time.sleep(0.05)
+        conn.shutdown(socket.SHUT_RDWR)  # the handler's idle timeout
+
+    server = serve(once_then_close)
+    client = HandlerClient(server.url)
+    fine = Reply(200, "application/json", b'{"a":1}')
+    assert client.post("{}", 5.0) == fine
+    time.sleep(0.3)
+    assert client.post("{}", 5.0) == fine
+    assert server.connections == 2
+
+
+def test_interim_1xx_answers_are_skipped_and_never_left_for_the_next_call(
+    serve: Callable[[Answer], RawServer],
+) -> None:
+    """103 Early Hints before the answer: the answer is the 200 after it, and the next call gets
+    its own (http.client alone takes the 103 as the answer and leaves the 200 behind)."""
+    calls: list[int] = []
+
+    def hints_first(conn: socket.socket) -> None:
+        calls.append(1)
+        body = b'{"call":%d}' % len(calls)
+        conn.sendall(
+            b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+            b"HTTP/1.1 102 Processing\r\n\r\n" + head("200 OK", len(body)) + body
+        )
+
+    client = HandlerClient(serve(hints_first).url)
+    assert client.post("{}", 5.0) == Reply(200, "application/json", b'{"call":1}')
+    assert client.post("{}", 5.0) == Reply(200, "application/json", b'{"call":2}')
+
+
+def test_a_body_cut_short_by_the_handler_is_no_answer(serve: Callable[[Answer], RawServer]) -> None:
+    """Content-Length 20, 7 bytes, then the handler closes (a crash mid-answer): no reply the
+    contract would read (a partial result stored, a defect dead-lettered), but a retry."""
+
+    def cut_short(conn: socket.socket) -> None:
+        conn.sendall(head("200 OK", 20) + b'{"a":1}')
+        conn.shutdown(socket.SHUT_RDWR)
+
+    assert HandlerClient(serve(cut_short).url).post("{}", 5.0) == UNREACHABLE
+
+
+def test_keep_alive_holds_with_descriptors_past_1024(serve: Callable[[Answer], RawServer]) -> None:
+    """select() refuses descriptors from FD_SETSIZE (1024) on; a busy consumer may have them,
+    and the check for a closed idle connection must not then reconnect on every call."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the hard limit on open files is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    spare = [os.dup(0) for _ in range(1100)]
+    try:
+
+        def fine(conn: socket.socket) -> None:
+            conn.sendall(head("200 OK", 7) + b'{"a":1}')
+
+        server = serve(fine)
+        client = HandlerClient(server.url)
+        replies = [client.post("{}", 5.0) for _ in range(5)]
+        assert replies == [Reply(200, "application/json", b'{"a":1}')] * 5
+        assert server.connections == 1
+    finally:
+        for fd in spare:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
