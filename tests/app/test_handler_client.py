@@ -330,7 +330,7 @@ def test_keep_alive_holds_with_descriptors_past_1024(serve: Callable[[Answer], R
     if hard != resource.RLIM_INFINITY and hard < 1200:
         pytest.skip(f"the hard limit on open files is {hard}")
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
-    spare = [os.dup(0) for _ in range(1100)]
+    spare = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
     try:
 
         def fine(conn: socket.socket) -> None:
