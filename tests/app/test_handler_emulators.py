@@ -362,11 +362,12 @@ def router_port(rig: Rig) -> int:
     return int(re.search(r"127\.0\.0\.1:(\d+)", address)[1])  # type: ignore[index]
 
 
-def through(rig: Rig, link: CuttingProxy) -> dict[str, str]:
-    """The consumer's environment reaching the router through ``link``."""
-    if rig.cloud == "aws":  # botocore's per-service endpoint: only SNS goes through the link
-        return {"AWS_ENDPOINT_URL_SNS": f"http://127.0.0.1:{link.port}"}
-    return {"EDW_ROUTER": rig.router.replace(f":{router_port(rig)}/", f":{link.port}/")}
+def router_at(rig: Rig, port: int) -> dict[str, str]:
+    """The consumer's environment reaching the router at ``port`` on loopback (a link to it,
+    or a server that never answers)."""
+    if rig.cloud == "aws":  # botocore's per-service endpoint: only SNS goes there
+        return {"AWS_ENDPOINT_URL_SNS": f"http://127.0.0.1:{port}"}
+    return {"EDW_ROUTER": rig.router.replace(f":{router_port(rig)}/", f":{port}/")}
 
 
 def test_a_failing_router_holds_the_event_and_never_dead_letters_it(
@@ -383,7 +384,7 @@ def test_a_failing_router_holds_the_event_and_never_dead_letters_it(
     with CuttingProxy(router_port(rig)) as link:
         link.cut()
         consumer = started(
-            rig, start_consumer, EDW_PROCESSING_TIMEOUT_SECONDS="2", **through(rig, link)
+            rig, start_consumer, EDW_PROCESSING_TIMEOUT_SECONDS="2", **router_at(rig, link.port)
         )
         rig.trigger.send([event("e1")])
         wait_until(
@@ -419,7 +420,7 @@ def test_a_copy_over_the_limit_is_set_aside_naming_what_failed(
     with CuttingProxy(router_port(rig)) as link:
         link.cut()
         env = {"EDW_PROCESSING_TIMEOUT_SECONDS": "2", "EDW_MAX_COPIES": "1"}
-        consumer = started(rig, start_consumer, **env, **through(rig, link))
+        consumer = started(rig, start_consumer, **env, **router_at(rig, link.port))
         rig.trigger.send([event("e1")])
         (dead,) = dead_letters(rig, 1)
     assert json.loads(dead.body)["id"] == "e1"
@@ -439,11 +440,7 @@ def test_a_router_that_never_answers_never_outlasts_the_batch(
     a fresh copy. Were the batch released instead, its deliveries would count up to the DLQ."""
     emitted = json.dumps({"specversion": "1.0", "type": NEXT_TYPE})
     rig.script(then={"status": 200, "type": "application/cloudevents+json", "body": emitted})
-    silent = silent_server.url
-    if rig.cloud == "aws":
-        env = {"AWS_ENDPOINT_URL_SNS": silent}
-    else:
-        env = {"EDW_ROUTER": rig.router.replace(f":{router_port(rig)}/", f":{silent_server.port}/")}
+    env = router_at(rig, silent_server.port)
     consumer = started(rig, start_consumer, EDW_PROCESSING_TIMEOUT_SECONDS="2", **env)
     rig.trigger.send([event("e1")])
     wait_until(lambda: consumer.metric("edw_messages_requeued_total") >= 2, 15, "fresh copies")
